@@ -1,0 +1,111 @@
+"""jimeng — async Python SDK for ByteDance Jimeng (即梦 / Dreamina) image and video generation.
+
+.. code-block:: python
+
+    import jimeng
+
+    async with jimeng.Client(jimeng.Sandbox()) as client:
+        result = await client.images.generate("a white Siamese cat on a windowsill", size="2K")
+        print(await result.save("pic/"))
+"""
+
+from jimeng._client import Client, backend_from_env
+from jimeng._handle import TaskHandle
+from jimeng._polling import PollPolicy
+from jimeng._retry import RetryPolicy
+from jimeng._version import __version__
+from jimeng.backends import AccountBalance, Backend, NotSupportedError
+from jimeng.backends.volcengine import Volcengine
+from jimeng.errors import (
+    AntiBotError,
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    ConfigurationError,
+    ContentPolicyError,
+    DownloadError,
+    InsufficientCreditsError,
+    InvalidRequestError,
+    JimengError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    SessionExpiredError,
+    TaskCancelledError,
+    TaskError,
+    TaskExpiredError,
+    TaskFailedError,
+    TaskTimeoutError,
+    ValidationError,
+)
+from jimeng.models import (
+    AigcMeta,
+    Image,
+    ImageInput,
+    ImageRequest,
+    ImageResult,
+    Media,
+    Task,
+    TaskFailure,
+    TaskKind,
+    TaskStatus,
+    Video,
+    VideoRequest,
+    VideoResult,
+    Watermark,
+    WatermarkPosition,
+)
+from jimeng.sandbox import Sandbox
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AccountBalance",
+    "AigcMeta",
+    "AntiBotError",
+    "AuthenticationError",
+    "Backend",
+    "Client",
+    "ConfigurationError",
+    "ContentPolicyError",
+    "DownloadError",
+    "Image",
+    "ImageInput",
+    "ImageRequest",
+    "ImageResult",
+    "InsufficientCreditsError",
+    "InvalidRequestError",
+    "JimengError",
+    "Media",
+    "NotFoundError",
+    "NotSupportedError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "RateLimitError",
+    "RetryPolicy",
+    "Sandbox",
+    "ServerError",
+    "SessionExpiredError",
+    "Task",
+    "TaskCancelledError",
+    "TaskError",
+    "TaskExpiredError",
+    "TaskFailedError",
+    "TaskFailure",
+    "TaskHandle",
+    "TaskKind",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "ValidationError",
+    "Video",
+    "VideoRequest",
+    "VideoResult",
+    "Volcengine",
+    "Watermark",
+    "WatermarkPosition",
+    "__version__",
+    "backend_from_env",
+]

@@ -1,0 +1,305 @@
+"""The client: configuration, the aiohttp session it owns or borrows, and the namespaces."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from functools import cached_property
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import aiohttp
+import attrs
+
+from jimeng._download import DEFAULT_MAX_BYTES, Downloader
+from jimeng._handle import task_error
+from jimeng._http import Flow, Transport, drive
+from jimeng._polling import PollPolicy
+from jimeng._retry import RetryPolicy
+from jimeng._version import __version__
+from jimeng.backends._base import Backend, Runtime
+from jimeng.errors import ConfigurationError, JimengError
+from jimeng.models import ImageResult, Task, TaskKind, VideoResult
+from jimeng.models._media import bind_fetcher
+
+if TYPE_CHECKING:
+    from jimeng.resources.account import Account
+    from jimeng.resources.images import Images
+    from jimeng.resources.tasks import Tasks
+    from jimeng.resources.videos import Videos
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def backend_from_env() -> Backend:
+    """Pick a backend from the environment.
+
+    ``JIMENG_BACKEND`` (``volcengine``, ``dreamina``, ``gateway`` or ``sandbox``) wins; otherwise
+    Volcengine when ``VOLC_ACCESSKEY`` is set, a gateway when ``JIMENG_GATEWAY_URL`` is, a Dreamina
+    session when ``JIMENG_SESSION_ID`` is.
+    """
+    from jimeng.backends import create
+
+    choice = os.environ.get("JIMENG_BACKEND", "").strip().lower()
+    if not choice:
+        if os.environ.get("VOLC_ACCESSKEY"):
+            choice = "volcengine"
+        elif os.environ.get("JIMENG_GATEWAY_URL"):
+            choice = "gateway"
+        elif os.environ.get("JIMENG_SESSION_ID"):
+            choice = "dreamina"
+        else:
+            raise ConfigurationError(
+                "no backend configured: pass one (jimeng.Client(jimeng.Volcengine(...))) or set "
+                "VOLC_ACCESSKEY/VOLC_SECRETKEY, JIMENG_GATEWAY_URL, JIMENG_SESSION_ID, or "
+                "JIMENG_BACKEND=sandbox for the offline sandbox"
+            )
+    return create(choice)
+
+
+@attrs.define
+class _Shared:
+    """State every ``with_options`` copy of a client shares."""
+
+    backend: Backend
+    session: aiohttp.ClientSession | None
+    owns_session: bool
+    trust_env: bool
+    lock: asyncio.Lock | None = None
+    opened: bool = False
+    closed: bool = False
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+class Client:
+    """The entry point::
+
+        async with jimeng.Client(jimeng.Volcengine(access_key=..., secret_key=...)) as client:
+            result = await client.images.generate("a white Siamese cat", size="2K")
+
+    Without a backend, one is chosen from the environment (see :func:`backend_from_env`).
+    ``session`` borrows the caller's aiohttp session (never closed by the client); otherwise the
+    client creates one inside the running loop and closes it on exit.
+
+    ``timeout`` is the per-request HTTP timeout (``JIMENG_API_TIMEOUT``, default 120 s; video
+    calls use ``JIMENG_VIDEO_API_TIMEOUT``, default 300 s). ``retry`` and ``image_poll`` /
+    ``video_poll`` set the policies. ``sleep``, ``clock``, ``monotonic`` and ``rng`` are seams
+    for tests (no real waiting).
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float | None = None,
+        video_timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        image_poll: PollPolicy | None = None,
+        video_poll: PollPolicy | None = None,
+        max_download_bytes: int = DEFAULT_MAX_BYTES,
+        trust_env: bool = False,
+        sleep: Sleep | None = None,
+        clock: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+    ):
+        self._shared = _Shared(
+            backend=backend if backend is not None else backend_from_env(),
+            session=session,
+            owns_session=session is None,
+            trust_env=trust_env,
+        )
+        self._sleep: Sleep = sleep or asyncio.sleep
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._monotonic = monotonic or time.monotonic
+        self._image_poll = image_poll
+        self._video_poll = video_poll
+        self._video_timeout = video_timeout or _env_seconds("JIMENG_VIDEO_API_TIMEOUT", 300.0)
+        self._transport = Transport(
+            session=self._get_session,
+            timeout=timeout or _env_seconds("JIMENG_API_TIMEOUT", 120.0),
+            retry=retry or RetryPolicy(),
+            sleep=self._sleep,
+            clock=self._clock,
+            rng=rng,
+            user_agent=f"jimeng-python/{__version__}",
+        )
+        self._downloader = Downloader(
+            self._transport,
+            max_bytes=max_download_bytes,
+            now=lambda: self._clock().astimezone(),
+        )
+
+    def __repr__(self) -> str:
+        return f"<jimeng.Client backend={self._shared.backend!r}>"
+
+    @property
+    def backend(self) -> Backend:
+        return self._shared.backend
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def _get_session(self) -> aiohttp.ClientSession:
+        shared = self._shared
+        if shared.closed:
+            raise ConfigurationError("the client is closed")
+        loop = asyncio.get_running_loop()
+        if shared.session is not None:
+            if shared.owns_session and shared.loop is not None and shared.loop is not loop:
+                raise ConfigurationError(
+                    "this client was first used on another event loop; create one client per loop"
+                )
+            return shared.session
+        if shared.lock is None:
+            shared.lock = asyncio.Lock()
+        async with shared.lock:
+            if shared.session is None:
+                shared.session = aiohttp.ClientSession(trust_env=shared.trust_env)
+                shared.loop = loop
+        return shared.session
+
+    async def _ensure_open(self) -> None:
+        shared = self._shared
+        if shared.opened:
+            return
+        if shared.lock is None:
+            shared.lock = asyncio.Lock()
+        async with shared.lock:
+            if not shared.opened:
+                await shared.backend.open(Runtime(transport=self._transport))
+                shared.opened = True
+
+    async def aclose(self) -> None:
+        """Close the backend and the session if the client created it. Safe to call twice."""
+        shared = self._shared
+        if shared.closed:
+            return
+        shared.closed = True
+        try:
+            if shared.opened:
+                await shared.backend.aclose()
+        finally:
+            if shared.owns_session and shared.session is not None:
+                await shared.session.close()
+            shared.session = None
+
+    async def __aenter__(self) -> Client:
+        await self._ensure_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        image_poll: PollPolicy | None = None,
+        video_poll: PollPolicy | None = None,
+    ) -> Client:
+        """A copy with other settings that shares the backend and the session."""
+        clone = copy.copy(self)
+        clone.__dict__.pop("images", None)
+        clone.__dict__.pop("videos", None)
+        clone.__dict__.pop("tasks", None)
+        clone.__dict__.pop("account", None)
+        changes: dict[str, Any] = {}
+        if timeout is not None:
+            changes["timeout"] = timeout
+        if retry is not None:
+            changes["retry"] = retry
+        clone._transport = self._transport.evolve(**changes)
+        clone._downloader = Downloader(
+            clone._transport, max_bytes=self._downloader.max_bytes, now=self._downloader._now
+        )
+        if image_poll is not None:
+            clone._image_poll = image_poll
+        if video_poll is not None:
+            clone._video_poll = video_poll
+        return clone
+
+    # -- namespaces ----------------------------------------------------------------------------
+
+    @cached_property
+    def images(self) -> Images:
+        from jimeng.resources.images import Images
+
+        return Images(self)
+
+    @cached_property
+    def videos(self) -> Videos:
+        from jimeng.resources.videos import Videos
+
+        return Videos(self)
+
+    @cached_property
+    def tasks(self) -> Tasks:
+        from jimeng.resources.tasks import Tasks
+
+        return Tasks(self)
+
+    @cached_property
+    def account(self) -> Account:
+        from jimeng.resources.account import Account
+
+        return Account(self)
+
+    # -- engine glue used by resources and handles ---------------------------------------------
+
+    async def _run(self, flow: Flow[T], *, kind: TaskKind | None = None) -> T:
+        await self._ensure_open()
+        transport = self._transport
+        if kind is TaskKind.VIDEO:
+            transport = transport.evolve(timeout=max(self._video_timeout, transport.timeout))
+        return await drive(flow, transport)
+
+    async def _poll_once(self, task: Task) -> Task:
+        latest = await self._run(self._shared.backend.poll(task), kind=task.kind)
+        return attrs.evolve(
+            latest,
+            created_at=latest.created_at or task.created_at,
+            updated_at=latest.updated_at or self._clock(),
+            completed_at=latest.completed_at
+            or (self._clock() if latest.done and not task.done else task.completed_at),
+        )
+
+    def _poll_policy(self, kind: TaskKind) -> PollPolicy:
+        if kind is TaskKind.VIDEO:
+            return self._video_poll or PollPolicy.for_kind(kind)
+        return self._image_poll or PollPolicy.for_kind(kind)
+
+    def _bind(self, result: ImageResult | VideoResult) -> ImageResult | VideoResult:
+        media = result.images if isinstance(result, ImageResult) else (result.video,)
+        bind_fetcher(media, self._downloader)
+        return result
+
+    def _task_error(self, task: Task) -> JimengError:
+        return task_error(task, self._shared.backend.failure_error)

@@ -1,0 +1,231 @@
+"""Saving results: streamed to a temporary file beside the target, renamed only when complete.
+
+Nothing half-written ever carries the final name: a failed, truncated or oversized download
+removes its temporary file and raises :class:`jimeng.errors.DownloadError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+from yarl import URL
+
+from jimeng._http import Transport, map_transport_error
+from jimeng._retry import retrying
+from jimeng.errors import APIConnectionError, DownloadError, JimengError, ServerError
+from jimeng.models._media import Media
+
+__all__ = ["DEFAULT_MAX_BYTES", "Downloader", "decode_base64", "sniff_extension"]
+
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+_CHUNK = 256 * 1024
+
+_CONTENT_TYPES = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/jpg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "video/mp4": ".mp4",
+}
+
+
+def sniff_extension(head: bytes, content_type: str | None = None, url: str | None = None) -> str:
+    """The file extension of the real content: magic bytes first, then Content-Type, then URL."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ".png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return ".gif"
+    if head[4:8] == b"ftyp":
+        return ".mp4"
+    if content_type:
+        ext = _CONTENT_TYPES.get(content_type.split(";")[0].strip().lower())
+        if ext:
+            return ext
+    if url:
+        suffix = Path(URL(url).path).suffix.lower()
+        if suffix in {".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4"}:
+            return ".jpg" if suffix == ".jpeg" else suffix
+    return ".bin"
+
+
+def decode_base64(text: str) -> bytes:
+    """Decode a base64 payload, tolerating a ``data:`` prefix and missing padding."""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    text = "".join(text.split())
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise DownloadError(f"result is not valid base64: {error}") from error
+
+
+class Downloader:
+    """Implements :class:`jimeng.models._media.Fetcher` for one client."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        now: Callable[[], datetime] | None = None,
+    ):
+        self.transport = transport
+        self.max_bytes = max_bytes
+        self._now = now or (lambda: datetime.now())
+
+    def stamp(self) -> str:
+        return self._now().strftime("%Y%m%d_%H%M%S")
+
+    async def read(self, media: Media) -> bytes:
+        if media.data is not None:
+            return media.data
+        assert media.url is not None
+        chunks: list[bytes] = []
+
+        async def sink(chunk: bytes) -> None:
+            chunks.append(chunk)
+
+        await self._fetch(media.url, sink, reset=chunks.clear)
+        return b"".join(chunks)
+
+    async def save(
+        self,
+        media: Media,
+        target: Path,
+        *,
+        index: int,
+        explicit: bool,
+        stamp: str | None = None,
+    ) -> Path:
+        folder = target.parent if explicit else target
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in every path below
+            dir=folder, prefix=".jimeng-", suffix=".part", delete=False
+        )
+        temp = Path(handle.name)
+        head = bytearray()
+        content_type: list[str | None] = [media.content_type]
+        try:
+            if media.data is not None:
+                handle.write(media.data)
+                head += media.data[:32]
+            else:
+                assert media.url is not None
+
+                async def sink(chunk: bytes) -> None:
+                    if len(head) < 32:
+                        head.extend(chunk[: 32 - len(head)])
+                    handle.write(chunk)
+
+                def reset() -> None:
+                    handle.seek(0)
+                    handle.truncate()
+                    head.clear()
+
+                content_type[0] = await self._fetch(media.url, sink, reset=reset)
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            ext = sniff_extension(bytes(head), content_type[0] or media.content_type, media.url)
+            if explicit:
+                final = target
+            else:
+                final = _free_name(folder, f"jimeng_{stamp or self.stamp()}_{index}", ext)
+            os.replace(temp, final)
+            return final
+        except BaseException:
+            handle.close()
+            temp.unlink(missing_ok=True)
+            raise
+
+    async def _fetch(
+        self,
+        url: str,
+        sink: Callable[[bytes], object],
+        *,
+        reset: Callable[[], None],
+    ) -> str | None:
+        """Stream ``url`` into ``sink`` with retries; returns the Content-Type."""
+        controller = retrying(
+            self.transport.retry,
+            idempotent=True,
+            sleep=self.transport.sleep,
+            rng=self.transport.rng,
+        )
+        try:
+            async for attempt in controller:
+                with attempt:
+                    reset()
+                    return await self._fetch_once(url, sink)
+        except DownloadError:
+            raise
+        except JimengError as error:
+            raise DownloadError(f"download failed: {error}", url=url) from error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fetch_once(self, url: str, sink: Callable[[bytes], object]) -> str | None:
+        session = await self.transport.session()
+        self.transport.attempts["download"] = self.transport.attempts.get("download", 0) + 1
+        received = 0
+        try:
+            async with session.get(
+                URL(url, encoded=True),
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=self.transport.timeout),
+            ) as response:
+                if response.status >= 500 or response.status == 429:
+                    raise ServerError(
+                        f"download answered HTTP {response.status}", status_code=response.status
+                    )
+                if response.status >= 400:
+                    raise DownloadError(
+                        f"download answered HTTP {response.status} (the link may have expired)",
+                        url=url,
+                    )
+                declared = response.content_length
+                if declared is not None and declared > self.max_bytes:
+                    raise DownloadError(
+                        f"file is {declared} bytes, above the {self.max_bytes}-byte limit", url=url
+                    )
+                async for chunk in response.content.iter_chunked(_CHUNK):
+                    received += len(chunk)
+                    if received > self.max_bytes:
+                        raise DownloadError(
+                            f"file exceeds the {self.max_bytes}-byte limit", url=url
+                        )
+                    result = sink(chunk)
+                    if asyncio.iscoroutine(result):
+                        await result
+                if declared is not None and received != declared:
+                    raise APIConnectionError(
+                        f"download truncated: {received} of {declared} bytes", sent=True
+                    )
+                return response.headers.get("Content-Type")
+        except asyncio.CancelledError:
+            raise
+        except JimengError:
+            raise
+        except Exception as error:
+            raise map_transport_error(error, "GET", url) from error
+
+
+def _free_name(folder: Path, stem: str, ext: str) -> Path:
+    candidate = folder / f"{stem}{ext}"
+    counter = 2
+    while candidate.exists():
+        candidate = folder / f"{stem}-{counter}{ext}"
+        counter += 1
+    return candidate

@@ -1,0 +1,145 @@
+"""A live handle on a submitted task: ``updates()``, ``wait()``, ``result()``, ``cancel()``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from jimeng._polling import PollPolicy, watch
+from jimeng.errors import (
+    JimengError,
+    TaskCancelledError,
+    TaskExpiredError,
+    TaskFailedError,
+)
+from jimeng.models import ImageResult, Task, TaskKind, TaskStatus, VideoResult
+
+if TYPE_CHECKING:
+    from jimeng._client import Client
+
+__all__ = ["OnUpdate", "TaskHandle"]
+
+R = TypeVar("R", ImageResult, VideoResult)
+OnUpdate = Callable[[Task], Awaitable[None] | None]
+
+
+class TaskHandle(Generic[R]):
+    """A task the server accepted. ``id`` (and ``ref``) survive everything: keep them to resume
+    with ``client.tasks.resume(ref)`` from another process, even after a crash."""
+
+    def __init__(self, client: Client, task: Task):
+        self._client = client
+        self._task = task
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self._task.kind.value} id={self.id!r} status={self.status.value}>"
+
+    @property
+    def id(self) -> str:
+        return self._task.id
+
+    @property
+    def ref(self) -> str:
+        """What ``client.tasks.resume()`` needs (the id, plus the model key where required)."""
+        return self._task.ref
+
+    @property
+    def kind(self) -> TaskKind:
+        return self._task.kind
+
+    @property
+    def status(self) -> TaskStatus:
+        """The last status seen (no network call)."""
+        return self._task.status
+
+    @property
+    def task(self) -> Task:
+        """The last observation (no network call)."""
+        return self._task
+
+    async def refresh(self) -> Task:
+        """Ask the server once and return the new observation."""
+        if not self._task.done:
+            self._task = await self._client._poll_once(self._task)
+        return self._task
+
+    def _policy(self, poll: PollPolicy | None) -> PollPolicy:
+        return poll or self._client._poll_policy(self._task.kind)
+
+    async def updates(self, *, poll: PollPolicy | None = None) -> AsyncIterator[Task]:
+        """Yield the current observation, then one per status change, until a terminal state.
+
+        Raises :class:`~jimeng.errors.TaskTimeoutError` (carrying the id) when polling runs out.
+        """
+        async for task in watch(
+            self._task,
+            self._client._poll_once,
+            policy=self._policy(poll),
+            sleep=self._client._sleep,
+            monotonic=self._client._monotonic,
+        ):
+            self._task = task
+            yield task
+
+    async def wait(
+        self, *, poll: PollPolicy | None = None, on_update: OnUpdate | None = None
+    ) -> Task:
+        """Poll until the task is terminal and return the last observation (no raise on failure)."""
+        async for task in self.updates(poll=poll):
+            if on_update is not None:
+                outcome = on_update(task)
+                if inspect.isawaitable(outcome):
+                    await outcome
+        return self._task
+
+    async def result(
+        self, *, poll: PollPolicy | None = None, on_update: OnUpdate | None = None
+    ) -> R:
+        """Wait, then return the result or raise the task's error (always carrying its id)."""
+        task = await self.wait(poll=poll, on_update=on_update)
+        if task.status is TaskStatus.SUCCEEDED and task.result is not None:
+            return cast(R, self._client._bind(task.result))
+        raise self._client._task_error(task)
+
+    async def cancel(self) -> Task:
+        """Ask the server to cancel the task (only queued tasks can be cancelled)."""
+        self._task = await self._client.tasks.cancel(self._task)
+        return self._task
+
+
+def task_error(task: Task, failure_error: Callable[[Task], JimengError | None]) -> JimengError:
+    """The exception for a task that ended without a result."""
+    message = task.failure.message if task.failure else ""
+    code = task.failure.code if task.failure else None
+    if task.status is TaskStatus.CANCELLED:
+        return TaskCancelledError(
+            f"task {task.id} was cancelled", task_id=task.id, task_ref=task.ref, status="cancelled"
+        )
+    if task.status is TaskStatus.EXPIRED:
+        return TaskExpiredError(
+            f"task {task.id} is unknown to the server or expired ({task.raw_status}); submit again",
+            task_id=task.id,
+            task_ref=task.ref,
+            status=task.raw_status,
+        )
+    specific = failure_error(task)
+    if specific is not None:
+        specific.attach_task(task.id, task.ref)
+        return specific
+    return TaskFailedError(
+        f"task {task.id} failed: {message or task.raw_status or 'no reason given'}",
+        task_id=task.id,
+        task_ref=task.ref,
+        status=task.raw_status,
+        code=code,
+    )
+
+
+def attach_to_cancel(error: BaseException, task: Task) -> None:
+    """Leave the task id on a ``CancelledError`` so the caller can still find the paid task."""
+    err: Any = error
+    err.task_id = task.id
+    err.task_ref = task.ref
+    if hasattr(error, "add_note"):
+        error.add_note(f"jimeng: task {task.id} keeps running server-side; resume ref {task.ref!r}")

@@ -1,0 +1,231 @@
+"""The engine's one way to talk HTTP.
+
+Backends never touch sockets: they describe requests as :class:`Call` objects, yielded from
+generator *flows*, and receive :class:`Response` objects back. :class:`Transport` sends each call
+(signing every attempt afresh, retrying per :mod:`jimeng._retry`, mapping aiohttp failures to
+:mod:`jimeng.errors`), and :func:`drive` runs a flow to its return value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import aiohttp
+import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from jimeng import _logging
+from jimeng._retry import RetryPolicy, retrying
+from jimeng.errors import APIConnectionError, APITimeoutError, JimengError
+
+__all__ = ["Call", "Flow", "Response", "Transport", "drive"]
+
+T = TypeVar("T")
+
+#: Signs one attempt: gets the call and the current UTC time, returns the headers to add.
+Signer = Callable[["Call", datetime], Mapping[str, str]]
+#: Inspects an answer and raises the right :class:`jimeng.errors.APIError` if it is an error.
+Checker = Callable[["Response"], None]
+
+
+@attrs.frozen(kw_only=True)
+class Call:
+    """One HTTP request as a backend describes it.
+
+    ``url`` carries the exact query string to send (the one that is signed). ``body`` is the
+    exact bytes to send. ``idempotent`` tells the retry policy whether a resend is harmless.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    body: bytes | None = attrs.field(default=None, repr=False)
+    sign: Signer | None = attrs.field(default=None, repr=False, eq=False)
+    check: Checker | None = attrs.field(default=None, repr=False, eq=False)
+    idempotent: bool = True
+    #: Short label for logs and counters ("submit", "poll", "cancel", "upload"…).
+    purpose: str = "request"
+    timeout: float | None = None
+    proxy: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class Response:
+    """An HTTP answer, fully read."""
+
+    status: int
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    body: bytes = attrs.field(repr=False)
+    url: str = ""
+
+    def header(self, name: str) -> str | None:
+        value = self.headers.get(name)
+        if value is None:
+            lowered = name.lower()
+            for key, item in self.headers.items():
+                if key.lower() == lowered:
+                    return item
+        return value
+
+
+#: A backend flow: yields calls, receives responses, returns a value.
+Flow = Generator[Call, Response, T]
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Transport:
+    """Sends :class:`Call` objects over one aiohttp session."""
+
+    def __init__(
+        self,
+        *,
+        session: Callable[[], Awaitable[aiohttp.ClientSession]],
+        timeout: float,
+        retry: RetryPolicy,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = utc_now,
+        rng: random.Random | None = None,
+        user_agent: str = "jimeng-python",
+    ):
+        self._session = session
+        self.timeout = timeout
+        self.retry = retry
+        self.sleep = sleep
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.user_agent = user_agent
+        #: Attempts made by this transport, per call purpose (for tests and diagnostics).
+        self.attempts: dict[str, int] = {}
+
+    def evolve(self, **changes: Any) -> Transport:
+        """A copy with other settings that shares the session."""
+        clone = Transport(
+            session=self._session,
+            timeout=changes.get("timeout", self.timeout),
+            retry=changes.get("retry", self.retry),
+            sleep=self.sleep,
+            clock=self.clock,
+            rng=self.rng,
+            user_agent=self.user_agent,
+        )
+        clone.attempts = self.attempts
+        return clone
+
+    async def session(self) -> aiohttp.ClientSession:
+        return await self._session()
+
+    async def execute(self, call: Call, *, retry: RetryPolicy | None = None) -> Response:
+        """Send ``call``, retrying per the policy; return the checked response."""
+        policy = retry or self.retry
+        controller = retrying(
+            policy,
+            idempotent=call.idempotent,
+            sleep=self.sleep,
+            rng=self.rng,
+            before_sleep=lambda state: _logging.logger.info(
+                "retrying %s %s after attempt %d: %s",
+                call.method,
+                call.purpose,
+                state.attempt_number,
+                state.outcome.exception() if state.outcome else None,
+            ),
+        )
+        async for attempt in controller:
+            with attempt:
+                return await self.send_once(call)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def send_once(self, call: Call) -> Response:
+        """One attempt: sign now, send, read, check."""
+        headers: CIMultiDict[str] = CIMultiDict(call.headers)
+        headers.setdefault("User-Agent", self.user_agent)
+        if call.sign is not None:
+            headers.update(call.sign(call, self.clock()))
+        self.attempts[call.purpose] = self.attempts.get(call.purpose, 0) + 1
+        session = await self.session()
+        timeout = aiohttp.ClientTimeout(total=call.timeout or self.timeout)
+        started = time.perf_counter()
+        try:
+            async with session.request(
+                call.method,
+                URL(call.url, encoded=True),
+                headers=headers,
+                data=call.body,
+                timeout=timeout,
+                proxy=call.proxy,
+                allow_redirects=False,
+            ) as raw:
+                body = await raw.read()
+                response = Response(
+                    status=raw.status,
+                    headers=CIMultiDictProxy(CIMultiDict(raw.headers)),
+                    body=body,
+                    url=call.url,
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            raise map_transport_error(error, call.method, call.url) from error
+        _logging.debug(
+            "%s %s -> %d in %.3fs (%s)",
+            call.method,
+            _strip_query(call.url),
+            response.status,
+            time.perf_counter() - started,
+            call.purpose,
+        )
+        if call.check is not None:
+            call.check(response)
+        return response
+
+
+def map_transport_error(error: BaseException, method: str, url: str) -> JimengError:
+    """Translate an aiohttp/asyncio failure into the library's connection errors."""
+    where = f"{method} {_strip_query(url)}"
+    if isinstance(error, JimengError):
+        return error
+    if isinstance(error, aiohttp.ClientConnectorError | aiohttp.InvalidURL):
+        # The TCP (or TLS) connection was never made: the server cannot have seen the request.
+        return APIConnectionError(f"cannot connect for {where}: {error}", sent=False)
+    if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return APITimeoutError(f"timed out waiting for {where}", sent=None)
+    if isinstance(error, aiohttp.ClientError | OSError):
+        return APIConnectionError(f"connection failed for {where}: {error!s}", sent=None)
+    return APIConnectionError(f"request failed for {where}: {type(error).__name__}", sent=None)
+
+
+def _strip_query(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+async def drive(flow: Flow[T], transport: Transport) -> T:
+    """Run a backend flow: send each yielded call, feed back the response or the error."""
+    try:
+        call = next(flow)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    while True:
+        try:
+            response = await transport.execute(call)
+        except JimengError as error:
+            try:
+                call = flow.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            continue
+        try:
+            call = flow.send(response)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]

@@ -1,0 +1,68 @@
+"""The ``jimeng`` logger and its redaction of secrets.
+
+Backends register every secret they hold (keys, session ids, bearer tokens); a filter on the
+``jimeng`` logger replaces them in messages and arguments. Headers are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from typing import Any
+
+__all__ = ["fingerprint", "logger", "redact", "register_secret"]
+
+logger = logging.getLogger("jimeng")
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_REDACTED = "<redacted>"
+
+
+def fingerprint(secret: str) -> str:
+    """A short, stable, non-reversible label for a secret (safe in logs and errors)."""
+    digest = hashlib.sha256(secret.encode("utf-8")).hexdigest()[:8]
+    return f"…{digest}"
+
+
+def register_secret(value: str | None) -> None:
+    """Make sure ``value`` is scrubbed from anything the ``jimeng`` logger emits."""
+    if value and len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret in ``text``."""
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        else:
+            record.msg = redact(str(record.msg))
+        return True
+
+
+def _install() -> None:
+    if not any(isinstance(f, _RedactingFilter) for f in logger.filters):
+        logger.addFilter(_RedactingFilter())
+
+
+_install()
+
+
+def debug(message: str, *args: Any) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(message, *args)

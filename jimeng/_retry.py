@@ -1,0 +1,119 @@
+"""Retry policy: what is retried, how long to wait, and when a submit may be sent again.
+
+One table decides (see :func:`should_retry`); tenacity runs it with an injectable sleep so tests
+never wait for real.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import attrs
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_base
+
+from jimeng.errors import APIConnectionError, APIError, RateLimitError, ServerError
+
+__all__ = ["RetryPolicy", "compute_delay", "retrying", "should_retry"]
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How transient failures are retried.
+
+    ``max_attempts`` counts the first try. Delays grow ``initial_delay * 2**n`` up to ``max_delay``,
+    each reduced by a random fraction up to ``jitter``. A server's ``Retry-After`` is used instead
+    when present and not above ``max_retry_after`` (a longer one is not waited for: the error is
+    raised). ``retry_ambiguous_submit`` allows resending a submit after a timeout or reset, when
+    the server may already have accepted (and will bill) the first one.
+    """
+
+    max_attempts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    jitter: float = attrs.field(
+        default=0.25, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
+    )
+    max_retry_after: float = 60.0
+    retry_ambiguous_submit: bool = False
+
+    @classmethod
+    def disabled(cls) -> RetryPolicy:
+        return cls(max_attempts=1)
+
+
+def should_retry(error: BaseException, *, idempotent: bool, policy: RetryPolicy) -> bool:
+    """The retry table.
+
+    ============================================  ==========  =====================
+    failure                                       idempotent  submit (not idempotent)
+    ============================================  ==========  =====================
+    rate limit (50429, 50430, HTTP 429)           yes         yes: nothing was accepted
+    server error with a business code (50500…)    yes         yes: the server answered "no"
+    server error without one (bare 502/503/504)   yes         only if ambiguous allowed
+    connection refused / DNS (never sent)         yes         yes
+    reset, timeout (maybe sent)                   yes         only if ambiguous allowed
+    Retry-After longer than ``max_retry_after``   no          no
+    anything else                                 no          no
+    ============================================  ==========  =====================
+    """
+    if isinstance(error, APIError):
+        if not error.retryable:
+            return False
+        if error.retry_after is not None and error.retry_after > policy.max_retry_after:
+            return False
+        if idempotent or isinstance(error, RateLimitError):
+            return True
+        if isinstance(error, ServerError) and error.code is not None:
+            return True
+        return policy.retry_ambiguous_submit
+    if isinstance(error, APIConnectionError):
+        return idempotent or error.sent is False or policy.retry_ambiguous_submit
+    return False
+
+
+def compute_delay(
+    attempt: int, error: BaseException | None, policy: RetryPolicy, rng: random.Random
+) -> float:
+    """Seconds to wait before attempt ``attempt + 1`` (``attempt`` starts at 1)."""
+    retry_after = getattr(error, "retry_after", None)
+    if isinstance(retry_after, int | float) and 0 <= retry_after <= policy.max_retry_after:
+        return float(retry_after)
+    base: float = min(policy.initial_delay * (2.0 ** (attempt - 1)), policy.max_delay)
+    return base * (1.0 - policy.jitter * rng.random())
+
+
+class _Wait(wait_base):
+    def __init__(self, policy: RetryPolicy, rng: random.Random):
+        self.policy = policy
+        self.rng = rng
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        return compute_delay(retry_state.attempt_number, error, self.policy, self.rng)
+
+
+def retrying(
+    policy: RetryPolicy,
+    *,
+    idempotent: bool,
+    sleep: Sleep,
+    rng: random.Random,
+    before_sleep: Callable[[RetryCallState], Any] | None = None,
+) -> AsyncRetrying:
+    """A tenacity controller applying :func:`should_retry` and :func:`compute_delay`."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=_Wait(policy, rng),
+        retry=retry_if_exception(
+            lambda error: should_retry(error, idempotent=idempotent, policy=policy)
+        ),
+        sleep=sleep,
+        reraise=True,
+        before_sleep=before_sleep,
+    )

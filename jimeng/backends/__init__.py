@@ -1,0 +1,24 @@
+"""Backends: one translator per protocol family, all over the same engine."""
+
+from __future__ import annotations
+
+from jimeng.backends._base import AccountBalance, Backend, NotSupportedError, Runtime
+from jimeng.errors import ConfigurationError
+
+__all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "create"]
+
+NAMES = ("volcengine", "sandbox")
+
+
+def create(name: str) -> Backend:
+    """A backend by name, configured from the environment."""
+    key = name.strip().lower()
+    if key == "volcengine":
+        from jimeng.backends.volcengine import Volcengine
+
+        return Volcengine()
+    if key == "sandbox":
+        from jimeng.sandbox import Sandbox
+
+        return Sandbox()
+    raise ConfigurationError(f"unknown backend {name!r}; choose from {', '.join(NAMES)}")

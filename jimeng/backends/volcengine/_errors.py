@@ -1,0 +1,175 @@
+"""Volcengine error envelopes → the library's exceptions (protocols/volcengine.md §2.5, §4)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from jimeng._http import Response
+from jimeng.errors import (
+    APIError,
+    AuthenticationError,
+    ContentPolicyError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+)
+
+__all__ = ["BUSINESS_CODES", "GATEWAY_CODES", "check_response", "decode_json", "error_for"]
+
+SUCCESS = 10000
+
+#: Business ``code`` → exception class (§4.1, §4.2).
+BUSINESS_CODES: Mapping[int, type[APIError]] = {
+    50411: ContentPolicyError,
+    50511: ContentPolicyError,
+    50412: ContentPolicyError,
+    50512: ContentPolicyError,
+    50413: ContentPolicyError,
+    50516: ContentPolicyError,
+    50517: ContentPolicyError,
+    50518: ContentPolicyError,
+    50519: ContentPolicyError,
+    60208: ContentPolicyError,
+    # Moderation services failing is not a verdict on the content; neither doc says to retry.
+    50520: APIError,
+    50521: APIError,
+    50522: APIError,
+    50429: RateLimitError,
+    50430: RateLimitError,
+    # §4.1: the image doc says "no retry" for 50500/50501, the video doc "retry"; we retry,
+    # bounded, as most clients do (a failed submit is not billed).
+    50500: ServerError,
+    50501: ServerError,
+    50200: InvalidRequestError,
+    50201: InvalidRequestError,
+    50204: InvalidRequestError,
+    50205: InvalidRequestError,
+    50206: InvalidRequestError,
+    50207: InvalidRequestError,
+    50209: InvalidRequestError,
+    50210: InvalidRequestError,
+    50211: InvalidRequestError,
+    50213: InvalidRequestError,
+    50214: InvalidRequestError,
+    50215: InvalidRequestError,
+    60102: InvalidRequestError,
+    50400: PermissionDeniedError,
+    50402: NotFoundError,
+    30403: PermissionDeniedError,
+    30404: NotFoundError,
+}
+
+#: ``ResponseMetadata.Error.Code`` → exception class (§4.3).
+GATEWAY_CODES: Mapping[str, type[APIError]] = {
+    "MissingParameter": InvalidRequestError,
+    "MissingAuthenticationToken": AuthenticationError,
+    "MissingRequestInfo": InvalidRequestError,
+    "MissingSignature": AuthenticationError,
+    "InvalidTimestamp": AuthenticationError,
+    "ServiceNotFound": NotFoundError,
+    "InvalidActionOrVersion": NotFoundError,
+    "InvalidAccessKey": AuthenticationError,
+    "SignatureDoesNotMatch": AuthenticationError,
+    "LackPolicy": PermissionDeniedError,
+    "AccessDenied": PermissionDeniedError,
+    "InternalError": ServerError,
+    "FailToConnect": ServerError,
+    "InternalServiceTimeout": ServerError,
+    "FlowLimitExceeded": RateLimitError,
+}
+
+_HINTS: Mapping[str, str] = {
+    "SignatureDoesNotMatch": "check VOLC_SECRETKEY (use it exactly as shown in the console)",
+    "InvalidAccessKey": "check VOLC_ACCESSKEY",
+    "InvalidTimestamp": "the machine's clock is off; sync it",
+}
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a JSON body; ``None`` when it is not JSON."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _retry_after(response: Response) -> float | None:
+    value = response.header("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def error_for(response: Response, payload: Any, *, backend: str) -> APIError | None:
+    """The exception an answer stands for, or ``None`` if it is a success."""
+    retry_after = _retry_after(response)
+    if not isinstance(payload, Mapping):
+        text = response.body[:200].decode("utf-8", "replace").strip()
+        message = f"unexpected non-JSON answer (HTTP {response.status}): {text!r}"
+        cls: type[APIError]
+        if response.status == 429:
+            cls = RateLimitError
+        elif response.status >= 500:
+            cls = ServerError
+        elif response.status in (401, 403):
+            cls = AuthenticationError
+        else:
+            cls = APIError
+        return cls(message, status_code=response.status, backend=backend, retry_after=retry_after)
+    metadata = payload.get("ResponseMetadata")
+    if isinstance(metadata, Mapping) and isinstance(metadata.get("Error"), Mapping):
+        error = metadata["Error"]
+        name = str(error.get("Code") or "")
+        message = str(error.get("Message") or name or "gateway error")
+        hint = _HINTS.get(name)
+        if hint:
+            message = f"{message} — {hint}"
+        cls = GATEWAY_CODES.get(name) or (ServerError if response.status >= 500 else APIError)
+        return cls(
+            message,
+            code=name or error.get("CodeN"),
+            status_code=response.status,
+            request_id=metadata.get("RequestId"),
+            backend=backend,
+            body=payload,
+            retry_after=retry_after,
+        )
+    code = payload.get("code")
+    if code == SUCCESS or (code is None and response.status < 400):
+        return None
+    try:
+        numeric = int(code) if code is not None else None
+    except (TypeError, ValueError):
+        numeric = None
+    message = str(payload.get("message") or f"HTTP {response.status}")
+    if numeric is not None and numeric in BUSINESS_CODES:
+        cls = BUSINESS_CODES[numeric]
+    elif response.status == 429:
+        cls = RateLimitError
+    elif response.status >= 500:
+        cls = ServerError
+    else:
+        cls = APIError
+    return cls(
+        message,
+        code=numeric if numeric is not None else code,
+        status_code=response.status,
+        request_id=payload.get("request_id"),
+        backend=backend,
+        body=payload,
+        retry_after=retry_after,
+    )
+
+
+def check_response(response: Response, *, backend: str = "volcengine") -> None:
+    """Raise the typed error an answer stands for, whatever its HTTP status."""
+    error = error_for(response, decode_json(response.body), backend=backend)
+    if error is not None:
+        raise error

@@ -1,0 +1,236 @@
+"""Pure build/parse functions for the Volcengine visual API (protocols/volcengine.md §2).
+
+Nothing here does I/O: builders return :class:`~jimeng._http.Call` objects, parsers take
+:class:`~jimeng._http.Response` objects (already checked for error envelopes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from jimeng._download import decode_base64
+from jimeng._http import Call, Response, Signer
+from jimeng._signing import canonical_query
+from jimeng.backends.volcengine._errors import check_response
+from jimeng.errors import APIError
+from jimeng.models import (
+    AigcMeta,
+    Image,
+    ImageResult,
+    Task,
+    TaskFailure,
+    TaskKind,
+    TaskStatus,
+    Video,
+    VideoResult,
+    Watermark,
+)
+
+__all__ = [
+    "API_VERSION",
+    "Endpoint",
+    "build_get_result",
+    "build_submit",
+    "dumps",
+    "parse_result",
+    "parse_submit",
+    "req_json",
+    "status_of",
+]
+
+API_VERSION = "2022-08-31"
+SUBMIT = "CVSync2AsyncSubmitTask"
+GET_RESULT = "CVSync2AsyncGetResult"
+IMAGE_URL_LIFETIME = timedelta(hours=24)  # §5: image_urls valid 24 h
+VIDEO_URL_LIFETIME = timedelta(hours=1)  # §5: video_url valid 1 h
+
+#: Official words (§2.3) and relay words (gateway.md §10) for task states.
+_STATUS: Mapping[str, TaskStatus] = {
+    "in_queue": TaskStatus.QUEUED,
+    "submitted": TaskStatus.QUEUED,
+    "generating": TaskStatus.RUNNING,
+    "done": TaskStatus.SUCCEEDED,
+    "success": TaskStatus.SUCCEEDED,
+    "failed": TaskStatus.FAILED,
+    "not_found": TaskStatus.EXPIRED,
+    "expired": TaskStatus.EXPIRED,
+}
+
+
+@attrs.frozen(kw_only=True)
+class Endpoint:
+    """Where and how to send: base URL (scheme://host[:port]), path, and per-attempt auth."""
+
+    base: str
+    path: str = "/"
+    sign: Signer | None = attrs.field(default=None, repr=False)
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    host: str = ""
+
+
+def dumps(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; the bytes hashed for the signature are exactly these."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _call(endpoint: Endpoint, action: str, payload: Mapping[str, Any], **kwargs: Any) -> Call:
+    query = canonical_query({"Action": action, "Version": kwargs.pop("version", API_VERSION)})
+    headers = {"Content-Type": "application/json", **endpoint.headers}
+    if endpoint.host:
+        headers["Host"] = endpoint.host
+    return Call(
+        method="POST",
+        url=f"{endpoint.base}{endpoint.path}?{query}",
+        headers=headers,
+        body=dumps(payload),
+        sign=endpoint.sign,
+        check=check_response,
+        **kwargs,
+    )
+
+
+def build_submit(endpoint: Endpoint, body: Mapping[str, Any]) -> Call:
+    # A duplicate submit is billed: the engine may resend only when nothing was accepted.
+    return _call(endpoint, SUBMIT, body, idempotent=False, purpose="submit")
+
+
+def req_json(
+    *,
+    return_url: bool | None = None,
+    watermark: Watermark | None = None,
+    aigc_meta: AigcMeta | None = None,
+) -> str:
+    """The ``req_json`` string of get-result (§2.3): a JSON document *inside* a string."""
+    options: dict[str, Any] = {"return_url": True if return_url is None else return_url}
+    if watermark is not None:
+        logo: dict[str, Any] = {
+            "add_logo": True,
+            "position": int(watermark.position),
+            "language": watermark.language,
+            "opacity": watermark.opacity,
+        }
+        if watermark.text:
+            logo["logo_text_content"] = watermark.text
+        options["logo_info"] = logo
+    if aigc_meta is not None:
+        options["aigc_meta"] = {
+            key: value for key, value in attrs.asdict(aigc_meta).items() if value is not None
+        }
+    return json.dumps(options, ensure_ascii=False, separators=(",", ":"))
+
+
+def build_get_result(endpoint: Endpoint, req_key: str, task_id: str, options: str) -> Call:
+    body = {"req_key": req_key, "task_id": task_id, "req_json": options}
+    return _call(endpoint, GET_RESULT, body, idempotent=True, purpose="poll")
+
+
+def _payload(response: Response) -> Mapping[str, Any]:
+    payload = json.loads(response.body.decode("utf-8"))
+    if not isinstance(payload, Mapping):
+        raise APIError("answer is not a JSON object", status_code=response.status)
+    return payload
+
+
+def parse_submit(response: Response, *, req_key: str, kind: TaskKind, backend: str) -> Task:
+    payload = _payload(response)
+    data = payload.get("data") or {}
+    task_id = data.get("task_id") if isinstance(data, Mapping) else None
+    if not task_id:
+        raise APIError(
+            "submit answer carries no task_id",
+            status_code=response.status,
+            request_id=payload.get("request_id"),
+            backend=backend,
+            body=payload,
+        )
+    task_id = str(task_id)  # exceeds 2**53: never a float (§2.2)
+    raw_status = data.get("status") if isinstance(data.get("status"), str) else None
+    return Task(
+        id=task_id,
+        kind=kind,
+        status=_STATUS.get(raw_status or "", TaskStatus.QUEUED),
+        backend=backend,
+        ref=f"{req_key}:{task_id}",
+        model=req_key,
+        raw_status=raw_status or "in_queue",
+        raw=payload,
+    )
+
+
+def status_of(word: str | None) -> TaskStatus:
+    return _STATUS.get(word or "", TaskStatus.UNKNOWN)
+
+
+def parse_result(
+    response: Response,
+    task: Task,
+    *,
+    now: datetime,
+) -> Task:
+    """The task as get-result describes it, with its result when done."""
+    payload = _payload(response)
+    data = payload.get("data") or {}
+    if not isinstance(data, Mapping):
+        data = {}
+    raw_status = data.get("status")
+    status = status_of(raw_status if isinstance(raw_status, str) else None)
+    result: ImageResult | VideoResult | None = None
+    failure: TaskFailure | None = None
+    if status is TaskStatus.SUCCEEDED:
+        if task.kind is TaskKind.VIDEO:
+            url = data.get("video_url")
+            if url:
+                result = VideoResult(
+                    video=Video(
+                        url=str(url),
+                        content_type="video/mp4",
+                        expires_at=now + VIDEO_URL_LIFETIME,
+                    ),
+                    task_id=task.id,
+                    model=task.model,
+                    backend=task.backend,
+                    request_id=payload.get("request_id"),
+                    raw=payload,
+                )
+        else:
+            images = [
+                Image(url=str(url), expires_at=now + IMAGE_URL_LIFETIME)
+                for url in data.get("image_urls") or ()
+                if url
+            ]
+            encoded = data.get("binary_data_base64") or ()
+            if images and len(encoded) == len(images):
+                images = [
+                    attrs.evolve(image, data=decode_base64(text))
+                    for image, text in zip(images, encoded, strict=True)
+                ]
+            elif not images:
+                images = [Image(data=decode_base64(text)) for text in encoded if text]
+            result = ImageResult(
+                images=tuple(images),
+                task_id=task.id,
+                model=task.model,
+                backend=task.backend,
+                request_id=payload.get("request_id"),
+                raw=payload,
+            )
+        if result is None or (isinstance(result, ImageResult) and not result.images):
+            status = TaskStatus.FAILED
+            failure = TaskFailure(code=payload.get("code"), message="task finished without output")
+    elif status is TaskStatus.FAILED:
+        failure = TaskFailure(
+            code=payload.get("code"), message=str(payload.get("message") or "generation failed")
+        )
+    return attrs.evolve(
+        task,
+        status=status,
+        raw_status=raw_status if isinstance(raw_status, str) else None,
+        result=result,
+        failure=failure,
+        raw=payload,
+    )

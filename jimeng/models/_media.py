@@ -1,0 +1,171 @@
+"""Generated media as objects: a URL and/or bytes, with ``read()`` and ``save()``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+__all__ = ["Fetcher", "Image", "ImageResult", "Media", "Video", "VideoResult"]
+
+PathLike = str | os.PathLike[str]
+
+
+class Fetcher(Protocol):
+    """What media objects use to reach the network and the disk (the client's downloader)."""
+
+    async def read(self, media: Media) -> bytes: ...
+
+    async def save(
+        self, media: Media, target: Path, *, index: int, explicit: bool, stamp: str | None = None
+    ) -> Path: ...
+
+    def stamp(self) -> str:
+        """The ``YYYYMMDD_HHMMSS`` part of default file names, from the client's clock."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class Media:
+    """A generated file: its URL, its bytes, or both."""
+
+    url: str | None = None
+    data: bytes | None = attrs.field(default=None, repr=False)
+    content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    #: When the URL stops working (signed result links expire), if known.
+    expires_at: datetime | None = None
+    _fetcher: Fetcher | None = attrs.field(default=None, repr=False, eq=False, alias="fetcher")
+
+    def __attrs_post_init__(self) -> None:
+        if self.url is None and self.data is None:
+            raise ValueError("media needs a url or data")
+
+    def __str__(self) -> str:
+        return self.url or f"<{len(self.data or b'')} bytes>"
+
+    def _require_fetcher(self) -> Fetcher:
+        if self._fetcher is None:
+            raise RuntimeError("this media object is not bound to a client")
+        return self._fetcher
+
+    async def read(self) -> bytes:
+        """Return the file's bytes, downloading them when only a URL is known."""
+        if self.data is not None:
+            return self.data
+        return await self._require_fetcher().read(self)
+
+    async def save(self, path: PathLike) -> Path:
+        """Save the file atomically and return where it went.
+
+        ``path`` is a file name, or a folder (existing, or written with a trailing slash), in which
+        case the name is ``jimeng_YYYYMMDD_HHMMSS_1.<ext>`` with the extension of the real content.
+        """
+        target, explicit = _target(path)
+        return await self._require_fetcher().save(self, target, index=1, explicit=explicit)
+
+
+@attrs.frozen(kw_only=True)
+class Image(Media):
+    """A generated image."""
+
+
+@attrs.frozen(kw_only=True)
+class Video(Media):
+    """A generated video (MP4)."""
+
+    duration: float | None = None
+    fps: int | None = None
+
+
+def _target(path: PathLike) -> tuple[Path, bool]:
+    """Decide whether ``path`` names a file (explicit) or a folder to name files in."""
+    text = os.fspath(path)
+    target = Path(text).expanduser()
+    is_dir = text.endswith(("/", os.sep)) or target.is_dir() or not target.suffix
+    return target, not is_dir
+
+
+@attrs.frozen(kw_only=True)
+class ImageResult:
+    """The images one task produced."""
+
+    images: tuple[Image, ...]
+    task_id: str | None = None
+    model: str | None = None
+    backend: str | None = None
+    request_id: str | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Any:
+        return iter(self.images)
+
+    @property
+    def urls(self) -> list[str]:
+        """The URLs of the images that have one."""
+        return [image.url for image in self.images if image.url]
+
+    async def save(self, path: PathLike = "pic/") -> list[Path]:
+        """Save every image and return the paths, in order.
+
+        A folder gets ``jimeng_YYYYMMDD_HHMMSS_N.<ext>`` names; a file name is used as is for one
+        image and numbered (``name_1.png``, ``name_2.png``…) for several.
+        """
+        target, explicit = _target(path)
+        return await _save_all(self.images, target, explicit)
+
+
+@attrs.frozen(kw_only=True)
+class VideoResult:
+    """The video one task produced."""
+
+    video: Video
+    task_id: str | None = None
+    model: str | None = None
+    backend: str | None = None
+    request_id: str | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+    @property
+    def url(self) -> str | None:
+        return self.video.url
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return self.video.expires_at
+
+    async def read(self) -> bytes:
+        return await self.video.read()
+
+    async def save(self, path: PathLike = "pic/") -> Path:
+        """Stream the MP4 to ``path`` (a file name or a folder) atomically."""
+        return await self.video.save(path)
+
+
+async def _save_all(items: Sequence[Media], target: Path, explicit: bool) -> list[Path]:
+    paths: list[Path] = []
+    stamp = items[0]._require_fetcher().stamp() if items else None
+    for index, item in enumerate(items, start=1):
+        file_target = target
+        if explicit and len(items) > 1:
+            file_target = target.with_name(f"{target.stem}_{index}{target.suffix}")
+        paths.append(
+            await item._require_fetcher().save(
+                item, file_target, index=index, explicit=explicit, stamp=stamp
+            )
+        )
+    return paths
+
+
+def bind_fetcher(items: Iterable[Media], fetcher: Fetcher) -> None:
+    """Attach the client's downloader to media built by a pure parser."""
+    for item in items:
+        object.__setattr__(item, "_fetcher", fetcher)

@@ -1,0 +1,1 @@
+"""Backend-agnostic verbs: ``client.images``, ``client.videos``, ``client.tasks``, ``account``."""

@@ -1,0 +1,64 @@
+"""What the resources share: loading local inputs and submitting through the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from jimeng._handle import attach_to_cancel
+from jimeng.errors import ValidationError
+from jimeng.models import ImageInput, Task
+
+if TYPE_CHECKING:
+    from jimeng._client import Client
+
+__all__ = ["OnSubmit", "load_input", "notify"]
+
+T = TypeVar("T")
+OnSubmit = Callable[[Task], Awaitable[None] | None]
+
+#: Local files larger than this are refused before reading (no backend takes more).
+MAX_LOCAL_FILE = 100 * 1024 * 1024
+
+
+def _read(path: Path, field: str) -> bytes:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ValidationError(field, f"no such file: {path}") from None
+    except OSError as error:
+        raise ValidationError(field, f"cannot read {path}: {error.strerror}") from None
+    if not path.is_file():
+        raise ValidationError(field, f"not a file: {path}")
+    if size > MAX_LOCAL_FILE:
+        raise ValidationError(field, f"{path} is {size} bytes, above {MAX_LOCAL_FILE}")
+    return path.read_bytes()
+
+
+async def load_input(image: ImageInput | None, field: str) -> ImageInput | None:
+    """Read a local file's bytes (off the event loop); URLs and bytes pass through."""
+    if image is None or image.path is None or image.data is not None:
+        return image
+    data = await asyncio.to_thread(_read, image.path, field)
+    return attrs.evolve(image, data=data)
+
+
+async def notify(callback: Callable[[Task], Any] | None, task: Task) -> None:
+    if callback is not None:
+        outcome = callback(task)
+        if inspect.isawaitable(outcome):
+            await outcome
+
+
+async def wait_for_result(client: Client, handle: Any, **kwargs: Any) -> Any:
+    """``handle.result()`` that leaves the task id on a cancellation."""
+    try:
+        return await handle.result(**kwargs)
+    except asyncio.CancelledError as error:
+        attach_to_cancel(error, handle.task)
+        raise

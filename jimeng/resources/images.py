@@ -1,0 +1,170 @@
+"""``client.images``: generate (submit + wait) and submit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from jimeng._handle import OnUpdate, TaskHandle
+from jimeng._polling import PollPolicy
+from jimeng.models import (
+    AigcMeta,
+    ImageInput,
+    ImageInputLike,
+    ImageRequest,
+    ImageResult,
+    Watermark,
+)
+from jimeng.resources._common import OnSubmit, load_input, notify, wait_for_result
+
+if TYPE_CHECKING:
+    from jimeng._client import Client
+
+__all__ = ["Images"]
+
+
+class Images:
+    """Image generation. Parameters left at ``None`` are not sent: the backend's defaults apply."""
+
+    def __init__(self, client: Client):
+        self._client = client
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        size: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        images: Sequence[ImageInputLike | ImageInput] | ImageInputLike | None = None,
+        scale: float | None = None,
+        force_single: bool | None = None,
+        min_ratio: float | None = None,
+        max_ratio: float | None = None,
+        seed: int | None = None,
+        use_pre_llm: bool | None = None,
+        ratio: str | None = None,
+        resolution: str | None = None,
+        intelligent_ratio: bool | None = None,
+        negative_prompt: str | None = None,
+        sample_strength: float | None = None,
+        watermark: Watermark | bool | None = None,
+        aigc_meta: AigcMeta | None = None,
+        return_url: bool | None = None,
+        response_format: Literal["url", "b64_json"] | None = None,
+        callback_url: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        poll: PollPolicy | None = None,
+        on_submit: OnSubmit | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> ImageResult:
+        """Generate images and wait for them.
+
+        ``size`` is ``"1K"``, ``"2K"``, ``"4K"`` or ``"WxH"``; or give ``width`` and ``height``.
+        ``images`` are reference images (URLs, paths or bytes). ``on_submit`` is called with the
+        accepted task as soon as the server returns its id; ``on_update`` on every status
+        change. Any error after acceptance carries ``task_id``.
+        """
+        handle = await self.submit(
+            prompt,
+            model=model,
+            size=size,
+            width=width,
+            height=height,
+            images=images,
+            scale=scale,
+            force_single=force_single,
+            min_ratio=min_ratio,
+            max_ratio=max_ratio,
+            seed=seed,
+            use_pre_llm=use_pre_llm,
+            ratio=ratio,
+            resolution=resolution,
+            intelligent_ratio=intelligent_ratio,
+            negative_prompt=negative_prompt,
+            sample_strength=sample_strength,
+            watermark=watermark,
+            aigc_meta=aigc_meta,
+            return_url=return_url,
+            response_format=response_format,
+            callback_url=callback_url,
+            extra_body=extra_body,
+        )
+        await notify(on_submit, handle.task)
+        result: ImageResult = await wait_for_result(
+            self._client, handle, poll=poll, on_update=on_update
+        )
+        return result
+
+    async def submit(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        size: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        images: Sequence[ImageInputLike | ImageInput] | ImageInputLike | None = None,
+        scale: float | None = None,
+        force_single: bool | None = None,
+        min_ratio: float | None = None,
+        max_ratio: float | None = None,
+        seed: int | None = None,
+        use_pre_llm: bool | None = None,
+        ratio: str | None = None,
+        resolution: str | None = None,
+        intelligent_ratio: bool | None = None,
+        negative_prompt: str | None = None,
+        sample_strength: float | None = None,
+        watermark: Watermark | bool | None = None,
+        aigc_meta: AigcMeta | None = None,
+        return_url: bool | None = None,
+        response_format: Literal["url", "b64_json"] | None = None,
+        callback_url: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> TaskHandle[ImageResult]:
+        """Submit and return at once with a :class:`~jimeng.TaskHandle` (its id is durable)."""
+        request = ImageRequest(
+            prompt=prompt,
+            model=model,
+            size=size,
+            width=width,
+            height=height,
+            images=images,  # type: ignore[arg-type]  # the converter normalises
+            scale=scale,
+            force_single=force_single,
+            min_ratio=min_ratio,
+            max_ratio=max_ratio,
+            seed=seed,
+            use_pre_llm=use_pre_llm,
+            ratio=ratio,
+            resolution=resolution,
+            intelligent_ratio=intelligent_ratio,
+            negative_prompt=negative_prompt,
+            sample_strength=sample_strength,
+            watermark=Watermark() if watermark is True else (watermark or None),
+            aigc_meta=aigc_meta,
+            return_url=return_url,
+            response_format=response_format,
+            callback_url=callback_url,
+            extra=extra_body,
+        )
+        return await self.submit_request(request)
+
+    async def submit_request(self, request: ImageRequest) -> TaskHandle[ImageResult]:
+        """Submit a prebuilt :class:`~jimeng.ImageRequest`."""
+        if request.images:
+            loaded = [
+                await load_input(image, f"images[{index}]")
+                for index, image in enumerate(request.images)
+            ]
+            request = attrs.evolve(request, images=tuple(i for i in loaded if i is not None))
+        backend = self._client.backend
+        backend.validate_image(request)
+        task = await self._client._run(backend.submit_image(request))
+        now = self._client._clock()
+        task = attrs.evolve(task, created_at=task.created_at or now, updated_at=now)
+        return TaskHandle(self._client, task)

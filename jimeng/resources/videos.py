@@ -1,0 +1,153 @@
+"""``client.videos``: generate (submit + wait) and submit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from jimeng._handle import OnUpdate, TaskHandle
+from jimeng._polling import PollPolicy
+from jimeng.models import AigcMeta, ImageInput, ImageInputLike, VideoRequest, VideoResult, Watermark
+from jimeng.models._task import TaskKind
+from jimeng.resources._common import OnSubmit, load_input, notify, wait_for_result
+
+if TYPE_CHECKING:
+    from jimeng._client import Client
+
+__all__ = ["Videos"]
+
+
+class Videos:
+    """Video generation. Parameters left at ``None`` are not sent: the backend's defaults apply."""
+
+    def __init__(self, client: Client):
+        self._client = client
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        mode: str | None = None,
+        duration: float | None = None,
+        fps: int | None = None,
+        frames: int | None = None,
+        aspect_ratio: str | None = None,
+        ratio: str | None = None,
+        resolution: str | None = None,
+        seed: int | None = None,
+        image: ImageInputLike | ImageInput | None = None,
+        tail_image: ImageInputLike | ImageInput | None = None,
+        camera: str | None = None,
+        camera_strength: str | None = None,
+        function_mode: str | None = None,
+        watermark: Watermark | bool | None = None,
+        aigc_meta: AigcMeta | None = None,
+        return_url: bool | None = None,
+        response_format: Literal["url", "b64_json"] | None = None,
+        callback_url: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        poll: PollPolicy | None = None,
+        on_submit: OnSubmit | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> VideoResult:
+        """Generate one video and wait for it. ``image``/``tail_image`` are the first and last
+        frames (URL, path or bytes). ``ratio`` is an alias of ``aspect_ratio``."""
+        handle = await self.submit(
+            prompt,
+            model=model,
+            mode=mode,
+            duration=duration,
+            fps=fps,
+            frames=frames,
+            aspect_ratio=aspect_ratio,
+            ratio=ratio,
+            resolution=resolution,
+            seed=seed,
+            image=image,
+            tail_image=tail_image,
+            camera=camera,
+            camera_strength=camera_strength,
+            function_mode=function_mode,
+            watermark=watermark,
+            aigc_meta=aigc_meta,
+            return_url=return_url,
+            response_format=response_format,
+            callback_url=callback_url,
+            extra_body=extra_body,
+        )
+        await notify(on_submit, handle.task)
+        result: VideoResult = await wait_for_result(
+            self._client, handle, poll=poll, on_update=on_update
+        )
+        return result
+
+    async def submit(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        mode: str | None = None,
+        duration: float | None = None,
+        fps: int | None = None,
+        frames: int | None = None,
+        aspect_ratio: str | None = None,
+        ratio: str | None = None,
+        resolution: str | None = None,
+        seed: int | None = None,
+        image: ImageInputLike | ImageInput | None = None,
+        tail_image: ImageInputLike | ImageInput | None = None,
+        camera: str | None = None,
+        camera_strength: str | None = None,
+        function_mode: str | None = None,
+        watermark: Watermark | bool | None = None,
+        aigc_meta: AigcMeta | None = None,
+        return_url: bool | None = None,
+        response_format: Literal["url", "b64_json"] | None = None,
+        callback_url: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> TaskHandle[VideoResult]:
+        """Submit and return at once with a :class:`~jimeng.TaskHandle`."""
+        if ratio is not None and aspect_ratio is not None and ratio != aspect_ratio:
+            from jimeng.errors import ValidationError
+
+            raise ValidationError("ratio", "ratio and aspect_ratio disagree; give one")
+        request = VideoRequest(
+            prompt=prompt,
+            model=model,
+            mode=mode,
+            duration=duration,
+            fps=fps,
+            frames=frames,
+            aspect_ratio=aspect_ratio or ratio,
+            resolution=resolution,
+            seed=seed,
+            image=image,
+            tail_image=tail_image,
+            camera=camera,
+            camera_strength=camera_strength,
+            function_mode=function_mode,
+            watermark=Watermark() if watermark is True else (watermark or None),
+            aigc_meta=aigc_meta,
+            return_url=return_url,
+            response_format=response_format,
+            callback_url=callback_url,
+            extra=extra_body,
+        )
+        return await self.submit_request(request)
+
+    async def submit_request(self, request: VideoRequest) -> TaskHandle[VideoResult]:
+        """Submit a prebuilt :class:`~jimeng.VideoRequest`."""
+        request = attrs.evolve(
+            request,
+            image=await load_input(request.image, "image"),
+            tail_image=await load_input(request.tail_image, "tail_image"),
+        )
+        backend = self._client.backend
+        backend.validate_video(request)
+        task = await self._client._run(backend.submit_video(request), kind=TaskKind.VIDEO)
+        now = self._client._clock()
+        task = attrs.evolve(task, created_at=task.created_at or now, updated_at=now)
+        return TaskHandle(self._client, task)

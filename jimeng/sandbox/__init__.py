@@ -1,0 +1,158 @@
+"""The offline sandbox: a local server that speaks the backends' real protocols.
+
+``jimeng.Client(jimeng.Sandbox())`` starts it on a free loopback port when the client opens and
+talks to it exactly as it would to the real service (signed requests, polling, downloads). Other
+programs can use ``python -m jimeng.sandbox --port 8787`` and point their backend at it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+from jimeng._http import Flow
+from jimeng.backends._base import AccountBalance, Backend, Runtime
+from jimeng.errors import ConfigurationError, JimengError
+from jimeng.models import ImageRequest, Task, VideoRequest
+from jimeng.sandbox._server import Fault, SandboxServer, Stages
+from jimeng.sandbox._volcengine import (
+    BLOCK_INPUT,
+    BLOCK_OUTPUT,
+    FAIL_TASK,
+    SANDBOX_ACCESS_KEY,
+    SANDBOX_SECRET_KEY,
+    VolcengineProtocol,
+)
+
+__all__ = [
+    "BLOCK_INPUT",
+    "BLOCK_OUTPUT",
+    "FAIL_TASK",
+    "SANDBOX_ACCESS_KEY",
+    "SANDBOX_SECRET_KEY",
+    "Fault",
+    "Sandbox",
+    "SandboxServer",
+    "Stages",
+    "build_server",
+]
+
+Protocol = Literal["volcengine"]
+PROTOCOLS: tuple[str, ...] = ("volcengine",)
+
+
+def build_server(**options: Any) -> SandboxServer:
+    """A server with every protocol mounted (not started)."""
+    server = SandboxServer(**options)
+    server.mount(VolcengineProtocol())
+    return server
+
+
+class Sandbox(Backend):
+    """A backend that runs against the local emulator, with no credentials and no network.
+
+    ``protocol`` picks which real backend is exercised (its translator runs unchanged against the
+    emulator). ``stages`` sets how tasks move (delays and polls per stage); ``url`` connects to a
+    sandbox already serving elsewhere (``python -m jimeng.sandbox``) instead of starting one.
+    """
+
+    name: ClassVar[str] = "sandbox"
+
+    def __init__(
+        self,
+        protocol: Protocol = "volcengine",
+        *,
+        stages: Stages | None = None,
+        time_factor: float = 1.0,
+        url: str | None = None,
+        server: SandboxServer | None = None,
+    ):
+        if protocol not in PROTOCOLS:
+            raise ConfigurationError(
+                f"unknown sandbox protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}"
+            )
+        self.protocol = protocol
+        self._url = url
+        self._owns_server = server is None and url is None
+        self._server = server
+        if self._owns_server:
+            self._server = build_server(stages=stages, time_factor=time_factor)
+        self._inner = self._make_inner(url or "http://127.0.0.1:9")
+
+    def __repr__(self) -> str:
+        return f"Sandbox(protocol={self.protocol!r}, url={self.url!r})"
+
+    @property
+    def server(self) -> SandboxServer:
+        """The in-process server (for faults and counters)."""
+        if self._server is None:
+            raise ConfigurationError("this sandbox connects to a remote server; it has no handle")
+        return self._server
+
+    @property
+    def url(self) -> str | None:
+        if self._url:
+            return self._url
+        if self._server is not None and self._server.port:
+            return self._server.url
+        return None
+
+    def _make_inner(self, base: str) -> Backend:
+        from jimeng.backends.volcengine import Volcengine
+
+        return Volcengine(
+            access_key=SANDBOX_ACCESS_KEY,
+            secret_key=SANDBOX_SECRET_KEY,
+            endpoint=base,
+        )
+
+    async def open(self, runtime: Runtime) -> None:
+        if self._owns_server and self._server is not None:
+            await self._server.start()
+            self._inner = self._make_inner(self._server.url)
+        await self._inner.open(runtime)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+        if self._owns_server and self._server is not None:
+            await self._server.stop()
+
+    # Everything else is the real backend's translation, unchanged.
+
+    def validate_image(self, request: ImageRequest) -> None:
+        self._inner.validate_image(request)
+
+    def validate_video(self, request: VideoRequest) -> None:
+        self._inner.validate_video(request)
+
+    def submit_image(self, request: ImageRequest) -> Flow[Task]:
+        return self._inner.submit_image(request)
+
+    def submit_video(self, request: VideoRequest) -> Flow[Task]:
+        return self._inner.submit_video(request)
+
+    def poll(self, task: Task) -> Flow[Task]:
+        return self._inner.poll(task)
+
+    def resume(self, ref: str, *, model: str | None = None) -> Task:
+        return self._inner.resume(ref, model=model)
+
+    def cancel(self, task: Task) -> Flow[Task]:
+        return self._inner.cancel(task)
+
+    def list_tasks(
+        self, *, status: str | None, kind: str | None, limit: int | None
+    ) -> Flow[Sequence[Task]]:
+        return self._inner.list_tasks(status=status, kind=kind, limit=limit)
+
+    def credits(self) -> Flow[Sequence[AccountBalance]]:
+        return self._inner.credits()
+
+    def claim_credits(self) -> Flow[Sequence[AccountBalance]]:
+        return self._inner.claim_credits()
+
+    def failure_error(self, task: Task) -> JimengError | None:
+        return self._inner.failure_error(task)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "protocol": self.protocol, "url": self.url}

@@ -1,0 +1,255 @@
+"""The sandbox server: one aiohttp application on loopback that speaks the backends' protocols.
+
+Protocol modules add their routes to it (``_volcengine.py``…). The server owns what they share:
+task records, the media they serve, fault injection, counters and the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Literal
+
+import attrs
+from aiohttp import web
+
+__all__ = ["Fault", "FaultKind", "SandboxServer", "Stages"]
+
+FaultKind = Literal["http", "reset", "non_json", "truncate", "delay"]
+
+
+@attrs.define(kw_only=True)
+class Fault:
+    """A failure the sandbox injects into the next ``times`` requests labelled ``action``.
+
+    ``action`` is a route label (``"submit"``, ``"poll"``, ``"cancel"``, ``"download"``…) or
+    ``"*"``. ``kind``: ``"http"`` answers ``status`` with the protocol's error envelope for
+    ``code``; ``"reset"`` drops the connection without answering; ``"non_json"`` answers an HTML
+    page with ``status``; ``"truncate"`` sends half a download then drops it; ``"delay"`` waits
+    ``seconds`` (scaled by the time factor) before answering normally.
+    """
+
+    action: str
+    kind: FaultKind = "http"
+    status: int = 429
+    code: int | str | None = None
+    message: str | None = None
+    retry_after: float | None = None
+    seconds: float = 0.0
+    times: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class Stages:
+    """How a task moves: queued → running → done.
+
+    A stage ends when *both* its delay (seconds, scaled by the server's ``time_factor``) and its
+    number of polls have passed. All zero: the first poll sees the task finished.
+    """
+
+    queue_delay: float = 0.0
+    generate_delay: float = 0.0
+    queue_polls: int = 0
+    generate_polls: int = 0
+
+
+@attrs.define(kw_only=True)
+class SandboxTask:
+    """A task record, shared by every protocol module."""
+
+    id: str
+    kind: str
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    created: float
+    stages: Stages
+    polls: int = 0
+    cancelled: bool = False
+    outcome: str = "succeeded"  # or "failed:<code>:<message>"
+    media: list[str] = attrs.field(factory=list)
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+    def stage(self, now: float, time_factor: float) -> str:
+        """``queued``, ``running``, ``done`` or ``cancelled`` for the current poll count."""
+        if self.cancelled:
+            return "cancelled"
+        elapsed = (now - self.created) / time_factor if time_factor > 0 else float("inf")
+        stages = self.stages
+        if elapsed < stages.queue_delay or self.polls <= stages.queue_polls:
+            return "queued"
+        if (
+            elapsed < stages.queue_delay + stages.generate_delay
+            or self.polls <= stages.queue_polls + stages.generate_polls
+        ):
+            return "running"
+        return "done"
+
+
+@attrs.define(kw_only=True)
+class MediaItem:
+    content_type: str
+    render: Callable[[], bytes]
+
+
+class SandboxServer:
+    """Hosts the emulation on ``127.0.0.1`` (port 0 = any free port)."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stages: Stages | None = None,
+        time_factor: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
+    ):
+        self.host = host
+        self.port = port
+        self.stages = stages or Stages()
+        self.time_factor = time_factor
+        self.clock = clock
+        self.random = random.Random(seed)
+        self.tasks: dict[str, SandboxTask] = {}
+        self.media: dict[str, MediaItem] = {}
+        self.faults: list[Fault] = []
+        #: Requests seen per action label (``"submit"``, ``"poll"``…), auth failures included.
+        self.requests: Counter[str] = Counter()
+        #: Polls seen per task id.
+        self.polls: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+        self.app = web.Application(client_max_size=200 * 1024 * 1024)
+        self.app.router.add_get("/media/{name:.+}", self._serve_media)
+        self.app.router.add_get("/_sandbox/health", self._health)
+        self._runner: web.AppRunner | None = None
+        self._protocols: list[Any] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:41234`` (after :meth:`start`)."""
+        return f"http://{self.host}:{self.port}"
+
+    def mount(self, protocol: Any) -> None:
+        """Add a protocol module's routes (called before :meth:`start`)."""
+        protocol.install(self)
+        self._protocols.append(protocol)
+
+    async def start(self) -> SandboxServer:
+        if self._runner is not None:
+            return self
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        if self.port == 0 and server is not None:
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SandboxServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- shared services for protocol modules --------------------------------------------------
+
+    def new_id(self, style: Literal["numeric", "uuid"] = "numeric") -> str:
+        serial = next(self._ids)
+        if style == "uuid":
+            value = self.random.getrandbits(96)
+            return (
+                f"{serial:08x}-{value >> 80 & 0xFFFF:04x}-1{value >> 68 & 0xFFF:03x}-"
+                f"{value >> 52 & 0xFFFF:04x}-{value & 0xFFFFFFFFFFFF:012x}"
+            )
+        # Volcengine task ids are decimal strings above 2**53 (protocols/volcengine.md §2.2).
+        return str(7_390_000_000_000_000_000 + serial * 7919 + self.random.randrange(7919))
+
+    def add_task(self, task: SandboxTask) -> SandboxTask:
+        self.tasks[task.id] = task
+        return task
+
+    def add_media(self, name: str, content_type: str, render: Callable[[], bytes]) -> str:
+        """Register a file served at ``/media/<name>`` (rendered lazily) and return its URL."""
+        self.media[name] = MediaItem(content_type=content_type, render=render)
+        return f"{self.url}/media/{name}"
+
+    def inject(self, action: str, kind: FaultKind = "http", **options: Any) -> Fault:
+        """Queue a fault; see :class:`Fault`."""
+        fault = Fault(action=action, kind=kind, **options)
+        self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def take_fault(self, action: str) -> Fault | None:
+        """The next fault for ``action`` (consuming one of its ``times``)."""
+        for fault in self.faults:
+            if fault.action in (action, "*") and fault.times > 0:
+                fault.times -= 1
+                if fault.times == 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    async def delay(self, seconds: float) -> None:
+        if seconds > 0 and self.time_factor > 0:
+            await asyncio.sleep(seconds * self.time_factor)
+
+    def now(self) -> float:
+        return self.clock()
+
+    # -- routes shared by all protocols ----------------------------------------------------------
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "tasks": len(self.tasks)})
+
+    async def _serve_media(self, request: web.Request) -> web.StreamResponse:
+        self.requests["download"] += 1
+        item = self.media.get(request.match_info["name"])
+        if item is None:
+            return web.Response(status=404, text="expired or unknown media")
+        data = item.render()
+        fault = self.take_fault("download")
+        if fault is not None and fault.kind == "truncate":
+            response = web.StreamResponse(headers={"Content-Type": item.content_type})
+            response.content_length = len(data)
+            await response.prepare(request)
+            await response.write(data[: max(1, len(data) // 2)])
+            abort(request)
+            return response
+        if fault is not None and fault.kind == "reset":
+            abort(request)
+            return web.Response(status=500)
+        if fault is not None and fault.kind == "http":
+            return web.Response(status=fault.status, text="injected failure")
+        return web.Response(body=data, content_type=item.content_type.split(";")[0])
+
+
+def abort(request: web.Request) -> None:
+    """Drop the connection without an answer (a reset, as seen by the client)."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def non_json_page(status: int) -> web.Response:
+    return web.Response(
+        status=status,
+        text="<html><body><h1>502 Bad Gateway</h1></body></html>",
+        content_type="text/html",
+    )
