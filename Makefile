@@ -35,7 +35,7 @@ unit: $(VENV)/.dev
 	$(PY) -m pytest -q
 
 docs: $(VENV)/.dev
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 test: lint typecheck unit docs
 

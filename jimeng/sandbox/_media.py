@@ -863,15 +863,15 @@ def _moov(
     chunk_offset: int,
 ) -> bytes:
     frames = len(sizes)
-    movie_timescale = 1000
-    media_timescale, delta = fps * 1000, 1000
-    movie_duration = round(frames * movie_timescale / fps)
+    # One timescale for movie and media keeps both durations exact (frames / fps seconds).
+    timescale, delta = fps * 1000, 1000
+    duration = frames * delta
 
     mvhd = _full_box(
         b"mvhd",
         0,
         0,
-        struct.pack(">IIII", 0, 0, movie_timescale, movie_duration),
+        struct.pack(">IIII", 0, 0, timescale, duration),
         struct.pack(">iH", 0x10000, 0x0100),
         bytes(10),
         _UNITY_MATRIX,
@@ -882,7 +882,7 @@ def _moov(
         b"tkhd",
         0,
         3,  # enabled | in movie
-        struct.pack(">IIIII", 0, 0, 1, 0, movie_duration),
+        struct.pack(">IIIII", 0, 0, 1, 0, duration),
         bytes(8),
         struct.pack(">hhhH", 0, 0, 0, 0),
         _UNITY_MATRIX,
@@ -892,7 +892,7 @@ def _moov(
         b"mdhd",
         0,
         0,
-        struct.pack(">IIII", 0, 0, media_timescale, frames * delta),
+        struct.pack(">IIII", 0, 0, timescale, duration),
         struct.pack(">HH", 0x55C4, 0),  # language "und"
     )
     hdlr = _full_box(b"hdlr", 0, 0, bytes(4), b"vide", bytes(12), b"VideoHandler\x00")

@@ -1,0 +1,72 @@
+"""Shared fixtures: a sandbox-backed client that never sleeps for real, and an aioresponses fix."""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import aioresponses.core
+import pytest
+
+import jimeng
+from jimeng.sandbox import Sandbox, Stages
+
+
+def _patch_aioresponses() -> None:
+    """aioresponses 0.7.9 builds ``ClientResponse`` without the keyword-only ``stream_writer``
+    that aiohttp 3.14 added (pnuckowski/aioresponses#289, fixes unmerged). Give the mocked
+    response an idle writer stub; the shim switches itself off on versions that do not need it."""
+    params = inspect.signature(aiohttp.ClientResponse.__init__).parameters
+    if "stream_writer" not in params:
+        return
+    original = aioresponses.core.RequestMatch._build_response
+
+    def build(self: Any, url: Any, *args: Any, response_class: Any = None, **kwargs: Any) -> Any:
+        cls = response_class or aiohttp.ClientResponse
+
+        def factory(method: str, real_url: Any, **init: Any) -> Any:
+            # A response whose request was already sent reads only ``output_size`` from it.
+            init.setdefault("stream_writer", SimpleNamespace(output_size=0))
+            return cls(method, real_url, **init)
+
+        return original(self, url, *args, response_class=factory, **kwargs)
+
+    aioresponses.core.RequestMatch._build_response = build  # type: ignore[method-assign]
+
+
+_patch_aioresponses()
+
+
+class Sleeps:
+    """An injected ``sleep`` that records the delays instead of waiting."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+    @property
+    def total(self) -> float:
+        return sum(self.calls)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def sandbox() -> Sandbox:
+    """A sandbox whose tasks are queued for one poll and running for one more."""
+    return Sandbox(stages=Stages(queue_polls=1, generate_polls=1))
+
+
+@pytest.fixture
+async def client(sandbox: Sandbox, sleeps: Sleeps) -> AsyncIterator[jimeng.Client]:
+    async with jimeng.Client(sandbox, sleep=sleeps, rng=random.Random(0)) as client:
+        yield client
