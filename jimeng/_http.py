@@ -9,6 +9,7 @@ generator *flows*, and receive :class:`Response` objects back. :class:`Transport
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -17,11 +18,11 @@ from typing import Any, TypeVar
 
 import aiohttp
 import attrs
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from jimeng import _logging
-from jimeng._retry import RetryPolicy, retrying
+from jimeng._retry import RetryPolicy, call_with_retry
 from jimeng.errors import APIConnectionError, APITimeoutError, JimengError
 
 __all__ = ["Call", "Flow", "Response", "Transport", "drive"]
@@ -128,24 +129,16 @@ class Transport:
 
     async def execute(self, call: Call, *, retry: RetryPolicy | None = None) -> Response:
         """Send ``call``, retrying per the policy; return the checked response."""
-        policy = retry or self.retry
-        controller = retrying(
-            policy,
+        return await call_with_retry(
+            lambda: self.send_once(call),
+            retry or self.retry,
             idempotent=call.idempotent,
             sleep=self.sleep,
             rng=self.rng,
-            before_sleep=lambda state: _logging.logger.info(
-                "retrying %s %s after attempt %d: %s",
-                call.method,
-                call.purpose,
-                state.attempt_number,
-                state.outcome.exception() if state.outcome else None,
+            on_retry=lambda attempt, error: _logging.logger.info(
+                "retrying %s %s after attempt %d: %s", call.method, call.purpose, attempt, error
             ),
         )
-        async for attempt in controller:
-            with attempt:
-                return await self.send_once(call)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def send_once(self, call: Call) -> Response:
         """One attempt: sign now, send, read, check."""
@@ -155,7 +148,7 @@ class Transport:
             headers.update(call.sign(call, self.clock()))
         self.attempts[call.purpose] = self.attempts.get(call.purpose, 0) + 1
         session = await self.session()
-        timeout = aiohttp.ClientTimeout(total=call.timeout or self.timeout)
+        timeout = _client_timeout(call.timeout or self.timeout)
         started = time.perf_counter()
         try:
             async with session.request(
@@ -170,7 +163,7 @@ class Transport:
                 body = await raw.read()
                 response = Response(
                     status=raw.status,
-                    headers=CIMultiDictProxy(CIMultiDict(raw.headers)),
+                    headers=raw.headers,
                     body=body,
                     url=call.url,
                 )
@@ -189,6 +182,11 @@ class Transport:
         if call.check is not None:
             call.check(response)
         return response
+
+
+@functools.lru_cache(maxsize=16)
+def _client_timeout(total: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total)
 
 
 def map_transport_error(error: BaseException, method: str, url: str) -> JimengError:

@@ -16,10 +16,12 @@ from tenacity.wait import wait_base
 
 from jimeng.errors import APIConnectionError, APIError, RateLimitError, ServerError
 
-__all__ = ["RetryPolicy", "compute_delay", "retrying", "should_retry"]
+__all__ = ["RetryPolicy", "call_with_retry", "compute_delay", "retrying", "should_retry"]
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
+#: Called before each retry wait with the number of the attempt that failed and its error.
+OnRetry = Callable[[int, BaseException | None], Any]
 
 
 @attrs.frozen(kw_only=True)
@@ -89,13 +91,15 @@ def compute_delay(
 
 
 class _Wait(wait_base):
-    def __init__(self, policy: RetryPolicy, rng: random.Random):
+    def __init__(self, policy: RetryPolicy, rng: random.Random, offset: int = 0):
         self.policy = policy
         self.rng = rng
+        self.offset = offset
 
     def __call__(self, retry_state: RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
-        return compute_delay(retry_state.attempt_number, error, self.policy, self.rng)
+        attempt = retry_state.attempt_number + self.offset
+        return compute_delay(attempt, error, self.policy, self.rng)
 
 
 def retrying(
@@ -104,16 +108,69 @@ def retrying(
     idempotent: bool,
     sleep: Sleep,
     rng: random.Random,
-    before_sleep: Callable[[RetryCallState], Any] | None = None,
+    on_retry: OnRetry | None = None,
+    attempts_made: int = 0,
 ) -> AsyncRetrying:
-    """A tenacity controller applying :func:`should_retry` and :func:`compute_delay`."""
+    """A tenacity controller applying :func:`should_retry` and :func:`compute_delay`.
+
+    ``attempts_made`` counts attempts already made outside the controller (they use up the
+    budget and the backoff steps).
+    """
     return AsyncRetrying(
-        stop=stop_after_attempt(policy.max_attempts),
-        wait=_Wait(policy, rng),
+        stop=stop_after_attempt(max(1, policy.max_attempts - attempts_made)),
+        wait=_Wait(policy, rng, offset=attempts_made),
         retry=retry_if_exception(
             lambda error: should_retry(error, idempotent=idempotent, policy=policy)
         ),
         sleep=sleep,
         reraise=True,
-        before_sleep=before_sleep,
+        before_sleep=None if on_retry is None else _before_sleep(on_retry, attempts_made),
     )
+
+
+def _before_sleep(on_retry: OnRetry, offset: int) -> Callable[[RetryCallState], None]:
+    def hook(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        on_retry(state.attempt_number + offset, error)
+
+    return hook
+
+
+async def call_with_retry(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    idempotent: bool,
+    sleep: Sleep,
+    rng: random.Random,
+    on_retry: OnRetry | None = None,
+) -> T:
+    """Run ``attempt`` under the policy.
+
+    The first try runs bare (most calls succeed, and a tenacity controller costs tens of
+    microseconds per call); a retryable failure hands the rest of the budget to tenacity.
+    """
+    try:
+        return await attempt()
+    except Exception as error:
+        if policy.max_attempts <= 1 or not should_retry(
+            error, idempotent=idempotent, policy=policy
+        ):
+            raise
+        first = error
+    delay = compute_delay(1, first, policy, rng)
+    if on_retry is not None:
+        on_retry(1, first)
+    await sleep(delay)
+    controller = retrying(
+        policy,
+        idempotent=idempotent,
+        sleep=sleep,
+        rng=rng,
+        on_retry=on_retry,
+        attempts_made=1,
+    )
+    async for retry in controller:
+        with retry:
+            return await attempt()
+    raise AssertionError("unreachable")  # pragma: no cover

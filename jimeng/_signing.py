@@ -10,6 +10,7 @@ returns a :class:`SignedRequest`; :func:`verify` is the server side used by the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
@@ -177,6 +178,11 @@ def parse_query(raw: str) -> list[tuple[str, str]]:
     return pairs
 
 
+@functools.lru_cache(maxsize=256)
+def _canonical_raw(raw: str) -> str:
+    return canonical_query(parse_query(raw))
+
+
 def hash_payload(body: bytes) -> str:
     # protocols/volcengine.md §1.1 step 5: hex SHA-256 of the exact bytes sent.
     return hashlib.sha256(body).hexdigest()
@@ -273,13 +279,14 @@ def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=64)
 def signing_key_chain(
     secret_key: str, date: str, profile: SigningProfile
 ) -> tuple[bytes, bytes, bytes, bytes]:
     """``(kDate, kRegion, kService, kSigning)``.
 
     The secret is used as its literal UTF-8 text, never base64-decoded
-    (protocols/volcengine.md §1.1 step 11).
+    (protocols/volcengine.md §1.1 step 11). Cached: the key only changes with the date.
     """
     k_date = _hmac((profile.key_prefix + secret_key).encode("utf-8"), date)
     k_region = _hmac(k_date, profile.region)
@@ -352,7 +359,7 @@ def sign(
     method: str,
     host: str,
     path: str,
-    query: QueryInput,
+    query: QueryInput | str,
     headers: Mapping[str, str],
     body: bytes,
     credentials: Credentials,
@@ -360,6 +367,10 @@ def sign(
     now: datetime,
 ) -> SignedRequest:
     """Sign one request attempt.
+
+    ``query`` is pairs/a mapping, or the raw query string of the URL about to be sent (decoded
+    and re-canonicalised, cached: a client sends the same few Action/Version queries again and
+    again).
 
     Stale ``Authorization``, date, content-hash and token headers from an earlier attempt are
     dropped first. ``Host`` is added from ``host`` unless present. Send ``SignedRequest.query``
@@ -384,7 +395,7 @@ def sign(
         # protocols/volcengine.md §1.6: the STS token is sent and signed.
         out[profile.token_header] = credentials.session_token
 
-    query_string = canonical_query(query)
+    query_string = _canonical_raw(query) if isinstance(query, str) else canonical_query(query)
     signed = select_signed_headers(out, profile)
     creq = canonical_request(
         method=method,

@@ -6,6 +6,7 @@ the bytes received, and a wrong one gets the real ``SignatureDoesNotMatch`` enve
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
@@ -175,7 +176,7 @@ class VolcengineProtocol:
             return self._business(50204, status=400, message="Parse Args Error")
         if label == "submit":
             return self.submit(payload)
-        return self.get_result(payload)
+        return await self.get_result(payload)
 
     async def _apply(self, request: web.Request, fault: Any) -> web.StreamResponse | None:
         assert self.server is not None
@@ -226,7 +227,7 @@ class VolcengineProtocol:
             task.outcome = "failed:50500:Internal Error"
         return self._business(10000, status=200, message="Success", data={"task_id": task.id})
 
-    def get_result(self, payload: dict[str, Any]) -> web.Response:
+    async def get_result(self, payload: dict[str, Any]) -> web.Response:
         server = self.server
         assert server is not None
         task = server.tasks.get(str(payload.get("task_id", "")))
@@ -255,9 +256,8 @@ class VolcengineProtocol:
                 message=message,
                 data={"status": "done"},
             )
-        return self._business(
-            10000, status=200, message="Success", data=self._images(task, options)
-        )
+        data = await asyncio.to_thread(self._images, task, options)
+        return self._business(10000, status=200, message="Success", data=data)
 
     def _images(self, task: SandboxTask, options: Mapping[str, Any]) -> dict[str, Any]:
         server = self.server

@@ -115,18 +115,21 @@ class Volcengine(Backend):
     def _sign(self, call: Call, now: datetime) -> Mapping[str, str]:
         """Sign one attempt at time ``now`` (a retry gets a fresh X-Date and signature)."""
         assert self._credentials is not None
-        url = URL(call.url, encoded=True)
+        _, _, raw_query = call.url.partition("?")
         signed = sign(
             method=call.method,
-            host=url.raw_authority,
-            path=url.path or "/",
-            query=[(key, value) for key, value in url.query.items()],
+            host=self._endpoint.host,
+            path=self.path,
+            query=raw_query,
             headers=call.headers,
             body=call.body or b"",
             credentials=self._credentials,
             profile=self._profile,
             now=now,
         )
+        # protocols/volcengine.md §1.3: the URL already carries the canonical query, so the
+        # query sent is byte for byte the query signed.
+        assert signed.query == raw_query, "URL query is not in canonical form"
         return {k: v for k, v in signed.headers.items() if k not in call.headers}
 
     # -- images --------------------------------------------------------------------------------

@@ -1,0 +1,72 @@
+"""Client lifecycle: owned or borrowed sessions, copies, closing, backend from the environment."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+import jimeng
+from jimeng.sandbox import Sandbox
+from tests.conftest import Sleeps
+
+
+async def test_owned_session_is_closed(sleeps: Sleeps) -> None:
+    client = jimeng.Client(Sandbox(), sleep=sleeps)
+    async with client:
+        await client.images.generate("a cat", size="1K")
+        session = client._shared.session
+        assert session is not None and not session.closed
+    assert session.closed
+    with pytest.raises(jimeng.ConfigurationError, match="closed"):
+        await client.images.generate("a cat", size="1K")
+
+
+async def test_borrowed_session_is_left_open(sleeps: Sleeps) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with jimeng.Client(Sandbox(), session=session, sleep=sleeps) as client:
+            await client.images.generate("a cat", size="1K")
+        assert not session.closed
+
+
+async def test_with_options_shares_session_and_backend(sleeps: Sleeps) -> None:
+    sandbox = Sandbox()
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        quick = client.with_options(timeout=5, retry=jimeng.RetryPolicy.disabled())
+        assert quick.backend is client.backend
+        assert quick._transport.timeout == 5
+        assert client._transport.timeout == 120
+        sandbox.server.inject("submit", "http", status=429, code=50429)
+        with pytest.raises(jimeng.RateLimitError):
+            await quick.images.generate("a cat", size="1K")
+        await client.images.generate("a cat", size="1K")
+        assert quick._shared.session is client._shared.session
+
+
+async def test_aclose_twice_is_safe() -> None:
+    client = jimeng.Client(Sandbox())
+    await client.aclose()
+    await client.aclose()
+
+
+def test_backend_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("JIMENG_BACKEND", "VOLC_ACCESSKEY", "JIMENG_GATEWAY_URL", "JIMENG_SESSION_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(jimeng.ConfigurationError, match="no backend configured"):
+        jimeng.Client()
+    monkeypatch.setenv("JIMENG_BACKEND", "sandbox")
+    assert isinstance(jimeng.Client().backend, Sandbox)
+    monkeypatch.delenv("JIMENG_BACKEND")
+    monkeypatch.setenv("VOLC_ACCESSKEY", "AKLTx")
+    monkeypatch.setenv("VOLC_SECRETKEY", "y")
+    assert isinstance(jimeng.Client().backend, jimeng.Volcengine)
+    monkeypatch.setenv("JIMENG_BACKEND", "nope")
+    with pytest.raises(jimeng.ConfigurationError, match="unknown backend"):
+        jimeng.Client()
+
+
+def test_timeout_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIMENG_API_TIMEOUT", "33")
+    assert jimeng.Client(Sandbox())._transport.timeout == 33
+    monkeypatch.setenv("JIMENG_API_TIMEOUT", "-1")
+    with pytest.raises(jimeng.ConfigurationError, match="JIMENG_API_TIMEOUT"):
+        jimeng.Client(Sandbox())
