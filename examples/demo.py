@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import jimeng
+from jimeng.sandbox._media import png_size
 
 PROMPT = "A white Siamese cat sitting on a windowsill, sunlight streaming in"
 
@@ -21,7 +22,8 @@ async def main(prompt: str = PROMPT, out: str = "pic/") -> int:
         paths = await result.save(out)
     print("**Generation Info:**")
     print(f"- Prompt: {prompt}")
-    print("- Size: 2048 × 2048")
+    width, height = png_size(Path(paths[0]).read_bytes())
+    print(f"- Size: {width} × {height}")
     print(f"- Save Path: {Path(paths[0]).parent.resolve()}")
     for number, (image, path) in enumerate(zip(result.images, paths, strict=True), start=1):
         print(f"\n![Image {number}]({path})")
