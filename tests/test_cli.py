@@ -337,6 +337,10 @@ def test_progress_formats() -> None:
         (["image", "x", "--backend", "nope"], "--backend"),
         (["image", "x", "--sandbox", "--backend", "volcengine"], "--sandbox"),
         (["image", "x", "--sandbox-protocol", "nope"], "--sandbox-protocol"),
+        (
+            ["image", "x", "--backend", "volcengine", "--sandbox-url", "http://127.0.0.1:9"],
+            "--sandbox-url",
+        ),
         (["frobnicate"], "COMMAND"),
         (["task", "wait", "12345"], "REF"),
     ],
@@ -361,6 +365,12 @@ def test_missing_prompt_is_a_usage_error(cli: Any) -> None:
     assert result.err.strip() == (
         "jimeng: error: the following arguments are required: PROMPT (see 'jimeng image --help')"
     )
+
+
+def test_parse_error_as_json(cli: Any) -> None:
+    result = cli("image", "x", "--seed", "abc", "--json")
+    assert result.code == 2
+    assert result.json()["error"]["option"] == "--seed"
 
 
 def test_validation_error_as_json(cli: Any) -> None:
@@ -483,6 +493,17 @@ def test_failed_download_leaves_no_file_and_can_be_resumed(
     assert result.code == ExitCode.DOWNLOAD == 10
     assert "resume with: jimeng task wait jimeng_t2i_v40:" in result.err
     assert list((isolated / "pic").iterdir()) == []
+
+
+def test_unwritable_output_is_a_failed_save(cli: Any, isolated: Path) -> None:
+    (isolated / "blocker").write_text("a file, not a folder")
+
+    result = cli("image", "a cat", "--output-dir", "blocker/shots", "--sandbox")
+
+    assert result.code == ExitCode.DOWNLOAD
+    assert result.err.startswith("jimeng: error: cannot save to blocker/shots/: ")
+    assert "resume with: jimeng task wait jimeng_t2i_v40:" in result.err
+    assert "Traceback" not in result.err
 
 
 def test_no_backend_configured(cli: Any) -> None:
@@ -876,3 +897,30 @@ def test_sandbox_serve_in_the_foreground(isolated: Path) -> None:
         _, err = server.communicate(timeout=20)
     assert server.returncode == 0
     assert "stopped" in err
+
+
+# -- the docs page stays true -----------------------------------------------------------------
+
+
+def _all_long_options() -> set[str]:
+    import argparse
+
+    from jimeng.cli._parser import build_parser
+
+    found: set[str] = set()
+    pending: list[argparse.ArgumentParser] = [build_parser()]
+    while pending:
+        parser = pending.pop()
+        for action in parser._actions:
+            found.update(o for o in action.option_strings if o.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
+    return found - {"--help", "--version"}
+
+
+def test_docs_list_every_option_and_exit_code() -> None:
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    missing = sorted(option for option in _all_long_options() if f"`{option}" not in page)
+    assert missing == []
+    table = dict(re.findall(r"^\| (\d+) \| (.+) \|$", page, re.M))
+    assert sorted(map(int, table)) == sorted(code.value for code in ExitCode)

@@ -15,7 +15,7 @@ import shlex
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -127,14 +127,18 @@ class _Run:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``jimeng`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    """Run ``jimeng`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code
+    (:class:`~jimeng.cli.ExitCode`)."""
     words = list(sys.argv[1:] if argv is None else argv)
     stdout, stderr = sys.stdout, sys.stderr
     parser = build_parser()
     try:
         args = parser.parse_args(words)
     except UsageError as error:
-        stderr.write(render_text(describe(error, options={}, task=None, backend_args=())) + "\n")
+        info = describe(error, options={}, task=None, backend_args=())
+        stderr.write(render_text(info) + "\n")
+        if "--json" in words:
+            stdout.write(_render.dump_json({"error": info}) + "\n")
         return int(ExitCode.USAGE)
     except SystemExit as done:  # --help, --version
         return done.code if isinstance(done.code, int) else int(ExitCode.OK)
@@ -150,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(run)
     try:
         return asyncio.run(_execute(run))
+    except BrokenPipeError:  # the reader went away (``jimeng … | head -1``): not worth a word
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit-time flush is quiet
+        return int(ExitCode.ERROR)
     except KeyboardInterrupt:
         run.progress.clear()
         stderr.write("jimeng: interrupted\n")
@@ -182,6 +190,8 @@ async def _execute(run: _Run) -> int:
         return int(ExitCode.OK)
     except (jimeng.JimengError, UsageError) as error:
         return _fail(run, error)
+    except BrokenPipeError:
+        raise
     except Exception as error:  # a bug: say so, with the traceback (redacted)
         run.progress.stop()
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
@@ -216,8 +226,14 @@ def _make_backend(args: argparse.Namespace) -> Backend:
             raise UsageError(f"--sandbox conflicts with --backend {name}", option="--sandbox")
         name = "sandbox"
     sandbox_url = args.sandbox_url or os.environ.get("JIMENG_SANDBOX_URL") or None
-    if name is None and (args.sandbox_url or args.sandbox_protocol):
-        name = "sandbox"
+    for option, value in (
+        ("--sandbox-url", args.sandbox_url),
+        ("--sandbox-protocol", args.sandbox_protocol),
+    ):
+        if value and name is not None and name.strip().lower() != "sandbox":
+            raise UsageError(f"only for the sandbox, not --backend {name}", option=option)
+        if value:
+            name = "sandbox"
     from_env = name is None
     if name is None:
         name = os.environ.get("JIMENG_BACKEND", "").strip() or None
@@ -299,7 +315,8 @@ def _print_submitted(run: _Run, client: jimeng.Client, task: Task) -> None:
         )
     run.progress.stop()
     if run.json:
-        run.out(_render.dump_json({**_render.task_doc(task, backend=run.backend), "wait": command}))
+        doc = {**_render.task_doc(task, backend=run.backend), "wait": command, "notes": run.notes}
+        run.out(_render.dump_json(doc))
     elif run.quiet:
         run.out(task.ref)
     else:
@@ -324,6 +341,16 @@ def _save_target(args: argparse.Namespace) -> tuple[str, Path]:
     return str(folder) + os.sep, folder
 
 
+@contextlib.contextmanager
+def _saving(target: str) -> Iterator[None]:
+    """A folder that cannot be created or written is a failed save, not a crash."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise jimeng.DownloadError(f"cannot save to {target}: {reason}") from error
+
+
 def _requested_size(args: argparse.Namespace) -> tuple[int, int] | None:
     if getattr(args, "width", None) and getattr(args, "height", None):
         return int(args.width), int(args.height)
@@ -340,7 +367,8 @@ async def _finish_images(run: _Run, task: Task, result: ImageResult, prompt: str
     else:
         target, folder = _save_target(args)
         run.progress.downloading(folder)
-        paths = await result.save(target)
+        with _saving(target):
+            paths = await result.save(target)
         for image, path in zip(result.images, paths, strict=True):
             final = _as_png(run, path).resolve()
             size = image_size(final)
@@ -389,7 +417,8 @@ async def _finish_video(run: _Run, task: Task, result: VideoResult, prompt: str 
     if not getattr(args, "no_save", False):
         target, folder = _save_target(args)
         run.progress.downloading(folder)
-        path = (await result.save(target)).resolve()
+        with _saving(target):
+            path = (await result.save(target)).resolve()
     run.progress.stop()
     media = SavedMedia(url=result.url, path=path)
     duration = result.video.duration
