@@ -26,7 +26,7 @@ import jimeng
 from jimeng.backends import AccountBalance
 from jimeng.cli import ExitCode, _app, _files, main
 from jimeng.cli._exit import option_for
-from jimeng.cli._progress import format_bytes, format_elapsed
+from jimeng.cli._progress import Progress, format_bytes, format_elapsed
 from jimeng.models import (
     Image,
     ImageResult,
@@ -304,6 +304,18 @@ def test_no_progress_with_json_or_quiet(
 
     assert main(["image", "a cat", "--sandbox-url", served.url, flag]) == 0
     assert terminal.getvalue() == ""
+
+
+def test_progress_counts_the_bytes_arriving(tmp_path: Path) -> None:
+    (tmp_path / "old.png").write_bytes(b"x" * 5000)
+    now = [0.0]
+    progress = Progress(Terminal(), enabled=True, monotonic=lambda: now[0])
+    now[0] = 75.0
+    progress.downloading(tmp_path)
+    assert progress.line().endswith("downloading · 1m15s")
+    (tmp_path / ".jimeng-abc.part").write_bytes(b"x" * 1024)
+    (tmp_path / "jimeng_20250101_000000_1.png").write_bytes(b"x" * 1024)
+    assert progress.line().endswith("downloading · 1m15s · 2.0 KB")
 
 
 def test_progress_formats() -> None:
