@@ -1,0 +1,7 @@
+"""``python -m jimeng.cli``."""
+
+import sys
+
+from jimeng.cli import main
+
+sys.exit(main())

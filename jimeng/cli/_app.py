@@ -1,0 +1,621 @@
+"""The commands, built only on the public API (``jimeng.Client`` and its namespaces).
+
+``main(argv)`` parses, runs one command in a fresh event loop and returns the exit code; it never
+lets an expected failure escape as a traceback, and every line it prints about a failure goes
+through the library's secret redaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import attrs
+
+import jimeng
+from jimeng._logging import redact
+from jimeng.backends import NAMES, Backend, create
+from jimeng.cli import _render
+from jimeng.cli._exit import ExitCode, UsageError, describe, exit_code, render_text
+from jimeng.cli._files import convert_webp, default_folder, image_size, is_webp
+from jimeng.cli._parser import build_parser, option_names
+from jimeng.cli._progress import Progress
+from jimeng.cli._render import SavedMedia
+from jimeng.models import ImageResult, Task, VideoResult
+
+__all__ = ["main"]
+
+#: Test seam: extra keyword arguments for every client the CLI builds (a no-op ``sleep``, so
+#: tests never wait). Empty in normal use.
+_client_options: dict[str, Any] = {}
+
+_IMAGE_PARAMS = (
+    "model",
+    "size",
+    "width",
+    "height",
+    "images",
+    "ratio",
+    "resolution",
+    "intelligent_ratio",
+    "negative_prompt",
+    "sample_strength",
+    "scale",
+    "seed",
+    "watermark",
+    "force_single",
+    "callback_url",
+)
+_VIDEO_PARAMS = (
+    "model",
+    "mode",
+    "duration",
+    "fps",
+    "image",
+    "tail_image",
+    "camera",
+    "camera_strength",
+    "aspect_ratio",
+    "resolution",
+    "seed",
+    "watermark",
+    "callback_url",
+)
+_PILLOW_NOTE = (
+    "saved as WebP: install the pillow extra (pip install 'jimeng[pillow]') to get PNG files"
+)
+
+
+@attrs.define
+class _Run:
+    """One invocation: parsed arguments, streams, and the task being worked on."""
+
+    args: argparse.Namespace
+    stdout: TextIO
+    stderr: TextIO
+    options: dict[str, str]
+    progress: Progress
+    task: Task | None = None
+    notes: list[str] = attrs.field(factory=list)
+    #: The client's backend name ("sandbox" even though its tasks speak another protocol).
+    backend: str = ""
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    @property
+    def quiet(self) -> bool:
+        return bool(getattr(self.args, "quiet", False))
+
+    def out(self, text: str) -> None:
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        if not self.json and not self.quiet:
+            self.progress.clear()
+            self.stderr.write(f"jimeng: note: {redact(text)}\n")
+            self.stderr.flush()
+
+    def backend_args(self) -> list[str]:
+        """The options that chose the backend, repeated in resume hints."""
+        args = self.args
+        words: list[str] = []
+        if getattr(args, "sandbox", False):
+            words.append("--sandbox")
+        if getattr(args, "backend", None):
+            words += ["--backend", args.backend]
+        if getattr(args, "sandbox_url", None):
+            words += ["--sandbox-url", args.sandbox_url]
+        if getattr(args, "sandbox_protocol", None):
+            words += ["--sandbox-protocol", args.sandbox_protocol]
+        return words
+
+    def wait_command(self, ref: str) -> str:
+        return " ".join(["jimeng", "task", "wait", *map(shlex.quote, [ref, *self.backend_args()])])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``jimeng`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code
+    (:class:`~jimeng.cli.ExitCode`)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    stdout, stderr = sys.stdout, sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(words)
+    except UsageError as error:
+        info = describe(error, options={}, task=None, backend_args=())
+        stderr.write(render_text(info) + "\n")
+        if "--json" in words:
+            stdout.write(_render.dump_json({"error": info}) + "\n")
+        return int(ExitCode.USAGE)
+    except SystemExit as done:  # --help, --version
+        return done.code if isinstance(done.code, int) else int(ExitCode.OK)
+    quiet = bool(getattr(args, "json", False) or getattr(args, "quiet", False))
+    run = _Run(
+        args=args,
+        stdout=stdout,
+        stderr=stderr,
+        options=option_names(parser, words),
+        progress=Progress(stderr, enabled=not quiet and _isatty(stderr)),
+    )
+    if args.command == "sandbox":
+        return _serve(run)
+    try:
+        return asyncio.run(_execute(run))
+    except BrokenPipeError:  # the reader went away (``jimeng … | head -1``): not worth a word
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit-time flush is quiet
+        return int(ExitCode.ERROR)
+    except KeyboardInterrupt:
+        run.progress.clear()
+        stderr.write("jimeng: interrupted\n")
+        task = run.task
+        if task is not None and not task.done:
+            stderr.write(
+                f"  task {task.id} keeps running server-side; resume with: "
+                f"{run.wait_command(task.ref)}\n"
+            )
+        return int(ExitCode.INTERRUPTED)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+async def _execute(run: _Run) -> int:
+    try:
+        backend = _make_backend(run.args)
+        run.backend = backend.name
+        async with jimeng.Client(backend, **_client_options) as client:
+            run.progress.start()
+            try:
+                await _COMMANDS[_command_key(run.args)](run, client)
+            finally:
+                run.progress.stop()
+        return int(ExitCode.OK)
+    except (jimeng.JimengError, UsageError) as error:
+        return _fail(run, error)
+    except BrokenPipeError:
+        raise
+    except Exception as error:  # a bug: say so, with the traceback (redacted)
+        run.progress.stop()
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        run.stderr.write(redact(text))
+        run.stderr.write("jimeng: internal error (please report it with the lines above)\n")
+        return int(ExitCode.ERROR)
+
+
+def _fail(run: _Run, error: BaseException) -> int:
+    info = describe(error, options=run.options, task=run.task, backend_args=run.backend_args())
+    info = {key: redact(value) if isinstance(value, str) else value for key, value in info.items()}
+    run.stderr.write(render_text(info) + "\n")
+    if run.json:
+        run.out(_render.dump_json({"error": info}))
+    return int(exit_code(error))
+
+
+def _command_key(args: argparse.Namespace) -> str:
+    action = getattr(args, "action", None)
+    return f"{args.command} {action}" if action else str(args.command)
+
+
+# -- backend selection -------------------------------------------------------------------------
+
+
+def _make_backend(args: argparse.Namespace) -> Backend:
+    """``--backend`` / ``--sandbox`` / ``--sandbox-url``, else ``$JIMENG_BACKEND``, else what the
+    credentials in the environment point to (:func:`jimeng.backend_from_env`)."""
+    name: str | None = args.backend
+    if args.sandbox:
+        if name is not None and name.strip().lower() != "sandbox":
+            raise UsageError(f"--sandbox conflicts with --backend {name}", option="--sandbox")
+        name = "sandbox"
+    sandbox_url = args.sandbox_url or os.environ.get("JIMENG_SANDBOX_URL") or None
+    for option, value in (
+        ("--sandbox-url", args.sandbox_url),
+        ("--sandbox-protocol", args.sandbox_protocol),
+    ):
+        if value and name is not None and name.strip().lower() != "sandbox":
+            raise UsageError(f"only for the sandbox, not --backend {name}", option=option)
+        if value:
+            name = "sandbox"
+    from_env = name is None
+    if name is None:
+        name = os.environ.get("JIMENG_BACKEND", "").strip() or None
+    if name is None:
+        try:
+            return jimeng.backend_from_env()
+        except jimeng.ConfigurationError as error:
+            raise jimeng.ConfigurationError(
+                f"{error.message}; on the command line: --backend NAME, or --sandbox"
+            ) from None
+    key = name.strip().lower()
+    if key == "sandbox" and (sandbox_url or args.sandbox_protocol):
+        options: dict[str, Any] = {}
+        if sandbox_url:
+            options["url"] = sandbox_url
+        if args.sandbox_protocol:
+            options["protocol"] = args.sandbox_protocol
+        try:
+            return jimeng.Sandbox(**options)
+        except jimeng.ConfigurationError as error:
+            if args.sandbox_protocol and "protocol" in str(error):
+                raise UsageError(str(error), option="--sandbox-protocol") from None
+            raise
+    if key not in NAMES:
+        message = f"unknown backend {name!r}; choose from {', '.join(NAMES)}"
+        if from_env:
+            raise jimeng.ConfigurationError(f"JIMENG_BACKEND: {message}")
+        raise UsageError(message, option="--backend")
+    return create(key)
+
+
+# -- generation --------------------------------------------------------------------------------
+
+
+def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """Only what the user typed (parameter discipline, seed 002)."""
+    return {name: value for name in names if (value := getattr(args, name, None)) is not None}
+
+
+async def _image(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("submitting")
+    handle = await client.images.submit(args.prompt, **_given(args, _IMAGE_PARAMS))
+    await _collect(run, client, handle, prompt=args.prompt)
+
+
+async def _video(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("submitting")
+    handle = await client.videos.submit(args.prompt, **_given(args, _VIDEO_PARAMS))
+    await _collect(run, client, handle, prompt=args.prompt)
+
+
+async def _collect(
+    run: _Run, client: jimeng.Client, handle: jimeng.TaskHandle[Any], *, prompt: str | None
+) -> None:
+    """Wait for a submitted (or resumed) task, save its files and print the result."""
+    run.task = handle.task
+    run.progress.on_update(handle.task)
+    if getattr(run.args, "no_wait", False):
+        _print_submitted(run, client, handle.task)
+        return
+    try:
+        result = await handle.result(on_update=run.progress.on_update)
+    finally:
+        run.task = handle.task
+    if isinstance(result, VideoResult):
+        await _finish_video(run, handle.task, result, prompt)
+    else:
+        await _finish_images(run, handle.task, result, prompt)
+
+
+def _print_submitted(run: _Run, client: jimeng.Client, task: Task) -> None:
+    command = run.wait_command(task.ref)
+    if isinstance(client.backend, jimeng.Sandbox) and not _remote_sandbox(run.args):
+        run.note(
+            "this sandbox runs inside this command and stops with it; to collect tasks later, "
+            "run 'jimeng sandbox serve' and pass --sandbox-url"
+        )
+    run.progress.stop()
+    if run.json:
+        doc = {**_render.task_doc(task, backend=run.backend), "wait": command, "notes": run.notes}
+        run.out(_render.dump_json(doc))
+    elif run.quiet:
+        run.out(task.ref)
+    else:
+        run.out(_render.submitted_markdown(task, command, backend=run.backend))
+
+
+def _remote_sandbox(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "sandbox_url", None) or os.environ.get("JIMENG_SANDBOX_URL"))
+
+
+def _save_target(args: argparse.Namespace) -> tuple[str, Path]:
+    """What to hand ``result.save()`` and the folder files will land in."""
+    if getattr(args, "output", None):
+        text = str(args.output)
+        path = Path(text).expanduser()
+        folder_like = text.endswith(("/", os.sep)) or path.is_dir() or not path.suffix
+        return text, path if folder_like else path.parent
+    if getattr(args, "output_dir", None):
+        folder = Path(args.output_dir).expanduser()
+        return str(folder) + os.sep, folder
+    folder = default_folder()
+    return str(folder) + os.sep, folder
+
+
+@contextlib.contextmanager
+def _saving(target: str) -> Iterator[None]:
+    """A folder that cannot be created or written is a failed save, not a crash."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise jimeng.DownloadError(f"cannot save to {target}: {reason}") from error
+
+
+def _requested_size(args: argparse.Namespace) -> tuple[int, int] | None:
+    if getattr(args, "width", None) and getattr(args, "height", None):
+        return int(args.width), int(args.height)
+    if getattr(args, "size", None):
+        return jimeng.ImageRequest(prompt="size", size=args.size).size_pixels()
+    return None
+
+
+async def _finish_images(run: _Run, task: Task, result: ImageResult, prompt: str | None) -> None:
+    args = run.args
+    media: list[SavedMedia] = []
+    if getattr(args, "no_save", False):
+        media = [SavedMedia(url=image.url, path=None) for image in result.images]
+    else:
+        target, folder = _save_target(args)
+        run.progress.downloading(folder)
+        with _saving(target):
+            paths = await result.save(target)
+        for image, path in zip(result.images, paths, strict=True):
+            final = _as_png(run, path).resolve()
+            size = image_size(final)
+            media.append(
+                SavedMedia(
+                    url=image.url,
+                    path=final,
+                    width=size[0] if size else None,
+                    height=size[1] if size else None,
+                )
+            )
+    run.progress.stop()
+    if run.json:
+        doc = _render.image_doc(task, result, media, prompt, backend=run.backend)
+        doc["notes"] = run.notes
+        run.out(_render.dump_json(doc))
+    elif run.quiet:
+        for item in media:
+            run.out(str(item.path) if item.path is not None else item.url or "")
+    else:
+        run.out(
+            _render.image_markdown(
+                media, prompt, requested=_requested_size(args), task=task, backend=run.backend
+            )
+        )
+
+
+def _as_png(run: _Run, path: Path) -> Path:
+    """WebP results become PNG when Pillow is installed (seed 002); otherwise a note."""
+    try:
+        if not is_webp(path):
+            return path
+        converted = convert_webp(path)
+    except OSError as error:
+        run.note(f"could not convert {path} to PNG: {error}")
+        return path
+    if converted is None:
+        run.note(f"{path}: {_PILLOW_NOTE}")
+        return path
+    return converted
+
+
+async def _finish_video(run: _Run, task: Task, result: VideoResult, prompt: str | None) -> None:
+    args = run.args
+    path: Path | None = None
+    if not getattr(args, "no_save", False):
+        target, folder = _save_target(args)
+        run.progress.downloading(folder)
+        with _saving(target):
+            path = (await result.save(target)).resolve()
+    run.progress.stop()
+    media = SavedMedia(url=result.url, path=path)
+    duration = result.video.duration
+    duration = duration if duration is not None else getattr(args, "duration", None)
+    fps = result.video.fps if result.video.fps is not None else getattr(args, "fps", None)
+    mode = getattr(args, "mode", None)
+    if run.json:
+        doc = _render.video_doc(
+            task,
+            result,
+            media,
+            prompt,
+            backend=run.backend,
+            duration=duration,
+            fps=fps,
+            mode=mode,
+        )
+        doc["notes"] = run.notes
+        run.out(_render.dump_json(doc))
+    elif run.quiet:
+        run.out(str(path) if path is not None else result.url or "")
+    else:
+        run.out(
+            _render.video_markdown(
+                media,
+                prompt,
+                duration=duration,
+                fps=fps,
+                mode=mode,
+                task=task,
+                backend=run.backend,
+            )
+        )
+
+
+# -- tasks and credits -------------------------------------------------------------------------
+
+
+async def _task_get(run: _Run, client: jimeng.Client) -> None:
+    task = await client.tasks.get(run.args.ref, model=run.args.model)
+    run.task = task
+    _print_task(run, task)
+
+
+async def _task_wait(run: _Run, client: jimeng.Client) -> None:
+    handle = client.tasks.resume(run.args.ref, model=run.args.model)
+    run.task = handle.task
+    run.progress.status("checking")
+    await handle.refresh()
+    await _collect(run, client, handle, prompt=None)
+
+
+async def _task_cancel(run: _Run, client: jimeng.Client) -> None:
+    task = await client.tasks.cancel(run.args.ref, model=run.args.model)
+    run.task = task
+    _print_task(run, task)
+
+
+async def _task_list(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    tasks = await client.tasks.list(status=args.status, kind=args.kind, limit=args.limit)
+    run.progress.stop()
+    if run.json:
+        run.out(
+            _render.dump_json(
+                {"tasks": [_render.task_doc(task, backend=run.backend) for task in tasks]}
+            )
+        )
+    elif run.quiet:
+        for task in tasks:
+            run.out(task.ref)
+    else:
+        run.out(_render.tasks_markdown(tasks))
+
+
+def _print_task(run: _Run, task: Task) -> None:
+    run.progress.stop()
+    if run.json:
+        run.out(_render.dump_json(_render.task_doc(task, backend=run.backend)))
+    elif run.quiet:
+        run.out(task.status.value)
+    else:
+        run.out(_render.task_markdown(task, backend=run.backend))
+
+
+async def _credits(run: _Run, client: jimeng.Client) -> None:
+    if run.args.claim:
+        balances = await client.account.claim()
+    else:
+        balances = await client.account.credits()
+    run.progress.stop()
+    if run.json:
+        run.out(_render.dump_json(_render.balances_doc(balances)))
+    elif run.quiet:
+        run.out(str(sum(balance.total for balance in balances)))
+    else:
+        run.out(_render.balances_markdown(balances))
+
+
+_COMMANDS = {
+    "image": _image,
+    "video": _video,
+    "task get": _task_get,
+    "task wait": _task_wait,
+    "task cancel": _task_cancel,
+    "task list": _task_list,
+    "credits": _credits,
+}
+
+
+# -- sandbox serve -----------------------------------------------------------------------------
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_FAULT_KINDS = ("reset", "non_json", "truncate")
+
+
+def _faults(specs: Sequence[str]) -> list[dict[str, Any]]:
+    """``ACTION:KIND[:TIMES]`` → keyword arguments for ``server.inject``."""
+    faults = []
+    for spec in specs:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise UsageError(f"expected ACTION:KIND[:TIMES], got {spec!r}", option="--fault")
+        action, kind = parts[0], parts[1]
+        fault: dict[str, Any] = {"action": action}
+        if kind.isdigit():
+            fault.update(kind="http", status=int(kind))
+        elif kind in _FAULT_KINDS:
+            fault["kind"] = kind
+        else:
+            raise UsageError(
+                f"unknown fault kind {kind!r} (allowed: an HTTP status, {', '.join(_FAULT_KINDS)})",
+                option="--fault",
+            )
+        if len(parts) == 3:
+            if not parts[2].isdigit() or int(parts[2]) < 1:
+                raise UsageError(f"TIMES must be a positive number in {spec!r}", option="--fault")
+            fault["times"] = int(parts[2])
+        faults.append(fault)
+    return faults
+
+
+def _serve(run: _Run) -> int:
+    args = run.args
+    try:
+        if args.host not in _LOOPBACK:
+            raise UsageError("the sandbox only serves on loopback", option="--host")
+        faults = _faults(args.fault)
+    except UsageError as error:
+        return _fail(run, error)
+    try:
+        return asyncio.run(_serve_async(run, faults))
+    except KeyboardInterrupt:
+        run.stderr.write("jimeng sandbox stopped\n")
+        return int(ExitCode.OK)
+    except OSError as error:  # port in use, address not available
+        run.stderr.write(f"jimeng: error: --port: cannot listen on {args.port}: {error}\n")
+        return int(ExitCode.CONFIG)
+
+
+async def _until_stopped() -> None:
+    """Wait for Ctrl-C or SIGTERM (where the platform lets the loop handle signals)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        # A SIGINT the shell chose to ignore (background jobs) stays ignored.
+        if signal.getsignal(number) is signal.SIG_IGN:
+            continue
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(number, stop.set)
+    await stop.wait()
+
+
+async def _serve_async(run: _Run, faults: Sequence[dict[str, Any]]) -> int:
+    from jimeng.sandbox import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, Stages, build_server
+
+    args = run.args
+    stages = Stages(
+        queue_delay=args.queue_delay,
+        generate_delay=args.generate_delay,
+        queue_polls=args.queue_polls,
+        generate_polls=args.generate_polls,
+    )
+    server = build_server(host=args.host, port=args.port, stages=stages)
+    for fault in faults:
+        server.inject(**fault)
+    await server.start()
+    try:
+        run.out(f"jimeng sandbox serving on {server.url}")
+        run.out(f'  try: jimeng image "a white cat" --sandbox-url {server.url}')
+        run.out(
+            f"  Volcengine protocol: endpoint {server.url}, "
+            f"access key {SANDBOX_ACCESS_KEY}, secret key {SANDBOX_SECRET_KEY}"
+        )
+        run.out("  Ctrl-C stops it.")
+        await _until_stopped()
+        run.stderr.write("jimeng sandbox stopped\n")
+    finally:
+        await server.stop()
+    return int(ExitCode.OK)

@@ -1,0 +1,281 @@
+"""The ``jimeng`` command line: commands and options (argparse, no extra dependency).
+
+Every generation option defaults to ``None`` and is passed to the library only when given
+(seed 002's "parameter discipline"): the backend's own defaults apply otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from jimeng import __version__
+from jimeng.cli._exit import UsageError
+
+__all__ = ["BACKEND_CHOICES", "Parser", "build_parser", "option_names"]
+
+#: Shown in help; ``jimeng.backends.create`` decides what really exists.
+BACKEND_CHOICES = "volcengine, dreamina, gateway, sandbox"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that raises :class:`UsageError` instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        option = None
+        if message.startswith("argument "):
+            head, _, rest = message[len("argument ") :].partition(": ")
+            option, message = head.split("/")[-1], rest
+        raise UsageError(f"{message} (see '{self.prog} --help')", option=option)
+
+
+def _flag(group: Any, *names: str, help: str) -> None:
+    """A switch that is ``None`` unless given (so an unset switch is never sent as false)."""
+    group.add_argument(*names, action="store_const", const=True, default=None, help=help)
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Backend and output-style options. On commands they default to SUPPRESS so that a value
+    given before the command (``jimeng --json image …``) is not overwritten."""
+    default: Any = None if top else argparse.SUPPRESS
+    group = parser.add_argument_group("backend and output")
+    group.add_argument(
+        "--backend",
+        metavar="NAME",
+        default=default,
+        help=f"{BACKEND_CHOICES} (default: $JIMENG_BACKEND, else chosen from the credentials "
+        "in the environment)",
+    )
+    group.add_argument(
+        "--sandbox",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="same as --backend sandbox: the offline emulator, no credentials",
+    )
+    group.add_argument(
+        "--sandbox-url",
+        metavar="URL",
+        default=default,
+        help="use a sandbox already serving at URL (jimeng sandbox serve); "
+        "default $JIMENG_SANDBOX_URL",
+    )
+    group.add_argument(
+        "--sandbox-protocol",
+        metavar="NAME",
+        default=default,
+        help="which backend protocol the sandbox emulates (default volcengine)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="print one JSON document on stdout instead of Markdown",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="no progress line and no notes; print only the saved paths (or URLs)",
+    )
+
+
+def _output(parser: argparse.ArgumentParser, *, what: str) -> None:
+    group = parser.add_argument_group("saving")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help=f"file name for the {what} (numbered _1, _2… when several), or a folder",
+    )
+    where.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="folder for jimeng_YYYYMMDD_HHMMSS_N files (default: pic/ at the project root)",
+    )
+    where.add_argument(
+        "--no-save", action="store_true", help="do not download; print the links only"
+    )
+
+
+def _submission(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("task")
+    group.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="submit, print the task id and return; collect later with 'jimeng task wait'",
+    )
+    group.add_argument(
+        "--callback-url", metavar="URL", help="webhook the service calls when the task ends"
+    )
+
+
+def _image_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "image",
+        help="generate images",
+        description="Generate images from a prompt (and reference images).",
+    )
+    parser.add_argument("prompt", metavar="PROMPT", help="what to draw")
+    gen = parser.add_argument_group("generation (only the options you give are sent)")
+    gen.add_argument("--model", help="model name, e.g. jimeng-4.0 (default: the backend's)")
+    gen.add_argument("--size", help="1K, 2K, 4K or WxH such as 2560x1440")
+    gen.add_argument("--width", type=int, help="exact width in pixels (with --height)")
+    gen.add_argument("--height", type=int, help="exact height in pixels (with --width)")
+    gen.add_argument(
+        "--images",
+        nargs="+",
+        metavar="URL_OR_PATH",
+        help="reference images for image-to-image: URLs or local files (up to 10)",
+    )
+    gen.add_argument("--ratio", help="aspect ratio such as 1:1, 16:9, 9:16, 4:3, 21:9")
+    gen.add_argument("--resolution", help="1k, 2k or 4k")
+    _flag(gen, "--intelligent-ratio", help="let the model pick the ratio from the prompt")
+    gen.add_argument("--negative-prompt", metavar="TEXT", help="what to avoid")
+    gen.add_argument("--sample-strength", type=float, metavar="0..1", help="sampling strength")
+    gen.add_argument("--scale", type=float, metavar="0..1", help="how closely to follow the text")
+    gen.add_argument("--seed", type=int, help="random seed, for reproducible results")
+    _flag(gen, "--watermark", help='add the visible "AI generated" mark')
+    _flag(gen, "--force-single", help="ask for exactly one image")
+    _submission(parser)
+    _output(parser, what="image")
+    _common(parser, top=False)
+
+
+def _video_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "video",
+        help="generate a video",
+        description="Generate a video from a prompt (and first / last frame images).",
+    )
+    parser.add_argument("prompt", metavar="PROMPT", help="what happens in the video")
+    gen = parser.add_argument_group("generation (only the options you give are sent)")
+    gen.add_argument("--model", help="model name (default: the backend's)")
+    gen.add_argument(
+        "--mode",
+        help="Volcengine 3.0 mode: t2v_720p, t2v_1080p, ti2v_pro, i2v_first_720p, "
+        "i2v_first_1080p, i2v_first_tail_720p, i2v_first_tail_1080p, i2v_recamera_720p",
+    )
+    gen.add_argument("--duration", type=float, metavar="SECONDS", help="e.g. 5 or 10")
+    gen.add_argument("--fps", type=int, help="frames per second, e.g. 24")
+    gen.add_argument("--image", metavar="URL_OR_PATH", help="first frame")
+    gen.add_argument("--tail-image", metavar="URL_OR_PATH", help="last frame")
+    gen.add_argument("--camera", metavar="TEMPLATE", help="camera movement template (recamera)")
+    gen.add_argument("--camera-strength", metavar="LEVEL", help="weak, medium or strong")
+    gen.add_argument(
+        "--aspect-ratio", "--ratio", dest="aspect_ratio", metavar="RATIO", help="e.g. 16:9"
+    )
+    gen.add_argument("--resolution", help="e.g. 720p or 1080p")
+    gen.add_argument("--seed", type=int, help="random seed, for reproducible results")
+    _flag(gen, "--watermark", help='add the visible "AI generated" mark')
+    _submission(parser)
+    _output(parser, what="video")
+    _common(parser, top=False)
+
+
+def _task_commands(commands: Any) -> None:
+    task = commands.add_parser(
+        "task",
+        help="look at, wait for, list or cancel tasks",
+        description="Tasks by reference: the 'ref' printed when a task was submitted.",
+    )
+    actions = task.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    actions.required = True
+    for name, text in (
+        ("get", "ask the server once about a task"),
+        ("wait", "wait for a task, then save and print its result"),
+        ("cancel", "cancel a task that has not started"),
+    ):
+        action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        action.add_argument("ref", metavar="REF", help="the task's ref (or id, with --model)")
+        action.add_argument(
+            "--model", help="the model the task was submitted with, when REF is a bare id"
+        )
+        if name == "wait":
+            _output(action, what="result")
+        _common(action, top=False)
+    listing = actions.add_parser(
+        "list", help="tasks the backend knows about", description="List tasks (newest first)."
+    )
+    listing.add_argument("--status", help="only tasks in this state, e.g. queued")
+    listing.add_argument("--kind", choices=("image", "video"), help="only images or videos")
+    listing.add_argument("--limit", type=int, help="at most this many")
+    _common(listing, top=False)
+
+
+def _credits_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "credits",
+        help="credit balance of web sessions",
+        description="Credit balance per session (Dreamina and gateway backends).",
+    )
+    parser.add_argument("--claim", action="store_true", help="claim the daily free credits first")
+    _common(parser, top=False)
+
+
+def _sandbox_commands(commands: Any) -> None:
+    sandbox = commands.add_parser(
+        "sandbox", help="the offline emulator", description="The offline emulator."
+    )
+    actions = sandbox.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    actions.required = True
+    serve = actions.add_parser(
+        "serve",
+        help="serve the sandbox for other programs (Ctrl-C stops it)",
+        description="Serve the sandbox on loopback in the foreground; Ctrl-C stops it.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 = any)")
+    serve.add_argument("--queue-delay", type=float, default=0.0, help="seconds queued per task")
+    serve.add_argument("--generate-delay", type=float, default=0.0, help="seconds generating")
+    serve.add_argument("--queue-polls", type=int, default=0, help="polls a task stays queued")
+    serve.add_argument("--generate-polls", type=int, default=0, help="polls a task runs")
+    serve.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="ACTION:KIND[:TIMES]",
+        help="inject failures: ACTION is submit, poll, download… or *; KIND an HTTP status "
+        "(429, 500…) or reset, non_json, truncate; e.g. --fault submit:429:2",
+    )
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="jimeng",
+        description="Jimeng (即梦 / Dreamina) image and video generation from the command line.",
+        epilog='Try it offline: jimeng image "a white cat" --sandbox',
+    )
+    parser.add_argument("--version", action="version", version=f"jimeng {__version__}")
+    _common(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+    _image_command(commands)
+    _video_command(commands)
+    _task_commands(commands)
+    _credits_command(commands)
+    _sandbox_commands(commands)
+    return parser
+
+
+def option_names(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str, str]:
+    """Destination name → long option string for the command ``argv`` selects."""
+    names: dict[str, str] = {}
+    current: argparse.ArgumentParser | None = parser
+    words = list(argv)
+    while current is not None:
+        for action in current._actions:
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            if longs:
+                names.setdefault(action.dest, longs[0])
+        sub = next((a for a in current._actions if isinstance(a, argparse._SubParsersAction)), None)
+        current = None
+        if sub is not None:
+            for index, word in enumerate(words):
+                if word in sub.choices:
+                    current = sub.choices[word]
+                    words = words[index + 1 :]
+                    break
+    return names
