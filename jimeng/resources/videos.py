@@ -11,7 +11,7 @@ from jimeng._handle import OnUpdate, TaskHandle
 from jimeng._polling import PollPolicy
 from jimeng.models import AigcMeta, ImageInput, ImageInputLike, VideoRequest, VideoResult, Watermark
 from jimeng.models._task import TaskKind
-from jimeng.resources._common import OnSubmit, load_input, notify, wait_for_result
+from jimeng.resources._common import OnSubmit, load_input, wait_for_result
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -78,9 +78,8 @@ class Videos:
             callback_url=callback_url,
             extra_body=extra_body,
         )
-        await notify(on_submit, handle.task)
         result: VideoResult = await wait_for_result(
-            self._client, handle, poll=poll, on_update=on_update
+            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
         )
         return result
 
