@@ -226,6 +226,16 @@ def test_cancel_refusal_for_a_queued_task_keeps_the_servers_error() -> None:
     assert info.value.task_id == "7392616336519610409"
 
 
+def test_cancel_rate_limited_is_not_a_refusal() -> None:
+    from jimeng.errors import RateLimitError
+
+    flow = backend().cancel(video_task())
+    next(flow)
+    with pytest.raises(RateLimitError) as info:
+        flow.throw(RateLimitError("slow down", code=50429))
+    assert info.value.task_id == "7392616336519610409"
+
+
 def test_relays_cannot_cancel() -> None:
     relay = jimeng.Volcengine(api_key="sk-test", endpoint="https://relay.example/jm")
     with pytest.raises(jimeng.NotSupportedError):

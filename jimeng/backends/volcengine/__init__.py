@@ -329,10 +329,10 @@ class Volcengine(Backend):
         endpoint = self._endpoint_for(task.kind)
         try:
             response: Response = yield _wire.build_cancel(endpoint, req_key, task.id)
-        except (AuthenticationError, PermissionDeniedError, RateLimitError, ServerError):
-            raise
         except APIError as refusal:
             refusal.attach_task(task.id, task.ref)
+            if isinstance(refusal, _NOT_ABOUT_THE_TASK):
+                raise
             state: Task | None = None
             try:
                 answer: Response = yield _wire.build_get_result(
@@ -341,8 +341,15 @@ class Volcengine(Backend):
                 state = _wire.parse_result(answer, task, now=datetime.now(timezone.utc))
             except APIError:
                 state = None  # a finished task may answer its own failure: still refused
-            raise _refused(task, refusal, state) from refusal
+            error = _refused(task, refusal, state)
+            if error is refusal:
+                raise refusal
+            raise error from refusal
         return _wire.parse_cancel(response, task)
+
+
+#: Errors of a cancel call that say nothing about the task's state.
+_NOT_ABOUT_THE_TASK = (AuthenticationError, PermissionDeniedError, RateLimitError, ServerError)
 
 
 def _refused(task: Task, refusal: APIError, state: Task | None) -> JimengError:
