@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SOURCES := jimeng tests examples benchmarks
+SOURCES := jimeng tests examples $(wildcard benchmarks)
 
 .PHONY: demo test lint typecheck unit docs bench clean
 

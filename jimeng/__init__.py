@@ -37,6 +37,7 @@ from jimeng.errors import (
     TaskError,
     TaskExpiredError,
     TaskFailedError,
+    TaskNotCancellableError,
     TaskTimeoutError,
     ValidationError,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "TaskFailure",
     "TaskHandle",
     "TaskKind",
+    "TaskNotCancellableError",
     "TaskStatus",
     "TaskTimeoutError",
     "ValidationError",

@@ -10,6 +10,7 @@ Every exception the library raises on purpose derives from :class:`JimengError`:
     │   │   └── SessionExpiredError
     │   ├── PermissionDeniedError   service not enabled, model not entitled, client too old
     │   ├── InvalidRequestError     the server rejected the parameters
+    │   │   └── TaskNotCancellableError  the task already started (or ended): it runs on
     │   ├── NotFoundError           unknown task or route
     │   ├── RateLimitError          QPS / concurrency limits (retried)
     │   ├── ServerError             5xx, internal errors (retried)
@@ -56,6 +57,7 @@ __all__ = [
     "TaskError",
     "TaskExpiredError",
     "TaskFailedError",
+    "TaskNotCancellableError",
     "TaskTimeoutError",
     "ValidationError",
 ]
@@ -182,6 +184,18 @@ class PermissionDeniedError(APIError):
 
 class InvalidRequestError(APIError):
     """The server rejected the request's parameters."""
+
+
+class TaskNotCancellableError(InvalidRequestError):
+    """The server refused to cancel a task because it already started or finished.
+
+    The task keeps running (and is billed); wait for it with ``client.tasks.wait(...)``.
+    ``task_id`` names it, ``status`` is its state when the refusal was checked, if known.
+    """
+
+    def __init__(self, message: str, *, status: str | None = None, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.status = status
 
 
 class NotFoundError(APIError):

@@ -125,13 +125,19 @@ class ImageResult:
 
 @attrs.frozen(kw_only=True)
 class VideoResult:
-    """The video one task produced."""
+    """The video one task produced.
+
+    Result links are short-lived (Volcengine: one hour): ``expires_at`` says until when ``url``
+    works; ``save()`` streams the MP4 to disk. ``aigc_meta_tagged`` is the server's word on
+    whether the implicit AIGC label was embedded, when it says.
+    """
 
     video: Video
     task_id: str | None = None
     model: str | None = None
     backend: str | None = None
     request_id: str | None = None
+    aigc_meta_tagged: bool | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from jimeng._handle import attach_to_cancel
-from jimeng.errors import ValidationError
+from jimeng.errors import JimengError, ValidationError
 from jimeng.models import ImageInput, Task
 
 if TYPE_CHECKING:
@@ -55,10 +55,17 @@ async def notify(callback: Callable[[Task], Any] | None, task: Task) -> None:
             await outcome
 
 
-async def wait_for_result(client: Client, handle: Any, **kwargs: Any) -> Any:
-    """``handle.result()`` that leaves the task id on a cancellation."""
+async def wait_for_result(
+    client: Client, handle: Any, *, on_submit: OnSubmit | None = None, **kwargs: Any
+) -> Any:
+    """``on_submit``, then ``handle.result()``, leaving the task id on a cancellation (and on
+    any library error) from the moment the server accepted the task."""
     try:
+        await notify(on_submit, handle.task)
         return await handle.result(**kwargs)
     except asyncio.CancelledError as error:
         attach_to_cancel(error, handle.task)
+        raise
+    except JimengError as error:
+        error.attach_task(handle.task.id, handle.task.ref)
         raise

@@ -17,7 +17,7 @@ from jimeng.models import (
     ImageResult,
     Watermark,
 )
-from jimeng.resources._common import OnSubmit, load_input, notify, wait_for_result
+from jimeng.resources._common import OnSubmit, load_input, wait_for_result
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -93,9 +93,8 @@ class Images:
             callback_url=callback_url,
             extra_body=extra_body,
         )
-        await notify(on_submit, handle.task)
         result: ImageResult = await wait_for_result(
-            self._client, handle, poll=poll, on_update=on_update
+            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
         )
         return result
 

@@ -47,7 +47,7 @@ class Tasks:
         """Cancel a task that has not started yet (backends refuse running tasks)."""
         if isinstance(task, str):
             task = self._client.backend.resume(task, model=model)
-        return await self._client._run(self._client.backend.cancel(task))
+        return await self._client._run(self._client.backend.cancel(task), kind=task.kind)
 
     async def list(
         self, *, status: str | None = None, kind: str | None = None, limit: int | None = None

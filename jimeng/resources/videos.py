@@ -11,7 +11,7 @@ from jimeng._handle import OnUpdate, TaskHandle
 from jimeng._polling import PollPolicy
 from jimeng.models import AigcMeta, ImageInput, ImageInputLike, VideoRequest, VideoResult, Watermark
 from jimeng.models._task import TaskKind
-from jimeng.resources._common import OnSubmit, load_input, notify, wait_for_result
+from jimeng.resources._common import OnSubmit, load_input, wait_for_result
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -53,8 +53,16 @@ class Videos:
         on_submit: OnSubmit | None = None,
         on_update: OnUpdate | None = None,
     ) -> VideoResult:
-        """Generate one video and wait for it. ``image``/``tail_image`` are the first and last
-        frames (URL, path or bytes). ``ratio`` is an alias of ``aspect_ratio``."""
+        """Generate one video and wait for it.
+
+        ``mode`` picks the variant (Volcengine: ``t2v_720p`` by default, ``t2v_1080p``,
+        ``i2v_first_720p``, ``i2v_first_tail_1080p``, ``i2v_recamera_720p``, ``ti2v_pro``…);
+        without it the mode follows from the inputs. ``image``/``tail_image`` are the first and
+        last frames (URL, path or bytes). ``duration`` (5 or 10 s), ``fps`` (24) and ``frames``
+        (121 or 241) set the length; ``ratio`` is an alias of ``aspect_ratio`` (text-to-video
+        only). ``camera``/``camera_strength`` drive the camera-movement mode. The result's link
+        expires (``expires_at``); ``save()`` streams the MP4.
+        """
         handle = await self.submit(
             prompt,
             model=model,
@@ -78,9 +86,8 @@ class Videos:
             callback_url=callback_url,
             extra_body=extra_body,
         )
-        await notify(on_submit, handle.task)
         result: VideoResult = await wait_for_result(
-            self._client, handle, poll=poll, on_update=on_update
+            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
         )
         return result
 

@@ -19,7 +19,9 @@ from jimeng.sandbox._volcengine import (
     BLOCK_INPUT,
     BLOCK_OUTPUT,
     FAIL_TASK,
+    RELAY_PATH,
     SANDBOX_ACCESS_KEY,
+    SANDBOX_RELAY_KEY,
     SANDBOX_SECRET_KEY,
     VolcengineProtocol,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "BLOCK_OUTPUT",
     "FAIL_TASK",
     "SANDBOX_ACCESS_KEY",
+    "SANDBOX_RELAY_KEY",
     "SANDBOX_SECRET_KEY",
     "Fault",
     "Sandbox",
@@ -37,14 +40,15 @@ __all__ = [
     "build_server",
 ]
 
-Protocol = Literal["volcengine"]
-PROTOCOLS: tuple[str, ...] = ("volcengine",)
+Protocol = Literal["volcengine", "volcengine-relay"]
+PROTOCOLS: tuple[str, ...] = ("volcengine", "volcengine-relay")
 
 
 def build_server(**options: Any) -> SandboxServer:
     """A server with every protocol mounted (not started)."""
     server = SandboxServer(**options)
     server.mount(VolcengineProtocol())
+    server.mount(VolcengineProtocol(relay=True))
     return server
 
 
@@ -100,6 +104,8 @@ class Sandbox(Backend):
     def _make_inner(self, base: str) -> Backend:
         from jimeng.backends.volcengine import Volcengine
 
+        if self.protocol == "volcengine-relay":
+            return Volcengine(api_key=SANDBOX_RELAY_KEY, endpoint=base.rstrip("/") + RELAY_PATH)
         return Volcengine(
             access_key=SANDBOX_ACCESS_KEY,
             secret_key=SANDBOX_SECRET_KEY,

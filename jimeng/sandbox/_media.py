@@ -7,8 +7,8 @@ pulling Pillow, numpy or ffmpeg into the runtime, so everything here is standard
   caption in a tiny bitmap font) and encodes it as an 8-bit RGB PNG.
 * :func:`render_mp4` wraps a hand-written H.264 stream (one I_PCM IDR frame followed by
   all-skip P frames) in a fast-start MP4, so the file is small yet plays for the right duration.
-* :func:`png_size`, :func:`sniff_image` and :func:`mp4_info` read the headers back; the SDK
-  uses them to validate local inputs and downloaded results.
+* :func:`mp4_info` reads an MP4's headers back. :func:`png_size` and :func:`sniff_image` live in
+  :mod:`jimeng._imageinfo` (the SDK validates local inputs with them) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+
+from jimeng._imageinfo import ImageFormat, png_size, sniff_image
 
 __all__ = [
     "ImageFormat",
@@ -32,8 +33,6 @@ __all__ = [
     "render_png",
     "sniff_image",
 ]
-
-ImageFormat = Literal["png", "jpeg", "webp", "gif", "bmp"]
 
 MAX_PNG_SIDE = 16384
 MAX_VIDEO_SIDE = 4096
@@ -464,100 +463,6 @@ def _render_png_cached(prompt: str, width: int, height: int) -> bytes:
             _png_chunk(b"IEND", b""),
         )
     )
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    """Return ``(width, height)`` from a PNG header.
-
-    Raises:
-        ValueError: if ``data`` does not start with a PNG signature and IHDR chunk.
-    """
-    if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
-        raise ValueError("not a PNG image")
-    width, height = struct.unpack_from(">II", data, 16)
-    return int(width), int(height)
-
-
-# --------------------------------------------------------------------------------------------
-# Image sniffing
-# --------------------------------------------------------------------------------------------
-
-# Start-of-frame markers carry the dimensions; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def _sniff_jpeg(data: bytes) -> tuple[ImageFormat, int, int] | None:
-    pos, size = 2, len(data)
-    while pos + 1 < size:
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        pos += 2
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a payload
-            continue
-        if marker in (0xD9, 0xDA):  # EOI / start of scan before any frame header
-            return None
-        if pos + 2 > size:
-            return None
-        (length,) = struct.unpack_from(">H", data, pos)
-        if length < 2:
-            return None
-        if marker in _JPEG_SOF:
-            if pos + 7 > size:
-                return None
-            height, width = struct.unpack_from(">HH", data, pos + 3)
-            return "jpeg", int(width), int(height)
-        pos += length
-    return None
-
-
-def _sniff_webp(data: bytes) -> tuple[ImageFormat, int, int] | None:
-    chunk = data[12:16]
-    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
-        width, height = struct.unpack_from("<HH", data, 26)
-        return "webp", width & 0x3FFF, height & 0x3FFF
-    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
-        (bits,) = struct.unpack_from("<I", data, 21)
-        return "webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8X" and len(data) >= 30:
-        width = int.from_bytes(data[24:27], "little") + 1
-        height = int.from_bytes(data[27:30], "little") + 1
-        return "webp", width, height
-    return None
-
-
-def sniff_image(data: bytes) -> tuple[ImageFormat, int, int] | None:
-    """Identify an image by its magic bytes and return ``(format, width, height)``.
-
-    Recognises PNG, JPEG (first start-of-frame marker), WebP (VP8, VP8L and VP8X), GIF and
-    BMP. Returns ``None`` for anything else, including truncated headers.
-    """
-    if data[:8] == _PNG_SIGNATURE:
-        if len(data) >= 24 and data[12:16] == b"IHDR":
-            width, height = png_size(data)
-            return "png", width, height
-        return None
-    if data[:3] == b"\xff\xd8\xff":
-        return _sniff_jpeg(data)
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return _sniff_webp(data)
-    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
-        width, height = struct.unpack_from("<HH", data, 6)
-        return "gif", int(width), int(height)
-    if data[:2] == b"BM" and len(data) >= 26:
-        (dib_size,) = struct.unpack_from("<I", data, 14)
-        if dib_size == 12:  # OS/2 BITMAPCOREHEADER uses 16-bit sizes
-            width, height = struct.unpack_from("<HH", data, 18)
-        elif dib_size >= 16:
-            width, height = struct.unpack_from("<ii", data, 18)
-        else:
-            return None
-        # Negative height means top-down row order, not a negative size.
-        return "bmp", abs(int(width)), abs(int(height))
-    return None
 
 
 # --------------------------------------------------------------------------------------------

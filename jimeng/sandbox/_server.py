@@ -223,7 +223,7 @@ class SandboxServer:
         item = self.media.get(request.match_info["name"])
         if item is None:
             return web.Response(status=404, text="expired or unknown media")
-        data = await asyncio.to_thread(item.render)  # big media take 0.1–2 s of CPU
+        data = await asyncio.to_thread(item.render)  # big media: drawn off the event loop
         fault = self.take_fault("download")
         if fault is not None and fault.kind == "truncate":
             response = web.StreamResponse(headers={"Content-Type": item.content_type})

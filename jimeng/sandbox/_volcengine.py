@@ -1,7 +1,12 @@
-"""The Volcengine visual API, emulated (protocols/volcengine.md §1–§4).
+"""The Volcengine visual API, emulated (protocols/volcengine.md §1–§5), and relays of its
+format (gateway.md §10).
 
-Requests must be V4-signed with the sandbox's test credentials; the signature is verified over
-the bytes received, and a wrong one gets the real ``SignatureDoesNotMatch`` envelope.
+Official mode (``POST /``): requests must be V4-signed with the sandbox's test credentials; the
+signature is verified over the bytes received, and a wrong one gets the real
+``SignatureDoesNotMatch`` envelope. Relay mode (``POST /jm``): a bearer key instead, task ids are
+UUIDs and task states use the relay's words (``submitted``, ``generating``, ``success``,
+``failed``). Both check every ``req_key``'s parameters (``_volcengine_keys``) and serve real PNGs
+and a small valid MP4 per video.
 """
 
 from __future__ import annotations
@@ -9,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import hmac
 import json
-import math
-import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -19,13 +23,22 @@ from typing import Any
 from aiohttp import web
 
 from jimeng._signing import VOLCENGINE_CV, SignatureMismatch, verify
-from jimeng.sandbox._media import render_png
+from jimeng.sandbox._media import render_mp4, render_png
 from jimeng.sandbox._server import SandboxServer, SandboxTask, abort, non_json_page
+from jimeng.sandbox._volcengine_keys import Rejection, check_submit
 
-__all__ = ["SANDBOX_ACCESS_KEY", "SANDBOX_SECRET_KEY", "VolcengineProtocol"]
+__all__ = [
+    "SANDBOX_ACCESS_KEY",
+    "SANDBOX_RELAY_KEY",
+    "SANDBOX_SECRET_KEY",
+    "VolcengineProtocol",
+]
 
 SANDBOX_ACCESS_KEY = "AKLTsandbox000000000000000000000"
 SANDBOX_SECRET_KEY = "sandbox-secret-key-000000000000000000=="
+#: The bearer key the sandbox's relay (``/jm``) accepts.
+SANDBOX_RELAY_KEY = "sk-sandbox-relay-0000000000000000"
+RELAY_PATH = "/jm"
 
 #: Prompts containing these markers trigger moderation answers (see docs/sandbox.md).
 BLOCK_INPUT = "sandbox:block-input"
@@ -49,14 +62,22 @@ _BUSINESS_MESSAGES: Mapping[int, str] = {
     50411: "Pre Img Risk Not Pass",
     50412: "Text Risk Not Pass",
     50511: "Post Img Risk Not Pass",
+    50516: "Post Video Risk Not Pass",
     50200: "Invalid args",
     50400: "Access Denied",
 }
 
 _SUBMIT = "CVSync2AsyncSubmitTask"
 _GET = "CVSync2AsyncGetResult"
+_CANCEL = "CVCancelTask"
 _VERSION = "2022-08-31"
-_N_IMAGES = re.compile(r"(\d+)\s*(?:images|pictures|张)", re.IGNORECASE)
+#: §2.1: CVCancelTask lives under another version than the submit/get-result pair.
+_VERSIONS: Mapping[str, str] = {_SUBMIT: _VERSION, _GET: _VERSION, _CANCEL: "2024-06-06"}
+_LABELS: Mapping[str, str] = {_SUBMIT: "submit", _GET: "poll", _CANCEL: "cancel"}
+
+#: Task stages in the official words (§2.3) and the relay's (gateway.md §10).
+_OFFICIAL_WORDS = {"queued": "in_queue", "running": "generating", "done": "done"}
+_RELAY_WORDS = {"queued": "submitted", "running": "generating", "done": "success"}
 
 
 def _request_id(server: SandboxServer) -> str:
@@ -65,18 +86,28 @@ def _request_id(server: SandboxServer) -> str:
 
 
 class VolcengineProtocol:
-    """Routes ``POST /?Action=…&Version=…`` (and the same under any relay path later)."""
+    """Routes ``POST /?Action=…&Version=…`` (official, signed) or ``POST /jm?…`` (``relay=True``,
+    bearer key)."""
 
-    label = "volcengine"
-
-    def __init__(self, *, credentials: Mapping[str, str] | None = None, max_skew: float = 900.0):
+    def __init__(
+        self,
+        *,
+        relay: bool = False,
+        credentials: Mapping[str, str] | None = None,
+        api_keys: tuple[str, ...] = (SANDBOX_RELAY_KEY,),
+        max_skew: float = 900.0,
+    ):
+        self.relay = relay
+        self.label = "volcengine-relay" if relay else "volcengine"
+        self.path = RELAY_PATH if relay else "/"
         self.credentials = dict(credentials or {SANDBOX_ACCESS_KEY: SANDBOX_SECRET_KEY})
+        self.api_keys = api_keys
         self.max_skew = max_skew
         self.server: SandboxServer | None = None
 
     def install(self, server: SandboxServer) -> None:
         self.server = server
-        server.app.router.add_post("/", self.handle)
+        server.app.router.add_post(self.path, self.handle)
 
     # -- envelopes -----------------------------------------------------------------------------
 
@@ -90,7 +121,8 @@ class VolcengineProtocol:
             "message": message or _BUSINESS_MESSAGES.get(code, "Error"),
             "request_id": _request_id(self.server),
             "status": code,
-            "time_elapsed": "1.234ms",
+            # §2.2: a Go duration string; relays show microseconds ("35.381µs").
+            "time_elapsed": "35.381µs" if self.relay else "1.234ms",
         }
         return web.json_response(payload, status=status)
 
@@ -109,14 +141,22 @@ class VolcengineProtocol:
         }
         return web.json_response(payload, status=status)
 
+    @staticmethod
+    def _relay_error(status: int, code: str, message: str) -> web.Response:
+        """A relay's own failure (bad key, unknown action): OpenAI-style, as such relays answer."""
+        body = {"error": {"code": code, "message": message, "type": "relay_error"}}
+        return web.json_response(body, status=status)
+
     def _authenticate(self, request: web.Request, body: bytes) -> web.Response | None:
+        if self.relay:
+            return self._authenticate_bearer(request)
         header = request.headers.get("Authorization")
         if not header:
             return self._gateway(
                 request, "MissingAuthenticationToken", "Request is missing Authorization header"
             )
         try:
-            parsed = verify(
+            verify(
                 method=request.method,
                 path=request.raw_path.split("?", 1)[0],
                 query=request.query_string,
@@ -144,7 +184,14 @@ class VolcengineProtocol:
             return self._gateway(
                 request, "InvalidTimestamp", "The Signature of the request is expired."
             )
-        del parsed
+        return None
+
+    def _authenticate_bearer(self, request: web.Request) -> web.Response | None:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not any(
+            hmac.compare_digest(key.strip().encode(), known.encode()) for known in self.api_keys
+        ):
+            return self._relay_error(401, "invalid_api_key", "Invalid API key")
         return None
 
     # -- dispatch ------------------------------------------------------------------------------
@@ -153,16 +200,24 @@ class VolcengineProtocol:
         server = self.server
         assert server is not None
         action = request.query.get("Action", "")
-        label = {_SUBMIT: "submit", _GET: "poll"}.get(action, action)
+        label = _LABELS.get(action, action)
         server.requests[label] += 1
         body = await request.read()
         failure = self._authenticate(request, body)
         if failure is not None:
             return failure
-        if request.query.get("Version") != _VERSION or label == action:
+        version = request.query.get("Version")
+        if action not in _VERSIONS or version != _VERSIONS[action]:
+            if self.relay:
+                return self._relay_error(
+                    400, "invalid_action", f"Action and Version are required: {action!r}"
+                )
             return self._gateway(
                 request, "InvalidActionOrVersion", f"Could not find operation {action}"
             )
+        if self.relay and action == _CANCEL:
+            # gateway.md §10 documents submit and query only.
+            return self._relay_error(404, "unsupported_action", f"{action} is not supported")
         fault = server.take_fault(label)
         if fault is not None:
             injected = await self._apply(request, fault)
@@ -176,6 +231,8 @@ class VolcengineProtocol:
             return self._business(50204, status=400, message="Parse Args Error")
         if label == "submit":
             return self.submit(payload)
+        if label == "cancel":
+            return self.cancel(payload)
         return await self.get_result(payload)
 
     async def _apply(self, request: web.Request, fault: Any) -> web.StreamResponse | None:
@@ -199,39 +256,75 @@ class VolcengineProtocol:
     def submit(self, payload: dict[str, Any]) -> web.Response:
         server = self.server
         assert server is not None
-        req_key = payload.get("req_key")
-        prompt = payload.get("prompt")
-        if req_key != "jimeng_t2i_v40":
-            return self._business(50200, status=400, message=f"Invalid args: req_key {req_key!r}")
-        if not isinstance(prompt, str) or not prompt.strip():
-            return self._business(50201, status=400, message="Missing args: prompt")
-        problem = _check_v40(payload)
-        if problem:
-            return self._business(50200, status=400, message=f"Invalid args: {problem}")
+        try:
+            accepted = check_submit(payload, relay=self.relay)
+        except Rejection as rejection:
+            status = 400 if rejection.code < 50500 else 500
+            return self._business(rejection.code, status=status, message=rejection.message)
+        prompt = str(payload["prompt"])
         if BLOCK_INPUT in prompt:
             return self._business(50412, status=400)
         task = server.add_task(
             SandboxTask(
-                id=server.new_id(),
-                kind="image",
-                model=req_key,
+                id=server.new_id("uuid" if self.relay else "numeric"),
+                kind=accepted.kind,
+                model=str(payload["req_key"]),
                 prompt=prompt,
                 params=payload,
                 created=server.now(),
                 stages=server.stages,
+                extra={"submission": accepted, "relay": self.relay},
             )
         )
         if BLOCK_OUTPUT in prompt:
-            task.outcome = "failed:50511:Post Img Risk Not Pass"
+            code = 50516 if accepted.kind == "video" else 50511
+            task.outcome = f"failed:{code}:{_BUSINESS_MESSAGES[code]}"
         elif FAIL_TASK in prompt:
             task.outcome = "failed:50500:Internal Error"
-        return self._business(10000, status=200, message="Success", data={"task_id": task.id})
+        data: dict[str, Any] = {"task_id": task.id}
+        if self.relay:
+            data["status"] = "submitted"
+        return self._business(10000, status=200, message="Success", data=data)
+
+    def _find(self, payload: Mapping[str, Any]) -> SandboxTask | None:
+        assert self.server is not None
+        task = self.server.tasks.get(str(payload.get("task_id", "")))
+        if task is None or task.model != payload.get("req_key"):
+            return None
+        if bool(task.extra.get("relay")) != self.relay:
+            return None  # each surface knows its own tasks
+        return task
+
+    def cancel(self, payload: dict[str, Any]) -> web.Response:
+        """§2.1: queued tasks are cancelled; the FAQ says generating ones cannot be. How the
+        real API words the refusal is not documented: the sandbox answers 400 / 50200."""
+        server = self.server
+        assert server is not None
+        if not payload.get("req_key") or not payload.get("task_id"):
+            return self._business(50201, status=400, message="Missing args: req_key, task_id")
+        task = self._find(payload)
+        if task is None:
+            return self._business(50200, status=400, message="Invalid args: task not found")
+        stage = task.stage(server.now(), server.time_factor)
+        if stage == "cancelled":
+            return self._business(10000, status=200, message="Success")
+        if stage != "queued":
+            word = "generating" if stage == "running" else "done"
+            return self._business(
+                50200,
+                status=400,
+                message=f"Invalid args: task is {word}; only tasks in queue can be cancelled",
+            )
+        task.cancelled = True
+        return self._business(10000, status=200, message="Success")
 
     async def get_result(self, payload: dict[str, Any]) -> web.Response:
         server = self.server
         assert server is not None
-        task = server.tasks.get(str(payload.get("task_id", "")))
-        if task is None or task.model != payload.get("req_key"):
+        words = _RELAY_WORDS if self.relay else _OFFICIAL_WORDS
+        task = self._find(payload)
+        if task is None or task.cancelled:
+            # §2.3 lists no "cancelled" state: a cancelled task is no longer known.
             return self._business(
                 10000, status=200, message="Success", data={"status": "not_found"}
             )
@@ -239,57 +332,82 @@ class VolcengineProtocol:
             options = json.loads(payload.get("req_json") or "{}")
         except ValueError:
             return self._business(50204, status=400, message="Parse Args Error: req_json")
+        if not isinstance(options, dict):
+            return self._business(50204, status=400, message="Parse Args Error: req_json")
         task.polls += 1
         server.polls[task.id] += 1
         stage = task.stage(server.now(), server.time_factor)
-        if stage == "queued":
-            return self._business(10000, status=200, message="Success", data={"status": "in_queue"})
-        if stage == "running":
+        if stage in ("queued", "running"):
             return self._business(
-                10000, status=200, message="Success", data={"status": "generating"}
+                10000, status=200, message="Success", data={"status": words[stage]}
             )
         if task.outcome.startswith("failed:"):
             _, code, message = task.outcome.split(":", 2)
+            if self.relay:  # the relay reports the upstream code with its own word
+                return self._business(
+                    int(code), status=200, message=message, data={"status": "failed"}
+                )
             return self._business(
                 int(code),
                 status=400 if int(code) < 50500 else 500,
                 message=message,
                 data={"status": "done"},
             )
-        data = await asyncio.to_thread(self._images, task, options)
+        if task.kind == "video":
+            data = self._video(task, options)
+        else:
+            data = await self._images(task, options)
+        data["status"] = words["done"]
         return self._business(10000, status=200, message="Success", data=data)
 
-    def _images(self, task: SandboxTask, options: Mapping[str, Any]) -> dict[str, Any]:
+    def _video(self, task: SandboxTask, options: Mapping[str, Any]) -> dict[str, Any]:
         server = self.server
         assert server is not None
-        params = task.params
-        if "width" in params and "height" in params:
-            width, height = int(params["width"]), int(params["height"])
-        else:
-            side = math.isqrt(int(params.get("size", 2048 * 2048)))
-            width = height = side
-        inputs = len(params.get("image_urls") or [])
-        count = 1
-        match = _N_IMAGES.search(task.prompt)
-        if match and not params.get("force_single"):
-            count = max(1, min(int(match.group(1)), 15 - inputs))
+        accepted = task.extra["submission"]
+        url = server.add_media(
+            f"{task.id}/video.mp4",
+            "video/mp4",
+            functools.partial(
+                render_mp4,
+                task.prompt,
+                width=accepted.width,
+                height=accepted.height,
+                frames=accepted.frames,
+                fps=24,
+            ),
+        )
+        data: dict[str, Any] = {"video_url": url}
+        if "aigc_meta" in options:
+            data["aigc_meta_tagged"] = True
+        return data
+
+    async def _images(self, task: SandboxTask, options: Mapping[str, Any]) -> dict[str, Any]:
+        server = self.server
+        assert server is not None
+        accepted = task.extra["submission"]
         names = []
-        for index in range(count):
+        for index in range(accepted.count):
             name = f"{task.id}/{index + 1}.png"
             prompt = task.prompt if index == 0 else f"{task.prompt} #{index + 1}"
             server.add_media(
-                name, "image/png", functools.partial(render_png, prompt, width, height)
+                name,
+                "image/png",
+                functools.partial(render_png, prompt, accepted.width, accepted.height),
             )
             names.append((name, prompt))
-        data: dict[str, Any] = {"status": "done", "binary_data_base64": None, "image_urls": None}
+        data: dict[str, Any] = {"binary_data_base64": None, "image_urls": None}
         if options.get("return_url", False):
             data["image_urls"] = [f"{server.url}/media/{name}" for name, _ in names]
         else:
+            # Big PNGs take a while in pure Python: draw them off the event loop.
             data["binary_data_base64"] = [
-                base64.b64encode(render_png(prompt, width, height)).decode("ascii")
+                base64.b64encode(
+                    await asyncio.to_thread(render_png, prompt, accepted.width, accepted.height)
+                ).decode("ascii")
                 for _, prompt in names
             ]
-        if options.get("logo_info", {}).get("add_logo"):
+        logo = options.get("logo_info")
+        if isinstance(logo, dict) and logo.get("add_logo"):
             data["logo_applied"] = True
         return data
 
@@ -300,25 +418,3 @@ def _default_code(status: int) -> int:
     if status >= 500:
         return 50500
     return 50200
-
-
-def _check_v40(payload: Mapping[str, Any]) -> str | None:
-    """The server's own checks for jimeng_t2i_v40 (protocols/volcengine.md §3.1)."""
-    urls = payload.get("image_urls") or []
-    if not isinstance(urls, list) or len(urls) > 10:
-        return "image_urls must be a list of at most 10"
-    if ("width" in payload) != ("height" in payload):
-        return "width and height go together"
-    if "width" in payload:
-        width, height = payload["width"], payload["height"]
-        if not (1024 * 1024 <= width * height <= 4096 * 4096):
-            return "width*height out of range"
-        lo, hi = payload.get("min_ratio", 1 / 3), payload.get("max_ratio", 3)
-        if not lo <= width / height <= hi:
-            return "aspect ratio out of range"
-    if "size" in payload and not (1024 * 1024 <= int(payload["size"]) <= 4096 * 4096):
-        return "size out of range"
-    scale = payload.get("scale")
-    if scale is not None and not 0 <= scale <= 1:
-        return "scale out of range"
-    return None

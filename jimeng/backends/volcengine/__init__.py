@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -13,12 +13,38 @@ from yarl import URL
 
 from jimeng import _logging
 from jimeng._http import Call, Flow, Response
+from jimeng._imageinfo import ImageLimits
 from jimeng._signing import VOLCENGINE_CV, Credentials, SigningProfile, sign
-from jimeng.backends._base import Backend
+from jimeng.backends._base import Backend, NotSupportedError
 from jimeng.backends.volcengine import _wire
-from jimeng.backends.volcengine._models import IMAGE_MODELS, image_spec, spec_for_req_key
-from jimeng.errors import ConfigurationError, ValidationError
-from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus
+from jimeng.backends.volcengine._inputs import (
+    build_fetch,
+    check_local,
+    check_same_ratio,
+    fetched,
+    needs_fetch,
+)
+from jimeng.backends.volcengine._models import (
+    IMAGE_MODELS,
+    ImageModelSpec,
+    check_overrides,
+    image_spec,
+    with_req_keys,
+)
+from jimeng.backends.volcengine._video import DEFAULT_FRAMES, VIDEO_MODES, frames_for, video_mode
+from jimeng.errors import (
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    JimengError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TaskExpiredError,
+    TaskNotCancellableError,
+    ValidationError,
+)
+from jimeng.models import ImageInput, ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
 
 __all__ = ["DEFAULT_ENDPOINT", "Volcengine", "check_endpoint"]
 
@@ -53,7 +79,12 @@ class Volcengine(Backend):
     Signed with an access key pair (``VOLC_ACCESSKEY`` / ``VOLC_SECRETKEY`` when not given,
     ``session_token`` for STS credentials), or, for relays that speak the official format, a
     bearer ``api_key`` with the relay's ``endpoint`` (its path, e.g. ``/jm``, is kept).
-    ``JIMENG_API_URL`` overrides the default endpoint.
+
+    ``JIMENG_API_URL`` overrides the default endpoint and ``JIMENG_VIDEO_API_URL`` the one video
+    calls use (``video_endpoint=``); an explicit ``endpoint=`` serves both unless
+    ``video_endpoint=`` is given too. ``req_keys`` replaces the ``req_key`` behind a public model
+    or video mode name, e.g. ``req_keys={"jimeng-4.6": "jimeng_t2i_v46"}`` (the 4.6 key is
+    disputed).
     """
 
     name: ClassVar[str] = "volcengine"
@@ -66,6 +97,8 @@ class Volcengine(Backend):
         session_token: str | None = None,
         api_key: str | None = None,
         endpoint: str | None = None,
+        video_endpoint: str | None = None,
+        req_keys: Mapping[str, str] | None = None,
         allow_http: bool = False,
         profile: SigningProfile = VOLCENGINE_CV,
     ):
@@ -86,18 +119,45 @@ class Volcengine(Backend):
         for secret in (access_key, secret_key, session_token, api_key):
             _logging.register_secret(secret)
         self._profile = profile
-        url = check_endpoint(
-            endpoint or os.environ.get("JIMENG_API_URL") or DEFAULT_ENDPOINT, allow_http=allow_http
-        )
+        main = endpoint or os.environ.get("JIMENG_API_URL") or DEFAULT_ENDPOINT
+        if video_endpoint is None:
+            # seed 003: JIMENG_VIDEO_API_URL; an explicit endpoint (a relay, the sandbox) wins.
+            video_endpoint = endpoint or os.environ.get("JIMENG_VIDEO_API_URL") or main
+        url = check_endpoint(main, allow_http=allow_http)
         self.base_url = str(url.origin())
         self.path = url.path or "/"
-        self._endpoint = _wire.Endpoint(
-            base=self.base_url,
-            path=self.path,
+        self._endpoint = self._make_endpoint(url)
+        video_url = check_endpoint(video_endpoint, allow_http=allow_http)
+        self.video_url = str(video_url.origin()) + (video_url.path or "/")
+        self._video_endpoint = self._make_endpoint(video_url)
+        overrides = dict(req_keys or {})
+        check_overrides(overrides, set(IMAGE_MODELS) | set(VIDEO_MODES))
+        self._image_models = with_req_keys(IMAGE_MODELS, overrides)
+        self._video_modes = {
+            mode: attrs.evolve(spec, req_key=overrides[mode]) if mode in overrides else spec
+            for mode, spec in VIDEO_MODES.items()
+        }
+        self._kinds: dict[str, TaskKind] = {
+            spec.req_key: TaskKind.IMAGE for spec in self._image_models.values()
+        }
+        self._kinds.update({spec.req_key: TaskKind.VIDEO for spec in self._video_modes.values()})
+        #: req_key → the public model name results report.
+        self._names = {spec.req_key: spec.name for spec in self._image_models.values()}
+        self._names.update({spec.req_key: spec.model for spec in self._video_modes.values()})
+
+    def _make_endpoint(self, url: URL) -> _wire.Endpoint:
+        return _wire.Endpoint(
+            base=str(url.origin()),
+            path=url.path or "/",
             sign=self._sign if self._credentials else None,
-            headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+            headers={"Authorization": f"Bearer {self._api_key}"} if self._api_key else {},
             host=url.raw_authority if self._credentials else "",
         )
+
+    @property
+    def relay(self) -> bool:
+        """True for a relay of the official format (bearer key, gateway.md §10)."""
+        return self._api_key is not None
 
     def __repr__(self) -> str:
         auth = "bearer" if self._api_key else "signed"
@@ -107,7 +167,12 @@ class Volcengine(Backend):
         return {
             "backend": self.name,
             "endpoint": self.base_url + self.path,
-            "relay": bool(self._api_key),
+            "video_endpoint": self.video_url,
+            "relay": self.relay,
+            "req_keys": {
+                **{name: spec.req_key for name, spec in self._image_models.items()},
+                **{mode: spec.req_key for mode, spec in self._video_modes.items()},
+            },
         }
 
     # -- auth ----------------------------------------------------------------------------------
@@ -132,18 +197,45 @@ class Volcengine(Backend):
         assert signed.query == raw_query, "URL query is not in canonical form"
         return {k: v for k, v in signed.headers.items() if k not in call.headers}
 
+    def _endpoint_for(self, kind: TaskKind) -> _wire.Endpoint:
+        return self._video_endpoint if kind is TaskKind.VIDEO else self._endpoint
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def _inline(
+        self, images: Sequence[ImageInput], fields: Sequence[str], limits: ImageLimits
+    ) -> Flow[tuple[ImageInput, ...]]:
+        """Fetch the URL images of a request that mixes URLs and local images (sent inline)."""
+        out: list[ImageInput] = []
+        for image, field in zip(images, fields, strict=True):
+            if image.data is None:
+                response: Response = yield build_fetch(image, field=field)
+                image = fetched(image, response)
+                check_local(image, limits, field=field)
+            out.append(image)
+        return tuple(out)
+
     # -- images --------------------------------------------------------------------------------
 
     @property
     def image_models(self) -> list[str]:
-        return sorted(IMAGE_MODELS)
+        return sorted(self._image_models)
+
+    def _image_spec(self, model: str | None) -> ImageModelSpec:
+        return image_spec(model, self._image_models)
 
     def validate_image(self, request: ImageRequest) -> None:
-        image_spec(request.model).validate(request)
+        self._image_spec(request.model).validate(request, relay=self.relay)
 
     def submit_image(self, request: ImageRequest) -> Flow[Task]:
-        spec = image_spec(request.model)
-        response: Response = yield _wire.build_submit(self._endpoint, spec.body(request))
+        spec = self._image_spec(request.model)
+        images = request.images or ()
+        if needs_fetch(images):
+            fields = [f"images[{index}]" for index in range(len(images))]
+            inline = yield from self._inline(images, fields, spec.limits)
+            request = attrs.evolve(request, images=inline)
+        body = spec.body(request, relay=self.relay)
+        response: Response = yield _wire.build_submit(self._endpoint, body)
         task = _wire.parse_submit(
             response, req_key=spec.req_key, kind=TaskKind.IMAGE, backend=self.name
         )
@@ -152,38 +244,157 @@ class Volcengine(Backend):
             watermark=request.watermark,
             aigc_meta=request.aigc_meta,
         )
-        return _with_options(task, options)
+        return _with_context(task, req_json=options, model_name=spec.name)
+
+    # -- videos --------------------------------------------------------------------------------
+
+    @property
+    def video_modes(self) -> list[str]:
+        return list(self._video_modes)
+
+    def validate_video(self, request: VideoRequest) -> None:
+        video_mode(request, self._video_modes).validate(request)
+
+    def submit_video(self, request: VideoRequest) -> Flow[Task]:
+        spec = video_mode(request, self._video_modes)
+        frames = [image for image in (request.image, request.tail_image) if image is not None]
+        if needs_fetch(frames):
+            fields = ["image", "tail_image"][: len(frames)]
+            first, *tail = yield from self._inline(frames, fields, spec.limits)
+            request = attrs.evolve(request, image=first, tail_image=tail[0] if tail else None)
+            if tail:
+                check_same_ratio(
+                    check_local(first, spec.limits, field="image"),
+                    check_local(tail[0], spec.limits, field="tail_image"),
+                )
+        response: Response = yield _wire.build_submit(self._video_endpoint, spec.body(request))
+        task = _wire.parse_submit(
+            response, req_key=spec.req_key, kind=TaskKind.VIDEO, backend=self.name
+        )
+        options = _wire.req_json(
+            watermark=request.watermark, aigc_meta=request.aigc_meta, images=False
+        )
+        return _with_context(
+            task,
+            req_json=options,
+            frames=frames_for(request) or DEFAULT_FRAMES,
+            mode=spec.mode,
+            model_name=spec.model,
+        )
 
     # -- tasks ---------------------------------------------------------------------------------
 
     def poll(self, task: Task) -> Flow[Task]:
-        req_key = task.model or ""
-        options = str(task.context.get("req_json") or _wire.req_json())
-        response: Response = yield _wire.build_get_result(self._endpoint, req_key, task.id, options)
+        options = _options(task)
+        response: Response = yield _wire.build_get_result(
+            self._endpoint_for(task.kind), task.model or "", task.id, options
+        )
         updated = _wire.parse_result(response, task, now=datetime.now(timezone.utc))
-        return _with_options(updated, options)
+        return _with_context(updated, req_json=options)
+
+    def _req_key_for(self, model: str) -> str:
+        wanted = model.strip().lower()
+        for spec in self._video_modes.values():
+            if wanted in (spec.mode, spec.req_key):
+                return spec.req_key
+        return self._image_spec(model).req_key
 
     def resume(self, ref: str, *, model: str | None = None) -> Task:
         req_key, sep, task_id = ref.rpartition(":")
         if not sep:
             task_id = ref
-            req_key = image_spec(model).req_key if model else ""
-        if not req_key:
+            req_key = self._req_key_for(model) if model else ""
+        if not req_key or not task_id:
             raise ValidationError(
-                "task", "a Volcengine task needs its model: pass 'req_key:task_id' or model="
+                "task",
+                "a Volcengine task needs its model: pass 'req_key:task_id' (the task's ref) or "
+                "model= (a model name, video mode or req_key)",
             )
-        spec = spec_for_req_key(req_key)
-        kind = spec.kind if spec is not None else TaskKind.IMAGE
         return Task(
             id=task_id,
-            kind=kind,
+            kind=self._kinds.get(req_key, TaskKind.IMAGE),
             status=TaskStatus.UNKNOWN,
             backend=self.name,
             ref=f"{req_key}:{task_id}",
             model=req_key,
+            context={"model_name": self._names.get(req_key, req_key)},
         )
 
+    def cancel(self, task: Task) -> Flow[Task]:
+        """``CVCancelTask`` (§2.1). Only queued tasks can be cancelled; a refusal is checked with
+        one get-result and raised as :class:`~jimeng.errors.TaskNotCancellableError`."""
+        if self.relay:
+            raise NotSupportedError(
+                "relays of the official format document no CVCancelTask (gateway.md §10); "
+                "the task keeps running"
+            )
+        req_key = task.model or ""
+        endpoint = self._endpoint_for(task.kind)
+        try:
+            response: Response = yield _wire.build_cancel(endpoint, req_key, task.id)
+        except APIError as refusal:
+            refusal.attach_task(task.id, task.ref)
+            if isinstance(refusal, _NOT_ABOUT_THE_TASK):
+                raise
+            state: Task | None = None
+            try:
+                answer: Response = yield _wire.build_get_result(
+                    endpoint, req_key, task.id, _options(task)
+                )
+                state = _wire.parse_result(answer, task, now=datetime.now(timezone.utc))
+            except APIError:
+                state = None  # a finished task may answer its own failure: still refused
+            error = _refused(task, refusal, state)
+            if error is refusal:
+                raise refusal
+            raise error from refusal
+        return _wire.parse_cancel(response, task)
 
-def _with_options(task: Task, options: str) -> Task:
-    """Carry the get-result options (``req_json``) from submit to every poll."""
-    return attrs.evolve(task, context={**task.context, "req_json": options})
+
+#: Errors of a cancel call that say nothing about the task's state.
+_NOT_ABOUT_THE_TASK = (AuthenticationError, PermissionDeniedError, RateLimitError, ServerError)
+
+
+def _refused(task: Task, refusal: APIError, state: Task | None) -> JimengError:
+    """The error for a refused cancel, told by the task's state (§2.1 FAQ: running tasks
+    cannot be cancelled)."""
+    if state is not None and state.status is TaskStatus.EXPIRED:
+        return TaskExpiredError(
+            f"task {task.id} is unknown to the server or expired ({state.raw_status}); "
+            "nothing to cancel",
+            task_id=task.id,
+            task_ref=task.ref,
+            status=state.raw_status,
+        )
+    if state is not None and state.status is TaskStatus.QUEUED:
+        return refusal  # refused for another reason: the server's own words
+    if state is None:
+        where = "already started or finished"
+    else:
+        where = f"already {state.status.value} (server status {state.raw_status!r})"
+    return TaskNotCancellableError(
+        f"task {task.id} cannot be cancelled: it is {where}; only queued tasks can be. It keeps "
+        f"running and is billed: wait for it with client.tasks.wait({task.ref!r}) "
+        f"(server said: {refusal.message})",
+        status=state.raw_status if state is not None else None,
+        code=refusal.code,
+        status_code=refusal.status_code,
+        request_id=refusal.request_id,
+        backend=refusal.backend,
+        body=refusal.body,
+        task_id=task.id,
+        task_ref=task.ref,
+    )
+
+
+def _options(task: Task) -> str:
+    """The get-result ``req_json`` of a task (a resumed image task asks for URLs)."""
+    options = task.context.get("req_json")
+    if isinstance(options, str):
+        return options
+    return _wire.req_json() if task.kind is TaskKind.IMAGE else ""
+
+
+def _with_context(task: Task, **values: Any) -> Task:
+    """Carry backend state (get-result options, frames) from submit to every poll."""
+    return attrs.evolve(task, context={**task.context, **values})

@@ -142,19 +142,26 @@ def error_for(response: Response, payload: Any, *, backend: str) -> APIError | N
             retry_after=retry_after,
         )
     code = payload.get("code")
+    message = str(payload.get("message") or f"HTTP {response.status}")
+    relay_error = payload.get("error")
+    if code is None and isinstance(relay_error, Mapping):
+        # Relays (gateway.md §10) answer their own failures, e.g. a bad key, OpenAI-style.
+        code = relay_error.get("code") or relay_error.get("type")
+        message = str(relay_error.get("message") or message)
     if code == SUCCESS or (code is None and response.status < 400):
         return None
     try:
         numeric = int(code) if code is not None else None
     except (TypeError, ValueError):
         numeric = None
-    message = str(payload.get("message") or f"HTTP {response.status}")
     if numeric is not None and numeric in BUSINESS_CODES:
         cls = BUSINESS_CODES[numeric]
     elif response.status == 429:
         cls = RateLimitError
     elif response.status >= 500:
         cls = ServerError
+    elif response.status in (401, 403):
+        cls = AuthenticationError
     else:
         cls = APIError
     return cls(

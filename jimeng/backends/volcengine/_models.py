@@ -1,26 +1,52 @@
-"""The Volcengine model table: which ``req_key`` serves which public model name, and the
-parameters each accepts (protocols/volcengine.md §3).
+"""The Volcengine image models: which ``req_key`` serves which public model name, and the
+parameters each accepts (protocols/volcengine.md §3.1).
 
 Each spec validates a request completely and builds its submit body; a parameter a model does not
-take is a :class:`~jimeng.errors.ValidationError`, never silently dropped.
+take is a :class:`~jimeng.errors.ValidationError`, never silently dropped. Public names read the
+same on every backend where the model exists (``jimeng-4.0``, ``jimeng-4.6``, ``jimeng-3.1``,
+``jimeng-3.0``, ``jimeng-i2i-3.0``).
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
-from jimeng.errors import ValidationError
-from jimeng.models import ImageRequest, TaskKind
+from jimeng._imageinfo import ImageLimits
+from jimeng.backends.volcengine._inputs import (
+    I2I_INPUT,
+    IMAGE_INPUT,
+    check_local,
+    encode_images,
+)
+from jimeng.errors import ConfigurationError, ValidationError
+from jimeng.models import SIZE_PRESETS, ImageRequest, TaskKind
 
-__all__ = ["IMAGE_MODELS", "ImageModelSpec", "image_spec", "spec_for_req_key"]
+__all__ = [
+    "DEFAULT_IMAGE_MODEL",
+    "IMAGE_MODELS",
+    "RESULT_OPTIONS",
+    "ImageModelSpec",
+    "check_overrides",
+    "check_seed",
+    "image_spec",
+    "with_req_keys",
+]
 
 _AREA_MIN = 1024 * 1024
 _AREA_MAX = 4096 * 4096
 _RATIO_FLOOR = 1 / 16
 _RATIO_CEIL = 16.0
+_V3_SIDE = (512, 2048)
+_PRESETS = {"1K": "1k", "2K": "2k", "4K": "4k"}
+
+#: Fields that travel in ``req_json`` at get-result time rather than in the submit body (§2.3).
+RESULT_OPTIONS = frozenset({"watermark", "aigc_meta", "return_url"})
+
+Builder = Callable[["ImageModelSpec", ImageRequest, bool], dict[str, Any]]
 
 
 @attrs.frozen(kw_only=True)
@@ -32,13 +58,16 @@ class ImageModelSpec:
     kind: TaskKind = TaskKind.IMAGE
     aliases: tuple[str, ...] = ()
     max_prompt: int = 800
-    max_images: int = 10
     min_images: int = 0
+    max_images: int = 0
+    limits: ImageLimits = IMAGE_INPUT
     #: Request fields this model takes (besides ``prompt`` and ``model``).
     accepts: frozenset[str] = frozenset()
-    build: Callable[[ImageModelSpec, ImageRequest], dict[str, Any]] = attrs.field(repr=False)
+    #: The relays of the official format document ``model``/``resolution`` for this key only.
+    relay_extras: bool = False
+    build: Builder = attrs.field(repr=False)
 
-    def validate(self, request: ImageRequest) -> None:
+    def validate(self, request: ImageRequest, *, relay: bool = False) -> None:
         given = request.given()
         given.pop("model", None)
         for name in sorted(given):
@@ -52,29 +81,56 @@ class ImageModelSpec:
             raise ValidationError(
                 "prompt",
                 f"is {len(request.prompt)} characters; {self.name} takes at most {self.max_prompt}",
+                allowed=f"1–{self.max_prompt} characters",
             )
-        count = len(request.images or ())
-        if not self.min_images <= count <= self.max_images:
+        images = request.images or ()
+        if not self.min_images <= len(images) <= self.max_images:
+            wanted = (
+                f"exactly {self.min_images}"
+                if self.min_images == self.max_images
+                else f"{self.min_images}–{self.max_images}"
+            )
             raise ValidationError(
                 "images",
-                f"{self.name} takes {self.min_images}–{self.max_images} images, got {count}",
-                allowed=f"{self.min_images}–{self.max_images} images",
+                f"{self.name} takes {wanted} images, got {len(images)}",
+                allowed=f"{wanted} images",
             )
-        for index, image in enumerate(request.images or ()):
-            if image.url is None:
-                raise ValidationError(
-                    f"images[{index}]",
-                    "local files are not supported by this model on Volcengine; pass a URL",
-                    allowed="http(s) URL",
-                )
-        self.build(self, request)  # runs the value checks
+        for index, image in enumerate(images):
+            check_local(image, self.limits, field=f"images[{index}]")
+        self.build(self, request, relay)  # runs the value checks
 
-    def body(self, request: ImageRequest) -> dict[str, Any]:
+    def body(self, request: ImageRequest, *, relay: bool = False) -> dict[str, Any]:
+        """The submit body. Images must all be URLs or all be local (see ``_inputs``)."""
         body: dict[str, Any] = {"req_key": self.req_key, "prompt": request.prompt}
-        body.update(self.build(self, request))
+        body.update(encode_images(request.images or ()))
+        body.update(self.build(self, request, relay))
+        if relay and self.relay_extras:
+            body["model"] = self.name  # gateway.md §10: the relay's name is ours ("jimeng-4.0")
         if request.extra:
             body.update(request.extra)
         return body
+
+
+# -- value checks shared by the builders ----------------------------------------------------------
+
+
+def check_seed(seed: int | None) -> int | None:
+    """Seeds are integers; -1 means random (§3.1, §3.2)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < -1:
+        raise ValidationError(
+            "seed", f"must be an integer >= -1, got {seed!r}", allowed="-1 (random) or >= 0"
+        )
+    return seed
+
+
+def _unit_scale(scale: float | None) -> float | None:
+    if scale is None:
+        return None
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 <= scale <= 1:
+        raise ValidationError("scale", f"must be in [0, 1], got {scale!r}", allowed="[0, 1]")
+    return round(float(scale), 2)
 
 
 def _check_ratio_bound(name: str, value: float | None) -> None:
@@ -82,45 +138,95 @@ def _check_ratio_bound(name: str, value: float | None) -> None:
         raise ValidationError(name, f"must be in [1/16, 16), got {value}", allowed="[0.0625, 16)")
 
 
-def _build_v40(spec: ImageModelSpec, request: ImageRequest) -> dict[str, Any]:
+def _resolution_preset(request: ImageRequest) -> str | None:
+    """``resolution`` ("1k"/"2k"/"4k") as a size preset; it cannot be combined with a size."""
+    if request.resolution is None:
+        return None
+    preset = request.resolution.strip().upper()
+    if preset not in _PRESETS:
+        raise ValidationError(
+            "resolution", f"unknown resolution {request.resolution!r}", allowed=["1k", "2k", "4k"]
+        )
+    if request.size is not None or request.width is not None:
+        raise ValidationError("resolution", "give either resolution or size/width+height, not both")
+    return preset
+
+
+def _area_size(
+    request: ImageRequest,
+    body: dict[str, Any],
+    *,
+    min_ratio: float,
+    max_ratio: float,
+    relay: bool,
+) -> None:
+    """4.x sizes: an area in [1024², 4096²] and a ratio within bounds (§3.1)."""
+    preset = _resolution_preset(request)
+    if preset is not None:
+        pixels: tuple[int, int] | None = SIZE_PRESETS[preset]
+        field = "resolution"
+    else:
+        pixels = request.size_pixels()
+        field = "size" if request.size is not None else "width"
+        if request.size is not None and request.size.strip().upper() in _PRESETS:
+            preset = request.size.strip().upper()
+    if pixels is None:
+        return
+    width, height = pixels
+    area = width * height
+    if not _AREA_MIN <= area <= _AREA_MAX:
+        raise ValidationError(
+            field,
+            f"{width}x{height} has area {area}; it must be within [1024², 4096²]",
+            allowed="width*height in [1048576, 16777216]",
+        )
+    ratio = width / height
+    if not min_ratio <= ratio <= max_ratio:
+        raise ValidationError(
+            field,
+            f"{width}x{height} has ratio {ratio:.4g}, outside [{min_ratio:.4g}, {max_ratio:.4g}]",
+            allowed="width/height within [min_ratio, max_ratio]",
+        )
+    if preset is None:
+        body["width"], body["height"] = width, height
+    elif relay:
+        body["resolution"] = _PRESETS[preset]  # gateway.md §10: relays take "1k"/"2k"/"4k"
+    else:
+        body["size"] = area  # §3.1: presets are the area the doc defines
+
+
+def _side_size(request: ImageRequest, body: dict[str, Any]) -> None:
+    """3.x sizes: width and height each in [512, 2048] (§3.1)."""
+    pixels = request.size_pixels()
+    if pixels is None:
+        return
+    width, height = pixels
+    low, high = _V3_SIDE
+    if not (low <= width <= high and low <= height <= high):
+        raise ValidationError(
+            "size" if request.size is not None else "width",
+            f"{width}x{height} is out of range; each side must be within [{low}, {high}]",
+            allowed=f"width and height in [{low}, {high}] (e.g. 1328x1328, 1664x936, 2048x2048)",
+        )
+    body["width"], body["height"] = width, height
+
+
+# -- builders per req_key -------------------------------------------------------------------------
+
+
+def _build_v40(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> dict[str, Any]:
     """``jimeng_t2i_v40`` fields (§3.1 table)."""
     body: dict[str, Any] = {}
-    if request.images:
-        body["image_urls"] = [image.url for image in request.images]
     _check_ratio_bound("min_ratio", request.min_ratio)
     _check_ratio_bound("max_ratio", request.max_ratio)
     min_ratio = request.min_ratio if request.min_ratio is not None else 1 / 3
     max_ratio = request.max_ratio if request.max_ratio is not None else 3.0
     if min_ratio > max_ratio:
         raise ValidationError("min_ratio", f"{min_ratio} is above max_ratio {max_ratio}")
-    pixels = request.size_pixels()
-    if pixels is not None:
-        width, height = pixels
-        area = width * height
-        if not _AREA_MIN <= area <= _AREA_MAX:
-            raise ValidationError(
-                "size" if request.size is not None else "width",
-                f"{width}x{height} has area {area}; it must be within [1024², 4096²]",
-                allowed="width*height in [1048576, 16777216]",
-            )
-        ratio = width / height
-        if not min_ratio <= ratio <= max_ratio:
-            raise ValidationError(
-                "width",
-                f"{width}x{height} has ratio {ratio:.4g}, "
-                f"outside [{min_ratio:.4g}, {max_ratio:.4g}]",
-                allowed="width/height within [min_ratio, max_ratio]",
-            )
-        if request.width is not None or (request.size and request.size.upper() not in _PRESETS):
-            body["width"], body["height"] = width, height
-        else:
-            body["size"] = area  # presets are sent as the area the doc defines
-    if request.scale is not None:
-        if not 0.0 <= request.scale <= 1.0:
-            raise ValidationError(
-                "scale", f"must be in [0, 1], got {request.scale}", allowed="[0, 1]"
-            )
-        body["scale"] = round(request.scale, 2)
+    _area_size(request, body, min_ratio=min_ratio, max_ratio=max_ratio, relay=relay)
+    scale = _unit_scale(request.scale)
+    if scale is not None:
+        body["scale"] = scale
     if request.force_single is not None:
         body["force_single"] = bool(request.force_single)
     if request.min_ratio is not None:
@@ -130,10 +236,52 @@ def _build_v40(spec: ImageModelSpec, request: ImageRequest) -> dict[str, Any]:
     return body
 
 
-_PRESETS = {"1K", "2K", "4K"}
+def _build_v46(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> dict[str, Any]:
+    """4.6 fields (§3.1, [3P]): 4.0's sizes, but ``scale`` is an integer 1–100 (default 50)."""
+    body: dict[str, Any] = {}
+    _area_size(request, body, min_ratio=1 / 3, max_ratio=3.0, relay=False)
+    scale = request.scale
+    if scale is not None:
+        integral = isinstance(scale, numbers.Real) and float(scale).is_integer()
+        if isinstance(scale, bool) or not integral or not 1 <= scale <= 100:
+            raise ValidationError(
+                "scale",
+                f"jimeng-4.6 takes an integer scale from 1 to 100 (not 4.0's 0–1), got {scale!r}",
+                allowed="integer 1–100",
+            )
+        body["scale"] = int(scale)
+    if request.force_single is not None:
+        body["force_single"] = bool(request.force_single)
+    return body
 
-#: Fields that travel in ``req_json`` at get-result time rather than in the submit body.
-RESULT_OPTIONS = frozenset({"watermark", "aigc_meta", "return_url"})
+
+def _build_v3_t2i(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> dict[str, Any]:
+    """``jimeng_t2i_v31`` / ``jimeng_t2i_v30`` fields (§3.1)."""
+    body: dict[str, Any] = {}
+    _side_size(request, body)
+    if request.use_pre_llm is not None:
+        body["use_pre_llm"] = bool(request.use_pre_llm)
+    seed = check_seed(request.seed)
+    if seed is not None:
+        body["seed"] = seed
+    return body
+
+
+def _build_i2i_v30(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> dict[str, Any]:
+    """``jimeng_i2i_v30`` fields (§3.1). Its size range is disputed ([512, 2048] vs 512–1536);
+    the 3.x text-to-image range [512, 2048] is used, so the server has the last word above 1536."""
+    body: dict[str, Any] = {}
+    _side_size(request, body)
+    scale = _unit_scale(request.scale)
+    if scale is not None:
+        body["scale"] = scale
+    seed = check_seed(request.seed)
+    if seed is not None:
+        body["seed"] = seed
+    return body
+
+
+_SIZES = frozenset({"size", "width", "height"})
 
 IMAGE_MODELS: Mapping[str, ImageModelSpec] = {
     spec.name: spec
@@ -141,21 +289,50 @@ IMAGE_MODELS: Mapping[str, ImageModelSpec] = {
         ImageModelSpec(
             name="jimeng-4.0",
             req_key="jimeng_t2i_v40",
-            aliases=("4.0", "jimeng_t2i_v40"),
-            accepts=frozenset(
-                {
-                    "size",
-                    "width",
-                    "height",
-                    "images",
-                    "scale",
-                    "force_single",
-                    "min_ratio",
-                    "max_ratio",
-                }
-            )
+            aliases=("4.0",),
+            max_images=10,
+            accepts=_SIZES
+            | {"resolution", "images", "scale", "force_single", "min_ratio", "max_ratio"}
             | RESULT_OPTIONS,
+            relay_extras=True,
             build=_build_v40,
+        ),
+        # §3.1 / §8.1: the 4.6 key is disputed. Most independent clients use
+        # jimeng_seedream46_cvtob; a minority guess jimeng_t2i_v46. The majority wins; override
+        # with Volcengine(req_keys={"jimeng-4.6": "..."}).
+        ImageModelSpec(
+            name="jimeng-4.6",
+            req_key="jimeng_seedream46_cvtob",
+            aliases=("4.6",),
+            max_images=14,
+            accepts=_SIZES | {"images", "scale", "force_single"} | RESULT_OPTIONS,
+            build=_build_v46,
+        ),
+        ImageModelSpec(
+            name="jimeng-3.1",
+            req_key="jimeng_t2i_v31",
+            aliases=("3.1",),
+            accepts=_SIZES | {"use_pre_llm", "seed"} | RESULT_OPTIONS,
+            build=_build_v3_t2i,
+        ),
+        ImageModelSpec(
+            name="jimeng-3.0",
+            req_key="jimeng_t2i_v30",
+            aliases=("3.0",),
+            accepts=_SIZES | {"use_pre_llm", "seed"} | RESULT_OPTIONS,
+            build=_build_v3_t2i,
+        ),
+        # §3.1: one schema spells the field image_url; every other key and most clients use
+        # image_urls (or binary_data_base64), so this one does too.
+        ImageModelSpec(
+            name="jimeng-i2i-3.0",
+            req_key="jimeng_i2i_v30",
+            aliases=("i2i-3.0", "jimeng-3.0-i2i"),
+            min_images=1,
+            max_images=1,
+            limits=I2I_INPUT,
+            accepts=_SIZES | {"images", "scale", "seed"} | RESULT_OPTIONS,
+            build=_build_i2i_v30,
         ),
     )
 }
@@ -163,21 +340,36 @@ IMAGE_MODELS: Mapping[str, ImageModelSpec] = {
 DEFAULT_IMAGE_MODEL = "jimeng-4.0"
 
 
-def image_spec(model: str | None) -> ImageModelSpec:
+def with_req_keys(
+    models: Mapping[str, ImageModelSpec], overrides: Mapping[str, str]
+) -> dict[str, ImageModelSpec]:
+    """The table with some ``req_key`` values replaced (names not in the table are ignored)."""
+    return {
+        name: attrs.evolve(spec, req_key=overrides[name]) if name in overrides else spec
+        for name, spec in models.items()
+    }
+
+
+def check_overrides(overrides: Mapping[str, str], known: set[str]) -> None:
+    for name, req_key in overrides.items():
+        if name not in known:
+            raise ConfigurationError(
+                f"req_keys: unknown model or mode {name!r}; known: {', '.join(sorted(known))}"
+            )
+        if not isinstance(req_key, str) or not req_key.strip():
+            raise ConfigurationError(f"req_keys[{name!r}] must be a non-empty string")
+
+
+def image_spec(
+    model: str | None, models: Mapping[str, ImageModelSpec] = IMAGE_MODELS
+) -> ImageModelSpec:
     """The spec for a public name, alias or ``req_key``; ValidationError lists what exists."""
     if model is None:
-        return IMAGE_MODELS[DEFAULT_IMAGE_MODEL]
+        return models[DEFAULT_IMAGE_MODEL]
     wanted = model.strip().lower()
-    for spec in IMAGE_MODELS.values():
+    for spec in models.values():
         if wanted == spec.name or wanted == spec.req_key or wanted in spec.aliases:
             return spec
     raise ValidationError(
-        "model", f"unknown image model {model!r} on Volcengine", allowed=sorted(IMAGE_MODELS)
+        "model", f"unknown image model {model!r} on Volcengine", allowed=sorted(models)
     )
-
-
-def spec_for_req_key(req_key: str) -> ImageModelSpec | None:
-    for spec in IMAGE_MODELS.values():
-        if spec.req_key == req_key:
-            return spec
-    return None

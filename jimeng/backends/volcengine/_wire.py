@@ -34,9 +34,11 @@ from jimeng.models import (
 __all__ = [
     "API_VERSION",
     "Endpoint",
+    "build_cancel",
     "build_get_result",
     "build_submit",
     "dumps",
+    "parse_cancel",
     "parse_result",
     "parse_submit",
     "req_json",
@@ -46,8 +48,11 @@ __all__ = [
 API_VERSION = "2022-08-31"
 SUBMIT = "CVSync2AsyncSubmitTask"
 GET_RESULT = "CVSync2AsyncGetResult"
+CANCEL = "CVCancelTask"
+CANCEL_VERSION = "2024-06-06"  # §2.1: the SDK's version for CVCancelTask (not in a doc page, §8.12)
 IMAGE_URL_LIFETIME = timedelta(hours=24)  # §5: image_urls valid 24 h
 VIDEO_URL_LIFETIME = timedelta(hours=1)  # §5: video_url valid 1 h
+FPS = 24  # §3.2: frames = 24·n + 1
 
 #: Official words (§2.3) and relay words (gateway.md §10) for task states.
 _STATUS: Mapping[str, TaskStatus] = {
@@ -59,6 +64,9 @@ _STATUS: Mapping[str, TaskStatus] = {
     "failed": TaskStatus.FAILED,
     "not_found": TaskStatus.EXPIRED,
     "expired": TaskStatus.EXPIRED,
+    # Not documented for get-result [?]; tolerated should a server report cancelled tasks.
+    "cancelled": TaskStatus.CANCELLED,
+    "canceled": TaskStatus.CANCELLED,
 }
 
 
@@ -104,9 +112,16 @@ def req_json(
     return_url: bool | None = None,
     watermark: Watermark | None = None,
     aigc_meta: AigcMeta | None = None,
+    images: bool = True,
 ) -> str:
-    """The ``req_json`` string of get-result (§2.3): a JSON document *inside* a string."""
-    options: dict[str, Any] = {"return_url": True if return_url is None else return_url}
+    """The ``req_json`` string of get-result (§2.3): a JSON document *inside* a string.
+
+    Image tasks ask for URLs unless told otherwise; video results are always a URL, so video
+    tasks send only the watermark and AIGC options, and nothing (``""``) without them.
+    """
+    options: dict[str, Any] = {}
+    if images:
+        options["return_url"] = True if return_url is None else return_url
     if watermark is not None:
         logo: dict[str, Any] = {
             "add_logo": True,
@@ -121,12 +136,28 @@ def req_json(
         options["aigc_meta"] = {
             key: value for key, value in attrs.asdict(aigc_meta).items() if value is not None
         }
+    if not options:
+        return ""
     return json.dumps(options, ensure_ascii=False, separators=(",", ":"))
 
 
 def build_get_result(endpoint: Endpoint, req_key: str, task_id: str, options: str) -> Call:
-    body = {"req_key": req_key, "task_id": task_id, "req_json": options}
+    body = {"req_key": req_key, "task_id": task_id}
+    if options:
+        body["req_json"] = options  # optional (§2.3); left out when there is nothing to ask
     return _call(endpoint, GET_RESULT, body, idempotent=True, purpose="poll")
+
+
+def build_cancel(endpoint: Endpoint, req_key: str, task_id: str) -> Call:
+    """``CVCancelTask`` (§2.1): only queued tasks can be cancelled. Resending is harmless."""
+    body = {"req_key": req_key, "task_id": task_id}
+    return _call(endpoint, CANCEL, body, version=CANCEL_VERSION, idempotent=True, purpose="cancel")
+
+
+def parse_cancel(response: Response, task: Task) -> Task:
+    """The task after an accepted cancel (the answer carries nothing else we need)."""
+    payload = _payload(response)
+    return attrs.evolve(task, status=TaskStatus.CANCELLED, raw_status="cancelled", raw=payload)
 
 
 def _payload(response: Response) -> Mapping[str, Any]:
@@ -183,20 +214,7 @@ def parse_result(
     failure: TaskFailure | None = None
     if status is TaskStatus.SUCCEEDED:
         if task.kind is TaskKind.VIDEO:
-            url = data.get("video_url")
-            if url:
-                result = VideoResult(
-                    video=Video(
-                        url=str(url),
-                        content_type="video/mp4",
-                        expires_at=now + VIDEO_URL_LIFETIME,
-                    ),
-                    task_id=task.id,
-                    model=task.model,
-                    backend=task.backend,
-                    request_id=payload.get("request_id"),
-                    raw=payload,
-                )
+            result = _video_result(data, payload, task, now)
         else:
             images = [
                 Image(url=str(url), expires_at=now + IMAGE_URL_LIFETIME)
@@ -214,7 +232,7 @@ def parse_result(
             result = ImageResult(
                 images=tuple(images),
                 task_id=task.id,
-                model=task.model,
+                model=_model_name(task),
                 backend=task.backend,
                 request_id=payload.get("request_id"),
                 raw=payload,
@@ -234,3 +252,36 @@ def parse_result(
         failure=failure,
         raw=payload,
     )
+
+
+def _video_result(
+    data: Mapping[str, Any], payload: Mapping[str, Any], task: Task, now: datetime
+) -> VideoResult | None:
+    """``video_url`` (valid 1 h, §5) and ``aigc_meta_tagged`` (§2.3)."""
+    url = data.get("video_url")
+    if not url:
+        return None
+    frames = task.context.get("frames")
+    duration = (int(frames) - 1) / FPS if isinstance(frames, int) else None
+    tagged = data.get("aigc_meta_tagged")
+    return VideoResult(
+        video=Video(
+            url=str(url),
+            content_type="video/mp4",
+            expires_at=now + VIDEO_URL_LIFETIME,
+            duration=duration,
+            fps=FPS if duration is not None else None,
+        ),
+        task_id=task.id,
+        model=_model_name(task),
+        backend=task.backend,
+        request_id=payload.get("request_id"),
+        aigc_meta_tagged=tagged if isinstance(tagged, bool) else None,
+        raw=payload,
+    )
+
+
+def _model_name(task: Task) -> str | None:
+    """Results name the public model ("jimeng-4.0"); the task keeps the req_key for polling."""
+    name = task.context.get("model_name")
+    return str(name) if name else task.model
