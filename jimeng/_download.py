@@ -139,6 +139,8 @@ class Downloader:
                 content_type[0] = await self._fetch(media.url, sink, reset=reset)
             handle.flush()
             os.fsync(handle.fileno())
+            # NamedTemporaryFile is private (0600); a saved image gets the usual umask mode.
+            os.chmod(handle.name, 0o666 & ~_umask())
             handle.close()
             ext = sniff_extension(bytes(head), content_type[0] or media.content_type, media.url)
             if explicit:
@@ -220,6 +222,12 @@ class Downloader:
             raise
         except Exception as error:
             raise map_transport_error(error, "GET", url) from error
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _free_name(folder: Path, stem: str, ext: str) -> Path:

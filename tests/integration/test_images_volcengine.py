@@ -149,3 +149,14 @@ async def test_validation_happens_before_any_request(
         await client.images.generate("a cat", seed=3)
     assert caught.value.field == "seed"
     assert sum(sandbox.server.requests.values()) == 0
+
+
+async def test_saved_files_follow_the_umask(client: jimeng.Client, tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        paths = await (await client.images.generate("a cat", size="1K")).save(tmp_path)
+    finally:
+        os.umask(mask)
+    assert paths[0].stat().st_mode & 0o777 == 0o644
