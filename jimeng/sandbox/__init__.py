@@ -14,6 +14,8 @@ from jimeng._http import Flow
 from jimeng.backends._base import AccountBalance, Backend, Runtime
 from jimeng.errors import ConfigurationError, JimengError
 from jimeng.models import ImageRequest, Task, VideoRequest
+from jimeng.sandbox._dreamina import SANDBOX_TOKENS, DreaminaProtocol
+from jimeng.sandbox._dreamina import base_urls as dreamina_base_urls
 from jimeng.sandbox._server import Fault, SandboxServer, Stages
 from jimeng.sandbox._volcengine import (
     BLOCK_INPUT,
@@ -35,16 +37,18 @@ __all__ = [
     "SandboxServer",
     "Stages",
     "build_server",
+    "dreamina_base_urls",
 ]
 
-Protocol = Literal["volcengine"]
-PROTOCOLS: tuple[str, ...] = ("volcengine",)
+Protocol = Literal["volcengine", "dreamina"]
+PROTOCOLS: tuple[str, ...] = ("volcengine", "dreamina")
 
 
 def build_server(**options: Any) -> SandboxServer:
     """A server with every protocol mounted (not started)."""
     server = SandboxServer(**options)
     server.mount(VolcengineProtocol())
+    server.mount(DreaminaProtocol())
     return server
 
 
@@ -66,12 +70,14 @@ class Sandbox(Backend):
         time_factor: float = 1.0,
         url: str | None = None,
         server: SandboxServer | None = None,
+        tokens: str | Sequence[str] | None = None,
     ):
         if protocol not in PROTOCOLS:
             raise ConfigurationError(
                 f"unknown sandbox protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}"
             )
         self.protocol = protocol
+        self._tokens = tokens  # Dreamina session tokens (any ids work; default: one CN session)
         self._url = url
         self._owns_server = server is None and url is None
         self._server = server
@@ -98,6 +104,10 @@ class Sandbox(Backend):
         return None
 
     def _make_inner(self, base: str) -> Backend:
+        if self.protocol == "dreamina":
+            from jimeng.backends.dreamina import Dreamina
+
+            return Dreamina(self._tokens or SANDBOX_TOKENS, base_urls=dreamina_base_urls(base))
         from jimeng.backends.volcengine import Volcengine
 
         return Volcengine(

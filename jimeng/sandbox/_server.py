@@ -141,6 +141,13 @@ class SandboxServer:
         protocol.install(self)
         self._protocols.append(protocol)
 
+    def protocol(self, label: str) -> Any:
+        """The mounted protocol module with this ``label`` (to configure it in tests)."""
+        for protocol in self._protocols:
+            if getattr(protocol, "label", None) == label:
+                return protocol
+        raise KeyError(label)
+
     async def start(self) -> SandboxServer:
         if self._runner is not None:
             return self
@@ -223,7 +230,8 @@ class SandboxServer:
         item = self.media.get(request.match_info["name"])
         if item is None:
             return web.Response(status=404, text="expired or unknown media")
-        data = item.render()
+        # Big PNGs/MP4s take a while to draw: keep the event loop serving other requests.
+        data = await asyncio.to_thread(item.render)
         fault = self.take_fault("download")
         if fault is not None and fault.kind == "truncate":
             response = web.StreamResponse(headers={"Content-Type": item.content_type})
