@@ -13,7 +13,7 @@ from typing import Any
 from jimeng._http import Response
 from jimeng.backends.dreamina._session import Session
 from jimeng.backends.dreamina._versions import ClientVersions
-from jimeng.backends.volcengine._errors import error_for as gateway_error_for
+from jimeng.backends.volcengine._errors import GATEWAY_CODES
 from jimeng.errors import (
     AntiBotError,
     APIError,
@@ -164,11 +164,24 @@ def check_web(response: Response, *, session: Session, versions: ClientVersions)
 
 
 def check_imagex(response: Response) -> None:
-    """ImageX answers in the ByteDance OpenAPI envelope (``ResponseMetadata.Error``, §4.2), the
-    same one Volcengine uses, so its mapping is reused."""
-    error = gateway_error_for(response, decode(response.body), backend=BACKEND)
-    if error is not None:
-        raise error
+    """ImageX answers in the ByteDance OpenAPI envelope (``ResponseMetadata.Error``, §4.2); its
+    error names are the gateway's, so Volcengine's table classifies them."""
+    payload = decode(response.body)
+    metadata = payload.get("ResponseMetadata") if isinstance(payload, Mapping) else None
+    error = metadata.get("Error") if isinstance(metadata, Mapping) else None
+    if not isinstance(error, Mapping) and isinstance(payload, Mapping) and response.status < 400:
+        return
+    name = str(error.get("Code") or "") if isinstance(error, Mapping) else ""
+    message = str(error.get("Message") or name) if isinstance(error, Mapping) else ""
+    cls = GATEWAY_CODES.get(name) or _status_class(response.status)
+    raise cls(
+        f"ImageX upload refused: {message or f'HTTP {response.status}'}",
+        code=name or None,
+        status_code=response.status,
+        request_id=metadata.get("RequestId") if isinstance(metadata, Mapping) else None,
+        backend=BACKEND,
+        body=payload,
+    )
 
 
 def check_store(response: Response) -> None:
