@@ -461,12 +461,19 @@ async def test_device_time_comes_from_the_engine_clock(
             await c.account.credits()
 
 
-async def test_retried_submit_is_signed_again(server: SandboxServer, sleeps: Sleeps) -> None:
+async def test_retried_submit_is_signed_again(
+    server: SandboxServer, sleeps: Sleeps, proto: DreaminaProtocol
+) -> None:
     server.inject("submit", status=503, code="-1", message="busy")
-    async with client(server, CN_TOKEN, sleeps) as c:
-        result = await c.images.generate("a cat")
-        assert len(result.images) == 4
-    assert server.requests["submit"] == 2
+    start = datetime.now(timezone.utc)
+    ticks = iter(range(1000))
+    clock = lambda: start + timedelta(seconds=10 * next(ticks))  # noqa: E731
+    async with jimeng.Client(backend(server, CN_TOKEN), sleep=sleeps, clock=clock) as c:
+        handle = await c.images.submit("a cat")
+    assert server.requests["submit"] == 2  # refused with 503, sent again
+    first, second = proto.device_times["submit"]
+    assert second - first >= 10  # the retry carried its own Device-Time (and Sign)
+    assert handle.id
 
 
 async def test_resume_by_ref(server: SandboxServer, sleeps: Sleeps) -> None:

@@ -190,6 +190,8 @@ class DreaminaProtocol:
         self.submit_ids: list[str] = []
         #: Requests answered, per real host (to check which region's host was used).
         self.hosts: dict[str, int] = {}
+        #: ``Device-Time`` of each web request, per action label, in arrival order.
+        self.device_times: dict[str, list[int]] = {}
         self._grants: dict[str, _Grant] = {}
         self._pending: dict[str, _Pending] = {}
         self._by_store_uri: dict[str, str] = {}
@@ -295,6 +297,9 @@ class DreaminaProtocol:
         if label is None or request.method != "POST" or not regions:
             return web.Response(status=404, text="not found")
         self.server.requests[label] += 1
+        device_time = request.headers.get("Device-Time", "")
+        if device_time.isdigit():
+            self.device_times.setdefault(label, []).append(int(device_time))
         injected = await self._fault(request, label)
         if injected is not None:
             return injected
