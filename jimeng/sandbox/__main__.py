@@ -6,7 +6,13 @@ import argparse
 import asyncio
 import sys
 
-from jimeng.sandbox import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, Stages, build_server
+from jimeng.sandbox import (
+    SANDBOX_ACCESS_KEY,
+    SANDBOX_SECRET_KEY,
+    Stages,
+    build_server,
+    dreamina_base_urls,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +38,7 @@ async def _serve(host: str, port: int, stages: Stages) -> int:
     await server.start()
     print(f"jimeng sandbox serving on {server.url}", flush=True)
     print(f"  Volcengine: access key {SANDBOX_ACCESS_KEY}, secret key {SANDBOX_SECRET_KEY}")
+    print(f"  Dreamina: any session ids, base_urls={dreamina_base_urls(server.url)!r}")
     sys.stdout.flush()
     try:
         await asyncio.Event().wait()

@@ -296,9 +296,9 @@ class Dreamina(Backend):
     ) -> InsufficientCreditsError:
         names = ", ".join(pool)
         message = (
-            f"no Dreamina session can pay for this request: {names} "
-            f"{'is' if len(pool) == 1 else 'are all'} out of credits. Claim the daily credits "
-            "(await client.account.claim()), add sessions, or wait for the daily refill"
+            f"no Dreamina session can pay for this request ({names}: out of credits, or too "
+            "few for this one). Claim the daily credits (await client.account.claim()), add "
+            "sessions, or wait for the daily refill"
         )
         return InsufficientCreditsError(
             message,

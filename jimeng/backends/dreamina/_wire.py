@@ -949,7 +949,14 @@ def fetch_call(url: str, session: Session) -> Call:
     """Download a reference image given by URL, to upload it (the web protocol takes no URLs).
 
     Sent through the session's proxy, like every call made for that session (§2.4)."""
-    return Call(method="GET", url=url, check=_check_fetch, purpose="fetch", proxy=session.proxy)
+    # The engine sends URLs as already encoded; let yarl encode what a caller wrote raw.
+    return Call(
+        method="GET",
+        url=str(URL(url)),
+        check=_check_fetch,
+        purpose="fetch",
+        proxy=session.proxy,
+    )
 
 
 # -- credits (§7) -------------------------------------------------------------------------------
