@@ -6,14 +6,13 @@ Every message names the session by fingerprint, never by id.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from jimeng._http import Response
 from jimeng.backends.dreamina._session import Session
 from jimeng.backends.dreamina._versions import ClientVersions
-from jimeng.backends.volcengine._errors import GATEWAY_CODES
+from jimeng.backends.volcengine._errors import GATEWAY_CODES, decode_json
 from jimeng.errors import (
     AntiBotError,
     APIError,
@@ -99,11 +98,8 @@ FAIL_CODE_MESSAGES: Mapping[str, str] = {
 }
 
 
-def decode(body: bytes) -> Any:
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
+#: A JSON body, or ``None`` when it is not JSON.
+decode = decode_json
 
 
 def _status_class(status: int) -> type[APIError]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -94,53 +94,38 @@ def _unsupported(given: Mapping[str, Any], accepted: frozenset[str], what: str) 
             )
 
 
-def _lookup(name: str, table: Mapping[str, Any], aliases: Mapping[str, str]) -> Any:
+M = TypeVar("M", ImageModel, VideoModel)
+
+
+def _model(name: str | None, region: Region, table: Mapping[str, M], default: str, kind: str) -> M:
+    """The model for a public name, alias or internal id, offered on ``region``'s site."""
+    if name is None:
+        return table[default]
+    offered = [model.name for model in table.values() if region.code in model.regions]
     wanted = name.strip().lower()
-    if wanted in table:
-        return table[wanted]
-    if wanted in aliases:
-        return table[aliases[wanted]]
-    return None
+    model = table.get(wanted) or next(
+        (m for m in table.values() if wanted == m.internal.lower() or wanted in m.aliases),
+        None,
+    )
+    if model is None:
+        raise ValidationError(
+            "model", f"unknown {kind} model {name!r} on {_site(region)}", allowed=offered
+        )
+    if region.code not in model.regions:
+        raise ValidationError(
+            "model",
+            f"{model.name} is not offered on {_site(region)}; available there",
+            allowed=offered,
+        )
+    return model
 
 
 def image_model(name: str | None, region: Region) -> ImageModel:
-    """The model for a public name (or internal id) offered on ``region``'s site."""
-    offered = [model.name for model in IMAGE_MODELS.values() if region.code in model.regions]
-    if name is None:
-        return IMAGE_MODELS[DEFAULT_IMAGE_MODEL]
-    aliases = {model.internal.lower(): model.name for model in IMAGE_MODELS.values()}
-    model: ImageModel | None = _lookup(name, IMAGE_MODELS, aliases)
-    if model is None:
-        raise ValidationError(
-            "model", f"unknown image model {name!r} on {_site(region)}", allowed=offered
-        )
-    if region.code not in model.regions:
-        raise ValidationError(
-            "model",
-            f"{model.name} is not offered on {_site(region)}; available there",
-            allowed=offered,
-        )
-    return model
+    return _model(name, region, IMAGE_MODELS, DEFAULT_IMAGE_MODEL, "image")
 
 
 def video_model(name: str | None, region: Region) -> VideoModel:
-    offered = [model.name for model in VIDEO_MODELS.values() if region.code in model.regions]
-    if name is None:
-        return VIDEO_MODELS[DEFAULT_VIDEO_MODEL]
-    aliases = {alias: model.name for model in VIDEO_MODELS.values() for alias in model.aliases}
-    aliases.update({model.internal.lower(): model.name for model in VIDEO_MODELS.values()})
-    model: VideoModel | None = _lookup(name, VIDEO_MODELS, aliases)
-    if model is None:
-        raise ValidationError(
-            "model", f"unknown video model {name!r} on {_site(region)}", allowed=offered
-        )
-    if region.code not in model.regions:
-        raise ValidationError(
-            "model",
-            f"{model.name} is not offered on {_site(region)}; available there",
-            allowed=offered,
-        )
-    return model
+    return _model(name, region, VIDEO_MODELS, DEFAULT_VIDEO_MODEL, "video")
 
 
 # -- images -------------------------------------------------------------------------------------

@@ -212,6 +212,7 @@ class ImageModel:
     sizes_4k: Mapping[str, tuple[int, int]] | None = None
     #: Whether 4k adds 100 to the ratio code (§3.3: all but nanobananapro).
     four_k_offset: bool = True
+    aliases: tuple[str, ...] = ()
 
 
 _NANOBANANA_US = RegionRule(ratio="1:1", resolution="2k", size=(1024, 1024))
