@@ -64,7 +64,9 @@ class Dreamina(Backend):
     ``versions`` overrides the web client's version constants (a :class:`ClientVersions` or a
     mapping of its fields) when upstream answers ``3018``. ``base_urls`` sends calls elsewhere:
     a real origin → replacement base URL, or ``"*"`` → a template with ``{host}`` (the sandbox
-    uses this); plain http is refused except to loopback unless ``allow_http``.
+    uses this); plain http is refused except to loopback unless ``allow_http``. ``web_id``
+    fixes the browser's ``webId`` (random per backend otherwise, like the reference client);
+    ``rng`` seeds device ids, upload nonces and default seeds (for reproducible tests).
     """
 
     name: ClassVar[str] = BACKEND
