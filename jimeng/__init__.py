@@ -15,6 +15,7 @@ from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
 from jimeng.backends import AccountBalance, Backend, NotSupportedError
+from jimeng.backends.dreamina import Dreamina
 from jimeng.backends.volcengine import Volcengine
 from jimeng.errors import (
     AntiBotError,
@@ -73,6 +74,7 @@ __all__ = [
     "ConfigurationError",
     "ContentPolicyError",
     "DownloadError",
+    "Dreamina",
     "Image",
     "ImageInput",
     "ImageRequest",

@@ -7,7 +7,7 @@ from jimeng.errors import ConfigurationError
 
 __all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "create"]
 
-NAMES = ("volcengine", "sandbox")
+NAMES = ("volcengine", "dreamina", "sandbox")
 
 
 def create(name: str) -> Backend:
@@ -17,6 +17,10 @@ def create(name: str) -> Backend:
         from jimeng.backends.volcengine import Volcengine
 
         return Volcengine()
+    if key == "dreamina":
+        from jimeng.backends.dreamina import Dreamina
+
+        return Dreamina()
     if key == "sandbox":
         from jimeng.sandbox import Sandbox
 

@@ -14,6 +14,8 @@ from jimeng._http import Flow
 from jimeng.backends._base import AccountBalance, Backend, Runtime
 from jimeng.errors import ConfigurationError, JimengError
 from jimeng.models import ImageRequest, Task, VideoRequest
+from jimeng.sandbox._dreamina import SANDBOX_TOKENS, DreaminaProtocol
+from jimeng.sandbox._dreamina import base_urls as dreamina_base_urls
 from jimeng.sandbox._server import Fault, SandboxServer, Stages
 from jimeng.sandbox._volcengine import (
     BLOCK_INPUT,
@@ -38,10 +40,11 @@ __all__ = [
     "SandboxServer",
     "Stages",
     "build_server",
+    "dreamina_base_urls",
 ]
 
-Protocol = Literal["volcengine", "volcengine-relay"]
-PROTOCOLS: tuple[str, ...] = ("volcengine", "volcengine-relay")
+Protocol = Literal["volcengine", "volcengine-relay", "dreamina"]
+PROTOCOLS: tuple[str, ...] = ("volcengine", "volcengine-relay", "dreamina")
 
 
 def build_server(**options: Any) -> SandboxServer:
@@ -49,6 +52,7 @@ def build_server(**options: Any) -> SandboxServer:
     server = SandboxServer(**options)
     server.mount(VolcengineProtocol())
     server.mount(VolcengineProtocol(relay=True))
+    server.mount(DreaminaProtocol())
     return server
 
 
@@ -70,12 +74,14 @@ class Sandbox(Backend):
         time_factor: float = 1.0,
         url: str | None = None,
         server: SandboxServer | None = None,
+        tokens: str | Sequence[str] | None = None,
     ):
         if protocol not in PROTOCOLS:
             raise ConfigurationError(
                 f"unknown sandbox protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}"
             )
         self.protocol = protocol
+        self._tokens = tokens  # Dreamina session tokens (any ids work; default: one CN session)
         self._url = url
         self._owns_server = server is None and url is None
         self._server = server
@@ -102,6 +108,10 @@ class Sandbox(Backend):
         return None
 
     def _make_inner(self, base: str) -> Backend:
+        if self.protocol == "dreamina":
+            from jimeng.backends.dreamina import Dreamina
+
+            return Dreamina(self._tokens or SANDBOX_TOKENS, base_urls=dreamina_base_urls(base))
         from jimeng.backends.volcengine import Volcengine
 
         if self.protocol == "volcengine-relay":

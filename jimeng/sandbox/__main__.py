@@ -12,6 +12,7 @@ from jimeng.sandbox import (
     SANDBOX_SECRET_KEY,
     Stages,
     build_server,
+    dreamina_base_urls,
 )
 
 
@@ -39,6 +40,7 @@ async def _serve(host: str, port: int, stages: Stages) -> int:
     print(f"jimeng sandbox serving on {server.url}", flush=True)
     print(f"  Volcengine: access key {SANDBOX_ACCESS_KEY}, secret key {SANDBOX_SECRET_KEY}")
     print(f"  Volcengine-format relay: {server.url}/jm, api key {SANDBOX_RELAY_KEY}")
+    print(f"  Dreamina: any session ids, base_urls={dreamina_base_urls(server.url)!r}")
     sys.stdout.flush()
     try:
         await asyncio.Event().wait()

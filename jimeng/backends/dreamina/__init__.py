@@ -1,0 +1,452 @@
+"""The Dreamina web-session backend: browser ``sessionid`` cookies, CN or international.
+
+protocols/dreamina-web.md throughout. Each token is ``[proxy@][us-|hk-|jp-|sg-]sessionid``;
+several, comma-separated, form a rotation pool: when the generate call answers ``ret 1006`` (no
+credits) the session is marked exhausted and the request is submitted again, with a new
+``submit_id``, on the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+
+from jimeng import _logging
+from jimeng._download import sniff_extension
+from jimeng._http import Flow, Response
+from jimeng._polling import PollPolicy
+from jimeng.backends._base import AccountBalance, Backend
+from jimeng.backends.dreamina import _wire
+from jimeng.backends.dreamina._errors import BACKEND, CONTENT_FAIL_CODES
+from jimeng.backends.dreamina._plan import ImagePlan, VideoPlan, plan_image, plan_video
+from jimeng.backends.dreamina._session import Router, Session, device_ids, parse_tokens
+from jimeng.backends.dreamina._tables import IMAGE_MODELS, VIDEO_MODELS, Region
+from jimeng.backends.dreamina._versions import DEFAULT_VERSIONS, ClientVersions, coerce_versions
+from jimeng.backends.volcengine import check_endpoint
+from jimeng.errors import (
+    APIError,
+    ConfigurationError,
+    ContentPolicyError,
+    InsufficientCreditsError,
+    JimengError,
+    ValidationError,
+)
+from jimeng.models import (
+    ImageInput,
+    ImageRequest,
+    Task,
+    TaskKind,
+    TaskStatus,
+    VideoRequest,
+    VideoResult,
+)
+
+__all__ = ["DEFAULT_VERSIONS", "ClientVersions", "Dreamina"]
+
+P = TypeVar("P", ImagePlan, VideoPlan)
+_IMAGE_SUFFIXES = (".png", ".jpg", ".webp", ".gif")
+
+
+class Dreamina(Backend):
+    """Jimeng / Dreamina through browser sessions.
+
+    ``tokens`` is one token or several (a comma-separated string or a list); without it,
+    ``JIMENG_SESSION_ID`` is read. A token is ``[proxy@][region-]sessionid``: no prefix is the
+    CN site (jimeng.jianying.com), ``us-``/``hk-``/``jp-``/``sg-`` the international ones; a
+    leading ``http(s)://…@`` sends that session's calls through a proxy.
+
+    ``versions`` overrides the web client's version constants (a :class:`ClientVersions` or a
+    mapping of its fields) when upstream answers ``3018``. ``base_urls`` sends calls elsewhere:
+    a real origin → replacement base URL, or ``"*"`` → a template with ``{host}`` (the sandbox
+    uses this); plain http is refused except to loopback unless ``allow_http``. ``web_id``
+    fixes the browser's ``webId`` (random per backend otherwise, like the reference client);
+    ``rng`` seeds device ids, upload nonces and default seeds (for reproducible tests).
+    """
+
+    name: ClassVar[str] = BACKEND
+
+    def __init__(
+        self,
+        tokens: str | Sequence[str] | None = None,
+        *,
+        versions: ClientVersions | Mapping[str, str] | None = None,
+        base_urls: Mapping[str, str] | None = None,
+        web_id: str | None = None,
+        allow_http: bool = False,
+        rng: random.Random | None = None,
+    ):
+        if tokens is None:
+            tokens = os.environ.get("JIMENG_SESSION_ID", "")
+        self._sessions = parse_tokens(tokens)
+        self.versions = coerce_versions(versions)
+        self._rng = rng or random.Random()
+        generated_web_id, user_id = device_ids(self._rng)
+        for base in (base_urls or {}).values():
+            check_endpoint(base.replace("{host}", "host"), allow_http=allow_http)
+        self._context = _wire.Context(
+            versions=self.versions,
+            web_id=web_id or generated_web_id,
+            user_id=user_id,
+            router=Router(dict(base_urls or {})),
+        )
+        #: Sessions that answered 1006, by fingerprint key; skipped until credits() or claim()
+        #: sees a positive balance again, or :meth:`reset_exhausted`.
+        self._exhausted: set[str] = set()
+        self._current = 0
+
+    def __repr__(self) -> str:
+        return f"Dreamina(sessions={[s.label() for s in self._sessions]!r})"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "sessions": [
+                {
+                    "session": s.fingerprint,
+                    "region": s.region.code,
+                    "proxy": s.proxy is not None,
+                    "exhausted": s.key in self._exhausted,
+                }
+                for s in self._sessions
+            ],
+            "app_version": self.versions.app_version,
+        }
+
+    @property
+    def sessions(self) -> list[str]:
+        """``"<region> <fingerprint>"`` per configured session, in rotation order."""
+        return [s.label() for s in self._sessions]
+
+    @property
+    def exhausted(self) -> list[str]:
+        """Fingerprints of the sessions marked out of credits."""
+        return [s.fingerprint for s in self._sessions if s.key in self._exhausted]
+
+    def reset_exhausted(self) -> None:
+        """Forget every "out of credits" mark (e.g. after the daily refill)."""
+        self._exhausted.clear()
+
+    # -- which sessions can serve a request ------------------------------------------------
+
+    def _rotation(self) -> list[Session]:
+        start = self._current % len(self._sessions)
+        return self._sessions[start:] + self._sessions[:start]
+
+    def _candidates(self, plan: Callable[[Region], P]) -> list[tuple[Session, P]]:
+        """Sessions (rotation order) whose site can serve the request, each with its plan.
+
+        A pool may mix sites; a request is checked per site, and if no session's site can serve
+        it, the error for the first configured session's site is raised.
+        """
+        plans: dict[str, P | ValidationError] = {}
+        for session in self._sessions:
+            code = session.region.code
+            if code not in plans:
+                try:
+                    plans[code] = plan(session.region)
+                except ValidationError as error:
+                    plans[code] = error
+        out: list[tuple[Session, P]] = []
+        for session in self._rotation():
+            outcome = plans[session.region.code]
+            if not isinstance(outcome, ValidationError):
+                out.append((session, outcome))
+        if not out:
+            first = plans[self._sessions[0].region.code]
+            assert isinstance(first, ValidationError)
+            raise first
+        return out
+
+    @staticmethod
+    def _check_inputs(inputs: Sequence[tuple[str, ImageInput]]) -> None:
+        for field, image in inputs:
+            if image.data is not None:
+                if sniff_extension(image.data[:16]) not in _IMAGE_SUFFIXES:
+                    raise ValidationError(
+                        field, "is not a PNG, JPEG, WebP or GIF image", allowed="image files"
+                    )
+            elif image.url is None:
+                raise ValidationError(
+                    field, "a local file must be read first (client.images does this)"
+                )
+
+    def validate_image(self, request: ImageRequest) -> None:
+        self._candidates(lambda region: plan_image(request, region))
+        self._check_inputs([(f"images[{i}]", img) for i, img in enumerate(request.images or ())])
+
+    def validate_video(self, request: VideoRequest) -> None:
+        self._candidates(lambda region: plan_video(request, region))
+        frames = [("image", request.image), ("tail_image", request.tail_image)]
+        self._check_inputs([(field, img) for field, img in frames if img is not None])
+
+    @property
+    def image_models(self) -> list[str]:
+        regions = {s.region.code for s in self._sessions}
+        return [m.name for m in IMAGE_MODELS.values() if m.regions & regions]
+
+    @property
+    def video_models(self) -> list[str]:
+        regions = {s.region.code for s in self._sessions}
+        return [m.name for m in VIDEO_MODELS.values() if m.regions & regions]
+
+    # -- submit, with rotation -------------------------------------------------------------------
+
+    def submit_image(self, request: ImageRequest) -> Flow[Task]:
+        candidates = self._candidates(lambda region: plan_image(request, region))
+        return (yield from self._submit(TaskKind.IMAGE, request.prompt, candidates))
+
+    def submit_video(self, request: VideoRequest) -> Flow[Task]:
+        candidates = self._candidates(lambda region: plan_video(request, region))
+        return (yield from self._submit(TaskKind.VIDEO, request.prompt, candidates))
+
+    def _body(
+        self, plan: ImagePlan | VideoPlan, prompt: str, submit_id: str, uris: Sequence[str]
+    ) -> dict[str, Any]:
+        ids = lambda: str(uuid.uuid4())  # noqa: E731
+        now_ms = int(time.time() * 1000)  # draft metadata only; never used for waiting
+        if isinstance(plan, ImagePlan):
+            if plan.mapped:
+                _logging.logger.info("dreamina: width/height mapped: %s", plan.mapped)
+            # §3.1: IPT draws the default seed from [2.5e9, 2.6e9).
+            seed = (
+                plan.seed
+                if plan.seed is not None
+                else self._rng.randrange(2_500_000_000, 2_600_000_000)
+            )
+            return _wire.image_generate_body(
+                plan,
+                prompt=prompt,
+                submit_id=submit_id,
+                uris=uris,
+                ids=ids,
+                now_ms=now_ms,
+                seed=seed,
+                versions=self.versions,
+            )
+        return _wire.video_generate_body(
+            plan,
+            prompt=prompt,
+            submit_id=submit_id,
+            uris=uris,
+            ids=ids,
+            now_ms=now_ms,
+            seed=plan.seed if plan.seed is not None else self._rng.randrange(2**32),
+            versions=self.versions,
+        )
+
+    def _submit(
+        self,
+        kind: TaskKind,
+        prompt: str,
+        candidates: Sequence[tuple[Session, ImagePlan | VideoPlan]],
+    ) -> Flow[Task]:
+        pool = [session.fingerprint for session, _ in candidates]
+        live = [(s, p) for s, p in candidates if s.key not in self._exhausted]
+        if not live:
+            raise self._exhausted_error(pool, None)
+        fetched: dict[str, bytes] = {}
+        last: InsufficientCreditsError | None = None
+        for session, plan in live:
+            if session.key in self._exhausted:  # marked meanwhile by a concurrent request
+                continue
+            inputs = plan.images if isinstance(plan, ImagePlan) else plan.frames
+            # Uploads belong to the account that made them, so each session uploads its own.
+            uris = (yield from self._upload(session, inputs, fetched)) if inputs else []
+            submit_id = str(uuid.uuid4())  # a NEW submit_id for every session tried (MCP)
+            body = self._body(plan, prompt, submit_id, uris)
+            try:
+                response = yield _wire.generate_call(self._context, session, body, kind=kind)
+            except InsufficientCreditsError as error:
+                last = error
+                if error.code == "1006":
+                    self._mark_exhausted(session)
+                _logging.logger.warning(
+                    "dreamina: session %s refused the request for credits (ret %s); %s",
+                    session.fingerprint,
+                    error.code,
+                    "trying the next session" if len(live) > 1 else "no other session",
+                )
+                continue
+            history_id = _wire.parse_submit(response)
+            self._current = self._sessions.index(session)
+            return Task(
+                id=history_id,
+                kind=kind,
+                status=TaskStatus.QUEUED,
+                backend=self.name,
+                ref=f"{kind.value}:{session.key}:{history_id}",
+                model=plan.model.name,
+                raw_status="submitted",
+                raw=_wire.decode(response.body) or {},
+                context={"session": session.key, "submit_id": submit_id},
+            )
+        raise self._exhausted_error(pool, last)
+
+    def _mark_exhausted(self, session: Session) -> None:
+        self._exhausted.add(session.key)
+        if self._sessions[self._current % len(self._sessions)] is session:
+            self._current = (self._current + 1) % len(self._sessions)
+
+    def _exhausted_error(
+        self, pool: Sequence[str], last: InsufficientCreditsError | None
+    ) -> InsufficientCreditsError:
+        names = ", ".join(pool)
+        message = (
+            f"no Dreamina session can pay for this request ({names}: out of credits, or too "
+            "few for this one). Claim the daily credits (await client.account.claim()), add "
+            "sessions, or wait for the daily refill"
+        )
+        return InsufficientCreditsError(
+            message,
+            sessions=pool,
+            code=last.code if last else "1006",
+            status_code=last.status_code if last else None,
+            request_id=last.request_id if last else None,
+            backend=self.name,
+        )
+
+    # -- uploads (§4) ----------------------------------------------------------------------------
+
+    def _upload(
+        self, session: Session, inputs: Sequence[ImageInput], fetched: dict[str, bytes]
+    ) -> Flow[list[str]]:
+        """Upload every input through ImageX; returns their URIs, in order."""
+        context = self._context
+        grant = _wire.parse_upload_token(
+            (yield _wire.upload_token_call(context, session)), session.region
+        )
+        uris: list[str] = []
+        for image in inputs:
+            data = image.data
+            if data is None and image.url is not None:
+                # URL references are downloaded once (through the engine) and uploaded.
+                if image.url not in fetched:
+                    fetched[image.url] = (yield _wire.fetch_call(image.url, session)).body
+                data = fetched[image.url]
+            if data is None:
+                raise ValidationError("images", "a local file must be read first")
+            nonce = "".join(self._rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=10))
+            apply = yield _wire.apply_upload_call(
+                context, session, grant, size=len(data), nonce=nonce
+            )
+            target = _wire.parse_apply(apply)
+            yield _wire.store_upload_call(context, session, target, data)
+            commit = yield _wire.commit_upload_call(context, session, grant, target.session_key)
+            uploaded = _wire.parse_commit(commit)
+            if session.region.code == "cn":
+                # §4.3: IPT checks each CN upload; a refusal (2003) stops, other errors are noise.
+                try:
+                    yield _wire.algo_proxy_call(context, session, uploaded.uri)
+                except ContentPolicyError:
+                    raise
+                except APIError as error:
+                    _logging.logger.info("dreamina: image check skipped: %s", error)
+            uris.append(uploaded.uri)
+        return uris
+
+    # -- tasks -------------------------------------------------------------------------------------
+
+    def _session_for(self, key: str) -> Session:
+        for session in self._sessions:
+            if session.key == key:
+                return session
+        raise ConfigurationError(
+            f"the task belongs to session …{key}, which this client does not hold; "
+            "configure that session to follow the task"
+        )
+
+    def resume(self, ref: str, *, model: str | None = None) -> Task:
+        parts = ref.split(":")
+        if len(parts) == 3 and parts[0] in (TaskKind.IMAGE.value, TaskKind.VIDEO.value):
+            kind, key, history_id = TaskKind(parts[0]), parts[1], parts[2]
+            self._session_for(key)
+        else:
+            # A bare record id: the first session, and the kind its model names.
+            history_id, key = ref, self._sessions[0].key
+            video = model is not None and model.strip().lower() in VIDEO_MODELS
+            kind = TaskKind.VIDEO if video else TaskKind.IMAGE
+        return Task(
+            id=history_id,
+            kind=kind,
+            status=TaskStatus.UNKNOWN,
+            backend=self.name,
+            ref=f"{kind.value}:{key}:{history_id}",
+            model=model,
+            context={"session": key},
+        )
+
+    def poll(self, task: Task) -> Flow[Task]:
+        resumed = self.resume(task.ref)
+        session = self._session_for(str(resumed.context["session"]))
+        response: Response = yield _wire.history_call(self._context, session, resumed.id, task.kind)
+        base = PollPolicy.for_kind(task.kind).interval
+        updated = _wire.parse_history(response, task, base_interval=base)
+        video = updated.result
+        if isinstance(video, VideoResult) and updated.status is TaskStatus.SUCCEEDED:
+            items = video.raw.get("item_list") or []
+            item = _wire.item_id(items[0]) if items else None
+            if item is not None:
+                # §5.4: ask for the high-bitrate copy; the preview URL stays if that fails.
+                try:
+                    better = _wire.parse_local_items(
+                        (yield _wire.local_items_call(self._context, session, item))
+                    )
+                except JimengError as error:
+                    _logging.logger.info("dreamina: keeping the preview video URL: %s", error)
+                    better = None
+                if better:
+                    updated = attrs.evolve(updated, result=_wire.with_video_url(video, better))
+        return updated
+
+    def failure_error(self, task: Task) -> JimengError | None:
+        failure = task.failure
+        if failure is None or str(failure.code) not in CONTENT_FAIL_CODES:
+            return None
+        return ContentPolicyError(
+            f"task {task.id} was refused by moderation: {failure.message}",
+            code=str(failure.code),
+            backend=self.name,
+            task_id=task.id,
+            task_ref=task.ref,
+        )
+
+    # -- credits (§7) ----------------------------------------------------------------------------
+
+    def _balance(self, session: Session, response: Response) -> AccountBalance:
+        gift, purchase, vip = _wire.parse_credit(response)
+        balance = AccountBalance(
+            session=session.fingerprint,
+            gift=gift,
+            purchase=purchase,
+            vip=vip,
+            region=session.region.code,
+        )
+        if balance.total > 0:
+            self._exhausted.discard(session.key)
+        return balance
+
+    def credits(self) -> Flow[Sequence[AccountBalance]]:
+        balances: list[AccountBalance] = []
+        for session in self._sessions:
+            response = yield _wire.credit_call(self._context, session)
+            balances.append(self._balance(session, response))
+        return balances
+
+    def claim_credits(self) -> Flow[Sequence[AccountBalance]]:
+        balances: list[AccountBalance] = []
+        for session in self._sessions:
+            received = _wire.parse_receive(
+                (yield _wire.credit_receive_call(self._context, session))
+            )
+            _logging.logger.info(
+                "dreamina: session %s claimed %d credits", session.fingerprint, received
+            )
+            response = yield _wire.credit_call(self._context, session)
+            balances.append(self._balance(session, response))
+        return balances

@@ -1,0 +1,435 @@
+"""Turning a request into what one site can serve, or a ValidationError saying why not.
+
+Pure functions over the tables in :mod:`._tables`; nothing is sent. A parameter a model does not
+take, or that its site would ignore, is an error naming the field and what is allowed there.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from jimeng.backends.dreamina._tables import (
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_RATIO,
+    DEFAULT_RESOLUTION,
+    DEFAULT_VIDEO_MODEL,
+    DEFAULT_VIDEO_RATIO,
+    FOUR_K_CODE_OFFSET,
+    IMAGE_MODELS,
+    RATIO_CODES,
+    RATIO_SIZES,
+    RESOLUTIONS,
+    VIDEO_MODELS,
+    VIDEO_RATIOS,
+    ImageModel,
+    Region,
+    RegionRule,
+    VideoModel,
+)
+from jimeng.errors import ValidationError
+from jimeng.models import ImageInput, ImageRequest, VideoRequest
+
+__all__ = [
+    "AREA_TOLERANCE",
+    "ASPECT_TOLERANCE",
+    "IMAGE_PARAMETERS",
+    "MAX_REFERENCES",
+    "VIDEO_PARAMETERS",
+    "ImagePlan",
+    "VideoPlan",
+    "image_model",
+    "plan_image",
+    "plan_video",
+    "video_model",
+]
+
+#: What the web protocol can express for images (§3.1, §4.3) and videos (§6.2).
+IMAGE_PARAMETERS = frozenset(
+    {
+        "model",
+        "size",
+        "width",
+        "height",
+        "images",
+        "seed",
+        "ratio",
+        "resolution",
+        "intelligent_ratio",
+        "negative_prompt",
+        "sample_strength",
+    }
+)
+VIDEO_PARAMETERS = frozenset(
+    {"model", "duration", "aspect_ratio", "resolution", "seed", "image", "tail_image", "fps"}
+    | {"function_mode"}
+)
+MAX_REFERENCES = 10  # §4.3: 1–10 input images
+DEFAULT_SAMPLE_STRENGTH = 0.5  # §3.1
+#: width/height map onto a table entry whose aspect ratio is within 10% of the one asked for…
+ASPECT_TOLERANCE = 0.10
+#: …and whose pixel count is within a factor of 2; anything further is rejected, not guessed.
+AREA_TOLERANCE = 2.0
+_SEED_LIMIT = 2**32
+_PRESET = re.compile(r"^\s*([124])\s*[kK]\s*$")
+
+
+def _site(region: Region) -> str:
+    return (
+        "the CN site (jimeng.jianying.com)"
+        if region.code == "cn"
+        else (f"the {region.code.upper()} site (dreamina.capcut.com)")
+    )
+
+
+def _unsupported(given: Mapping[str, Any], accepted: frozenset[str], what: str) -> None:
+    for name in sorted(given):
+        if name not in accepted:
+            raise ValidationError(
+                name, f"is not a parameter of Dreamina {what}", allowed=sorted(accepted)
+            )
+
+
+M = TypeVar("M", ImageModel, VideoModel)
+
+
+def _model(name: str | None, region: Region, table: Mapping[str, M], default: str, kind: str) -> M:
+    """The model for a public name, alias or internal id, offered on ``region``'s site."""
+    if name is None:
+        return table[default]
+    offered = [model.name for model in table.values() if region.code in model.regions]
+    wanted = name.strip().lower()
+    model = table.get(wanted) or next(
+        (m for m in table.values() if wanted == m.internal.lower() or wanted in m.aliases),
+        None,
+    )
+    if model is None:
+        raise ValidationError(
+            "model", f"unknown {kind} model {name!r} on {_site(region)}", allowed=offered
+        )
+    if region.code not in model.regions:
+        raise ValidationError(
+            "model",
+            f"{model.name} is not offered on {_site(region)}; available there",
+            allowed=offered,
+        )
+    return model
+
+
+def image_model(name: str | None, region: Region) -> ImageModel:
+    return _model(name, region, IMAGE_MODELS, DEFAULT_IMAGE_MODEL, "image")
+
+
+def video_model(name: str | None, region: Region) -> VideoModel:
+    return _model(name, region, VIDEO_MODELS, DEFAULT_VIDEO_MODEL, "video")
+
+
+# -- images -------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ImagePlan:
+    """Everything the payload builder needs, already checked against one site."""
+
+    model: ImageModel
+    region: Region
+    ratio: str
+    resolution: str
+    ratio_code: int
+    width: int
+    height: int
+    intelligent_ratio: bool
+    negative_prompt: str
+    sample_strength: float
+    seed: int | None
+    images: tuple[ImageInput, ...] = ()
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+    #: How a direct width/height was mapped, for the log ("1000x800 → 4:3 at 1k").
+    mapped: str | None = None
+
+    @property
+    def is_blend(self) -> bool:
+        return bool(self.images)
+
+
+def _nominal(ratio: str) -> float:
+    width, height = ratio.split(":")
+    return int(width) / int(height)
+
+
+def _sizes(model: ImageModel, resolution: str) -> Mapping[str, tuple[int, int]]:
+    if resolution == "4k" and model.sizes_4k is not None:
+        return model.sizes_4k
+    return RATIO_SIZES[resolution]
+
+
+def _choices(model: ImageModel, rule: RegionRule) -> list[tuple[str, str, tuple[int, int]]]:
+    """(ratio, resolution, size) the model can make on this site."""
+    ratios = [rule.ratio] if rule.ratio else list(RATIO_CODES)
+    resolutions = [rule.resolution] if rule.resolution else list(RESOLUTIONS)
+    return [
+        (ratio, resolution, rule.size or _sizes(model, resolution)[ratio])
+        for resolution in resolutions
+        for ratio in ratios
+    ]
+
+
+def _normalise_resolution(value: str, field: str) -> str:
+    match = _PRESET.match(value)
+    if match is None:
+        raise ValidationError(field, f"unknown resolution {value!r}", allowed=RESOLUTIONS)
+    return f"{match.group(1)}k"
+
+
+def _nearest(
+    width: int, height: int, choices: Sequence[tuple[str, str, tuple[int, int]]], field: str
+) -> tuple[str, str, tuple[int, int]]:
+    """The entry closest in aspect (log distance), then in pixel count; rejected when far."""
+    asked = math.log(width / height)
+    aspect = min(abs(asked - math.log(_nominal(ratio))) for ratio, _, _ in choices)
+    same_aspect = [c for c in choices if abs(asked - math.log(_nominal(c[0]))) == aspect]
+    area = math.log(width * height)
+    best = min(same_aspect, key=lambda c: abs(area - math.log(c[2][0] * c[2][1])))
+    ratio, resolution, size = best
+    listing = ", ".join(f"{w}x{h}" for _, _, (w, h) in choices)
+    if abs(asked - math.log(_nominal(ratio))) > math.log(1 + ASPECT_TOLERANCE):
+        raise ValidationError(
+            field,
+            f"{width}x{height} is not within 10% of any supported aspect ratio "
+            f"(nearest: {ratio}); pass ratio= and resolution= instead",
+            allowed=listing,
+        )
+    if abs(area - math.log(size[0] * size[1])) > math.log(AREA_TOLERANCE):
+        raise ValidationError(
+            field,
+            f"{width}x{height} is more than 2x away in pixels from the nearest supported size "
+            f"({size[0]}x{size[1]}, {ratio} at {resolution})",
+            allowed=listing,
+        )
+    return best
+
+
+def _check_seed(seed: int | None, field: str = "seed") -> None:
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _SEED_LIMIT:
+        raise ValidationError(field, f"must be an integer in [0, 2**32), got {seed!r}")
+
+
+def plan_image(request: ImageRequest, region: Region) -> ImagePlan:
+    """Check ``request`` against ``region``'s site and resolve every default."""
+    given = request.given()
+    _unsupported(given, IMAGE_PARAMETERS, "image generation")
+    model = image_model(request.model, region)
+    images = request.images or ()
+    if images and len(images) > MAX_REFERENCES:
+        raise ValidationError(
+            "images",
+            f"blend takes 1–{MAX_REFERENCES} reference images, got {len(images)}",
+            allowed=f"1–{MAX_REFERENCES} images",
+        )
+    if images and request.seed is not None:
+        raise ValidationError("seed", "blend (image-to-image) takes no seed on Dreamina (§4.3)")
+    _check_seed(request.seed)
+    rule = model.rules.get(region.code, RegionRule())
+
+    ratio = request.ratio.strip() if request.ratio is not None else None
+    if ratio is not None and ratio not in RATIO_CODES:
+        raise ValidationError("ratio", f"unknown ratio {ratio!r}", allowed=list(RATIO_CODES))
+    resolution = (
+        _normalise_resolution(request.resolution, "resolution")
+        if request.resolution is not None
+        else None
+    )
+    pixels: tuple[int, int] | None = None
+    if request.size is not None and _PRESET.match(request.size):
+        preset = _normalise_resolution(request.size, "size")
+        if resolution is not None and resolution != preset:
+            raise ValidationError("size", f"size {request.size!r} disagrees with resolution")
+        resolution = preset
+    elif request.size is not None or request.width is not None:
+        pixels = request.size_pixels()
+    size_field = "size" if request.size is not None else "width"
+    if pixels is not None and (ratio is not None or resolution is not None):
+        raise ValidationError(
+            size_field, "give width/height or ratio/resolution, not both", allowed="one of them"
+        )
+
+    # Site rules (§3.2 nanobanana): a value the site would override is an error, not a no-op.
+    forced = rule.ratio or rule.resolution
+    if forced:
+        what = (
+            f"always makes {rule.size[0]}x{rule.size[1]} ({rule.ratio}, {rule.resolution})"
+            if rule.size
+            else f"always renders at {rule.resolution}"
+        )
+        if rule.ratio and ratio is not None and ratio != rule.ratio:
+            raise ValidationError(
+                "ratio",
+                f"{model.name} on {_site(region)} {what}; upstream would ignore ratio "
+                f"{ratio!r}, so leave it out",
+                allowed=[rule.ratio],
+            )
+        if rule.resolution and resolution is not None and resolution != rule.resolution:
+            raise ValidationError(
+                "resolution",
+                f"{model.name} on {_site(region)} {what}; upstream would ignore resolution "
+                f"{resolution!r}, so leave it out",
+                allowed=[rule.resolution],
+            )
+
+    mapped = None
+    if pixels is not None:
+        ratio, resolution, (width, height) = _nearest(
+            pixels[0], pixels[1], _choices(model, rule), size_field
+        )
+        if (width, height) != pixels:
+            mapped = f"{pixels[0]}x{pixels[1]} → {ratio} at {resolution} ({width}x{height})"
+    else:
+        ratio = rule.ratio or ratio or DEFAULT_RATIO
+        resolution = rule.resolution or resolution or DEFAULT_RESOLUTION
+        width, height = rule.size or _sizes(model, resolution)[ratio]
+
+    code = RATIO_CODES[ratio]
+    if resolution == "4k" and model.four_k_offset:
+        code += FOUR_K_CODE_OFFSET  # §3.3
+
+    intelligent = bool(request.intelligent_ratio)
+    if intelligent:
+        if not model.intelligent_ratio:
+            supporting = [
+                m.name
+                for m in IMAGE_MODELS.values()
+                if m.intelligent_ratio and region.code in m.regions
+            ]
+            raise ValidationError(
+                "intelligent_ratio",
+                f"{model.name} ignores intelligent_ratio (§3.4); it works with",
+                allowed=supporting,
+            )
+        if not images and (request.ratio is not None or pixels is not None):
+            raise ValidationError(
+                "intelligent_ratio",
+                "the server picks the ratio from the prompt; do not also give ratio or a size",
+            )
+    return ImagePlan(
+        model=model,
+        region=region,
+        ratio=ratio,
+        resolution=resolution,
+        ratio_code=code,
+        width=width,
+        height=height,
+        intelligent_ratio=intelligent,
+        negative_prompt=request.negative_prompt or "",
+        sample_strength=(
+            request.sample_strength
+            if request.sample_strength is not None
+            else DEFAULT_SAMPLE_STRENGTH
+        ),
+        seed=request.seed,
+        images=tuple(images),
+        extra=dict(request.extra or {}),
+        mapped=mapped,
+    )
+
+
+# -- videos -------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class VideoPlan:
+    model: VideoModel
+    region: Region
+    duration: int
+    ratio: str
+    resolution: str | None
+    seed: int | None
+    first_frame: ImageInput | None = None
+    last_frame: ImageInput | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def frames(self) -> tuple[ImageInput, ...]:
+        return tuple(f for f in (self.first_frame, self.last_frame) if f is not None)
+
+
+def plan_video(request: VideoRequest, region: Region) -> VideoPlan:
+    given = request.given()
+    _unsupported(given, VIDEO_PARAMETERS, "video generation")
+    model = video_model(request.model, region)
+    if request.function_mode is not None and request.function_mode != "first_last_frames":
+        raise ValidationError(
+            "function_mode",
+            f"{request.function_mode!r} is not supported: omni reference (Seedance materials "
+            "through VOD uploads, CN only, behind a browser check) is not implemented",
+            allowed=["first_last_frames"],
+        )
+    if request.fps is not None and request.fps != 24:
+        raise ValidationError("fps", "the web protocol always renders 24 fps", allowed=[24])
+    duration = model.default_duration
+    if request.duration is not None:
+        if float(request.duration) != int(request.duration) or int(request.duration) not in (
+            model.durations
+        ):
+            raise ValidationError(
+                "duration",
+                f"{model.name} makes videos of {_durations(model.durations)} seconds, "
+                f"got {request.duration:g}",
+                allowed=_durations(model.durations),
+            )
+        duration = int(request.duration)
+    if request.tail_image is not None and request.image is None:
+        raise ValidationError("tail_image", "a last frame needs a first frame (image=)")
+    ratio = DEFAULT_VIDEO_RATIO
+    if request.aspect_ratio is not None:
+        if request.image is not None:
+            # §6.1: with an image input the ratio is decided by the image.
+            raise ValidationError(
+                "aspect_ratio", "with a first frame the video takes the image's aspect ratio"
+            )
+        ratio = request.aspect_ratio.strip()
+        if ratio not in VIDEO_RATIOS:
+            raise ValidationError(
+                "aspect_ratio", f"unknown aspect ratio {ratio!r}", allowed=VIDEO_RATIOS
+            )
+    resolution: str | None = None
+    if model.resolutions:
+        resolution = model.resolutions[0]
+    if request.resolution is not None:
+        wanted = request.resolution.strip().lower()
+        if not model.resolutions:
+            raise ValidationError(
+                "resolution",
+                f"{model.name} takes no resolution; only jimeng-video-3.0 and "
+                "jimeng-video-3.0-fast do (§6.1)",
+            )
+        if wanted not in model.resolutions:
+            raise ValidationError(
+                "resolution",
+                f"unknown resolution {request.resolution!r}",
+                allowed=model.resolutions,
+            )
+        resolution = wanted
+    _check_seed(request.seed)
+    return VideoPlan(
+        model=model,
+        region=region,
+        duration=duration,
+        ratio=ratio,
+        resolution=resolution,
+        seed=request.seed,
+        first_frame=request.image,
+        last_frame=request.tail_image,
+        extra=dict(request.extra or {}),
+    )
+
+
+def _durations(values: tuple[int, ...]) -> str:
+    if len(values) > 3 and values == tuple(range(values[0], values[-1] + 1)):
+        return f"{values[0]}–{values[-1]}"
+    return ", ".join(str(v) for v in values)
