@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -15,6 +14,7 @@ from jimeng import _logging
 from jimeng._http import Call, Flow, Response
 from jimeng._signing import VOLCENGINE_CV, Credentials, SigningProfile, sign
 from jimeng.backends._base import Backend
+from jimeng.backends._endpoint import check_endpoint
 from jimeng.backends.volcengine import _wire
 from jimeng.backends.volcengine._models import IMAGE_MODELS, image_spec, spec_for_req_key
 from jimeng.errors import ConfigurationError, ValidationError
@@ -23,28 +23,6 @@ from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus
 __all__ = ["DEFAULT_ENDPOINT", "Volcengine", "check_endpoint"]
 
 DEFAULT_ENDPOINT = "https://visual.volcengineapi.com"
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_endpoint(endpoint: str, *, allow_http: bool) -> URL:
-    """Parse an endpoint; plain http is only for loopback hosts unless explicitly allowed."""
-    url = URL(endpoint)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"endpoint must be an http(s) URL, got {endpoint!r}")
-    if url.scheme == "http" and not allow_http and not _is_loopback(url.host):
-        raise ConfigurationError(
-            f"refusing plain http to {url.host}: credentials would travel unencrypted; "
-            "use https, or pass allow_http=True if you really mean it"
-        )
-    return url
 
 
 class Volcengine(Backend):
