@@ -14,7 +14,8 @@ from jimeng._handle import TaskHandle
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
-from jimeng.backends import AccountBalance, Backend, NotSupportedError
+from jimeng.backends import AccountBalance, Backend, NotSupportedError, SessionStatus
+from jimeng.backends.gateway import Gateway
 from jimeng.backends.volcengine import Volcengine
 from jimeng.errors import (
     AntiBotError,
@@ -58,6 +59,7 @@ from jimeng.models import (
     WatermarkPosition,
 )
 from jimeng.sandbox import Sandbox
+from jimeng.webhooks import WebhookReceiver
 
 __all__ = [
     "APIConnectionError",
@@ -72,6 +74,7 @@ __all__ = [
     "ConfigurationError",
     "ContentPolicyError",
     "DownloadError",
+    "Gateway",
     "Image",
     "ImageInput",
     "ImageRequest",
@@ -89,6 +92,7 @@ __all__ = [
     "Sandbox",
     "ServerError",
     "SessionExpiredError",
+    "SessionStatus",
     "Task",
     "TaskCancelledError",
     "TaskError",
@@ -106,6 +110,7 @@ __all__ = [
     "Volcengine",
     "Watermark",
     "WatermarkPosition",
+    "WebhookReceiver",
     "__version__",
     "backend_from_env",
 ]

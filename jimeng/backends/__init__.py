@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from jimeng.backends._base import AccountBalance, Backend, NotSupportedError, Runtime
+from jimeng.backends._base import AccountBalance, Backend, NotSupportedError, Runtime, SessionStatus
 from jimeng.errors import ConfigurationError
 
-__all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "create"]
+__all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "SessionStatus", "create"]
 
-NAMES = ("volcengine", "sandbox")
+NAMES = ("volcengine", "gateway", "sandbox")
 
 
 def create(name: str) -> Backend:
@@ -17,6 +17,10 @@ def create(name: str) -> Backend:
         from jimeng.backends.volcengine import Volcengine
 
         return Volcengine()
+    if key == "gateway":
+        from jimeng.backends.gateway import Gateway
+
+        return Gateway()
     if key == "sandbox":
         from jimeng.sandbox import Sandbox
 

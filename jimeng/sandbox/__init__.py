@@ -7,13 +7,21 @@ programs can use ``python -m jimeng.sandbox --port 8787`` and point their backen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from jimeng._http import Flow
-from jimeng.backends._base import AccountBalance, Backend, Runtime
+from jimeng.backends._base import AccountBalance, Backend, Runtime, SessionStatus
 from jimeng.errors import ConfigurationError, JimengError
 from jimeng.models import ImageRequest, Task, VideoRequest
+from jimeng.sandbox._gateway import (
+    GATEWAY_PREFIX,
+    OPENAI_PREFIX,
+    SANDBOX_API_KEY,
+    SANDBOX_GATEWAY_TOKEN,
+    SYNC_GATEWAY_PREFIX,
+)
+from jimeng.sandbox._gateway import mounts as gateway_mounts
 from jimeng.sandbox._server import Fault, SandboxServer, Stages
 from jimeng.sandbox._volcengine import (
     BLOCK_INPUT,
@@ -29,6 +37,8 @@ __all__ = [
     "BLOCK_OUTPUT",
     "FAIL_TASK",
     "SANDBOX_ACCESS_KEY",
+    "SANDBOX_API_KEY",
+    "SANDBOX_GATEWAY_TOKEN",
     "SANDBOX_SECRET_KEY",
     "Fault",
     "Sandbox",
@@ -37,14 +47,22 @@ __all__ = [
     "build_server",
 ]
 
-Protocol = Literal["volcengine"]
-PROTOCOLS: tuple[str, ...] = ("volcengine",)
+Protocol = Literal["volcengine", "gateway", "gateway-sync", "gateway-openai"]
+PROTOCOLS: tuple[str, ...] = ("volcengine", "gateway", "gateway-sync", "gateway-openai")
+#: Where each gateway-family protocol is mounted on the sandbox server.
+_GATEWAY_PREFIXES = {
+    "gateway": GATEWAY_PREFIX,
+    "gateway-sync": SYNC_GATEWAY_PREFIX,
+    "gateway-openai": OPENAI_PREFIX,
+}
 
 
 def build_server(**options: Any) -> SandboxServer:
     """A server with every protocol mounted (not started)."""
     server = SandboxServer(**options)
     server.mount(VolcengineProtocol())
+    for protocol in gateway_mounts():
+        server.mount(protocol)
     return server
 
 
@@ -54,6 +72,10 @@ class Sandbox(Backend):
     ``protocol`` picks which real backend is exercised (its translator runs unchanged against the
     emulator). ``stages`` sets how tasks move (delays and polls per stage); ``url`` connects to a
     sandbox already serving elsewhere (``python -m jimeng.sandbox``) instead of starting one.
+
+    ``"gateway"`` is a jimeng-api with the async-task mode, ``"gateway-sync"`` one without it,
+    ``"gateway-openai"`` an OpenAI-compatible relay; ``options`` go to the
+    :class:`~jimeng.Gateway` they run (``{"async_tasks": False}``, ``{"token": …}``).
     """
 
     name: ClassVar[str] = "sandbox"
@@ -66,12 +88,14 @@ class Sandbox(Backend):
         time_factor: float = 1.0,
         url: str | None = None,
         server: SandboxServer | None = None,
+        options: Mapping[str, Any] | None = None,
     ):
         if protocol not in PROTOCOLS:
             raise ConfigurationError(
                 f"unknown sandbox protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}"
             )
         self.protocol = protocol
+        self._options = dict(options or {})
         self._url = url
         self._owns_server = server is None and url is None
         self._server = server
@@ -98,6 +122,16 @@ class Sandbox(Backend):
         return None
 
     def _make_inner(self, base: str) -> Backend:
+        if self.protocol in _GATEWAY_PREFIXES:
+            from jimeng.backends.gateway import Gateway
+
+            options: dict[str, Any] = {"url": base.rstrip("/") + _GATEWAY_PREFIXES[self.protocol]}
+            if self.protocol == "gateway-openai":
+                options["api_key"] = SANDBOX_API_KEY
+            else:
+                options.update(token=SANDBOX_GATEWAY_TOKEN, async_tasks=True)
+            options.update(self._options)
+            return Gateway(**options)
         from jimeng.backends.volcengine import Volcengine
 
         return Volcengine(
@@ -150,6 +184,9 @@ class Sandbox(Backend):
 
     def claim_credits(self) -> Flow[Sequence[AccountBalance]]:
         return self._inner.claim_credits()
+
+    def check_sessions(self) -> Flow[Sequence[SessionStatus]]:
+        return self._inner.check_sessions()
 
     def failure_error(self, task: Task) -> JimengError | None:
         return self._inner.failure_error(task)
