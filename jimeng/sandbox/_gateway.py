@@ -149,6 +149,8 @@ class WebhookAttempt:
     event: str
     attempt: int
     url: str
+    #: Seconds (before scaling by ``time_factor``) waited after the previous attempt.
+    delay: float = 0.0
     status: int | None = None
     outcome: str = "delivered"
 
@@ -613,7 +615,9 @@ class GatewayProtocol:
             if fault is not None and fault.kind == "delay":
                 await server.delay(fault.seconds)
             server.requests["webhook"] += 1
-            record = WebhookAttempt(task_id=task.id, event=event, attempt=attempt, url=url)
+            record = WebhookAttempt(
+                task_id=task.id, event=event, attempt=attempt, url=url, delay=wait
+            )
             self.deliveries.append(record)
             try:
                 async with self._session.post(

@@ -93,14 +93,16 @@ def _sites(regions: Iterable[str]) -> str:
 
 
 def _reject_unknown(given: Iterable[str], accepted: frozenset[str], where: str) -> None:
-    for name in sorted(given):
-        if name in _SIZE_FIELDS and "size" not in accepted:
+    given = set(given)
+    for name in _SIZE_FIELDS:
+        if name in given and name not in accepted:
             raise ValidationError(
                 name,
                 "the gateway sizes images by ratio and resolution and rejects size, width and "
                 "height; pass ratio= (e.g. '16:9') and resolution= ('1k', '2k' or '4k')",
                 allowed="ratio=" + "|".join(IMAGE_RATIOS) + ", resolution=1k|2k|4k",
             )
+    for name in sorted(given):
         if name not in accepted:
             raise ValidationError(name, f"is not a parameter of {where}", allowed=sorted(accepted))
 
