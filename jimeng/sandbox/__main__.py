@@ -6,7 +6,14 @@ import argparse
 import asyncio
 import sys
 
-from jimeng.sandbox import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, Stages, build_server
+from jimeng.sandbox import (
+    SANDBOX_ACCESS_KEY,
+    SANDBOX_API_KEY,
+    SANDBOX_GATEWAY_TOKEN,
+    SANDBOX_SECRET_KEY,
+    Stages,
+    build_server,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +39,9 @@ async def _serve(host: str, port: int, stages: Stages) -> int:
     await server.start()
     print(f"jimeng sandbox serving on {server.url}", flush=True)
     print(f"  Volcengine: access key {SANDBOX_ACCESS_KEY}, secret key {SANDBOX_SECRET_KEY}")
+    print(f"  Gateway (task mode): {server.url}/gateway, token {SANDBOX_GATEWAY_TOKEN}")
+    print(f"  Gateway (sync only): {server.url}/gateway-sync, same token")
+    print(f"  OpenAI-compatible relay: {server.url}/openai, api key {SANDBOX_API_KEY}")
     sys.stdout.flush()
     try:
         await asyncio.Event().wait()
