@@ -217,6 +217,29 @@ async def test_queue_limit_and_cancel_rules(sleeps: Sleeps) -> None:
             await client.tasks.cancel("no-such-task")
 
 
+async def test_cancel_loses_the_race_against_a_start(sleeps: Sleeps) -> None:
+    sandbox = Sandbox("gateway", stages=Stages(generate_polls=1))
+    async with make_client(sandbox, sleeps) as client:
+        protocol_of(client).max_concurrent = 1
+        first = await client.images.submit("first")
+        second = await client.images.submit("second")
+        assert (await second.refresh()).raw_status == "queued"
+        await first.result()  # the slot frees up and the second task starts server-side
+        assert second.status is jimeng.TaskStatus.QUEUED  # the handle has not looked since
+        with pytest.raises(jimeng.InvalidRequestError, match="it is processing") as late:
+            await second.cancel()
+        assert late.value.task_id == second.id and late.value.code == -1000
+        assert len(await second.result()) == 4
+
+
+async def test_a_synchronous_result_cannot_be_cancelled(sync_client: jimeng.Client) -> None:
+    handle = await sync_client.images.submit("p")
+    with pytest.raises(jimeng.InvalidRequestError, match="nothing to cancel") as caught:
+        await handle.cancel()
+    assert caught.value.task_id == handle.id
+    assert server_of(sync_client).requests["cancel"] == 0
+
+
 async def test_a_gateway_without_task_mode_answers_through_the_same_handle(
     sleeps: Sleeps, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -323,20 +346,28 @@ async def test_credits_claim_and_liveness(sleeps: Sleeps) -> None:
         assert cn.live is True and international.live is None and international.note
 
 
-async def test_session_errors(sleeps: Sleeps, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("async_tasks", [False, True])
+async def test_session_errors(
+    sleeps: Sleeps, caplog: pytest.LogCaptureFixture, async_tasks: bool
+) -> None:
+    # Synchronously the submit is refused; in async-task mode the task fails with the same text
+    # and the same error class comes out of result(), carrying the task id.
     expired = "expired-SECRET-session-0001"
-    async with make_client(Sandbox("gateway", options={"token": expired}), sleeps) as client:
+    options = {"token": expired, "async_tasks": async_tasks}
+    async with make_client(Sandbox("gateway", options=options), sleeps) as client:
         with caplog.at_level(logging.DEBUG, logger="jimeng"):
             with pytest.raises(jimeng.SessionExpiredError) as caught:
                 await client.images.generate("p")
             with pytest.raises(jimeng.SessionExpiredError):
                 await client.account.credits()
+        assert (caught.value.task_id is not None) is async_tasks
         [status] = await client.account.check()
         assert status.live is False
         assert expired not in str(caught.value) and expired not in caplog.text
         assert expired not in repr(client) and expired not in repr(status)
     broke = "broke-session-0002"
-    async with make_client(Sandbox("gateway", options={"token": broke}), sleeps) as client:
+    options = {"token": broke, "async_tasks": async_tasks}
+    async with make_client(Sandbox("gateway", options=options), sleeps) as client:
         with pytest.raises(jimeng.InsufficientCreditsError) as poor:
             await client.images.generate("p")
         assert poor.value.sessions == (jimeng._logging.fingerprint(broke),)

@@ -346,10 +346,9 @@ class GatewayProtocol:
         if isinstance(job, web.Response):
             return job
         token = server.random.choice(tokens)  # IPT picks one session at random (§2.4)
-        refusal = self._admit(token, job)
-        if refusal is not None:
-            return refusal
-        outcome = _outcome(job)
+        # Upstream refusals come from inside the generation: in async mode DZ has already
+        # answered with a task id, so they end the task instead (routes/images.ts).
+        outcome = self._admit(token, job) or _outcome(job)
         wants_async = self.task_mode and fields.get("async") in (True, "true")
         if wants_async:
             task = self._enqueue(route, job, outcome, fields.get("callback_url"))
@@ -360,22 +359,23 @@ class GatewayProtocol:
             return _envelope(outcome[0], outcome[1])
         return web.json_response(self._result(server.new_id("uuid"), job))
 
-    def _admit(self, token: str, job: dict[str, Any]) -> web.Response | None:
-        """What the real gateway learns from upstream before it generates."""
+    def _admit(self, token: str, job: dict[str, Any]) -> tuple[int, str] | None:
+        """What the real gateway learns from upstream before it generates: ``(code, message)``
+        of the refusal, or ``None``."""
         if "expired" in token:
-            return _envelope(-2002, _MESSAGES[-2002])
+            return -2002, _MESSAGES[-2002]
         region = region_of(token)
         table: Mapping[str, Any] = VIDEO_MODELS if job["type"] == "video" else IMAGE_MODELS
         model = table.get(job["model"])
         if model is None:
             if region != "cn":
-                return _envelope(-1000, f"不支持的模型: {job['model']}")
+                return -1000, f"不支持的模型: {job['model']}"
             job["model"] = "jimeng-video-3.5-pro" if job["type"] == "video" else "jimeng-4.5"
         elif region not in model.regions:
-            return _envelope(-1000, f"模型 {job['model']} 在当前站点不可用")
+            return -1000, f"模型 {job['model']} 在当前站点不可用"
         if sum(self._balance(token)) <= 0 and not self._claim(token):
             # IPT claims the daily credits itself when the balance is 0 (dreamina-web.md §7.2).
-            return _envelope(-2009, _MESSAGES[-2009])
+            return -2009, _MESSAGES[-2009]
         return None
 
     def _result(self, name: str, job: dict[str, Any]) -> dict[str, Any]:
