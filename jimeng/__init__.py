@@ -14,8 +14,9 @@ from jimeng._handle import TaskHandle
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
-from jimeng.backends import AccountBalance, Backend, NotSupportedError
+from jimeng.backends import AccountBalance, Backend, NotSupportedError, SessionStatus
 from jimeng.backends.dreamina import Dreamina
+from jimeng.backends.gateway import Gateway
 from jimeng.backends.volcengine import Volcengine
 from jimeng.errors import (
     AntiBotError,
@@ -60,6 +61,7 @@ from jimeng.models import (
     WatermarkPosition,
 )
 from jimeng.sandbox import Sandbox
+from jimeng.webhooks import WebhookReceiver
 
 __all__ = [
     "APIConnectionError",
@@ -75,6 +77,7 @@ __all__ = [
     "ContentPolicyError",
     "DownloadError",
     "Dreamina",
+    "Gateway",
     "Image",
     "ImageInput",
     "ImageRequest",
@@ -92,6 +95,7 @@ __all__ = [
     "Sandbox",
     "ServerError",
     "SessionExpiredError",
+    "SessionStatus",
     "Task",
     "TaskCancelledError",
     "TaskError",
@@ -110,6 +114,7 @@ __all__ = [
     "Volcengine",
     "Watermark",
     "WatermarkPosition",
+    "WebhookReceiver",
     "__version__",
     "backend_from_env",
 ]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from jimeng.backends._base import AccountBalance, Backend, NotSupportedError, Runtime
+from jimeng.backends._base import AccountBalance, Backend, NotSupportedError, Runtime, SessionStatus
 from jimeng.errors import ConfigurationError
 
-__all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "create"]
+__all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "SessionStatus", "create"]
 
-NAMES = ("volcengine", "dreamina", "sandbox")
+NAMES = ("volcengine", "dreamina", "gateway", "sandbox")
 
 
 def create(name: str) -> Backend:
@@ -21,6 +21,10 @@ def create(name: str) -> Backend:
         from jimeng.backends.dreamina import Dreamina
 
         return Dreamina()
+    if key == "gateway":
+        from jimeng.backends.gateway import Gateway
+
+        return Gateway()
     if key == "sandbox":
         from jimeng.sandbox import Sandbox
 

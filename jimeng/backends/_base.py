@@ -20,7 +20,7 @@ from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
 if TYPE_CHECKING:
     from jimeng._http import Flow, Transport
 
-__all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime"]
+__all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "SessionStatus"]
 
 
 class NotSupportedError(JimengError):
@@ -36,10 +36,23 @@ class AccountBalance:
     purchase: int = 0
     vip: int = 0
     region: str | None = None
+    #: After a daily claim: whether credits were granted (``None`` when not a claim).
+    claimed: bool | None = None
 
     @property
     def total(self) -> int:
         return self.gift + self.purchase + self.vip
+
+
+@attrs.frozen(kw_only=True)
+class SessionStatus:
+    """Whether one web session is still logged in (Dreamina / gateway backends)."""
+
+    session: str  # a fingerprint, never the session id
+    #: ``None`` when the answer cannot be trusted (e.g. a check the site does not support).
+    live: bool | None
+    region: str | None = None
+    note: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -104,6 +117,9 @@ class Backend(abc.ABC):
 
     def claim_credits(self) -> Flow[Sequence[AccountBalance]]:
         raise NotSupportedError(f"the {self.name} backend has no daily credits")
+
+    def check_sessions(self) -> Flow[Sequence[SessionStatus]]:
+        raise NotSupportedError(f"the {self.name} backend has no web sessions to check")
 
     def failure_error(self, task: Task) -> JimengError | None:
         """A specific error for a failed task (e.g. content filtered), or ``None`` for the

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from jimeng.backends._base import AccountBalance
+from jimeng.backends._base import AccountBalance, SessionStatus
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -25,3 +25,7 @@ class Account:
     async def claim(self) -> Sequence[AccountBalance]:
         """Claim the daily free credits where the site offers them."""
         return await self._client._run(self._client.backend.claim_credits())
+
+    async def check(self) -> Sequence[SessionStatus]:
+        """Whether each session is still logged in."""
+        return await self._client._run(self._client.backend.check_sessions())

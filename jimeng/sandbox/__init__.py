@@ -7,15 +7,23 @@ programs can use ``python -m jimeng.sandbox --port 8787`` and point their backen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from jimeng._http import Flow
-from jimeng.backends._base import AccountBalance, Backend, Runtime
+from jimeng.backends._base import AccountBalance, Backend, Runtime, SessionStatus
 from jimeng.errors import ConfigurationError, JimengError
 from jimeng.models import ImageRequest, Task, VideoRequest
 from jimeng.sandbox._dreamina import SANDBOX_TOKENS, DreaminaProtocol
 from jimeng.sandbox._dreamina import base_urls as dreamina_base_urls
+from jimeng.sandbox._gateway import (
+    GATEWAY_PREFIX,
+    OPENAI_PREFIX,
+    SANDBOX_API_KEY,
+    SANDBOX_GATEWAY_TOKEN,
+    SYNC_GATEWAY_PREFIX,
+)
+from jimeng.sandbox._gateway import mounts as gateway_mounts
 from jimeng.sandbox._server import Fault, SandboxServer, Stages
 from jimeng.sandbox._volcengine import (
     BLOCK_INPUT,
@@ -33,6 +41,8 @@ __all__ = [
     "BLOCK_OUTPUT",
     "FAIL_TASK",
     "SANDBOX_ACCESS_KEY",
+    "SANDBOX_API_KEY",
+    "SANDBOX_GATEWAY_TOKEN",
     "SANDBOX_RELAY_KEY",
     "SANDBOX_SECRET_KEY",
     "Fault",
@@ -43,8 +53,23 @@ __all__ = [
     "dreamina_base_urls",
 ]
 
-Protocol = Literal["volcengine", "volcengine-relay", "dreamina"]
-PROTOCOLS: tuple[str, ...] = ("volcengine", "volcengine-relay", "dreamina")
+Protocol = Literal[
+    "volcengine", "volcengine-relay", "dreamina", "gateway", "gateway-sync", "gateway-openai"
+]
+PROTOCOLS: tuple[str, ...] = (
+    "volcengine",
+    "volcengine-relay",
+    "dreamina",
+    "gateway",
+    "gateway-sync",
+    "gateway-openai",
+)
+#: Where each gateway-family protocol is mounted on the sandbox server.
+_GATEWAY_PREFIXES = {
+    "gateway": GATEWAY_PREFIX,
+    "gateway-sync": SYNC_GATEWAY_PREFIX,
+    "gateway-openai": OPENAI_PREFIX,
+}
 
 
 def build_server(**options: Any) -> SandboxServer:
@@ -53,6 +78,8 @@ def build_server(**options: Any) -> SandboxServer:
     server.mount(VolcengineProtocol())
     server.mount(VolcengineProtocol(relay=True))
     server.mount(DreaminaProtocol())
+    for protocol in gateway_mounts():
+        server.mount(protocol)
     return server
 
 
@@ -62,6 +89,10 @@ class Sandbox(Backend):
     ``protocol`` picks which real backend is exercised (its translator runs unchanged against the
     emulator). ``stages`` sets how tasks move (delays and polls per stage); ``url`` connects to a
     sandbox already serving elsewhere (``python -m jimeng.sandbox``) instead of starting one.
+
+    ``"gateway"`` is a jimeng-api with the async-task mode, ``"gateway-sync"`` one without it,
+    ``"gateway-openai"`` an OpenAI-compatible relay; ``options`` go to the
+    :class:`~jimeng.Gateway` they run (``{"async_tasks": False}``, ``{"token": …}``).
     """
 
     name: ClassVar[str] = "sandbox"
@@ -75,6 +106,7 @@ class Sandbox(Backend):
         url: str | None = None,
         server: SandboxServer | None = None,
         tokens: str | Sequence[str] | None = None,
+        options: Mapping[str, Any] | None = None,
     ):
         if protocol not in PROTOCOLS:
             raise ConfigurationError(
@@ -82,6 +114,7 @@ class Sandbox(Backend):
             )
         self.protocol = protocol
         self._tokens = tokens  # Dreamina session tokens (any ids work; default: one CN session)
+        self._options = dict(options or {})
         self._url = url
         self._owns_server = server is None and url is None
         self._server = server
@@ -112,6 +145,16 @@ class Sandbox(Backend):
             from jimeng.backends.dreamina import Dreamina
 
             return Dreamina(self._tokens or SANDBOX_TOKENS, base_urls=dreamina_base_urls(base))
+        if self.protocol in _GATEWAY_PREFIXES:
+            from jimeng.backends.gateway import Gateway
+
+            options: dict[str, Any] = {"url": base.rstrip("/") + _GATEWAY_PREFIXES[self.protocol]}
+            if self.protocol == "gateway-openai":
+                options["api_key"] = SANDBOX_API_KEY
+            else:
+                options.update(token=SANDBOX_GATEWAY_TOKEN, async_tasks=True)
+            options.update(self._options)
+            return Gateway(**options)
         from jimeng.backends.volcengine import Volcengine
 
         if self.protocol == "volcengine-relay":
@@ -166,6 +209,9 @@ class Sandbox(Backend):
 
     def claim_credits(self) -> Flow[Sequence[AccountBalance]]:
         return self._inner.claim_credits()
+
+    def check_sessions(self) -> Flow[Sequence[SessionStatus]]:
+        return self._inner.check_sessions()
 
     def failure_error(self, task: Task) -> JimengError | None:
         return self._inner.failure_error(task)

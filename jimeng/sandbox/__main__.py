@@ -8,6 +8,8 @@ import sys
 
 from jimeng.sandbox import (
     SANDBOX_ACCESS_KEY,
+    SANDBOX_API_KEY,
+    SANDBOX_GATEWAY_TOKEN,
     SANDBOX_RELAY_KEY,
     SANDBOX_SECRET_KEY,
     Stages,
@@ -41,6 +43,9 @@ async def _serve(host: str, port: int, stages: Stages) -> int:
     print(f"  Volcengine: access key {SANDBOX_ACCESS_KEY}, secret key {SANDBOX_SECRET_KEY}")
     print(f"  Volcengine-format relay: {server.url}/jm, api key {SANDBOX_RELAY_KEY}")
     print(f"  Dreamina: any session ids, base_urls={dreamina_base_urls(server.url)!r}")
+    print(f"  Gateway (task mode): {server.url}/gateway, token {SANDBOX_GATEWAY_TOKEN}")
+    print(f"  Gateway (sync only): {server.url}/gateway-sync, same token")
+    print(f"  OpenAI-compatible relay: {server.url}/openai, api key {SANDBOX_API_KEY}")
     sys.stdout.flush()
     try:
         await asyncio.Event().wait()

@@ -142,11 +142,11 @@ class SandboxServer:
         self._protocols.append(protocol)
 
     def protocol(self, label: str) -> Any:
-        """The mounted protocol module with this ``label`` (to configure it in tests)."""
+        """The mounted protocol module with this ``label`` (to tune or inspect it in tests)."""
         for protocol in self._protocols:
             if getattr(protocol, "label", None) == label:
                 return protocol
-        raise KeyError(label)
+        raise KeyError(f"no protocol {label!r} is mounted")
 
     async def start(self) -> SandboxServer:
         if self._runner is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -16,6 +15,7 @@ from jimeng._http import Call, Flow, Response
 from jimeng._imageinfo import ImageLimits
 from jimeng._signing import VOLCENGINE_CV, Credentials, SigningProfile, sign
 from jimeng.backends._base import Backend, NotSupportedError
+from jimeng.backends._endpoint import check_endpoint
 from jimeng.backends.volcengine import _wire
 from jimeng.backends.volcengine._inputs import (
     build_fetch,
@@ -49,28 +49,6 @@ from jimeng.models import ImageInput, ImageRequest, Task, TaskKind, TaskStatus, 
 __all__ = ["DEFAULT_ENDPOINT", "Volcengine", "check_endpoint"]
 
 DEFAULT_ENDPOINT = "https://visual.volcengineapi.com"
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_endpoint(endpoint: str, *, allow_http: bool) -> URL:
-    """Parse an endpoint; plain http is only for loopback hosts unless explicitly allowed."""
-    url = URL(endpoint)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"endpoint must be an http(s) URL, got {endpoint!r}")
-    if url.scheme == "http" and not allow_http and not _is_loopback(url.host):
-        raise ConfigurationError(
-            f"refusing plain http to {url.host}: credentials would travel unencrypted; "
-            "use https, or pass allow_http=True if you really mean it"
-        )
-    return url
 
 
 class Volcengine(Backend):

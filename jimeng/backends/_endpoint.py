@@ -1,0 +1,34 @@
+"""Endpoint URLs shared by every HTTP backend: parsing, and plain http only where it is safe."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from yarl import URL
+
+from jimeng.errors import ConfigurationError
+
+__all__ = ["check_endpoint", "is_loopback"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (IPv4 and IPv6, bracketed or not)."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(endpoint: str, *, allow_http: bool) -> URL:
+    """Parse an endpoint; plain http is only for loopback hosts unless explicitly allowed."""
+    url = URL(endpoint)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"endpoint must be an http(s) URL, got {endpoint!r}")
+    if url.scheme == "http" and not allow_http and not is_loopback(url.host):
+        raise ConfigurationError(
+            f"refusing plain http to {url.host}: credentials would travel unencrypted; "
+            "use https, or pass allow_http=True if you really mean it"
+        )
+    return url

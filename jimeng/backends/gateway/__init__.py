@@ -1,0 +1,401 @@
+"""The gateway backend: a self-hosted jimeng-api service, or a relay with an OpenAI surface.
+
+A jimeng-api gateway (iptag/jimeng-api) holds Dreamina session ids and answers synchronously;
+its async-task fork (DerekZhang90/jimeng-api) adds ``async: true``, ``/v1/tasks`` and webhooks
+(protocols/gateway.md §8). OpenAI-compatible relays answer ``/v1/images/generations`` and
+``/v1/images/edits`` synchronously behind a bearer API key (§10).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+from jimeng import _logging
+from jimeng._http import Call, Flow, Response
+from jimeng.backends._base import AccountBalance, Backend, NotSupportedError, SessionStatus
+from jimeng.backends._endpoint import check_endpoint
+from jimeng.backends.gateway import _params, _wire
+from jimeng.backends.gateway._errors import (
+    GENERATION_FAILED,
+    decode_json,
+    failure_error,
+    refused_cancel_status,
+)
+from jimeng.backends.gateway._models import DEFAULT_IMAGE_MODEL, DEFAULT_VIDEO_MODEL
+from jimeng.errors import (
+    APIError,
+    ConfigurationError,
+    InvalidRequestError,
+    JimengError,
+    NotFoundError,
+)
+from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
+
+__all__ = ["DEFAULT_URL", "Flavor", "Gateway"]
+
+#: jimeng-api's ``configs/dev/service.yml`` port (§8a; the code default without it is 5566).
+DEFAULT_URL = "http://localhost:5100"
+#: IPT waits up to 1200 s for a video (``SmartPoller`` in ``controllers/videos.ts``) before it
+#: answers a synchronous call; a shorter client timeout would lose a paid, unresumable video.
+DEFAULT_VIDEO_TIMEOUT = 1260.0
+
+Flavor = Literal["jimeng-api", "openai"]
+_FLAVORS = ("jimeng-api", "openai")
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _tokens(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item.strip() for item in items if item and item.strip()]
+
+
+def _flag(name: str) -> bool | None:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    return raw.strip().lower() in _TRUE
+
+
+class Gateway(Backend):
+    """Jimeng through a gateway.
+
+    ``url`` is the service's base URL, path prefix included (``JIMENG_GATEWAY_URL``, default
+    ``http://localhost:5100``); plain http is refused for anything but loopback unless
+    ``allow_http=True``.
+
+    **jimeng-api** (``flavor="jimeng-api"``, the default): ``token`` is one Dreamina session id
+    or several (a list, or a comma-separated string; ``us-``/``hk-``/``jp-``/``sg-`` prefixes
+    pick the site). When not given it comes from ``JIMENG_GATEWAY_TOKEN``, else
+    ``JIMENG_SESSION_ID``. ``async_tasks=True`` (or ``JIMENG_GATEWAY_ASYNC=1``) submits with
+    ``async: true`` so ``submit()`` returns at once with a task id; a call that passes
+    ``callback_url=`` is always submitted that way. A gateway without the task mode answers
+    synchronously anyway: the handle then comes back finished.
+
+    **OpenAI-compatible relay** (``flavor="openai"``, implied by ``api_key=``): ``api_key`` is
+    the relay's bearer key (``JIMENG_GATEWAY_API_KEY``); images only, synchronous.
+
+    ``video_timeout`` bounds a video submit, which a synchronous gateway answers only when the
+    video is done (20 minutes at most).
+    """
+
+    name: ClassVar[str] = "gateway"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | Sequence[str] | None = None,
+        *,
+        api_key: str | None = None,
+        flavor: Flavor | None = None,
+        async_tasks: bool | None = None,
+        allow_http: bool = False,
+        video_timeout: float = DEFAULT_VIDEO_TIMEOUT,
+    ):
+        chosen = flavor or os.environ.get("JIMENG_GATEWAY_FLAVOR") or None
+        if chosen is None:
+            relay = api_key is not None or (
+                token is None and bool(os.environ.get("JIMENG_GATEWAY_API_KEY"))
+            )
+            chosen = "openai" if relay else "jimeng-api"
+        if chosen not in _FLAVORS:
+            raise ConfigurationError(
+                f"unknown gateway flavor {chosen!r}; choose from {', '.join(_FLAVORS)}"
+            )
+        self.flavor: Flavor = chosen  # type: ignore[assignment]
+        self._tokens: list[str] = []
+        self._api_key: str | None = None
+        if self.flavor == "openai":
+            if token is not None:
+                raise ConfigurationError(
+                    "an OpenAI-compatible relay takes api_key=, not session tokens"
+                )
+            self._api_key = api_key or os.environ.get("JIMENG_GATEWAY_API_KEY") or None
+            if not self._api_key:
+                raise ConfigurationError(
+                    "an OpenAI-compatible relay needs its API key: pass api_key= or set "
+                    "JIMENG_GATEWAY_API_KEY"
+                )
+            bearer = self._api_key
+        else:
+            if api_key is not None:
+                raise ConfigurationError(
+                    "a jimeng-api gateway authenticates with Dreamina session ids (token=); "
+                    "api_key= is for OpenAI-compatible relays (flavor='openai')"
+                )
+            self._tokens = _tokens(
+                token
+                if token is not None
+                else os.environ.get("JIMENG_GATEWAY_TOKEN") or os.environ.get("JIMENG_SESSION_ID")
+            )
+            if not self._tokens:
+                raise ConfigurationError(
+                    "a jimeng-api gateway needs a Dreamina session id: pass token= or set "
+                    "JIMENG_GATEWAY_TOKEN (or JIMENG_SESSION_ID)"
+                )
+            bearer = ",".join(self._tokens)  # §2.4: several sessions, comma-separated
+        for secret in (*self._tokens, self._api_key, bearer):
+            _logging.register_secret(secret)
+        parsed = check_endpoint(
+            url or os.environ.get("JIMENG_GATEWAY_URL") or DEFAULT_URL, allow_http=allow_http
+        )
+        self.url = str(parsed.with_query(None).with_fragment(None)).rstrip("/")
+        if async_tasks is None:
+            async_tasks = _flag("JIMENG_GATEWAY_ASYNC") or False
+        self.async_tasks = async_tasks
+        self.video_timeout = video_timeout
+        #: What the gateway showed about its task mode: ``None`` until a submit or task call
+        #: told, ``False`` once it answered an ``async: true`` submit synchronously.
+        self.task_mode: bool | None = None
+        self._regions = frozenset(_params.region_of(t) for t in self._tokens)
+        self._endpoint = _wire.Endpoint(
+            base=self.url,
+            headers={"Authorization": f"Bearer {bearer}"},
+            sessions=tuple(_logging.fingerprint(t) for t in self._tokens)
+            or (_logging.fingerprint(bearer),),
+            backend=self.name,
+        )
+
+    def __repr__(self) -> str:
+        if self.flavor == "openai":
+            auth = f"api_key={_logging.fingerprint(self._api_key or '')!r}"
+        else:
+            auth = f"sessions={list(self.sessions)!r}"
+        return (
+            f"Gateway(url={self.url!r}, flavor={self.flavor!r}, {auth}, "
+            f"async_tasks={self.async_tasks})"
+        )
+
+    @property
+    def sessions(self) -> tuple[str, ...]:
+        """Fingerprints of the session ids (never the ids)."""
+        return tuple(_logging.fingerprint(t) for t in self._tokens)
+
+    @property
+    def regions(self) -> frozenset[str]:
+        """The sites of the session ids (``cn``, ``us``, ``hk``, ``jp``, ``sg``)."""
+        return self._regions
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "url": self.url,
+            "flavor": self.flavor,
+            "sessions": list(self.sessions),
+            "regions": sorted(self._regions),
+            "async_tasks": self.async_tasks,
+            "task_mode": self.task_mode,
+        }
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def validate_image(self, request: ImageRequest) -> None:
+        if self.flavor == "openai":
+            if request.callback_url is not None:
+                raise NotSupportedError(
+                    "OpenAI-compatible relays answer synchronously; no webhooks"
+                )
+            _params.validate_openai_image(request)
+        else:
+            _params.validate_image(request, regions=self._regions)
+
+    def validate_video(self, request: VideoRequest) -> None:
+        if self.flavor == "openai":
+            raise NotSupportedError(
+                "OpenAI-compatible relays expose images only (protocols/gateway.md §10)"
+            )
+        _params.validate_video(request, regions=self._regions)
+
+    # -- submits -------------------------------------------------------------------------------
+
+    def _asks_async(self, callback_url: str | None) -> bool:
+        return self.async_tasks or callback_url is not None
+
+    def submit_image(self, request: ImageRequest) -> Flow[Task]:
+        images = request.images or ()
+        if self.flavor == "openai":
+            call = _wire.build_openai_image(
+                self._endpoint, _params.openai_image_fields(request), images, extra=request.extra
+            )
+            return (yield from self._submit(call, TaskKind.IMAGE, request.model, asked=False))
+        asked = self._asks_async(request.callback_url)
+        call = _wire.build_image_submit(
+            self._endpoint,
+            _params.image_fields(request),
+            images,
+            async_mode=asked,
+            callback_url=request.callback_url,
+            extra=request.extra,
+        )
+        model = request.model or DEFAULT_IMAGE_MODEL
+        task = yield from self._submit(call, TaskKind.IMAGE, model, asked=asked)
+        return self._observed(task, asked=asked, callback_url=request.callback_url)
+
+    def submit_video(self, request: VideoRequest) -> Flow[Task]:
+        if self.flavor == "openai":
+            raise NotSupportedError("OpenAI-compatible relays expose images only")
+        asked = self._asks_async(request.callback_url)
+        frames = [frame for frame in (request.image, request.tail_image) if frame is not None]
+        call = _wire.build_video_submit(
+            self._endpoint,
+            _params.video_fields(request),
+            frames,
+            async_mode=asked,
+            callback_url=request.callback_url,
+            extra=request.extra,
+            timeout=self.video_timeout,
+        )
+        model = request.model or DEFAULT_VIDEO_MODEL
+        task = yield from self._submit(call, TaskKind.VIDEO, model, asked=asked)
+        return self._observed(task, asked=asked, callback_url=request.callback_url)
+
+    def _submit(self, call: Call, kind: TaskKind, model: str | None, *, asked: bool) -> Flow[Task]:
+        try:
+            response: Response = yield call
+        except APIError as error:
+            if error.code in GENERATION_FAILED:
+                # The generation ran and failed: a failed task, as async mode reports it.
+                return _wire.failed_sync_task(error, kind=kind, model=model, backend=self.name)
+            raise
+        return _wire.parse_submit(response, kind=kind, model=model, backend=self.name)
+
+    def _observed(self, task: Task, *, asked: bool, callback_url: str | None) -> Task:
+        if not asked:
+            return task
+        synchronous = bool(task.context.get("sync"))
+        if synchronous and self.task_mode is not False:
+            _logging.logger.info(
+                "the gateway at %s answered an async submit synchronously: it has no task mode",
+                self.url,
+            )
+        if synchronous and callback_url is not None:
+            _logging.logger.warning(
+                "the gateway at %s has no task mode: callback_url will never be called "
+                "(the result came back with the submit)",
+                self.url,
+            )
+        self.task_mode = not synchronous
+        return task
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def _require_task_mode(self, action: str) -> None:
+        if self.flavor == "openai":
+            raise NotSupportedError(f"OpenAI-compatible relays have no tasks to {action}")
+
+    def _not_stored(self, task: Task, action: str) -> JimengError:
+        return NotFoundError(
+            f"task {task.id} was answered synchronously; the gateway keeps no record to {action}",
+            backend=self.name,
+            task_id=task.id,
+            task_ref=task.ref,
+        )
+
+    def poll(self, task: Task) -> Flow[Task]:
+        self._require_task_mode("poll")
+        if task.context.get("sync") or task.id.startswith("sync-"):
+            raise self._not_stored(task, "poll")
+        try:
+            response: Response = yield _wire.build_get_task(self._endpoint, task.id)
+        except NotFoundError as error:
+            error.attach_task(task.id, task.ref)
+            raise
+        payload = decode_json(response.body) or {}
+        latest = _wire.parse_task(payload, backend=self.name)
+        self.task_mode = True
+        if "type" not in payload:
+            latest = attrs.evolve(latest, kind=task.kind)
+        return latest
+
+    def resume(self, ref: str, *, model: str | None = None) -> Task:
+        ref = ref.strip()
+        return Task(
+            id=ref,
+            kind=TaskKind.IMAGE,
+            status=TaskStatus.UNKNOWN,
+            backend=self.name,
+            ref=ref,
+            model=model,
+            context={"sync": True} if ref.startswith("sync-") else {},
+        )
+
+    def cancel(self, task: Task) -> Flow[Task]:
+        self._require_task_mode("cancel")
+        if task.context.get("sync") or task.id.startswith("sync-"):
+            raise InvalidRequestError(
+                f"task {task.id} finished synchronously; there is nothing to cancel",
+                backend=self.name,
+                task_id=task.id,
+                task_ref=task.ref,
+            )
+        try:
+            response: Response = yield _wire.build_cancel(self._endpoint, task.id)
+        except InvalidRequestError as error:
+            status = refused_cancel_status(error.message)
+            if status == "cancelled":  # a resend after a lost answer: it is cancelled already
+                return attrs.evolve(task, status=TaskStatus.CANCELLED, raw_status=status)
+            if status is None:
+                error.attach_task(task.id, task.ref)
+                raise
+            raise InvalidRequestError(
+                f"task {task.id} cannot be cancelled: it is {status}; only pending or queued "
+                "tasks can be cancelled",
+                code=error.code,
+                status_code=error.status_code,
+                backend=self.name,
+                body=error.body,
+                task_id=task.id,
+                task_ref=task.ref,
+            ) from error
+        except APIError as error:
+            error.attach_task(task.id, task.ref)
+            raise
+        return _wire.parse_cancel(response, task, backend=self.name)
+
+    def list_tasks(
+        self, *, status: str | None, kind: str | None, limit: int | None
+    ) -> Flow[Sequence[Task]]:
+        self._require_task_mode("list")
+        call = _wire.build_list_tasks(self._endpoint, status=status, kind=kind, limit=limit)
+        try:
+            response: Response = yield call
+        except NotFoundError as error:
+            self.task_mode = False
+            raise NotSupportedError(
+                f"the gateway at {self.url} has no task mode (no /v1/tasks/ route): it is a "
+                "jimeng-api without the async-task fork"
+            ) from error
+        self.task_mode = True
+        return _wire.parse_task_list(response, backend=self.name)
+
+    def failure_error(self, task: Task) -> JimengError | None:
+        return failure_error(task, backend=self.name, sessions=self._endpoint.sessions)
+
+    # -- sessions and credits --------------------------------------------------------------------
+
+    def _require_sessions(self, action: str) -> None:
+        if self.flavor == "openai":
+            raise NotSupportedError(f"OpenAI-compatible relays have no sessions to {action}")
+
+    def credits(self) -> Flow[Sequence[AccountBalance]]:
+        self._require_sessions("read credits of")
+        response: Response = yield _wire.build_token_points(self._endpoint)
+        return _wire.parse_balances(response, backend=self.name)
+
+    def claim_credits(self) -> Flow[Sequence[AccountBalance]]:
+        self._require_sessions("claim credits for")
+        response: Response = yield _wire.build_token_receive(self._endpoint)
+        return _wire.parse_balances(response, backend=self.name)
+
+    def check_sessions(self) -> Flow[Sequence[SessionStatus]]:
+        self._require_sessions("check")
+        statuses = []
+        for token in self._tokens:
+            response: Response = yield _wire.build_token_check(self._endpoint, token)
+            statuses.append(_wire.parse_check(response, token, backend=self.name))
+        return statuses
