@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -29,7 +30,7 @@ from jimeng.errors import (
     SessionExpiredError,
     ValidationError,
 )
-from jimeng.models import ImageInput, ImageRequest, TaskKind, TaskStatus, VideoRequest
+from jimeng.models import ImageInput, ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
 from jimeng.sandbox._media import render_png
 
 PNG = render_png("reference", 64, 64)
@@ -147,15 +148,39 @@ def test_video_frames_as_urls_or_named_files() -> None:
 
 
 def test_task_list_keeps_the_trailing_slash_quirk() -> None:
-    call = _wire.build_list_tasks(ENDPOINT, status="running", kind="image", limit=20)
+    [call] = _wire.build_list_tasks(ENDPOINT, status="running", kind="image", limit=20)
     assert call.url == "http://gw.test/prefix/v1/tasks/?status=processing&type=image&limit=20"
-    assert _wire.build_list_tasks(ENDPOINT, status=None, kind=None, limit=None).url.endswith(
-        "/v1/tasks/"
-    )
+    [bare] = _wire.build_list_tasks(ENDPOINT, status=None, kind=None, limit=None)
+    assert bare.url.endswith("/v1/tasks/")
     with pytest.raises(ValidationError, match="status"):
         _wire.build_list_tasks(ENDPOINT, status="exploded", kind=None, limit=None)
     with pytest.raises(ValidationError, match="limit"):
         _wire.build_list_tasks(ENDPOINT, status=None, kind=None, limit=0)
+
+
+def test_library_queued_covers_the_gateways_pending_and_queued() -> None:
+    calls = _wire.build_list_tasks(ENDPOINT, status="queued", kind=None, limit=2)
+    assert [call.url.split("?", 1)[1] for call in calls] == [
+        "status=pending&limit=2",
+        "status=queued&limit=2",
+    ]
+    [pending] = _wire.build_list_tasks(ENDPOINT, status="pending", kind=None, limit=None)
+    assert pending.url.endswith("?status=pending")
+
+
+def test_merged_lists_are_newest_first_and_cut_to_the_limit() -> None:
+    def task(task_id: str, minute: int) -> Task:
+        return Task(
+            id=task_id,
+            kind=TaskKind.IMAGE,
+            status=TaskStatus.QUEUED,
+            backend="gateway",
+            ref=task_id,
+            created_at=datetime(2026, 1, 1, 0, minute, tzinfo=timezone.utc),
+        )
+
+    merged = _wire.merge_task_lists([[task("a", 5), task("b", 1)], [task("c", 3)]], limit=2)
+    assert [t.id for t in merged] == ["a", "c"]
 
 
 def test_relay_urls_go_to_generations_and_files_to_edits() -> None:

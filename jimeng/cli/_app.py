@@ -593,7 +593,7 @@ async def _until_stopped() -> None:
 
 
 async def _serve_async(run: _Run, faults: Sequence[dict[str, Any]]) -> int:
-    from jimeng.sandbox import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY, Stages, build_server
+    from jimeng.sandbox import Stages, banner, build_server
 
     args = run.args
     stages = Stages(
@@ -609,10 +609,8 @@ async def _serve_async(run: _Run, faults: Sequence[dict[str, Any]]) -> int:
     try:
         run.out(f"jimeng sandbox serving on {server.url}")
         run.out(f'  try: jimeng image "a white cat" --sandbox-url {server.url}')
-        run.out(
-            f"  Volcengine protocol: endpoint {server.url}, "
-            f"access key {SANDBOX_ACCESS_KEY}, secret key {SANDBOX_SECRET_KEY}"
-        )
+        for line in banner(server.url):
+            run.out(line)
         run.out("  Ctrl-C stops it.")
         await _until_stopped()
         run.stderr.write("jimeng sandbox stopped\n")

@@ -49,6 +49,7 @@ __all__ = [
     "Sandbox",
     "SandboxServer",
     "Stages",
+    "banner",
     "build_server",
     "dreamina_base_urls",
 ]
@@ -70,6 +71,19 @@ _GATEWAY_PREFIXES = {
     "gateway-sync": SYNC_GATEWAY_PREFIX,
     "gateway-openai": OPENAI_PREFIX,
 }
+
+
+def banner(url: str) -> list[str]:
+    """How to reach each emulated service on a server at ``url`` (printed by the serve commands)."""
+    return [
+        f"  Volcengine: endpoint {url}, access key {SANDBOX_ACCESS_KEY}, "
+        f"secret key {SANDBOX_SECRET_KEY}",
+        f"  Volcengine-format relay: {url}{RELAY_PATH}, api key {SANDBOX_RELAY_KEY}",
+        f"  Dreamina: any session ids, base_urls={dreamina_base_urls(url)!r}",
+        f"  Gateway (task mode): {url}{GATEWAY_PREFIX}, token {SANDBOX_GATEWAY_TOKEN}",
+        f"  Gateway (sync only): {url}{SYNC_GATEWAY_PREFIX}, same token",
+        f"  OpenAI-compatible relay: {url}{OPENAI_PREFIX}, api key {SANDBOX_API_KEY}",
+    ]
 
 
 def build_server(**options: Any) -> SandboxServer:

@@ -6,16 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from jimeng.sandbox import (
-    SANDBOX_ACCESS_KEY,
-    SANDBOX_API_KEY,
-    SANDBOX_GATEWAY_TOKEN,
-    SANDBOX_RELAY_KEY,
-    SANDBOX_SECRET_KEY,
-    Stages,
-    build_server,
-    dreamina_base_urls,
-)
+from jimeng.sandbox import Stages, banner, build_server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,12 +31,8 @@ async def _serve(host: str, port: int, stages: Stages) -> int:
     server = build_server(host=host, port=port, stages=stages)
     await server.start()
     print(f"jimeng sandbox serving on {server.url}", flush=True)
-    print(f"  Volcengine: access key {SANDBOX_ACCESS_KEY}, secret key {SANDBOX_SECRET_KEY}")
-    print(f"  Volcengine-format relay: {server.url}/jm, api key {SANDBOX_RELAY_KEY}")
-    print(f"  Dreamina: any session ids, base_urls={dreamina_base_urls(server.url)!r}")
-    print(f"  Gateway (task mode): {server.url}/gateway, token {SANDBOX_GATEWAY_TOKEN}")
-    print(f"  Gateway (sync only): {server.url}/gateway-sync, same token")
-    print(f"  OpenAI-compatible relay: {server.url}/openai, api key {SANDBOX_API_KEY}")
+    for line in banner(server.url):
+        print(line)
     sys.stdout.flush()
     try:
         await asyncio.Event().wait()

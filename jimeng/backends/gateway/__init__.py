@@ -361,17 +361,20 @@ class Gateway(Backend):
         self, *, status: str | None, kind: str | None, limit: int | None
     ) -> Flow[Sequence[Task]]:
         self._require_task_mode("list")
-        call = _wire.build_list_tasks(self._endpoint, status=status, kind=kind, limit=limit)
-        try:
-            response: Response = yield call
-        except NotFoundError as error:
-            self.task_mode = False
-            raise NotSupportedError(
-                f"the gateway at {self.url} has no task mode (no /v1/tasks/ route): it is a "
-                "jimeng-api without the async-task fork"
-            ) from error
-        self.task_mode = True
-        return _wire.parse_task_list(response, backend=self.name)
+        calls = _wire.build_list_tasks(self._endpoint, status=status, kind=kind, limit=limit)
+        lists = []
+        for call in calls:
+            try:
+                response: Response = yield call
+            except NotFoundError as error:
+                self.task_mode = False
+                raise NotSupportedError(
+                    f"the gateway at {self.url} has no task mode (no /v1/tasks/ route): it is a "
+                    "jimeng-api without the async-task fork"
+                ) from error
+            self.task_mode = True
+            lists.append(_wire.parse_task_list(response, backend=self.name))
+        return _wire.merge_task_lists(lists, limit)
 
     def failure_error(self, task: Task) -> JimengError | None:
         return failure_error(task, backend=self.name, sessions=self._endpoint.sessions)

@@ -51,6 +51,7 @@ __all__ = [
     "build_video_submit",
     "dumps",
     "failed_sync_task",
+    "merge_task_lists",
     "parse_balances",
     "parse_cancel",
     "parse_check",
@@ -58,7 +59,7 @@ __all__ = [
     "parse_task",
     "parse_task_list",
     "status_of",
-    "wire_status",
+    "wire_statuses",
 ]
 
 #: DZ task statuses (§8b) → the library's states.
@@ -70,8 +71,13 @@ STATUS: Mapping[str, TaskStatus] = {
     "failed": TaskStatus.FAILED,
     "cancelled": TaskStatus.CANCELLED,
 }
-#: The library's words that have no single gateway word, for ``tasks.list(status=…)``.
-_LIST_STATUS = {"running": "processing", "succeeded": "completed"}
+#: ``tasks.list(status=…)`` takes the library's states; each becomes the gateway words that
+#: make it up ("queued" is both: the library's queued covers the gateway's pending and queued).
+_LIST_STATUS: Mapping[str, tuple[str, ...]] = {
+    "queued": ("pending", "queued"),
+    "running": ("processing",),
+    "succeeded": ("completed",),
+}
 _LIST_TYPES = ("image", "video", "composition")
 
 
@@ -253,24 +259,23 @@ def build_get_task(endpoint: Endpoint, task_id: str) -> Call:
     )
 
 
-def wire_status(status: str) -> str:
-    """A ``tasks.list`` status filter in the gateway's words (theirs pass through)."""
+def wire_statuses(status: str) -> tuple[str, ...]:
+    """A ``tasks.list`` status filter as the gateway words to ask for (one request each)."""
     word = str(status.value if isinstance(status, TaskStatus) else status).strip().lower()
-    word = _LIST_STATUS.get(word, word)
-    if word not in STATUS:
+    words = _LIST_STATUS.get(word, (word,))
+    if any(item not in STATUS for item in words):
         raise ValidationError(
-            "status", f"unknown task status {status!r}", allowed=[*STATUS, *_LIST_STATUS]
+            "status", f"unknown task status {status!r}", allowed=sorted({*STATUS, *_LIST_STATUS})
         )
-    return word
+    return words
 
 
 def build_list_tasks(
     endpoint: Endpoint, *, status: str | None, kind: str | None, limit: int | None
-) -> Call:
+) -> list[Call]:
+    """One call per gateway status word the filter stands for (one call without a filter)."""
     # §8b: only "/v1/tasks/" (trailing slash) is routed; "/v1/tasks?…" is the -1000 route error.
     query: dict[str, str] = {}
-    if status is not None:
-        query["status"] = wire_status(status)
     if kind is not None:
         word = str(kind.value if isinstance(kind, TaskKind) else kind).strip().lower()
         if word not in _LIST_TYPES:
@@ -280,8 +285,26 @@ def build_list_tasks(
         if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
             raise ValidationError("limit", f"must be a positive integer, got {limit!r}")
         query["limit"] = str(limit)
-    path = "/v1/tasks/" + (f"?{urlencode(query)}" if query else "")
-    return _call(endpoint, "GET", path, purpose="list", idempotent=True)
+    filters = [{"status": word} for word in wire_statuses(status)] if status is not None else [{}]
+    calls = []
+    for extra in filters:
+        params = {**extra, **query}
+        path = "/v1/tasks/" + (f"?{urlencode(params)}" if params else "")
+        calls.append(_call(endpoint, "GET", path, purpose="list", idempotent=True))
+    return calls
+
+
+def merge_task_lists(lists: Sequence[Sequence[Task]], limit: int | None) -> list[Task]:
+    """Several filtered answers as one list, newest first (the gateway's own order)."""
+    if len(lists) == 1:
+        return list(lists[0])
+    oldest = datetime.min.replace(tzinfo=timezone.utc)
+    merged = sorted(
+        (task for tasks in lists for task in tasks),
+        key=lambda task: task.created_at or oldest,
+        reverse=True,
+    )
+    return merged[:limit] if limit is not None else merged
 
 
 def build_cancel(endpoint: Endpoint, task_id: str) -> Call:
