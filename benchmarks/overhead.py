@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import aiohttp
 
@@ -35,19 +36,25 @@ async def start_sandbox() -> tuple[asyncio.subprocess.Process, str]:
     return process, line.rsplit(" ", 1)[1].strip()
 
 
-async def run_concurrently(count: int, concurrency: int, job: object) -> float:
+class Rate(NamedTuple):
+    per_second: float
+    cpu_ms: float  # this (client) process's CPU time per generation
+
+
+async def run_concurrently(count: int, concurrency: int, job: object) -> Rate:
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one() -> None:
         async with semaphore:
             await job()  # type: ignore[operator]
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(count)))
-    return count / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return Rate(count / elapsed, (time.process_time() - cpu) / count * 1000)
 
 
-async def sdk_rate(url: str, count: int, concurrency: int) -> float:
+async def sdk_rate(url: str, count: int, concurrency: int) -> Rate:
     backend = jimeng.Volcengine(
         access_key=SANDBOX_ACCESS_KEY, secret_key=SANDBOX_SECRET_KEY, endpoint=url
     )
@@ -62,7 +69,7 @@ async def sdk_rate(url: str, count: int, concurrency: int) -> float:
         return await run_concurrently(count, concurrency, job)
 
 
-async def raw_rate(url: str, count: int, concurrency: int) -> float:
+async def raw_rate(url: str, count: int, concurrency: int) -> Rate:
     host = url.split("://", 1)[1]
 
     def request(action: str, payload: dict[str, object]) -> tuple[str, bytes, dict[str, str]]:
@@ -124,14 +131,24 @@ async def main() -> int:
             f"sandbox process {process.pid} at {url}; {args.count} generations x "
             f"{args.rounds} rounds, median shown"
         )
-        print(f"{'concurrency':>11}  {'raw aiohttp/s':>13}  {'jimeng SDK/s':>12}  {'SDK/raw':>7}")
+        print(
+            f"{'concurrency':>11}  {'raw aiohttp/s':>13}  {'jimeng SDK/s':>12}  {'SDK/raw':>7}"
+            f"  {'raw CPU ms/gen':>14}  {'SDK CPU ms/gen':>14}"
+        )
         for concurrency in (1, 32):
-            raws, sdks = [], []
+            raws: list[Rate] = []
+            sdks: list[Rate] = []
             for _ in range(args.rounds):  # interleaved so drift affects both alike
                 raws.append(await raw_rate(url, args.count, concurrency))
                 sdks.append(await sdk_rate(url, args.count, concurrency))
-            raw, sdk = statistics.median(raws), statistics.median(sdks)
-            print(f"{concurrency:>11}  {raw:>13.1f}  {sdk:>12.1f}  {sdk / raw:>7.2f}")
+            raw = statistics.median(r.per_second for r in raws)
+            sdk = statistics.median(r.per_second for r in sdks)
+            raw_cpu = statistics.median(r.cpu_ms for r in raws)
+            sdk_cpu = statistics.median(r.cpu_ms for r in sdks)
+            print(
+                f"{concurrency:>11}  {raw:>13.1f}  {sdk:>12.1f}  {sdk / raw:>7.2f}"
+                f"  {raw_cpu:>14.3f}  {sdk_cpu:>14.3f}"
+            )
     finally:
         process.terminate()
         await process.wait()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import attrs
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from jimeng import _logging
@@ -64,10 +65,22 @@ class Response:
     headers: Mapping[str, str] = attrs.field(repr=False)
     body: bytes = attrs.field(repr=False)
     url: str = ""
+    _decoded: list[Any] = attrs.field(factory=list, init=False, repr=False, eq=False)
+
+    def json(self) -> Any:
+        """The body decoded as JSON, or ``None`` if it is not JSON (decoded once, then cached:
+        the error check and the parser both read it)."""
+        if not self._decoded:
+            try:
+                self._decoded.append(json.loads(self.body.decode("utf-8")))
+            except (UnicodeDecodeError, ValueError):
+                self._decoded.append(None)
+        return self._decoded[0]
 
     def header(self, name: str) -> str | None:
+        """A header by name, ignoring case."""
         value = self.headers.get(name)
-        if value is None:
+        if value is None and not isinstance(self.headers, CIMultiDictProxy | CIMultiDict):
             lowered = name.lower()
             for key, item in self.headers.items():
                 if key.lower() == lowered:

@@ -268,6 +268,8 @@ class Volcengine(Backend):
             self._endpoint_for(task.kind), task.model or "", task.id, options
         )
         updated = _wire.parse_result(response, task, now=datetime.now(timezone.utc))
+        if updated.context.get("req_json") == options:  # parse_result kept the context
+            return updated
         return _with_context(updated, req_json=options)
 
     def _req_key_for(self, model: str) -> str:

@@ -177,6 +177,6 @@ def error_for(response: Response, payload: Any, *, backend: str) -> APIError | N
 
 def check_response(response: Response, *, backend: str = "volcengine") -> None:
     """Raise the typed error an answer stands for, whatever its HTTP status."""
-    error = error_for(response, decode_json(response.body), backend=backend)
+    error = error_for(response, response.json(), backend=backend)
     if error is not None:
         raise error

@@ -6,6 +6,7 @@ Nothing here does I/O: builders return :class:`~jimeng._http.Call` objects, pars
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -86,8 +87,13 @@ def dumps(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+@functools.lru_cache(maxsize=32)
+def _query(action: str, version: str) -> str:
+    return canonical_query({"Action": action, "Version": version})
+
+
 def _call(endpoint: Endpoint, action: str, payload: Mapping[str, Any], **kwargs: Any) -> Call:
-    query = canonical_query({"Action": action, "Version": kwargs.pop("version", API_VERSION)})
+    query = _query(action, kwargs.pop("version", API_VERSION))
     headers = {"Content-Type": "application/json", **endpoint.headers}
     if endpoint.host:
         headers["Host"] = endpoint.host
@@ -161,7 +167,7 @@ def parse_cancel(response: Response, task: Task) -> Task:
 
 
 def _payload(response: Response) -> Mapping[str, Any]:
-    payload = json.loads(response.body.decode("utf-8"))
+    payload = response.json()
     if not isinstance(payload, Mapping):
         raise APIError("answer is not a JSON object", status_code=response.status)
     return payload
