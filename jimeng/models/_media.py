@@ -171,7 +171,28 @@ async def _save_all(items: Sequence[Media], target: Path, explicit: bool) -> lis
     return paths
 
 
+_CONTENT_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "bmp": "image/bmp",
+}
+
+
 def bind_fetcher(items: Iterable[Media], fetcher: Fetcher) -> None:
-    """Attach the client's downloader to media built by a pure parser."""
+    """Attach the client's downloader to media built by a pure parser, and fill in the size and
+    type of inline images from their bytes (before the caller ever sees the objects)."""
+    from jimeng._imageinfo import sniff_image
+
     for item in items:
         object.__setattr__(item, "_fetcher", fetcher)
+        if item.data is not None and (item.width is None or item.content_type is None):
+            sniffed = sniff_image(item.data)
+            if sniffed is not None:
+                kind, width, height = sniffed
+                if item.width is None and item.height is None:
+                    object.__setattr__(item, "width", width)
+                    object.__setattr__(item, "height", height)
+                if item.content_type is None:
+                    object.__setattr__(item, "content_type", _CONTENT_TYPES[kind])

@@ -160,3 +160,13 @@ async def test_saved_files_follow_the_umask(client: jimeng.Client, tmp_path: Pat
     finally:
         os.umask(mask)
     assert paths[0].stat().st_mode & 0o777 == 0o644
+
+
+async def test_sizes_are_known_where_they_can_be(client: jimeng.Client) -> None:
+    exact = await client.images.generate("a cat", width=2560, height=1440)
+    assert [(i.width, i.height) for i in exact.images] == [(2560, 1440)]
+    preset = await client.images.generate("a cat", size="1K")
+    assert (preset.images[0].width, preset.images[0].height) == (None, None)  # the model decides
+    inline = await client.images.generate("a cat", size="1K", return_url=False)
+    image = inline.images[0]
+    assert (image.width, image.height, image.content_type) == (1024, 1024, "image/png")

@@ -222,7 +222,11 @@ class Volcengine(Backend):
             watermark=request.watermark,
             aigc_meta=request.aigc_meta,
         )
-        return _with_context(task, req_json=options, model_name=spec.name)
+        context: dict[str, Any] = {"req_json": options, "model_name": spec.name}
+        if "width" in body and "height" in body:
+            # An exact size is the output size; an area preset leaves the ratio to the model.
+            context["pixels"] = (body["width"], body["height"])
+        return _with_context(task, **context)
 
     # -- videos --------------------------------------------------------------------------------
 

@@ -222,8 +222,10 @@ def parse_result(
         if task.kind is TaskKind.VIDEO:
             result = _video_result(data, payload, task, now)
         else:
+            pixels = task.context.get("pixels")
+            width, height = pixels if pixels else (None, None)
             images = [
-                Image(url=str(url), expires_at=now + IMAGE_URL_LIFETIME)
+                Image(url=str(url), expires_at=now + IMAGE_URL_LIFETIME, width=width, height=height)
                 for url in data.get("image_urls") or ()
                 if url
             ]
@@ -234,7 +236,11 @@ def parse_result(
                     for image, text in zip(images, encoded, strict=True)
                 ]
             elif not images:
-                images = [Image(data=decode_base64(text)) for text in encoded if text]
+                images = [
+                    Image(data=decode_base64(text), width=width, height=height)
+                    for text in encoded
+                    if text
+                ]
             result = ImageResult(
                 images=tuple(images),
                 task_id=task.id,
