@@ -322,6 +322,8 @@ class VideoModel:
     aliases: tuple[str, ...] = ()
     #: Seedance on CN: upstream demands ``a_bogus``/``msToken`` browser tokens (§6.2, §9).
     browser_check: bool = False
+    #: Takes ``functionMode="omni_reference"`` (Seedance 2.0, §6.2).
+    omni: bool = False
 
 
 #: §6.1 (IPT ``VIDEO_MODEL_MAP`` / ``_US`` / ``_ASIA``). Names follow IPT and ZH where MCP v1.10
@@ -337,6 +339,7 @@ VIDEO_MODELS: Mapping[str, VideoModel] = {
             default_duration=5,
             benefit_type="dreamina_video_seedance_20_pro",
             browser_check=True,
+            omni=True,
         ),
         VideoModel(
             name="jimeng-video-seedance-2.0-fast",
@@ -347,6 +350,7 @@ VIDEO_MODELS: Mapping[str, VideoModel] = {
             # No "video_" prefix: ZH v0.8.3 fixed "credit prededuct failed" this way.
             benefit_type="dreamina_seedance_20_fast",
             browser_check=True,
+            omni=True,
         ),
         VideoModel(
             name="jimeng-video-3.5-pro",
