@@ -70,3 +70,17 @@ def test_timeout_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JIMENG_API_TIMEOUT", "-1")
     with pytest.raises(jimeng.ConfigurationError, match="JIMENG_API_TIMEOUT"):
         jimeng.Client(Sandbox())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda url: jimeng.Volcengine(access_key="a", secret_key="b", endpoint=url),
+        lambda url: jimeng.Gateway(url, token="session-abc"),
+    ],
+)
+def test_credentials_in_an_endpoint_url_are_refused(make: object) -> None:
+    with pytest.raises(jimeng.ConfigurationError) as caught:
+        make("https://alice:hunter2secret@relay.example/jm")  # type: ignore[operator]
+    assert "hunter2secret" not in str(caught.value)
+    assert "credentials" in str(caught.value)

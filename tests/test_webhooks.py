@@ -155,8 +155,8 @@ class Receiver:
 
 @pytest.fixture
 async def gateway_client(sleeps: Sleeps) -> AsyncIterator[jimeng.Client]:
-    # A tiny time factor: the 5/15/30 s retry schedule passes in milliseconds.
-    sandbox = Sandbox("gateway", time_factor=0.001)
+    # Time factor 0: the sandbox records the 5/15/30 s retry schedule without waiting for it.
+    sandbox = Sandbox("gateway", time_factor=0)
     async with jimeng.Client(sandbox, sleep=sleeps, rng=random.Random(0)) as client:
         yield client
 

@@ -24,6 +24,12 @@ def is_loopback(host: str) -> bool:
 def check_endpoint(endpoint: str, *, allow_http: bool) -> URL:
     """Parse an endpoint; plain http is only for loopback hosts unless explicitly allowed."""
     url = URL(endpoint)
+    if url.user is not None or url.password is not None:
+        # A URL is printed in reprs, logs and errors: credentials inside it would leak there.
+        raise ConfigurationError(
+            f"endpoint {url.with_user(None)!s} carries credentials in the URL; pass them as "
+            "the backend's key or token arguments instead"
+        )
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigurationError(f"endpoint must be an http(s) URL, got {endpoint!r}")
     if url.scheme == "http" and not allow_http and not is_loopback(url.host):
