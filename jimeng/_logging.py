@@ -26,9 +26,14 @@ def fingerprint(secret: str) -> str:
     return f"…{digest}"
 
 
+#: Shorter values are not treated as secrets: real keys, tokens and session ids are far longer,
+#: and scrubbing a short word ("session", "test") would garble every message that contains it.
+MIN_SECRET_LENGTH = 8
+
+
 def register_secret(value: str | None) -> None:
-    """Make sure ``value`` is scrubbed from anything the ``jimeng`` logger emits."""
-    if value and len(value) >= 4:
+    """Make sure ``value`` is scrubbed from log records and error messages."""
+    if value and len(value) >= MIN_SECRET_LENGTH:
         with _lock:
             _secrets.add(value)
 

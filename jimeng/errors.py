@@ -36,6 +36,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from jimeng import _logging
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -72,6 +74,8 @@ class JimengError(Exception):
     task_ref: str | None = None
 
     def __init__(self, message: str, *, task_id: str | None = None, task_ref: str | None = None):
+        # Messages often quote server text: scrub any secret a backend registered.
+        message = _logging.redact(message)
         super().__init__(message)
         self.message = message
         if task_id is not None:

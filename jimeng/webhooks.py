@@ -36,7 +36,7 @@ from jimeng import _logging
 from jimeng._handle import task_error
 from jimeng.backends.gateway._errors import failure_error
 from jimeng.backends.gateway._wire import parse_task
-from jimeng.errors import APIError, JimengError
+from jimeng.errors import JimengError
 from jimeng.models import ImageResult, Task, VideoResult
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ class WebhookReceiver:
             raise WebhookRejected("callback body is not a task record", status=400)
         try:
             task = parse_task(payload, backend="gateway")
-        except APIError as error:
+        except (JimengError, TypeError, ValueError, OSError) as error:
             raise WebhookRejected(
                 f"callback body is not a task record: {error}", status=400
             ) from error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime, timezone
 from email.parser import BytesParser
@@ -542,3 +543,41 @@ def test_secrets_stay_out_of_repr() -> None:
     text = repr(jimeng.Gateway(token=token)) + repr(jimeng.Gateway(api_key=key))
     assert token not in text and key not in text and "…" in text
     assert str(jimeng.Gateway(token=token).describe()).find(token) == -1
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"tasks": {"not": "a list"}},
+        {"tasks": ["text", 5, None]},
+    ],
+)
+def test_odd_task_lists_are_tolerated(payload: dict[str, Any]) -> None:
+    response = Response(status=200, headers={}, body=json.dumps(payload).encode())
+    assert _wire.parse_task_list(response) == []
+
+
+def test_odd_shapes_in_a_task_record_are_tolerated() -> None:
+    task = _wire.parse_task(
+        {
+            "task_id": "t1",
+            "status": "completed",
+            "created_at": 1e20,
+            "result": {"data": 5},
+        },
+        backend="gateway",
+    )
+    assert task.created_at is None
+    assert task.status is TaskStatus.FAILED  # finished without usable output
+
+
+def test_one_broken_b64_item_keeps_the_rest_of_the_result() -> None:
+    good = base64.b64encode(render_png("ok", 8, 8)).decode()
+    result = _wire.parse_result(
+        {"data": [{"b64_json": "%%%not base64%%%"}, {"b64_json": good}]},
+        kind=TaskKind.IMAGE,
+        task_id="t1",
+        model=None,
+        backend="gateway",
+    )
+    assert isinstance(result, jimeng.ImageResult) and len(result.images) == 1

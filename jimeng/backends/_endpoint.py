@@ -23,7 +23,11 @@ def is_loopback(host: str) -> bool:
 
 def check_endpoint(endpoint: str, *, allow_http: bool) -> URL:
     """Parse an endpoint; plain http is only for loopback hosts unless explicitly allowed."""
-    url = URL(endpoint)
+    try:
+        url = URL(endpoint)
+        url.port  # noqa: B018 - parses the port, raising on a bad one
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(f"endpoint is not a valid URL: {error}") from None
     if url.user is not None or url.password is not None:
         # A URL is printed in reprs, logs and errors: credentials inside it would leak there.
         raise ConfigurationError(

@@ -142,6 +142,13 @@ def _optional_image(value: ImageInputLike | ImageInput | None) -> ImageInput | N
     return None if value is None else ImageInput.of(value, field="image")
 
 
+def _url_repr(url: str | None) -> str:
+    """A callback URL without its query: it may carry a webhook's shared secret."""
+    if url is None:
+        return "None"
+    return repr(url.split("?", 1)[0] + ("?…" if "?" in url else ""))
+
+
 def _check_prompt(_: Any, __: Any, value: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError("prompt", "must be a non-empty string")
@@ -185,7 +192,7 @@ class ImageRequest:
     aigc_meta: AigcMeta | None = None
     return_url: bool | None = None
     response_format: Literal["url", "b64_json"] | None = None
-    callback_url: str | None = None
+    callback_url: str | None = attrs.field(default=None, repr=_url_repr)
     #: Extra wire fields merged into the body as given (an escape hatch; not validated).
     extra: Mapping[str, Any] | None = None
 
@@ -248,7 +255,7 @@ class VideoRequest:
     aigc_meta: AigcMeta | None = None
     return_url: bool | None = None
     response_format: Literal["url", "b64_json"] | None = None
-    callback_url: str | None = None
+    callback_url: str | None = attrs.field(default=None, repr=_url_repr)
     extra: Mapping[str, Any] | None = None
 
     def given(self) -> dict[str, Any]:

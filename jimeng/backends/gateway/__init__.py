@@ -9,7 +9,7 @@ its async-task fork (DerekZhang90/jimeng-api) adds ``async: true``, ``/v1/tasks`
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import attrs
@@ -21,7 +21,6 @@ from jimeng.backends._endpoint import check_endpoint
 from jimeng.backends.gateway import _params, _wire
 from jimeng.backends.gateway._errors import (
     GENERATION_FAILED,
-    decode_json,
     failure_error,
     refused_cancel_status,
 )
@@ -32,6 +31,7 @@ from jimeng.errors import (
     InvalidRequestError,
     JimengError,
     NotFoundError,
+    TaskNotCancellableError,
 )
 from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
 
@@ -42,6 +42,8 @@ DEFAULT_URL = "http://localhost:5100"
 #: IPT waits up to 1200 s for a video (``SmartPoller`` in ``controllers/videos.ts``) before it
 #: answers a synchronous call; a shorter client timeout would lose a paid, unresumable video.
 DEFAULT_VIDEO_TIMEOUT = 1260.0
+#: IPT polls an image for up to 1800 s before answering a synchronous call (dreamina-web.md §5.5).
+DEFAULT_IMAGE_TIMEOUT = 1860.0
 
 Flavor = Literal["jimeng-api", "openai"]
 _FLAVORS = ("jimeng-api", "openai")
@@ -80,8 +82,9 @@ class Gateway(Backend):
     **OpenAI-compatible relay** (``flavor="openai"``, implied by ``api_key=``): ``api_key`` is
     the relay's bearer key (``JIMENG_GATEWAY_API_KEY``); images only, synchronous.
 
-    ``video_timeout`` bounds a video submit, which a synchronous gateway answers only when the
-    video is done (20 minutes at most).
+    ``video_timeout`` and ``image_timeout`` bound a submit, which a synchronous gateway (and an
+    OpenAI-compatible relay) answers only when the generation is done: up to 20 minutes for a
+    video and 30 for images. A shorter timeout would lose a paid result that has no id to resume.
     """
 
     name: ClassVar[str] = "gateway"
@@ -96,6 +99,7 @@ class Gateway(Backend):
         async_tasks: bool | None = None,
         allow_http: bool = False,
         video_timeout: float = DEFAULT_VIDEO_TIMEOUT,
+        image_timeout: float = DEFAULT_IMAGE_TIMEOUT,
     ):
         chosen = flavor or os.environ.get("JIMENG_GATEWAY_FLAVOR") or None
         if chosen is None:
@@ -149,6 +153,7 @@ class Gateway(Backend):
             async_tasks = _flag("JIMENG_GATEWAY_ASYNC") or False
         self.async_tasks = async_tasks
         self.video_timeout = video_timeout
+        self.image_timeout = image_timeout
         #: What the gateway showed about its task mode: ``None`` until a submit or task call
         #: told, ``False`` once it answered an ``async: true`` submit synchronously.
         self.task_mode: bool | None = None
@@ -220,7 +225,11 @@ class Gateway(Backend):
         images = request.images or ()
         if self.flavor == "openai":
             call = _wire.build_openai_image(
-                self._endpoint, _params.openai_image_fields(request), images, extra=request.extra
+                self._endpoint,
+                _params.openai_image_fields(request),
+                images,
+                extra=request.extra,
+                timeout=self.image_timeout,
             )
             return (yield from self._submit(call, TaskKind.IMAGE, request.model, asked=False))
         asked = self._asks_async(request.callback_url)
@@ -231,6 +240,7 @@ class Gateway(Backend):
             async_mode=asked,
             callback_url=request.callback_url,
             extra=request.extra,
+            timeout=self.image_timeout,
         )
         model = request.model or DEFAULT_IMAGE_MODEL
         task = yield from self._submit(call, TaskKind.IMAGE, model, asked=asked)
@@ -303,9 +313,15 @@ class Gateway(Backend):
         try:
             response: Response = yield _wire.build_get_task(self._endpoint, task.id)
         except NotFoundError as error:
+            if not task.done and task.status is not TaskStatus.UNKNOWN:
+                # §8b: finished tasks are forgotten after TASK_EXPIRE_HOURS (or on a restart
+                # without Redis); a task this client saw alive is expired, not a wrong id.
+                return attrs.evolve(task, status=TaskStatus.EXPIRED, raw_status="not found")
             error.attach_task(task.id, task.ref)
             raise
-        payload = decode_json(response.body) or {}
+        payload = response.json()
+        if not isinstance(payload, Mapping):
+            payload = {}
         latest = _wire.parse_task(payload, backend=self.name)
         self.task_mode = True
         if "type" not in payload:
@@ -342,9 +358,10 @@ class Gateway(Backend):
             if status is None:
                 error.attach_task(task.id, task.ref)
                 raise
-            raise InvalidRequestError(
+            raise TaskNotCancellableError(
                 f"task {task.id} cannot be cancelled: it is {status}; only pending or queued "
                 "tasks can be cancelled",
+                status=status,
                 code=error.code,
                 status_code=error.status_code,
                 backend=self.name,

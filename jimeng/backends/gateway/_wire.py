@@ -24,7 +24,7 @@ from jimeng.backends._base import AccountBalance, SessionStatus
 from jimeng.backends._multipart import FilePart, content_type_of, encode_multipart
 from jimeng.backends.gateway._errors import check_response, decode_json
 from jimeng.backends.gateway._params import region_of
-from jimeng.errors import APIError, ValidationError
+from jimeng.errors import APIError, DownloadError, ValidationError
 from jimeng.models import (
     Image,
     ImageInput,
@@ -381,7 +381,10 @@ def _time(value: Any) -> datetime | None:
         return None
     if isinstance(value, int | float):
         seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, timezone.utc)
+        try:
+            return datetime.fromtimestamp(seconds, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
     if isinstance(value, str) and value:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -401,12 +404,20 @@ def parse_result(
 ) -> ImageResult | VideoResult | None:
     """The synchronous answer ``{created, data: [{url} | {b64_json}]}`` as a result, or
     ``None`` when it holds no output. A task's ``result`` is the same document (§8b)."""
-    items = [item for item in payload.get("data") or () if isinstance(item, Mapping)]
+    data_items = payload.get("data")
+    if not isinstance(data_items, list):
+        data_items = []
+    items = [item for item in data_items if isinstance(item, Mapping)]
     media: list[tuple[str | None, bytes | None]] = []
     for item in items:
         url = item.get("url")
         encoded = item.get("b64_json")
-        data = decode_base64(str(encoded)) if encoded else None
+        try:
+            data = decode_base64(str(encoded)) if encoded else None
+        except DownloadError:
+            # One broken item must not discard the rest of a paid result; with none usable,
+            # the caller reports the task as finished without output.
+            data = None
         if url or data is not None:
             media.append((str(url) if url else None, data))
     if not media:
@@ -556,7 +567,10 @@ def parse_task(payload: Mapping[str, Any], *, backend: str = "gateway") -> Task:
 
 def parse_task_list(response: Response, *, backend: str = "gateway") -> list[Task]:
     payload = _object(response, backend)
-    return [parse_task(item, backend=backend) for item in payload.get("tasks") or () if item]
+    tasks = payload.get("tasks")
+    if not isinstance(tasks, list):
+        return []
+    return [parse_task(item, backend=backend) for item in tasks if isinstance(item, Mapping)]
 
 
 def parse_cancel(response: Response, task: Task, *, backend: str = "gateway") -> Task:
