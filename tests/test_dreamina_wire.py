@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import zlib
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -560,3 +561,18 @@ def test_imagex_and_store_envelopes() -> None:
     check_store(response({"code": 2000}))
     with pytest.raises(APIError, match="crc32"):
         check_store(response({"code": 4002, "message": "crc32 mismatch"}, 400))
+
+
+@pytest.mark.parametrize(
+    ("finish_time", "expected"),
+    [
+        (1771893831, datetime(2026, 2, 24, 0, 43, 51, tzinfo=timezone.utc)),
+        (1771893831000, datetime(2026, 2, 24, 0, 43, 51, tzinfo=timezone.utc)),
+        (1e30, None),
+        ("soon", None),
+    ],
+)
+def test_finish_time_in_seconds_or_milliseconds(finish_time: Any, expected: Any) -> None:
+    record = {"status": 30, "fail_code": "1017", "task": {"finish_time": finish_time}}
+    parsed = _wire.parse_history(history(record), task(), base_interval=2.0)
+    assert parsed.completed_at == expected

@@ -620,6 +620,17 @@ def item_id(item: Any) -> str | None:
     return None
 
 
+def _timestamp(value: Any) -> datetime | None:
+    """Unix seconds (milliseconds tolerated); ``None`` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    seconds = value / 1000 if value > 1e11 else value
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def parse_history(response: Response, task: Task, *, base_interval: float) -> Task:
     """The task as ``get_history_by_ids`` describes it, with its result when done."""
     payload = _payload(response)
@@ -671,11 +682,7 @@ def parse_history(response: Response, task: Task, *, base_interval: float) -> Ta
             else "generation failed",
         )
     finished = _dig(record, "task", "finish_time")
-    completed_at = (
-        datetime.fromtimestamp(finished, timezone.utc)
-        if isinstance(finished, int | float) and finished > 0 and status.is_terminal
-        else None
-    )
+    completed_at = _timestamp(finished) if status.is_terminal else None
     return attrs.evolve(
         task,
         status=status,
