@@ -1,7 +1,8 @@
 """Dreamina web-protocol data: regions, model maps, ratio × resolution tables (no logic).
 
 Every value here comes from protocols/dreamina-web.md (section cited per table). The gateway
-backend keeps its own copy of the public model/ratio tables; this one is the web protocol's.
+backend reads the same tables (``jimeng.backends.gateway._models``): a gateway forwards to this
+web service.
 """
 
 from __future__ import annotations
