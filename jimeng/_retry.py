@@ -14,7 +14,7 @@ import attrs
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
-from jimeng.errors import APIConnectionError, APIError, RateLimitError, ServerError
+from jimeng.errors import APIConnectionError, APIError
 
 __all__ = ["RetryPolicy", "call_with_retry", "compute_delay", "retrying", "should_retry"]
 
@@ -56,8 +56,9 @@ def should_retry(error: BaseException, *, idempotent: bool, policy: RetryPolicy)
     failure                                       idempotent  submit (not idempotent)
     ============================================  ==========  =====================
     rate limit (50429, 50430, HTTP 429)           yes         yes: nothing was accepted
-    server error with a business code (50500…)    yes         yes: the server answered "no"
-    server error without one (bare 502/503/504)   yes         only if ambiguous allowed
+    server error the backend marks resend-safe    yes         yes: the server answered "no"
+    (Volcengine 50500, 50501, FailToConnect)
+    other server errors (bare 502, timeouts…)     yes         only if ambiguous allowed
     connection refused / DNS (never sent)         yes         yes
     reset, timeout (maybe sent)                   yes         only if ambiguous allowed
     Retry-After longer than ``max_retry_after``   no          no
@@ -69,9 +70,7 @@ def should_retry(error: BaseException, *, idempotent: bool, policy: RetryPolicy)
             return False
         if error.retry_after is not None and error.retry_after > policy.max_retry_after:
             return False
-        if idempotent or isinstance(error, RateLimitError):
-            return True
-        if isinstance(error, ServerError) and error.code is not None:
+        if idempotent or error.resend_safe:
             return True
         return policy.retry_ambiguous_submit
     if isinstance(error, APIConnectionError):

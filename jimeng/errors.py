@@ -136,6 +136,9 @@ class APIError(JimengError):
 
     #: Whether the engine may send the same request again.
     retryable: bool = False
+    #: Whether the answer proves the server accepted nothing, so even a submit (which would be
+    #: billed twice) may be resent. Backends set it for codes that mean "refused".
+    resend_safe: bool = False
 
     def __init__(
         self,
@@ -210,6 +213,7 @@ class RateLimitError(APIError):
     """Too many requests or too many concurrent tasks. Retried with backoff."""
 
     retryable = True
+    resend_safe = True
 
 
 class ServerError(APIError):

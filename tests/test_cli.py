@@ -438,7 +438,8 @@ def test_content_policy_on_output_names_the_task(cli: Any) -> None:
 def test_server_failure_while_polling_is_resumable(
     cli: Any, served: SandboxServer, sleeps: Any
 ) -> None:
-    result = cli("image", f"a cat {FAIL_TASK}", "--sandbox-url", served.url)
+    served.inject("poll", status=500, code=50500, times=99)
+    result = cli("image", "a cat", "--sandbox-url", served.url)
 
     assert result.code == ExitCode.UNAVAILABLE == 9
     (task_id,) = served.tasks
@@ -449,6 +450,17 @@ def test_server_failure_while_polling_is_resumable(
         in result.err
     )
     assert sleeps.calls  # retried with backoff, without waiting
+
+
+def test_a_task_that_failed_is_not_resumable(cli: Any, served: SandboxServer) -> None:
+    result = cli("image", f"a cat {FAIL_TASK}", "--sandbox-url", served.url)
+
+    assert result.code == ExitCode.TASK_FAILED == 5
+    (task_id,) = served.tasks
+    assert f"task {task_id} failed: Internal Error" in result.err
+    assert "jimeng task wait" not in result.err
+    # queued, running, then the failure: the finished task is not polled again or retried
+    assert served.requests["poll"] == 3
 
 
 def test_rate_limited_submit(cli: Any, served: SandboxServer) -> None:

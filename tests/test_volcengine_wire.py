@@ -294,3 +294,46 @@ def test_credentials_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VOLC_SECRETKEY")
     with pytest.raises(jimeng.ConfigurationError, match="VOLC_SECRETKEY"):
         Volcengine()
+
+
+def test_a_call_is_signed_over_its_own_host_and_path() -> None:
+    from jimeng._signing import VOLCENGINE_CV, verify
+
+    backend = Volcengine(
+        access_key="AKLTunit",
+        secret_key="unit-secret",
+        endpoint="https://visual.volcengineapi.com",
+        video_endpoint="https://proxy.example:8443/volc",
+    )
+    call = next(backend.submit_video(jimeng.VideoRequest(prompt="waves")))
+    assert call.url.startswith("https://proxy.example:8443/volc?")
+    assert call.sign is not None
+    headers = {**call.headers, **call.sign(call, datetime.now(timezone.utc))}
+    parsed = verify(
+        method="POST",
+        path="/volc",
+        query=call.url.partition("?")[2],
+        headers=headers,
+        body=call.body or b"",
+        secret_key_for={"AKLTunit": "unit-secret"}.get,
+        profile=VOLCENGINE_CV,
+    )
+    assert parsed.access_key == "AKLTunit"
+    assert headers["Host"] == "proxy.example:8443"
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "safe"),
+    [
+        (500, {"code": 50500, "message": "Internal"}, True),
+        (429, {"code": 50430, "message": "conc"}, True),
+        (500, {"ResponseMetadata": {"Error": {"Code": "FailToConnect", "Message": "x"}}}, True),
+        (500, {"ResponseMetadata": {"Error": {"Code": "InternalServiceTimeout"}}}, False),
+        (500, {"ResponseMetadata": {"Error": {"Code": "InternalError", "Message": "x"}}}, False),
+        (502, b"<html>bad gateway</html>", False),
+    ],
+)
+def test_only_refusals_make_a_submit_safe_to_resend(status: int, payload: Any, safe: bool) -> None:
+    with pytest.raises(jimeng.APIError) as caught:
+        check_response(response(payload, status=status))
+    assert caught.value.resend_safe is safe

@@ -170,3 +170,16 @@ async def test_sizes_are_known_where_they_can_be(client: jimeng.Client) -> None:
     inline = await client.images.generate("a cat", size="1K", return_url=False)
     image = inline.images[0]
     assert (image.width, image.height, image.content_type) == (1024, 1024, "image/png")
+
+
+async def test_a_failed_task_is_a_task_failure_not_a_busy_service(
+    client: jimeng.Client, sandbox: Sandbox
+) -> None:
+    from jimeng.sandbox import FAIL_TASK
+
+    task = await client.images.submit(f"a cat {FAIL_TASK}", size="1K")
+    with pytest.raises(jimeng.TaskFailedError) as caught:
+        await task.result()
+    assert caught.value.task_id == task.id and caught.value.code == 50500
+    # queued, running, done-with-failure: the failure itself is not polled again
+    assert sandbox.server.polls[task.id] == 3

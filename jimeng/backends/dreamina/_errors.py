@@ -150,7 +150,12 @@ def web_error(
     }
     if cls is InsufficientCreditsError:
         return InsufficientCreditsError(message, sessions=[session.fingerprint], **kwargs)
-    return cls(message, **kwargs)
+    error = cls(message, **kwargs)
+    if ret:
+        # The app answered with its own envelope and a non-zero ret: the draft was refused,
+        # nothing was created, so even a generate call may be sent again.
+        error.resend_safe = True
+    return error
 
 
 def check_web(response: Response, *, session: Session, versions: ClientVersions) -> None:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import attrs
 from yarl import URL
@@ -17,6 +18,7 @@ from jimeng._signing import VOLCENGINE_CV, Credentials, SigningProfile, sign
 from jimeng.backends._base import Backend, NotSupportedError
 from jimeng.backends._endpoint import check_endpoint
 from jimeng.backends.volcengine import _wire
+from jimeng.backends.volcengine._errors import failure_class
 from jimeng.backends.volcengine._inputs import (
     build_fetch,
     check_local,
@@ -158,11 +160,13 @@ class Volcengine(Backend):
     def _sign(self, call: Call, now: datetime) -> Mapping[str, str]:
         """Sign one attempt at time ``now`` (a retry gets a fresh X-Date and signature)."""
         assert self._credentials is not None
-        _, _, raw_query = call.url.partition("?")
+        target, _, raw_query = call.url.partition("?")
+        # Host and path of *this* call: the video endpoint may differ from the image one.
+        path = "/" + target.split("://", 1)[-1].partition("/")[2]
         signed = sign(
             method=call.method,
-            host=self._endpoint.host,
-            path=self.path,
+            host=call.headers.get("Host") or self._endpoint.host,
+            path=unquote(path),
             query=raw_query,
             headers=call.headers,
             body=call.body or b"",
@@ -174,6 +178,23 @@ class Volcengine(Backend):
         # query sent is byte for byte the query signed.
         assert signed.query == raw_query, "URL query is not in canonical form"
         return {k: v for k, v in signed.headers.items() if k not in call.headers}
+
+    def failure_error(self, task: Task) -> JimengError | None:
+        """A task refused by output moderation is a :class:`ContentPolicyError` (with its id)."""
+        if task.failure is None:
+            return None
+        cls = failure_class(task.failure.code)
+        if cls is None:
+            return None
+        return cls(
+            task.failure.message or "refused by content moderation",
+            code=task.failure.code,
+            backend=self.name,
+            request_id=task.raw.get("request_id") if isinstance(task.raw, Mapping) else None,
+            body=task.raw,
+            task_id=task.id,
+            task_ref=task.ref,
+        )
 
     def _endpoint_for(self, kind: TaskKind) -> _wire.Endpoint:
         return self._video_endpoint if kind is TaskKind.VIDEO else self._endpoint

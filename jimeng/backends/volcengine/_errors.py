@@ -18,7 +18,15 @@ from jimeng.errors import (
     ServerError,
 )
 
-__all__ = ["BUSINESS_CODES", "GATEWAY_CODES", "check_response", "decode_json", "error_for"]
+__all__ = [
+    "BUSINESS_CODES",
+    "GATEWAY_CODES",
+    "check_response",
+    "check_result_response",
+    "decode_json",
+    "error_for",
+    "failure_class",
+]
 
 SUCCESS = 10000
 
@@ -107,8 +115,22 @@ def _retry_after(response: Response) -> float | None:
         return None
 
 
+#: Answers that prove a submit was refused, not accepted: safe to resend (§4.1, §4.3).
+#: InternalError / InternalServiceTimeout are left out: the service may have taken the task.
+RESEND_SAFE: frozenset[int | str] = frozenset(
+    {50429, 50430, 50500, 50501, "FlowLimitExceeded", "FailToConnect"}
+)
+
+
 def error_for(response: Response, payload: Any, *, backend: str) -> APIError | None:
     """The exception an answer stands for, or ``None`` if it is a success."""
+    error = _error_for(response, payload, backend=backend)
+    if error is not None and error.code in RESEND_SAFE:
+        error.resend_safe = True
+    return error
+
+
+def _error_for(response: Response, payload: Any, *, backend: str) -> APIError | None:
     retry_after = _retry_after(response)
     if not isinstance(payload, Mapping):
         text = response.body[:200].decode("utf-8", "replace").strip()
@@ -173,6 +195,28 @@ def error_for(response: Response, payload: Any, *, backend: str) -> APIError | N
         body=payload,
         retry_after=retry_after,
     )
+
+
+def check_result_response(response: Response, *, backend: str = "volcengine") -> None:
+    """Like :func:`check_response`, except that a finished task's own failure (``data.status``
+    ``done``/``failed`` with an error code, §2.3) is not an error of the poll: the parser turns
+    it into a failed task, so it is neither retried nor taken for a busy service."""
+    payload = response.json()
+    if isinstance(payload, Mapping) and "ResponseMetadata" not in payload:
+        data = payload.get("data")
+        if isinstance(data, Mapping) and data.get("status") in ("done", "failed"):
+            return
+    check_response(response, backend=backend)
+
+
+def failure_class(code: object) -> type[APIError] | None:
+    """The specific error for a task that failed with ``code`` (moderation), else ``None``."""
+    try:
+        numeric = int(str(code))
+    except ValueError:
+        return None
+    cls = BUSINESS_CODES.get(numeric)
+    return cls if cls is ContentPolicyError else None
 
 
 def check_response(response: Response, *, backend: str = "volcengine") -> None:

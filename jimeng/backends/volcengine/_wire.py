@@ -17,7 +17,7 @@ import attrs
 from jimeng._download import decode_base64
 from jimeng._http import Call, Response, Signer
 from jimeng._signing import canonical_query
-from jimeng.backends.volcengine._errors import check_response
+from jimeng.backends.volcengine._errors import SUCCESS, check_response, check_result_response
 from jimeng.errors import APIError
 from jimeng.models import (
     AigcMeta,
@@ -103,7 +103,7 @@ def _call(endpoint: Endpoint, action: str, payload: Mapping[str, Any], **kwargs:
         headers=headers,
         body=dumps(payload),
         sign=endpoint.sign,
-        check=check_response,
+        check=kwargs.pop("check", check_response),
         **kwargs,
     )
 
@@ -151,7 +151,9 @@ def build_get_result(endpoint: Endpoint, req_key: str, task_id: str, options: st
     body = {"req_key": req_key, "task_id": task_id}
     if options:
         body["req_json"] = options  # optional (§2.3); left out when there is nothing to ask
-    return _call(endpoint, GET_RESULT, body, idempotent=True, purpose="poll")
+    return _call(
+        endpoint, GET_RESULT, body, idempotent=True, purpose="poll", check=check_result_response
+    )
 
 
 def build_cancel(endpoint: Endpoint, req_key: str, task_id: str) -> Call:
@@ -218,6 +220,10 @@ def parse_result(
     status = status_of(raw_status if isinstance(raw_status, str) else None)
     result: ImageResult | VideoResult | None = None
     failure: TaskFailure | None = None
+    code = payload.get("code")
+    if status is TaskStatus.SUCCEEDED and code not in (None, SUCCESS):
+        # §2.3: "done" means finished, success *or* failure; the outer code decides.
+        status = TaskStatus.FAILED
     if status is TaskStatus.SUCCEEDED:
         if task.kind is TaskKind.VIDEO:
             result = _video_result(data, payload, task, now)
