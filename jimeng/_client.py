@@ -184,6 +184,8 @@ class Client:
         shared = self._shared
         if shared.opened:
             return
+        if shared.closed:
+            raise ConfigurationError("the client is closed")
         if shared.lock is None:
             shared.lock = asyncio.Lock()
         async with shared.lock:

@@ -112,10 +112,13 @@ class Downloader:
         stamp: str | None = None,
     ) -> Path:
         folder = target.parent if explicit else target
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in every path below
-            dir=folder, prefix=".jimeng-", suffix=".part", delete=False
-        )
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in every path below
+                dir=folder, prefix=".jimeng-", suffix=".part", delete=False
+            )
+        except OSError as error:
+            raise DownloadError(f"cannot write to {folder}: {error.strerror}") from error
         temp = Path(handle.name)
         head = bytearray()
         content_type: list[str | None] = [media.content_type]
@@ -140,7 +143,7 @@ class Downloader:
             handle.flush()
             os.fsync(handle.fileno())
             # NamedTemporaryFile is private (0600); a saved image gets the usual umask mode.
-            os.chmod(handle.name, 0o666 & ~_umask())
+            os.chmod(handle.name, 0o666 & ~_UMASK)
             handle.close()
             ext = sniff_extension(bytes(head), content_type[0] or media.content_type, media.url)
             if explicit:
@@ -149,6 +152,10 @@ class Downloader:
                 final = _free_name(folder, f"jimeng_{stamp or self.stamp()}_{index}", ext)
             os.replace(temp, final)
             return final
+        except OSError as error:
+            handle.close()
+            temp.unlink(missing_ok=True)
+            raise DownloadError(f"cannot save to {folder}: {error.strerror}") from error
         except BaseException:
             handle.close()
             temp.unlink(missing_ok=True)
@@ -186,7 +193,11 @@ class Downloader:
         try:
             async with session.get(
                 URL(url, encoded=True),
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=self.transport.timeout),
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    sock_connect=self.transport.timeout,
+                    sock_read=self.transport.timeout,
+                ),
             ) as response:
                 if response.status >= 500 or response.status == 429:
                     raise ServerError(
@@ -224,10 +235,14 @@ class Downloader:
             raise map_transport_error(error, "GET", url) from error
 
 
-def _umask() -> int:
+def _read_umask() -> int:
+    # Read once: setting the umask to look at it is process-wide and unsafe with threads.
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def _free_name(folder: Path, stem: str, ext: str) -> Path:

@@ -207,7 +207,9 @@ def map_transport_error(error: BaseException, method: str, url: str) -> JimengEr
     where = f"{method} {_strip_query(url)}"
     if isinstance(error, JimengError):
         return error
-    if isinstance(error, aiohttp.ClientConnectorError | aiohttp.InvalidURL):
+    if isinstance(error, aiohttp.InvalidURL | aiohttp.ClientConnectorCertificateError):
+        return APIConnectionError(f"cannot send {where}: {error}", sent=False, permanent=True)
+    if isinstance(error, aiohttp.ClientConnectorError):
         # The TCP (or TLS) connection was never made: the server cannot have seen the request.
         return APIConnectionError(f"cannot connect for {where}: {error}", sent=False)
     if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):

@@ -36,12 +36,19 @@ def _env_number(name: str, default: float) -> float:
     return value
 
 
+def _env_attempts(name: str, default: int) -> int:
+    value = _env_number(name, default)
+    if value < 1 or value != int(value):
+        raise ConfigurationError(f"{name} must be a whole number of polls, at least 1")
+    return int(value)
+
+
 @attrs.frozen(kw_only=True)
 class PollPolicy:
     """How often and how long to poll a task."""
 
-    interval: float = 2.0
-    max_attempts: int = 60
+    interval: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
+    max_attempts: int = attrs.field(default=60, validator=attrs.validators.ge(1))
     backoff: float = 1.0
     max_interval: float = 10.0
     #: Overall limit in seconds; ``None`` means ``interval * max_attempts``.
@@ -56,7 +63,7 @@ class PollPolicy:
         """
         if kind is TaskKind.VIDEO:
             interval = _env_number("JIMENG_VIDEO_POLL_INTERVAL", 5.0)
-            attempts = int(_env_number("JIMENG_VIDEO_MAX_POLL_ATTEMPTS", 120))
+            attempts = _env_attempts("JIMENG_VIDEO_MAX_POLL_ATTEMPTS", 120)
             return cls(
                 interval=interval,
                 max_attempts=attempts,
@@ -64,7 +71,7 @@ class PollPolicy:
                 max_interval=max(interval, 20.0),
             )
         interval = _env_number("JIMENG_POLL_INTERVAL", 2.0)
-        attempts = int(_env_number("JIMENG_MAX_POLL_ATTEMPTS", 60))
+        attempts = _env_attempts("JIMENG_MAX_POLL_ATTEMPTS", 60)
         return cls(
             interval=interval, max_attempts=attempts, backoff=1.2, max_interval=max(interval, 10.0)
         )
@@ -104,12 +111,14 @@ async def watch(
         return
     started = monotonic()
     interval = policy.interval
+    polls = 0
     for _ in range(policy.max_attempts):
         wait = task.poll_after if task.poll_after is not None else interval
         remaining = policy.total - (monotonic() - started)
         if remaining <= 0:
             break
         await sleep(min(wait, remaining))
+        polls += 1
         try:
             latest = await poll(task)
         except Exception as error:
@@ -124,8 +133,9 @@ async def watch(
             return
         interval = min(interval * policy.backoff, policy.max_interval)
     raise TaskTimeoutError(
-        f"task still {task.status.value} after {policy.max_attempts} polls / "
-        f"{policy.total:g}s; resume it later with client.tasks.resume({task.ref!r})",
+        f"task still {task.status.value} after {polls} polls "
+        f"(limits: {policy.max_attempts} polls, {policy.total:g}s); "
+        f"resume it later with client.tasks.wait({task.ref!r})",
         task_id=task.id,
         task_ref=task.ref,
         status=task.status.value,

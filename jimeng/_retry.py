@@ -74,6 +74,8 @@ def should_retry(error: BaseException, *, idempotent: bool, policy: RetryPolicy)
             return True
         return policy.retry_ambiguous_submit
     if isinstance(error, APIConnectionError):
+        if error.permanent:
+            return False
         return idempotent or error.sent is False or policy.retry_ambiguous_submit
     return False
 

@@ -242,10 +242,14 @@ class AntiBotError(APIError):
 class APIConnectionError(JimengError):
     """The request did not get an answer: connection refused or reset, DNS failure, TLS."""
 
-    def __init__(self, message: str, *, sent: bool | None = None, **kwargs: Any):
+    def __init__(
+        self, message: str, *, sent: bool | None = None, permanent: bool = False, **kwargs: Any
+    ):
         super().__init__(message, **kwargs)
         #: ``False`` when the request certainly never reached the server, ``None`` when unknown.
         self.sent = sent
+        #: ``True`` when trying again cannot help (a bad URL, an untrusted certificate).
+        self.permanent = permanent
 
 
 class APITimeoutError(APIConnectionError):

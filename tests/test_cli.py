@@ -525,7 +525,7 @@ def test_unwritable_output_is_a_failed_save(cli: Any, isolated: Path) -> None:
     result = cli("image", "a cat", "--output-dir", "blocker/shots", "--sandbox")
 
     assert result.code == ExitCode.DOWNLOAD
-    assert result.err.startswith("jimeng: error: cannot save to blocker/shots/: ")
+    assert result.err.startswith("jimeng: error: cannot write to blocker/shots: Not a directory")
     assert "resume with: jimeng task wait jimeng_t2i_v40:" in result.err
     assert "Traceback" not in result.err
 
@@ -948,3 +948,17 @@ def test_docs_list_every_option_and_exit_code() -> None:
     assert missing == []
     table = dict(re.findall(r"^\| (\d+) \| (.+) \|$", page, re.M))
     assert sorted(map(int, table)) == sorted(code.value for code in ExitCode)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "99999"], "--port: must be between 0 and 65535, got 99999"),
+        (["--queue-delay", "-1"], "--queue-delay: must be 0 or more, got -1"),
+    ],
+)
+def test_sandbox_serve_checks_its_numbers(cli: Any, argv: list[str], message: str) -> None:
+    result = cli("sandbox", "serve", *argv)
+    assert result.code == ExitCode.USAGE == 2
+    assert message in result.err
+    assert "Traceback" not in result.err

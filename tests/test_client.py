@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 import pytest
 
@@ -84,3 +86,29 @@ def test_credentials_in_an_endpoint_url_are_refused(make: object) -> None:
         make("https://alice:hunter2secret@relay.example/jm")  # type: ignore[operator]
     assert "hunter2secret" not in str(caught.value)
     assert "credentials" in str(caught.value)
+
+
+async def test_a_closed_client_does_not_reopen_its_backend() -> None:
+    sandbox = Sandbox()
+    client = jimeng.Client(sandbox)
+    await client.aclose()
+    with pytest.raises(jimeng.ConfigurationError, match="closed"):
+        await client.images.generate("a cat", size="1K")
+    assert sandbox.url is None  # the sandbox server was never started
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["https://relay.example/jm?x=1", "https://relay.example/jm#top", "http://[::1"]
+)
+def test_endpoints_that_would_be_misread_are_refused(endpoint: str) -> None:
+    with pytest.raises(jimeng.ConfigurationError):
+        jimeng.Volcengine(access_key="a", secret_key="b", endpoint=endpoint)
+
+
+async def test_unwritable_folder_is_a_download_error(sleeps: Sleeps, tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    async with jimeng.Client(Sandbox(), sleep=sleeps) as client:
+        result = await client.images.generate("a cat", size="1K")
+        with pytest.raises(jimeng.DownloadError, match="cannot write"):
+            await result.save(blocker / "sub/")

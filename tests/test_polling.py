@@ -135,3 +135,29 @@ async def test_poll_errors_get_the_task_id() -> None:
         ):
             pass
     assert caught.value.task_id == "t1" and caught.value.task_ref == "ref-1"
+
+
+def test_attempts_must_be_whole_and_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIMENG_MAX_POLL_ATTEMPTS", "0.5")
+    with pytest.raises(jimeng.ConfigurationError, match="at least 1"):
+        PollPolicy.for_kind(TaskKind.IMAGE)
+    with pytest.raises(ValueError):
+        PollPolicy(max_attempts=0)
+
+
+async def test_timeout_message_counts_the_polls_made() -> None:
+    clock = FakeTime()
+
+    async def poll(task: Task) -> Task:
+        return make(TaskStatus.RUNNING)
+
+    with pytest.raises(jimeng.TaskTimeoutError) as caught:
+        async for _ in watch(
+            make(TaskStatus.QUEUED),
+            poll,
+            policy=PollPolicy(interval=4.0, max_attempts=100, deadline=10.0),
+            sleep=clock.sleep,
+            monotonic=clock.monotonic,
+        ):
+            pass
+    assert "after 3 polls" in str(caught.value)

@@ -37,6 +37,7 @@ def refused(error: ServerError) -> ServerError:
         (ServerError("bare 502", code=None, status_code=502), False, False),
         (ServerError("bare 502", code=None, status_code=502), True, True),
         (APIConnectionError("refused", sent=False), False, True),
+        (APIConnectionError("bad certificate", sent=False, permanent=True), True, False),
         (APIConnectionError("reset", sent=None), False, False),
         (APIConnectionError("reset", sent=None), True, True),
         (APITimeoutError("slow", sent=None), False, False),

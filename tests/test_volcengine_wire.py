@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -337,3 +337,14 @@ def test_only_refusals_make_a_submit_safe_to_resend(status: int, payload: Any, s
     with pytest.raises(jimeng.APIError) as caught:
         check_response(response(payload, status=status))
     assert caught.value.resend_safe is safe
+
+
+def test_retry_after_as_an_http_date() -> None:
+    from email.utils import format_datetime
+
+    later = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=30)
+    with pytest.raises(jimeng.RateLimitError) as caught:
+        check_response(
+            response({"code": 50429}, status=429, headers={"Retry-After": format_datetime(later)})
+        )
+    assert caught.value.retry_after is not None and 25 <= caught.value.retry_after <= 30

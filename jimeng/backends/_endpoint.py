@@ -34,6 +34,11 @@ def check_endpoint(endpoint: str, *, allow_http: bool) -> URL:
             f"endpoint {url.with_user(None)!s} carries credentials in the URL; pass them as "
             "the backend's key or token arguments instead"
         )
+    if url.raw_query_string or url.raw_fragment:
+        raise ConfigurationError(
+            f"endpoint {url.with_query(None).with_fragment(None)!s} has a query string or "
+            "fragment, which would be dropped; give the base URL only"
+        )
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigurationError(f"endpoint must be an http(s) URL, got {endpoint!r}")
     if url.scheme == "http" and not allow_http and not is_loopback(url.host):

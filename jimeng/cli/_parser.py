@@ -30,6 +30,20 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')", option=option)
 
 
+def _bounded(kind: Any, low: float, high: float | None = None) -> Any:
+    """An argparse type: ``kind`` within [low, high]; argparse turns the error into exit 2."""
+
+    def convert(text: str) -> Any:
+        value = kind(text)
+        if value < low or (high is not None and value > high):
+            wanted = f"between {low} and {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
 def _flag(group: Any, *names: str, help: str) -> None:
     """A switch that is ``None`` unless given (so an unset switch is never sent as false)."""
     group.add_argument(*names, action="store_const", const=True, default=None, help=help)
@@ -227,11 +241,21 @@ def _sandbox_commands(commands: Any) -> None:
         description="Serve the sandbox on loopback in the foreground; Ctrl-C stops it.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 = any)")
-    serve.add_argument("--queue-delay", type=float, default=0.0, help="seconds queued per task")
-    serve.add_argument("--generate-delay", type=float, default=0.0, help="seconds generating")
-    serve.add_argument("--queue-polls", type=int, default=0, help="polls a task stays queued")
-    serve.add_argument("--generate-polls", type=int, default=0, help="polls a task runs")
+    serve.add_argument(
+        "--port", type=_bounded(int, 0, 65535), default=8787, help="port (default 8787; 0 = any)"
+    )
+    serve.add_argument(
+        "--queue-delay", type=_bounded(float, 0), default=0.0, help="seconds queued per task"
+    )
+    serve.add_argument(
+        "--generate-delay", type=_bounded(float, 0), default=0.0, help="seconds generating"
+    )
+    serve.add_argument(
+        "--queue-polls", type=_bounded(int, 0), default=0, help="polls a task stays queued"
+    )
+    serve.add_argument(
+        "--generate-polls", type=_bounded(int, 0), default=0, help="polls a task runs"
+    )
     serve.add_argument(
         "--fault",
         action="append",

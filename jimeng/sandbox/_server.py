@@ -154,7 +154,13 @@ class SandboxServer:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            # A failed bind (port taken) must not leave a runner that makes start() a no-op.
+            await self._runner.cleanup()
+            self._runner = None
+            raise
         server = site._server
         if self.port == 0 and server is not None:
             sockets = getattr(server, "sockets", None) or []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from jimeng._http import Response
@@ -106,13 +108,21 @@ def decode_json(body: bytes) -> Any:
 
 
 def _retry_after(response: Response) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date (RFC 9110 §10.2.3)."""
     value = response.header("Retry-After")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 #: Answers that prove a submit was refused, not accepted: safe to resend (§4.1, §4.3).
