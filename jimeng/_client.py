@@ -87,6 +87,8 @@ class _Shared:
     owns_session: bool
     trust_env: bool
     lock: asyncio.Lock | None = None
+    #: Separate from ``lock``: a backend's ``open()`` may need the session, which takes ``lock``.
+    open_lock: asyncio.Lock | None = None
     opened: bool = False
     closed: bool = False
     loop: asyncio.AbstractEventLoop | None = None
@@ -186,9 +188,9 @@ class Client:
             return
         if shared.closed:
             raise ConfigurationError("the client is closed")
-        if shared.lock is None:
-            shared.lock = asyncio.Lock()
-        async with shared.lock:
+        if shared.open_lock is None:
+            shared.open_lock = asyncio.Lock()
+        async with shared.open_lock:
             if not shared.opened:
                 await shared.backend.open(Runtime(transport=self._transport))
                 shared.opened = True

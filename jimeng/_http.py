@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -76,6 +77,23 @@ class Response:
             except (UnicodeDecodeError, ValueError):
                 self._decoded.append(None)
         return self._decoded[0]
+
+    def retry_after(self) -> float | None:
+        """``Retry-After`` in seconds, from a number or an HTTP date (RFC 9110 §10.2.3)."""
+        value = self.header("Retry-After")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
     def header(self, name: str) -> str | None:
         """A header by name, ignoring case."""

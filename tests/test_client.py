@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -112,3 +113,14 @@ async def test_unwritable_folder_is_a_download_error(sleeps: Sleeps, tmp_path: P
         result = await client.images.generate("a cat", size="1K")
         with pytest.raises(jimeng.DownloadError, match="cannot write"):
             await result.save(blocker / "sub/")
+
+
+async def test_a_backend_may_use_the_session_while_opening(sleeps: Sleeps) -> None:
+    class Eager(Sandbox):
+        async def open(self, runtime: jimeng.backends.Runtime) -> None:
+            # Would deadlock if opening held the session lock: bounded so a regression fails.
+            await asyncio.wait_for(runtime.transport.session(), 10)
+            await super().open(runtime)
+
+    async with jimeng.Client(Eager(), sleep=sleeps) as client:
+        assert (await client.images.generate("a cat", size="1K")).images

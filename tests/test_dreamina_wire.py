@@ -576,3 +576,14 @@ def test_finish_time_in_seconds_or_milliseconds(finish_time: Any, expected: Any)
     record = {"status": 30, "fail_code": "1017", "task": {"finish_time": finish_time}}
     parsed = _wire.parse_history(history(record), task(), base_interval=2.0)
     assert parsed.completed_at == expected
+
+
+def test_a_busy_answer_carries_its_retry_after() -> None:
+    busy = Response(
+        status=503,
+        headers={"Retry-After": "4"},
+        body=json.dumps({"ret": "-1", "errmsg": "busy"}).encode(),
+    )
+    with pytest.raises(ServerError) as caught:
+        check_web(busy, session=SESSION, versions=DEFAULT_VERSIONS)
+    assert caught.value.retry_after == 4.0 and caught.value.resend_safe

@@ -118,10 +118,6 @@ class ImageInput:
             allowed="URL, Path, bytes",
         )
 
-    @property
-    def is_local(self) -> bool:
-        return self.url is None
-
     def describe(self) -> str:
         if self.url is not None:
             return self.url

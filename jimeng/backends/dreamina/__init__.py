@@ -283,7 +283,7 @@ class Dreamina(Backend):
                 ref=f"{kind.value}:{session.key}:{history_id}",
                 model=plan.model.name,
                 raw_status="submitted",
-                raw=_wire.decode(response.body) or {},
+                raw=response.json() or {},
                 context={"session": session.key, "submit_id": submit_id},
             )
         raise self._exhausted_error(pool, last)

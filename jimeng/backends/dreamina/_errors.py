@@ -12,7 +12,7 @@ from typing import Any
 from jimeng._http import Response
 from jimeng.backends.dreamina._session import Session
 from jimeng.backends.dreamina._versions import ClientVersions
-from jimeng.backends.volcengine._errors import GATEWAY_CODES, decode_json
+from jimeng.backends.volcengine._errors import GATEWAY_CODES
 from jimeng.errors import (
     AntiBotError,
     APIError,
@@ -35,7 +35,6 @@ __all__ = [
     "check_imagex",
     "check_store",
     "check_web",
-    "decode",
     "web_error",
 ]
 
@@ -99,7 +98,6 @@ FAIL_CODE_MESSAGES: Mapping[str, str] = {
 
 
 #: A JSON body, or ``None`` when it is not JSON.
-decode = decode_json
 
 
 def _status_class(status: int) -> type[APIError]:
@@ -144,6 +142,7 @@ def web_error(
     kwargs: dict[str, Any] = {
         "code": ret or None,
         "status_code": response.status,
+        "retry_after": response.retry_after(),
         "request_id": str(request_id) if request_id else None,
         "backend": BACKEND,
         "body": payload,
@@ -159,7 +158,7 @@ def web_error(
 
 
 def check_web(response: Response, *, session: Session, versions: ClientVersions) -> None:
-    error = web_error(response, decode(response.body), session=session, versions=versions)
+    error = web_error(response, response.json(), session=session, versions=versions)
     if error is not None:
         raise error
 
@@ -167,7 +166,7 @@ def check_web(response: Response, *, session: Session, versions: ClientVersions)
 def check_imagex(response: Response) -> None:
     """ImageX answers in the ByteDance OpenAPI envelope (``ResponseMetadata.Error``, §4.2); its
     error names are the gateway's, so Volcengine's table classifies them."""
-    payload = decode(response.body)
+    payload = response.json()
     metadata = payload.get("ResponseMetadata") if isinstance(payload, Mapping) else None
     error = metadata.get("Error") if isinstance(metadata, Mapping) else None
     if not isinstance(error, Mapping) and isinstance(payload, Mapping) and response.status < 400:
@@ -187,7 +186,7 @@ def check_imagex(response: Response) -> None:
 
 def check_store(response: Response) -> None:
     """§4.2 step 2: the store answers ``{"code": 2000}`` on success."""
-    payload = decode(response.body)
+    payload = response.json()
     code = payload.get("code") if isinstance(payload, Mapping) else None
     if code == 2000 and response.status < 400:
         return

@@ -26,7 +26,6 @@ from jimeng.backends.dreamina._errors import (
     check_imagex,
     check_store,
     check_web,
-    decode,
 )
 from jimeng.backends.dreamina._plan import ImagePlan, VideoPlan
 from jimeng.backends.dreamina._session import (
@@ -62,7 +61,6 @@ __all__ = [
     "commit_upload_call",
     "credit_call",
     "credit_receive_call",
-    "decode",
     "dumps",
     "extract_images",
     "extract_video_url",
@@ -476,7 +474,7 @@ def generate_call(
 
 
 def _payload(response: Response) -> Mapping[str, Any]:
-    payload = decode(response.body)
+    payload = response.json()
     if not isinstance(payload, Mapping):
         raise APIError("answer is not a JSON object", status_code=response.status, backend=BACKEND)
     return payload

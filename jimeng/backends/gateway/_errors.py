@@ -8,7 +8,6 @@ Relays with an OpenAI surface answer ``{"error": {message, type, code}}`` with a
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -32,7 +31,6 @@ __all__ = [
     "CODES",
     "GENERATION_FAILED",
     "check_response",
-    "decode_json",
     "error_for",
     "failure_class",
     "failure_error",
@@ -89,14 +87,6 @@ _OPENAI_CODES: Mapping[str, type[APIError]] = {
     "not_found": NotFoundError,
     "model_not_found": NotFoundError,
 }
-
-
-def decode_json(body: bytes) -> Any:
-    """Decode a JSON body; ``None`` when it is not JSON."""
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
 
 
 def _by_status(status: int) -> type[APIError]:
@@ -206,13 +196,7 @@ def _make(
     backend: str,
     sessions: Iterable[str],
 ) -> APIError:
-    retry_after = None
-    header = response.header("Retry-After")
-    if header is not None:
-        try:
-            retry_after = max(0.0, float(header))
-        except ValueError:
-            retry_after = None
+    retry_after = response.retry_after()
     common: dict[str, Any] = {
         "code": code,
         "status_code": response.status,
@@ -286,6 +270,6 @@ def error_for(
 
 def check_response(response: Response, *, backend: str, sessions: Iterable[str] = ()) -> None:
     """Raise the typed error an answer stands for, whatever its HTTP status."""
-    error = error_for(response, decode_json(response.body), backend=backend, sessions=sessions)
+    error = error_for(response, response.json(), backend=backend, sessions=sessions)
     if error is not None:
         raise error

@@ -22,7 +22,7 @@ from jimeng._http import Call, Checker, Response
 from jimeng._logging import fingerprint
 from jimeng.backends._base import AccountBalance, SessionStatus
 from jimeng.backends._multipart import FilePart, content_type_of, encode_multipart
-from jimeng.backends.gateway._errors import check_response, decode_json
+from jimeng.backends.gateway._errors import check_response
 from jimeng.backends.gateway._params import region_of
 from jimeng.errors import APIError, DownloadError, ValidationError
 from jimeng.models import (
@@ -343,7 +343,7 @@ def build_token_receive(endpoint: Endpoint) -> Call:
 
 
 def _json(response: Response, backend: str) -> Any:
-    payload = decode_json(response.body)
+    payload = response.json()
     if payload is None:
         raise APIError(
             "answer is not JSON", status_code=response.status, backend=backend, body=None

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from jimeng._http import Response
@@ -25,7 +22,6 @@ __all__ = [
     "GATEWAY_CODES",
     "check_response",
     "check_result_response",
-    "decode_json",
     "error_for",
     "failure_class",
 ]
@@ -99,32 +95,6 @@ _HINTS: Mapping[str, str] = {
 }
 
 
-def decode_json(body: bytes) -> Any:
-    """Decode a JSON body; ``None`` when it is not JSON."""
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
-def _retry_after(response: Response) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date (RFC 9110 §10.2.3)."""
-    value = response.header("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
 #: Answers that prove a submit was refused, not accepted: safe to resend (§4.1, §4.3).
 #: InternalError / InternalServiceTimeout are left out: the service may have taken the task.
 RESEND_SAFE: frozenset[int | str] = frozenset(
@@ -141,7 +111,7 @@ def error_for(response: Response, payload: Any, *, backend: str) -> APIError | N
 
 
 def _error_for(response: Response, payload: Any, *, backend: str) -> APIError | None:
-    retry_after = _retry_after(response)
+    retry_after = response.retry_after()
     if not isinstance(payload, Mapping):
         text = response.body[:200].decode("utf-8", "replace").strip()
         message = f"unexpected non-JSON answer (HTTP {response.status}): {text!r}"
