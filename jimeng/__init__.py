@@ -15,6 +15,7 @@ from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
 from jimeng.backends import AccountBalance, Backend, NotSupportedError, SessionStatus
+from jimeng.backends.ark import Ark
 from jimeng.backends.dreamina import Dreamina
 from jimeng.backends.gateway import Gateway
 from jimeng.backends.volcengine import Volcengine
@@ -70,6 +71,7 @@ __all__ = [
     "AccountBalance",
     "AigcMeta",
     "AntiBotError",
+    "Ark",
     "AuthenticationError",
     "Backend",
     "Client",

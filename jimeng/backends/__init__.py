@@ -7,7 +7,7 @@ from jimeng.errors import ConfigurationError
 
 __all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "SessionStatus", "create"]
 
-NAMES = ("volcengine", "dreamina", "gateway", "sandbox")
+NAMES = ("volcengine", "ark", "dreamina", "gateway", "sandbox")
 
 
 def create(name: str) -> Backend:
@@ -17,6 +17,10 @@ def create(name: str) -> Backend:
         from jimeng.backends.volcengine import Volcengine
 
         return Volcengine()
+    if key == "ark":
+        from jimeng.backends.ark import Ark
+
+        return Ark()
     if key == "dreamina":
         from jimeng.backends.dreamina import Dreamina
 

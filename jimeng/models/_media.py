@@ -100,6 +100,9 @@ class ImageResult:
     model: str | None = None
     backend: str | None = None
     request_id: str | None = None
+    #: What the backend counted for billing, when it says (Ark: ``generated_images``,
+    #: ``output_tokens``, ``total_tokens``).
+    usage: Mapping[str, int] | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     def __len__(self) -> int:
@@ -138,6 +141,9 @@ class VideoResult:
     backend: str | None = None
     request_id: str | None = None
     aigc_meta_tagged: bool | None = None
+    #: What the backend counted for billing, when it says (Ark: ``completion_tokens``,
+    #: ``total_tokens``).
+    usage: Mapping[str, int] | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property

@@ -134,6 +134,18 @@ def _images(value: Sequence[ImageInputLike | ImageInput] | None) -> tuple[ImageI
     return tuple(ImageInput.of(item, field=f"images[{index}]") for index, item in enumerate(value))
 
 
+def _reference_images(
+    value: Sequence[ImageInputLike | ImageInput] | None,
+) -> tuple[ImageInput, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes | os.PathLike):
+        value = [value]
+    return tuple(
+        ImageInput.of(item, field=f"reference_images[{index}]") for index, item in enumerate(value)
+    )
+
+
 def _optional_image(value: ImageInputLike | ImageInput | None) -> ImageInput | None:
     return None if value is None else ImageInput.of(value, field="image")
 
@@ -184,6 +196,8 @@ class ImageRequest:
     sample_strength: float | None = attrs.field(
         default=None, validator=_unit_interval("sample_strength")
     )
+    #: Group generation (Ark 组图): at most this many related images; the model decides how many.
+    max_images: int | None = attrs.field(default=None, validator=_positive_int("max_images"))
     watermark: Watermark | None = None
     aigc_meta: AigcMeta | None = None
     return_url: bool | None = None
@@ -244,7 +258,15 @@ class VideoRequest:
     seed: int | None = None
     image: ImageInput | None = attrs.field(default=None, converter=_optional_image)
     tail_image: ImageInput | None = attrs.field(default=None, converter=_optional_image)
+    #: Reference images the video draws its subjects from (not frames; Ark ``reference_image``).
+    reference_images: tuple[ImageInput, ...] | None = attrs.field(
+        default=None, converter=_reference_images
+    )
     camera: str | None = None
+    #: Keep the camera still (Ark ``camera_fixed``).
+    camera_fixed: bool | None = None
+    #: Generate a sound track with the video (Ark Seedance 1.5 / 2.0 ``generate_audio``).
+    generate_audio: bool | None = None
     camera_strength: str | None = None
     function_mode: str | None = None
     watermark: Watermark | None = None
