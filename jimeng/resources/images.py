@@ -166,4 +166,4 @@ class Images:
         task = await self._client._run(backend.submit_image(request))
         now = self._client._clock()
         task = attrs.evolve(task, created_at=task.created_at or now, updated_at=now)
-        return TaskHandle(self._client, task)
+        return TaskHandle(self._client, task, prompt=request.prompt)

@@ -157,4 +157,4 @@ class Videos:
         task = await self._client._run(backend.submit_video(request), kind=TaskKind.VIDEO)
         now = self._client._clock()
         task = attrs.evolve(task, created_at=task.created_at or now, updated_at=now)
-        return TaskHandle(self._client, task)
+        return TaskHandle(self._client, task, prompt=request.prompt)
