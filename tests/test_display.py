@@ -27,7 +27,7 @@ async def fox(sleeps: Sleeps) -> Any:
 
 
 async def test_reprs_are_short_and_plain(fox: Any) -> None:
-    sandbox, inline, linked, video = fox
+    _, inline, linked, video = fox
     texts = [repr(x) for x in (inline, linked, video, inline.images[0], video.video)]
     for text in texts:
         assert len(text) <= REPR_LIMIT, text
@@ -85,7 +85,7 @@ async def test_image_html_uses_bytes_or_url_never_the_network(fox: Any) -> None:
 
 
 async def test_video_html_is_a_player(fox: Any) -> None:
-    sandbox, _, _, video = fox
+    _, _, _, video = fox
     html = video._repr_html_()
     assert html.count("<video ") == 1 and " controls " in html
     assert f'src="{video.url}"' in html

@@ -60,8 +60,7 @@ async def test_unclosed_client_warns_like_aiohttp(sleeps: Sleeps) -> None:
         gc.collect()
     ours = [str(w.message) for w in caught if "jimeng.Client" in str(w.message)]
     assert ours == [
-        "unclosed jimeng.Client on the sandbox backend; use 'async with' or "
-        "'await client.aclose()'"
+        "unclosed jimeng.Client on the sandbox backend; use 'async with' or 'await client.aclose()'"
     ]
     await sandbox.aclose()
 
