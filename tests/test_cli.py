@@ -876,6 +876,7 @@ def _jimeng(args: Sequence[str], cwd: Path, **env: str) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.subprocess
 def test_python_m_jimeng_json(isolated: Path) -> None:
     done = _jimeng(["image", "A white Siamese cat", "--sandbox", "--json"], isolated)
 
@@ -888,6 +889,7 @@ def test_python_m_jimeng_json(isolated: Path) -> None:
     assert done.stderr == ""
 
 
+@pytest.mark.subprocess
 def test_python_m_jimeng_failure(isolated: Path) -> None:
     done = _jimeng(["image", f"x {BLOCK_INPUT}", "--sandbox", "--json"], isolated)
 
@@ -896,6 +898,7 @@ def test_python_m_jimeng_failure(isolated: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.subprocess
 def test_sandbox_serve_in_the_foreground(isolated: Path) -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "jimeng", "sandbox", "serve", "--port", "0"],
