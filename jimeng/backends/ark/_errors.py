@@ -12,28 +12,10 @@ import re
 from collections.abc import Mapping
 
 from jimeng._http import Response
-from jimeng.errors import (
-    APIError,
-    AuthenticationError,
-    ContentPolicyError,
-    InsufficientCreditsError,
-    InvalidRequestError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ServerError,
-)
+from jimeng.backends._endpoint import error_class_for_status
+from jimeng.errors import APIError, ContentPolicyError, InsufficientCreditsError, RateLimitError
 
-__all__ = ["STATUS_CLASSES", "check_response", "error_class", "failure_class"]
-
-#: §12.4 table: HTTP status → class.
-STATUS_CLASSES: Mapping[int, type[APIError]] = {
-    400: InvalidRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    429: RateLimitError,
-}
+__all__ = ["check_response", "error_class", "failure_class"]
 
 #: Codes whose meaning is not their status's: money, not permission or rate.
 _CREDIT_CODES = frozenset(
@@ -53,9 +35,9 @@ def error_class(status: int, code: str, message: str) -> type[APIError]:
         # §12.4: two meanings. "Too many tasks in queued state" is a wait; a used-up free
         # quota is money.
         return RateLimitError if "queue" in message.lower() else InsufficientCreditsError
-    if status >= 500:
-        return ServerError
-    return STATUS_CLASSES.get(status, APIError)
+    # §12.4's statuses read as on every backend (400 request, 401 key, 403 not allowed, 404,
+    # 429 rate, 5xx server).
+    return error_class_for_status(status)
 
 
 def check_response(response: Response, *, backend: str = "ark") -> None:
