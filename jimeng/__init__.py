@@ -14,7 +14,14 @@ from jimeng._handle import TaskHandle
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
-from jimeng.backends import AccountBalance, Backend, NotSupportedError, SessionStatus
+from jimeng.backends import (
+    AccountBalance,
+    Backend,
+    Capabilities,
+    ModelCapabilities,
+    NotSupportedError,
+    SessionStatus,
+)
 from jimeng.backends.dreamina import Dreamina
 from jimeng.backends.gateway import Gateway
 from jimeng.backends.volcengine import Volcengine
@@ -72,6 +79,7 @@ __all__ = [
     "AntiBotError",
     "AuthenticationError",
     "Backend",
+    "Capabilities",
     "Client",
     "ConfigurationError",
     "ContentPolicyError",
@@ -86,6 +94,7 @@ __all__ = [
     "InvalidRequestError",
     "JimengError",
     "Media",
+    "ModelCapabilities",
     "NotFoundError",
     "NotSupportedError",
     "PermissionDeniedError",

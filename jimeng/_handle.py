@@ -6,6 +6,8 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+import attrs
+
 from jimeng._polling import PollPolicy, watch
 from jimeng.errors import (
     JimengError,
@@ -31,6 +33,13 @@ class TaskHandle(Generic[R]):
     def __init__(self, client: Client, task: Task):
         self._client = client
         self._task = task
+        #: Set at submit; polls answer without them, so the handle keeps them for the result.
+        self._notes = task.notes
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the backend changed to serve the request (e.g. an approximated size)."""
+        return self._notes
 
     def __repr__(self) -> str:
         return f"<TaskHandle {self._task.kind.value} id={self.id!r} status={self.status.value}>"
@@ -79,6 +88,8 @@ class TaskHandle(Generic[R]):
             sleep=self._client._sleep,
             monotonic=self._client._monotonic,
         ):
+            if self._notes and not task.notes:
+                task = attrs.evolve(task, notes=self._notes)
             self._task = task
             yield task
 
@@ -99,7 +110,10 @@ class TaskHandle(Generic[R]):
         """Wait, then return the result or raise the task's error (always carrying its id)."""
         task = await self.wait(poll=poll, on_update=on_update)
         if task.status is TaskStatus.SUCCEEDED and task.result is not None:
-            return cast(R, self._client._bind(task.result))
+            result = task.result
+            if self._notes and not result.notes:
+                result = attrs.evolve(result, notes=self._notes)
+            return cast(R, self._client._bind(result))
         raise self._client._task_error(task)
 
     async def cancel(self) -> Task:

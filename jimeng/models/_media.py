@@ -100,6 +100,8 @@ class ImageResult:
     model: str | None = None
     backend: str | None = None
     request_id: str | None = None
+    #: What the backend changed to serve the request (e.g. a size it approximated).
+    notes: tuple[str, ...] = ()
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     def __len__(self) -> int:
@@ -138,6 +140,8 @@ class VideoResult:
     backend: str | None = None
     request_id: str | None = None
     aigc_meta_tagged: bool | None = None
+    #: What the backend changed to serve the request (e.g. a duration it mapped).
+    notes: tuple[str, ...] = ()
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
