@@ -141,6 +141,8 @@ class ImageResult:
     usage: Mapping[str, int] | None = None
     #: The prompt, when this client submitted the task.
     prompt: str | None = None
+    #: What the backend changed to serve the request (e.g. a size it approximated).
+    notes: tuple[str, ...] = ()
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     def __repr__(self) -> str:
@@ -190,6 +192,8 @@ class VideoResult:
     usage: Mapping[str, int] | None = None
     #: The prompt, when this client submitted the task.
     prompt: str | None = None
+    #: What the backend changed to serve the request (e.g. a duration it mapped).
+    notes: tuple[str, ...] = ()
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     def __repr__(self) -> str:

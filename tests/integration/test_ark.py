@@ -67,9 +67,41 @@ async def test_ratio_and_resolution_become_an_exact_size(
 ) -> None:
     result = await client.images.generate("a dune", ratio="16:9", resolution="1K")
 
-    assert image_bodies(ark)[-1]["size"] == "1280x720"
+    assert image_bodies(ark)[-1]["size"] == "1366x768"  # the recommended 1K 16:9 size
     assert image_bodies(ark)[-1]["model"] == "doubao-seedream-4-0-250828"  # the default model
-    assert (result.images[0].width, result.images[0].height) == (1280, 720)
+    assert (result.images[0].width, result.images[0].height) == (1366, 768)
+    assert result.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "sent", "note"),
+    [
+        (
+            {"model": "seedream-4.5", "size": "1K"},
+            "2K",
+            "size 1K is not offered by seedream-4.5: asked for 2K",
+        ),
+        (
+            {"model": "seedream-4.5", "size": "1280x720"},
+            "2560x1440",
+            "size 1280x720 scaled to 2560x1440: seedream-4.5 takes 3686400 to 16777216 pixels",
+        ),
+        ({"model": "seedream-3.0", "size": "2K"}, "2048x2048", None),
+        (
+            {"model": "seedream-3.0", "size": "4K"},
+            "2048x2048",
+            "size 4K (4096x4096) scaled to 2048x2048: seedream-3.0 takes each side within "
+            "[512, 2048]",
+        ),
+    ],
+)
+async def test_sizes_a_model_lacks_are_approximated_with_a_note(
+    client: jimeng.Client, ark: Sandbox, kwargs: dict[str, Any], sent: str, note: str | None
+) -> None:
+    result = await client.images.generate("a dune", **kwargs)
+
+    assert image_bodies(ark)[-1]["size"] == sent
+    assert result.notes == ((note,) if note else ())
 
 
 async def test_group_generation_caps_the_count_at_max_images(
@@ -136,10 +168,9 @@ async def test_input_moderation_refuses_the_request(client: jimeng.Client, ark: 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"model": "seedream-4.5", "size": "1K"}, "size"),  # 4.5 has no 1K preset
-        ({"model": "seedream-4.5", "size": "1280x720"}, "size"),  # below 2560x1440 pixels
         ({"size": "4096x200"}, "size"),  # ratio beyond 16
-        ({"model": "seedream-3.0", "size": "2K"}, "size"),
+        ({"ratio": "5:4"}, "ratio"),
+        ({"model": "seededit-3.0", "images": ["https://e.com/a.png"], "size": "2K"}, "size"),
         ({"max_images": 16}, "max_images"),
         ({"negative_prompt": "blur"}, "negative_prompt"),
         ({"seed": 3}, "seed"),  # 4.x ignores seeds: refused rather than dropped

@@ -9,10 +9,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 
+import attrs
+
 from jimeng import _logging
 from jimeng._http import Flow, Response
 from jimeng.backends._base import Backend
+from jimeng.backends._capabilities import Capabilities, ModelCapabilities
 from jimeng.backends._endpoint import check_endpoint
+from jimeng.backends._sizing import RATIOS, RESOLUTIONS
 from jimeng.backends.ark import _wire
 from jimeng.backends.ark._errors import failure_class
 from jimeng.backends.ark._models import (
@@ -20,6 +24,7 @@ from jimeng.backends.ark._models import (
     DEFAULT_VIDEO_MODEL,
     IMAGE_MODELS,
     VIDEO_MODELS,
+    VIDEO_RATIOS,
     ArkImageModel,
     ArkVideoModel,
     model_for,
@@ -121,6 +126,39 @@ class Ark(Backend):
     def video_models(self) -> list[str]:
         return list(VIDEO_MODELS)
 
+    def capabilities(self) -> Capabilities:
+        images = [
+            ModelCapabilities(
+                name=spec.name,
+                kind=TaskKind.IMAGE,
+                ratios=() if spec.adaptive_only else RATIOS,
+                resolutions=() if spec.adaptive_only else RESOLUTIONS,
+                sizes=spec.sizes,
+                max_images=spec.max_images,
+            )
+            for spec in IMAGE_MODELS.values()
+        ]
+        videos = [
+            ModelCapabilities(
+                name=spec.name,
+                kind=TaskKind.VIDEO,
+                ratios=VIDEO_RATIOS,
+                resolutions=spec.resolutions,
+                durations=tuple(range(spec.durations[0], spec.durations[1] + 1)),
+                max_images=max(
+                    spec.max_references, 2 if spec.last_frame else int(spec.first_frame)
+                ),
+            )
+            for spec in VIDEO_MODELS.values()
+        ]
+        return Capabilities(
+            backend=self.name,
+            models=(*images, *videos),
+            features=frozenset({"async_submit", "cancel", "list", "webhooks", "multi_image"}),
+            sizing="presets, or exact WxH within each model's pixel bounds; ratio × resolution "
+            "→ the recommended sizes; out-of-range sizes scaled, with a note",
+        )
+
     def _image(self, model: str | None) -> tuple[ArkImageModel, str]:
         spec, model_id = model_for(
             model, IMAGE_MODELS, self._ids, default=DEFAULT_IMAGE_MODEL, what="image"
@@ -163,13 +201,14 @@ class Ark(Backend):
             client_request_id=client_id,
             timeout=self.image_timeout,
         )
-        return _wire.parse_image_generation(
+        task = _wire.parse_image_generation(
             response,
             task_id=f"sync-{client_id}",
             model_name=spec.name,
             backend=self.name,
             now=_now(),
         )
+        return attrs.evolve(task, notes=spec.notes(request))
 
     def submit_video(self, request: VideoRequest) -> Flow[Task]:
         spec, model_id = self._video(request.model)

@@ -15,15 +15,22 @@ from typing import Any
 import attrs
 
 from jimeng._imageinfo import ImageLimits, check_image, encode_base64
+from jimeng.backends._sizing import (
+    DEFAULT_RESOLUTION,
+    fit_area,
+    fit_sides,
+    recommended_size,
+    size_ask,
+)
 from jimeng.errors import ConfigurationError, ValidationError
-from jimeng.models import ImageInput, ImageRequest, VideoRequest
+from jimeng.models import SIZE_PRESETS, ImageInput, ImageRequest, VideoRequest
 
 __all__ = [
     "DEFAULT_IMAGE_MODEL",
     "DEFAULT_VIDEO_MODEL",
     "IMAGE_MODELS",
-    "RECOMMENDED_2K",
     "VIDEO_MODELS",
+    "VIDEO_RATIOS",
     "ArkImageModel",
     "ArkVideoModel",
     "image_url",
@@ -55,19 +62,6 @@ SEEDANCE_INPUT = ImageLimits(
 )
 
 _CONTENT_TYPES = {"jpeg": "jpeg", "png": "png", "webp": "webp", "bmp": "bmp", "gif": "gif"}
-
-#: §12.2: the 4.0 page's recommended 2K sizes per ratio; other resolutions scale them.
-RECOMMENDED_2K: Mapping[str, tuple[int, int]] = {
-    "1:1": (2048, 2048),
-    "4:3": (2304, 1728),
-    "3:4": (1728, 2304),
-    "16:9": (2560, 1440),
-    "9:16": (1440, 2560),
-    "3:2": (2496, 1664),
-    "2:3": (1664, 2496),
-    "21:9": (3024, 1296),
-}
-_SCALE = {"1K": 0.5, "2K": 1.0, "3K": 1.5, "4K": 2.0}
 
 
 def image_url(image: ImageInput, limits: ImageLimits, *, field: str) -> str:
@@ -145,6 +139,16 @@ class ArkImageModel:
             names -= {"width", "height", "ratio", "resolution"}
         return frozenset(names)
 
+    @property
+    def sizes(self) -> str:
+        """The size rule in a few words (capabilities, docs)."""
+        if self.adaptive_only:
+            return "follows the input image"
+        if self.side_range is not None:
+            return f"exact WxH, sides {self.side_range[0]}–{self.side_range[1]}"
+        presets = "/".join(self.presets)
+        return f"{presets} presets; exact WxH, {self.min_pixels}–{self.max_pixels} px"
+
     def validate(self, request: ImageRequest) -> None:
         given = request.given()
         given.pop("model", None)
@@ -163,86 +167,82 @@ class ArkImageModel:
             _check_local(image, self.limits, field=f"images[{index}]")
         self.fields(request)
 
-    def _size(self, request: ImageRequest) -> str | None:
-        """``size``: a preset, ``WxH`` (from size, width/height or ratio+resolution)."""
+    def _size(self, request: ImageRequest) -> tuple[str | None, tuple[str, ...]]:
+        """``size`` (a preset or ``WxH``) for the one sizing vocabulary of every backend, and
+        notes on what was approximated. Only what the model cannot make is refused."""
         if self.adaptive_only:
-            if request.size is not None and request.size.strip().lower() != "adaptive":
-                raise ValidationError(
-                    "size",
-                    f"{self.name} follows its input image; only 'adaptive' is allowed",
-                    allowed=["adaptive"],
-                )
-            return "adaptive" if request.size is not None else None
-        if request.ratio is not None or request.resolution is not None:
             if request.size is not None or request.width is not None:
                 raise ValidationError(
-                    "ratio", "give either ratio/resolution or size/width+height, not both"
+                    "size" if request.size is not None else "width",
+                    f"{self.name} follows its input image's size; give no size",
                 )
-            return self._from_ratio(request.ratio, request.resolution)
-        if request.size is not None and request.size.strip().upper() in _SCALE:
-            return self._preset(request.size.strip().upper(), "size")
-        pixels = request.size_pixels()
-        if pixels is None:
-            return None
-        return self._explicit(*pixels, field="size" if request.size is not None else "width")
-
-    def _preset(self, preset: str, field: str) -> str:
-        if preset not in self.presets:
-            raise ValidationError(
-                field,
-                f"{self.name} takes the presets {', '.join(self.presets) or 'none'}, not {preset}",
-                allowed=list(self.presets) or "WxH",
-            )
-        return preset
-
-    def _from_ratio(self, ratio: str | None, resolution: str | None) -> str:
-        preset = (resolution or "2K").strip().upper()
-        if preset not in _SCALE:
-            raise ValidationError(
-                "resolution", f"unknown resolution {resolution!r}", allowed=list(_SCALE)
-            )
-        if ratio is None:
-            return self._preset(preset, "resolution")
-        base = RECOMMENDED_2K.get(ratio.strip())
-        if base is None:
-            raise ValidationError("ratio", f"unknown ratio {ratio!r}", allowed=list(RECOMMENDED_2K))
-        factor = _SCALE[preset]
-        # Multiples of 16 keep the area close to the preset's without odd sides.
-        width, height = (max(16, round(side * factor / 16) * 16) for side in base)
-        return self._explicit(width, height, field="resolution")
-
-    def _explicit(self, width: int, height: int, *, field: str) -> str:
-        if self.side_range is not None:
-            low, high = self.side_range
-            if not (low <= width <= high and low <= height <= high):
+            if request.ratio is not None or request.resolution is not None:
                 raise ValidationError(
-                    field,
-                    f"{width}x{height} is out of range for {self.name}; each side must be "
-                    f"within [{low}, {high}]",
-                    allowed=f"width and height in [{low}, {high}]",
+                    "ratio" if request.ratio is not None else "resolution",
+                    f"{self.name} follows its input image's size; give no ratio or resolution",
                 )
-            return f"{width}x{height}"
-        area = width * height
-        if not self.min_pixels <= area <= self.max_pixels:
-            raise ValidationError(
-                field,
-                f"{width}x{height} has {area} pixels; {self.name} takes "
-                f"[{self.min_pixels}, {self.max_pixels}]",
-                allowed=f"width*height in [{self.min_pixels}, {self.max_pixels}]",
-            )
+            return None, ()
+        ask = size_ask(request)
+        if ask.empty:
+            return None, ()
+        if ask.pixels is None and ask.ratio is None:
+            assert ask.resolution is not None
+            return self._preset(ask.resolution.upper())
+        if ask.pixels is not None:
+            width, height = ask.pixels
+            asked = f"{ask.field} {width}x{height}"
+        else:
+            assert ask.ratio is not None
+            resolution = ask.resolution or DEFAULT_RESOLUTION
+            width, height = recommended_size(ask.ratio, resolution)
+            asked = f"{ask.ratio} at {resolution} ({width}x{height})"
         if max(width, height) / min(width, height) > self.max_ratio:
             raise ValidationError(
-                field,
-                f"{width}x{height} is too elongated; the ratio must be within "
+                ask.field,
+                f"{width}x{height} is too elongated for {self.name}; the ratio must be within "
                 f"[1/{self.max_ratio:g}, {self.max_ratio:g}]",
                 allowed=f"width/height in [1/{self.max_ratio:g}, {self.max_ratio:g}]",
             )
-        return f"{width}x{height}"
+        if self.side_range is not None:
+            low, high = self.side_range
+            fitted = fit_sides(width, height, low, high)
+            rule = f"each side within [{low}, {high}]"
+        else:
+            fitted = fit_area(width, height, self.min_pixels, self.max_pixels)
+            rule = f"{self.min_pixels} to {self.max_pixels} pixels"
+        notes: tuple[str, ...] = ()
+        if fitted != (width, height):
+            notes = (f"{asked} scaled to {fitted[0]}x{fitted[1]}: {self.name} takes {rule}",)
+        return f"{fitted[0]}x{fitted[1]}", notes
+
+    def _preset(self, preset: str) -> tuple[str, tuple[str, ...]]:
+        """A bare preset: the model picks the exact size (§12.2). A preset the model lacks
+        becomes its nearest one, with a note; a model without presets gets the square size."""
+        if preset in self.presets:
+            return preset, ()
+        if self.presets:
+            order = ["1K", "2K", "3K", "4K"]
+            nearest = min(self.presets, key=lambda p: abs(order.index(p) - order.index(preset)))
+            return nearest, (f"size {preset} is not offered by {self.name}: asked for {nearest}",)
+        side = SIZE_PRESETS[preset][0]
+        low, high = self.side_range or (side, side)
+        fitted = fit_sides(side, side, low, high)
+        notes: tuple[str, ...] = ()
+        if fitted != (side, side):
+            notes = (
+                f"size {preset} ({side}x{side}) scaled to {fitted[0]}x{fitted[1]}: {self.name} "
+                f"takes each side within [{low}, {high}]",
+            )
+        return f"{fitted[0]}x{fitted[1]}", notes
+
+    def notes(self, request: ImageRequest) -> tuple[str, ...]:
+        """What the size translation approximated (empty when exact)."""
+        return self._size(request)[1]
 
     def fields(self, request: ImageRequest) -> dict[str, Any]:
         """The body fields besides ``model``, ``prompt`` and ``image``."""
         body: dict[str, Any] = {}
-        size = self._size(request)
+        size, _ = self._size(request)
         if size is not None:
             body["size"] = size
         if request.max_images is not None:
