@@ -14,6 +14,7 @@ from jimeng.errors import (
     TaskFailedError,
 )
 from jimeng.models import ImageResult, Task, TaskKind, TaskStatus, VideoResult
+from jimeng.models._checks import refuse
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -65,6 +66,8 @@ class TaskHandle(Generic[R]):
         return self._task
 
     def _policy(self, poll: PollPolicy | None) -> PollPolicy:
+        if poll is not None and not isinstance(poll, PollPolicy):
+            raise refuse("poll", "a PollPolicy", poll)
         return poll or self._client._poll_policy(self._task.kind)
 
     async def updates(self, *, poll: PollPolicy | None = None) -> AsyncIterator[Task]:
@@ -86,6 +89,8 @@ class TaskHandle(Generic[R]):
         self, *, poll: PollPolicy | None = None, on_update: OnUpdate | None = None
     ) -> Task:
         """Poll until the task is terminal and return the last observation (no raise on failure)."""
+        if on_update is not None and not callable(on_update):
+            raise refuse("on_update", "callable", on_update)
         async for task in self.updates(poll=poll):
             if on_update is not None:
                 outcome = on_update(task)

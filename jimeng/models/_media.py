@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import attrs
 
+from jimeng import _logging
+
 __all__ = ["Fetcher", "Image", "ImageResult", "Media", "Video", "VideoResult"]
 
 PathLike = str | os.PathLike[str]
@@ -100,7 +102,9 @@ class ImageResult:
     model: str | None = None
     backend: str | None = None
     request_id: str | None = None
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    raw: Mapping[str, Any] = attrs.field(
+        factory=dict, repr=False, eq=False, converter=_logging.scrub
+    )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -138,7 +142,9 @@ class VideoResult:
     backend: str | None = None
     request_id: str | None = None
     aigc_meta_tagged: bool | None = None
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    raw: Mapping[str, Any] = attrs.field(
+        factory=dict, repr=False, eq=False, converter=_logging.scrub
+    )
 
     @property
     def url(self) -> str | None:
