@@ -11,6 +11,14 @@
 
 from jimeng._client import Client, backend_from_env
 from jimeng._handle import TaskHandle
+from jimeng._journal import (
+    JournalEntry,
+    JournalStore,
+    JournalUpdate,
+    ResultLink,
+    SQLiteJournal,
+    journal_path,
+)
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
@@ -85,13 +93,18 @@ __all__ = [
     "InsufficientCreditsError",
     "InvalidRequestError",
     "JimengError",
+    "JournalEntry",
+    "JournalStore",
+    "JournalUpdate",
     "Media",
     "NotFoundError",
     "NotSupportedError",
     "PermissionDeniedError",
     "PollPolicy",
     "RateLimitError",
+    "ResultLink",
     "RetryPolicy",
+    "SQLiteJournal",
     "Sandbox",
     "ServerError",
     "SessionExpiredError",
@@ -117,4 +130,5 @@ __all__ = [
     "WebhookReceiver",
     "__version__",
     "backend_from_env",
+    "journal_path",
 ]
