@@ -7,6 +7,7 @@ import copy
 import os
 import random
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from functools import cached_property
@@ -96,6 +97,17 @@ class _Shared:
     loop: asyncio.AbstractEventLoop | None = None
     journal: Recorder | None = None
 
+    def __del__(self) -> None:
+        # Like aiohttp's unclosed-session warning: a hint, never an error.
+        if not self.closed and (self.opened or (self.owns_session and self.session is not None)):
+            warnings.warn(
+                f"unclosed jimeng.Client on the {self.backend.name} backend; use 'async with' "
+                "or 'await client.aclose()'",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
+
 
 class Client:
     """The entry point::
@@ -162,6 +174,8 @@ class Client:
             self._transport,
             max_bytes=max_download_bytes,
             now=lambda: self._clock().astimezone(),
+            detached=self._detached,
+            trust_env=trust_env,
         )
 
     def __repr__(self) -> str:
@@ -178,6 +192,10 @@ class Client:
         return recorder.store if recorder is not None else None
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    def _detached(self) -> bool:
+        """True once the client is closed: its media then download with a session of their own."""
+        return self._shared.closed
 
     async def _get_session(self) -> aiohttp.ClientSession:
         shared = self._shared
@@ -260,7 +278,11 @@ class Client:
             changes["retry"] = retry
         clone._transport = self._transport.evolve(**changes)
         clone._downloader = Downloader(
-            clone._transport, max_bytes=self._downloader.max_bytes, now=self._downloader._now
+            clone._transport,
+            max_bytes=self._downloader.max_bytes,
+            now=self._downloader._now,
+            detached=clone._detached,
+            trust_env=self._shared.trust_env,
         )
         if image_poll is not None:
             clone._image_poll = image_poll
@@ -327,6 +349,7 @@ class Client:
         return task
 
     async def _poll_once(self, task: Task) -> Task:
+        await self._ensure_open()  # before the backend builds the request
         journal = self._shared.journal
         if journal is not None:
             task = await journal.restore(task)

@@ -6,6 +6,8 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+import attrs
+
 from jimeng._polling import PollPolicy, watch
 from jimeng.errors import (
     JimengError,
@@ -14,6 +16,7 @@ from jimeng.errors import (
     TaskFailedError,
 )
 from jimeng.models import ImageResult, Task, TaskKind, TaskStatus, VideoResult
+from jimeng.models._display import task_repr
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -28,12 +31,13 @@ class TaskHandle(Generic[R]):
     """A task the server accepted. ``id`` (and ``ref``) survive everything: keep them to resume
     with ``client.tasks.resume(ref)`` from another process, even after a crash."""
 
-    def __init__(self, client: Client, task: Task):
+    def __init__(self, client: Client, task: Task, *, prompt: str | None = None):
         self._client = client
         self._task = task
+        self._prompt = prompt
 
     def __repr__(self) -> str:
-        return f"<TaskHandle {self._task.kind.value} id={self.id!r} status={self.status.value}>"
+        return task_repr(self._task, "TaskHandle")
 
     @property
     def id(self) -> str:
@@ -110,7 +114,10 @@ class TaskHandle(Generic[R]):
         task = await self.wait(poll=poll, on_update=on_update)
         try:
             if task.status is TaskStatus.SUCCEEDED and task.result is not None:
-                return cast(R, self._client._bind(task.result, task))
+                result = task.result
+                if self._prompt is not None and result.prompt is None:
+                    result = attrs.evolve(result, prompt=self._prompt)
+                return cast(R, self._client._bind(result, task))
             error = self._client._task_error(task)
         except BaseException as bug:
             attach_task(bug, task)

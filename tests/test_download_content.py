@@ -64,9 +64,7 @@ async def test_a_body_that_is_not_media_is_refused_and_nothing_saved(
         await result.images[0].read()
 
 
-async def test_an_html_download_of_a_real_task_is_refused(
-    sleeps: Sleeps, tmp_path: Path
-) -> None:
+async def test_an_html_download_of_a_real_task_is_refused(sleeps: Sleeps, tmp_path: Path) -> None:
     backend = Sandbox(stages=Stages())
     async with jimeng.Client(backend, sleep=sleeps) as client:  # real clock: requests are signed
         result = await client.images.generate("a cat", force_single=True)

@@ -165,4 +165,4 @@ class Images:
         backend = self._client.backend
         backend.validate_image(request)
         task = await self._client._submit(backend.submit_image(request), kind=TaskKind.IMAGE)
-        return TaskHandle(self._client, task)
+        return TaskHandle(self._client, task, prompt=request.prompt)

@@ -155,4 +155,4 @@ class Videos:
         backend = self._client.backend
         backend.validate_video(request)
         task = await self._client._submit(backend.submit_video(request), kind=TaskKind.VIDEO)
-        return TaskHandle(self._client, task)
+        return TaskHandle(self._client, task, prompt=request.prompt)
