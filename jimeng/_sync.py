@@ -347,6 +347,11 @@ class SyncTaskHandle(Generic[S]):
         return self._async.status
 
     @property
+    def notes(self) -> tuple[str, ...]:
+        """What the backend changed to serve the request (e.g. an approximated size)."""
+        return self._async.notes
+
+    @property
     def task(self) -> Task:
         """The last observation (no network call)."""
         return cast(Task, _sync_value(self._async.task, self._portal))

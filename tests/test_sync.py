@@ -85,8 +85,9 @@ def test_every_async_method_has_its_sync_twin(pair: tuple[type, type]) -> None:
         name for name in public(async_cls) if RENAMED.get(name, name) not in public(sync_cls)
     )
     assert not missing, (
-        f"{sync_cls.__name__} lacks {missing}: add `name = blocking({async_cls.__name__}.name)` "
-        "for each to jimeng/_sync.py"
+        f"{sync_cls.__name__} lacks {missing}: in jimeng/_sync.py add "
+        f"`name = blocking({async_cls.__name__}.name)` for a method, a forwarding property for "
+        "a property"
     )
 
 
