@@ -99,7 +99,7 @@ async def test_a_closed_client_does_not_reopen_its_backend() -> None:
     await client.aclose()
     with pytest.raises(jimeng.ConfigurationError, match="closed"):
         await client.images.generate("a cat", size="1K")
-    assert sandbox.url is None  # the sandbox server was never started
+    assert not sandbox.server.running  # the sandbox server was never started
 
 
 @pytest.mark.parametrize(

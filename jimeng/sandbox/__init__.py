@@ -12,8 +12,19 @@ from typing import Any, ClassVar, Literal
 
 from jimeng._http import Flow
 from jimeng.backends._base import AccountBalance, Backend, Runtime, SessionStatus
+from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import ConfigurationError, JimengError
 from jimeng.models import ImageRequest, Task, VideoRequest
+from jimeng.models._checks import (
+    check_argument,
+    instance,
+    mapping_of_str,
+    number,
+    required,
+    secret_list,
+    text,
+)
+from jimeng.sandbox._ark import ARK_PREFIX, SANDBOX_ARK_KEY, ArkProtocol
 from jimeng.sandbox._dreamina import SANDBOX_TOKENS, DreaminaProtocol
 from jimeng.sandbox._dreamina import base_urls as dreamina_base_urls
 from jimeng.sandbox._gateway import (
@@ -37,11 +48,13 @@ from jimeng.sandbox._volcengine import (
 )
 
 __all__ = [
+    "ARK_PREFIX",
     "BLOCK_INPUT",
     "BLOCK_OUTPUT",
     "FAIL_TASK",
     "SANDBOX_ACCESS_KEY",
     "SANDBOX_API_KEY",
+    "SANDBOX_ARK_KEY",
     "SANDBOX_GATEWAY_TOKEN",
     "SANDBOX_RELAY_KEY",
     "SANDBOX_SECRET_KEY",
@@ -55,11 +68,18 @@ __all__ = [
 ]
 
 Protocol = Literal[
-    "volcengine", "volcengine-relay", "dreamina", "gateway", "gateway-sync", "gateway-openai"
+    "volcengine",
+    "volcengine-relay",
+    "ark",
+    "dreamina",
+    "gateway",
+    "gateway-sync",
+    "gateway-openai",
 ]
 PROTOCOLS: tuple[str, ...] = (
     "volcengine",
     "volcengine-relay",
+    "ark",
     "dreamina",
     "gateway",
     "gateway-sync",
@@ -79,6 +99,7 @@ def banner(url: str) -> list[str]:
         f"  Volcengine: endpoint {url}, access key {SANDBOX_ACCESS_KEY}, "
         f"secret key {SANDBOX_SECRET_KEY}",
         f"  Volcengine-format relay: {url}{RELAY_PATH}, api key {SANDBOX_RELAY_KEY}",
+        f"  Ark: base_url {url}{ARK_PREFIX}, api key {SANDBOX_ARK_KEY}",
         f"  Dreamina: any session ids, base_urls={dreamina_base_urls(url)!r}",
         f"  Gateway (task mode): {url}{GATEWAY_PREFIX}, token {SANDBOX_GATEWAY_TOKEN}",
         f"  Gateway (sync only): {url}{SYNC_GATEWAY_PREFIX}, same token",
@@ -91,6 +112,7 @@ def build_server(**options: Any) -> SandboxServer:
     server = SandboxServer(**options)
     server.mount(VolcengineProtocol())
     server.mount(VolcengineProtocol(relay=True))
+    server.mount(ArkProtocol())
     server.mount(DreaminaProtocol())
     for protocol in gateway_mounts():
         server.mount(protocol)
@@ -122,6 +144,13 @@ class Sandbox(Backend):
         tokens: str | Sequence[str] | None = None,
         options: Mapping[str, Any] | None = None,
     ):
+        check_argument("protocol", protocol, required(text()))
+        check_argument("stages", stages, instance(Stages, "a Stages"))
+        check_argument("time_factor", time_factor, required(number(minimum=0)))  # 0: no delays
+        check_argument("url", url, text())
+        check_argument("server", server, instance(SandboxServer, "a SandboxServer"))
+        check_argument("tokens", tokens, secret_list())
+        check_argument("options", options, mapping_of_str())
         if protocol not in PROTOCOLS:
             raise ConfigurationError(
                 f"unknown sandbox protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}"
@@ -134,7 +163,13 @@ class Sandbox(Backend):
         self._server = server
         if self._owns_server:
             self._server = build_server(stages=stages, time_factor=time_factor)
-        self._inner = self._make_inner(url or "http://127.0.0.1:9")
+        # The port is bound here, so the inner backend names the real URL from the start: a
+        # request built before the server runs (a first call without ``async with``) is right.
+        base = url
+        if base is None and self._server is not None:
+            self._server.reserve()
+            base = self._server.url
+        self._inner = self._make_inner(base or "")
 
     def __repr__(self) -> str:
         return f"Sandbox(protocol={self.protocol!r}, url={self.url!r})"
@@ -159,6 +194,10 @@ class Sandbox(Backend):
             from jimeng.backends.dreamina import Dreamina
 
             return Dreamina(self._tokens or SANDBOX_TOKENS, base_urls=dreamina_base_urls(base))
+        if self.protocol == "ark":
+            from jimeng.backends.ark import Ark
+
+            return Ark(SANDBOX_ARK_KEY, base_url=base.rstrip("/") + ARK_PREFIX, **self._options)
         if self.protocol in _GATEWAY_PREFIXES:
             from jimeng.backends.gateway import Gateway
 
@@ -182,7 +221,6 @@ class Sandbox(Backend):
     async def open(self, runtime: Runtime) -> None:
         if self._owns_server and self._server is not None:
             await self._server.start()
-            self._inner = self._make_inner(self._server.url)
         await self._inner.open(runtime)
 
     async def aclose(self) -> None:
@@ -229,6 +267,9 @@ class Sandbox(Backend):
 
     def failure_error(self, task: Task) -> JimengError | None:
         return self._inner.failure_error(task)
+
+    def capabilities(self) -> Capabilities:
+        return self._inner.capabilities()
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "protocol": self.protocol, "url": self.url}

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import socket
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal
@@ -29,7 +31,8 @@ class Fault:
     ``action`` is a route label (``"submit"``, ``"poll"``, ``"cancel"``, ``"download"``…) or
     ``"*"``. ``kind``: ``"http"`` answers ``status`` with the protocol's error envelope for
     ``code``; ``"reset"`` drops the connection without answering; ``"non_json"`` answers an HTML
-    page with ``status``; ``"truncate"`` sends half a download then drops it; ``"delay"`` waits
+    page with ``status``; ``"truncate"`` sends half a download then drops it, and on API routes
+    answers ``status`` with a JSON body cut in half (a proxy that lost the rest); ``"delay"`` waits
     ``seconds`` (scaled by the time factor) before answering normally.
     """
 
@@ -127,14 +130,41 @@ class SandboxServer:
         self.app.router.add_get("/media/{name:.+}", self._serve_media)
         self.app.router.add_get("/_sandbox/health", self._health)
         self._runner: web.AppRunner | None = None
+        self._socket: socket.socket | None = None
         self._protocols: list[Any] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:41234`` (after :meth:`start`)."""
+        """Base URL, e.g. ``http://127.0.0.1:41234`` (after :meth:`reserve` or :meth:`start`)."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._runner is not None
+
+    def reserve(self) -> int:
+        """Bind the listening socket now, without an event loop, and return the port.
+
+        The URL is then known before :meth:`start` (which serves on this very socket), so
+        requests built before the server runs already name the right port.
+        """
+        if self._socket is None and self._runner is None:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((self.host, self.port))
+            except OSError:
+                sock.close()
+                raise
+            self.port = sock.getsockname()[1]
+            self._socket = sock
+            # A sandbox that is never started must not leak its socket.
+            weakref.finalize(self, sock.close)
+        return self.port
 
     def mount(self, protocol: Any) -> None:
         """Add a protocol module's routes (called before :meth:`start`)."""
@@ -153,7 +183,12 @@ class SandboxServer:
             return self
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site: web.BaseSite
+        if self._socket is not None:
+            site = web.SockSite(self._runner, self._socket)
+            self._socket = None  # the server closes it when it stops
+        else:
+            site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         try:
             await site.start()
         except BaseException:
@@ -258,6 +293,12 @@ def abort(request: web.Request) -> None:
     transport = request.transport
     if transport is not None:
         transport.abort()
+
+
+def truncated_json(status: int) -> web.Response:
+    """An answer that starts like the protocol's JSON and stops half-way."""
+    body = b'{"code": 10000, "message": "Success", "data": {"status": "do'
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 def non_json_page(status: int) -> web.Response:
