@@ -11,6 +11,7 @@
 
 from jimeng._client import Client, backend_from_env
 from jimeng._handle import TaskHandle
+from jimeng._limits import Limits, LimitSnapshot
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
@@ -85,6 +86,8 @@ __all__ = [
     "InsufficientCreditsError",
     "InvalidRequestError",
     "JimengError",
+    "LimitSnapshot",
+    "Limits",
     "Media",
     "NotFoundError",
     "NotSupportedError",

@@ -19,6 +19,7 @@ import attrs
 from jimeng._download import DEFAULT_MAX_BYTES, Downloader
 from jimeng._handle import task_error
 from jimeng._http import Flow, Transport, drive
+from jimeng._limits import Limiter, Limits, LimitSnapshot
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
@@ -104,6 +105,9 @@ class Client:
     ``session`` borrows the caller's aiohttp session (never closed by the client); otherwise the
     client creates one inside the running loop and closes it on exit.
 
+    ``limits`` sets the client-side rate limiter (:class:`~jimeng.Limits`: adaptive by
+    default, optional ``max_concurrency`` / ``max_rps`` caps); ``client.limits`` shows it.
+
     ``timeout`` is the per-request HTTP timeout (``JIMENG_API_TIMEOUT``, default 120 s; video
     calls use ``JIMENG_VIDEO_API_TIMEOUT``, default 300 s). ``retry`` and ``image_poll`` /
     ``video_poll`` set the policies. ``sleep``, ``clock``, ``monotonic`` and ``rng`` are seams
@@ -126,6 +130,7 @@ class Client:
         clock: Callable[[], datetime] | None = None,
         monotonic: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        limits: Limits | None = None,
     ):
         self._shared = _Shared(
             backend=backend if backend is not None else backend_from_env(),
@@ -139,6 +144,12 @@ class Client:
         self._image_poll = image_poll
         self._video_poll = video_poll
         self._video_timeout = video_timeout or _env_seconds("JIMENG_VIDEO_API_TIMEOUT", 300.0)
+        self._limiter = Limiter(
+            limits or Limits(),
+            self._shared.backend.limit_key(),
+            clock=self._monotonic,
+            sleep=self._sleep,
+        )
         self._transport = Transport(
             session=self._get_session,
             timeout=timeout or _env_seconds("JIMENG_API_TIMEOUT", 120.0),
@@ -147,6 +158,7 @@ class Client:
             clock=self._clock,
             rng=rng,
             user_agent=f"jimeng-python/{__version__}",
+            limiter=self._limiter,
         )
         self._downloader = Downloader(
             self._transport,
@@ -160,6 +172,12 @@ class Client:
     @property
     def backend(self) -> Backend:
         return self._shared.backend
+
+    @property
+    def limits(self) -> LimitSnapshot:
+        """The rate limiter now: concurrency limit, generations in flight, paced request rate,
+        calls queued and refusals seen (shared with every ``with_options`` copy)."""
+        return self._limiter.snapshot()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
