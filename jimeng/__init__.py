@@ -11,6 +11,14 @@
 
 from jimeng._client import Client, backend_from_env
 from jimeng._handle import TaskHandle
+from jimeng._journal import (
+    JournalEntry,
+    JournalStore,
+    JournalUpdate,
+    ResultLink,
+    SQLiteJournal,
+    journal_path,
+)
 from jimeng._limits import Limits, LimitSnapshot
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
@@ -86,6 +94,9 @@ __all__ = [
     "InsufficientCreditsError",
     "InvalidRequestError",
     "JimengError",
+    "JournalEntry",
+    "JournalStore",
+    "JournalUpdate",
     "LimitSnapshot",
     "Limits",
     "Media",
@@ -94,7 +105,9 @@ __all__ = [
     "PermissionDeniedError",
     "PollPolicy",
     "RateLimitError",
+    "ResultLink",
     "RetryPolicy",
+    "SQLiteJournal",
     "Sandbox",
     "ServerError",
     "SessionExpiredError",
@@ -120,4 +133,5 @@ __all__ = [
     "WebhookReceiver",
     "__version__",
     "backend_from_env",
+    "journal_path",
 ]

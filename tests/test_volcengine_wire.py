@@ -254,8 +254,20 @@ def test_error_envelopes(status: int, payload: Any, cls: type, code: Any) -> Non
     assert error.retry_after == 3.0
 
 
-def test_success_envelope_passes() -> None:
-    check_response(response({"code": 10000, "data": {"task_id": "1"}}))
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"code": 10000, "data": {"task_id": "1"}},
+        {"code": 10000, "message": "Success", "data": {"task_id": "1"}, "status": 10000},
+    ],
+)
+def test_success_envelope_passes(payload: dict[str, Any]) -> None:
+    answer = response(payload)
+    assert check_response(answer) is None
+    task = _wire.parse_submit(
+        answer, req_key="jimeng_t2i_v40", kind=TaskKind.IMAGE, backend="volcengine"
+    )
+    assert (task.id, task.ref) == ("1", "jimeng_t2i_v40:1")
 
 
 async def test_drive_throws_engine_errors_into_the_flow() -> None:

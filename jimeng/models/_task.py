@@ -85,6 +85,11 @@ class Task:
     #: Backend-private state carried from one poll to the next (never sent to users' logs).
     context: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
+    def __repr__(self) -> str:
+        from jimeng.models._display import task_repr
+
+        return task_repr(self)
+
     @property
     def done(self) -> bool:
         """True once the task reached a terminal state."""

@@ -149,7 +149,13 @@ class Sandbox(Backend):
                 max_concurrent_tasks=max_concurrent_tasks,
                 seed=seed,
             )
-        self._inner = self._make_inner(url or "http://127.0.0.1:9")
+        # The port is bound here, so the inner backend names the real URL from the start: a
+        # request built before the server runs (a first call without ``async with``) is right.
+        base = url
+        if base is None and self._server is not None:
+            self._server.reserve()
+            base = self._server.url
+        self._inner = self._make_inner(base or "")
 
     def __repr__(self) -> str:
         return f"Sandbox(protocol={self.protocol!r}, url={self.url!r})"
@@ -197,7 +203,6 @@ class Sandbox(Backend):
     async def open(self, runtime: Runtime) -> None:
         if self._owns_server and self._server is not None:
             await self._server.start()
-            self._inner = self._make_inner(self._server.url)
         await self._inner.open(runtime)
 
     async def aclose(self) -> None:

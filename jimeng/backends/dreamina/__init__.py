@@ -22,13 +22,13 @@ from jimeng._download import sniff_extension
 from jimeng._http import Flow, Response
 from jimeng._polling import PollPolicy
 from jimeng.backends._base import AccountBalance, Backend
+from jimeng.backends._endpoint import check_endpoint
 from jimeng.backends.dreamina import _wire
 from jimeng.backends.dreamina._errors import BACKEND, CONTENT_FAIL_CODES
 from jimeng.backends.dreamina._plan import ImagePlan, VideoPlan, plan_image, plan_video
 from jimeng.backends.dreamina._session import Router, Session, device_ids, parse_tokens
 from jimeng.backends.dreamina._tables import IMAGE_MODELS, VIDEO_MODELS, Region
 from jimeng.backends.dreamina._versions import DEFAULT_VERSIONS, ClientVersions, coerce_versions
-from jimeng.backends.volcengine import check_endpoint
 from jimeng.errors import (
     APIError,
     ConfigurationError,
