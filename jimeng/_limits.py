@@ -203,14 +203,13 @@ def mark_accepted(state: LimitState) -> LimitState:
 
 
 def pace(state: LimitState, limits: Limits, now: float) -> tuple[LimitState, float]:
-    """Send now (0.0, and the next send is booked one interval later) or how long to wait
-    first. Nothing is booked ahead: a waiter asks again, at the rate in force by then."""
+    """Book the next send (one interval after the previous one, or now) and return how long
+    to wait for it."""
     rate = request_rate(state, limits)
     if rate is None:
         return state, 0.0
-    if state.next_send > now:
-        return state, state.next_send - now
-    return attrs.evolve(state, next_send=now + 1.0 / rate), 0.0
+    at = max(state.next_send, now)
+    return attrs.evolve(state, next_send=at + 1.0 / rate), at - now
 
 
 def accepted_rate(state: LimitState, now: float) -> float:
@@ -503,36 +502,35 @@ class Limiter:
 
     async def before_request(self) -> tuple[float, bool]:
         """Wait for this request's turn under the rate; returns the send time and whether it
-        had to wait. Waiters queue in order; only the head watches the clock."""
+        had to wait. Waiters queue in order; only the head books a send time (at the rate in
+        force then) and sleeps until it, so nothing is booked far ahead at a stale rate."""
         if not self.limits.enabled:
             return self.clock(), False
-        if not self._pacers:
-            now = self.clock()
-            if await self._update(self._pace(now)) == 0.0:
-                return now, False
-        loop = asyncio.get_running_loop()
-        turn: asyncio.Future[None] = loop.create_future()
-        self._pacers.append(turn)
-        self.queued += 1
+        turn: asyncio.Future[None] | None = None
+        if self._pacers:
+            turn = asyncio.get_running_loop().create_future()
+            self._pacers.append(turn)
+            self.queued += 1
         try:
-            if self._pacers[0] is not turn:
+            if turn is not None:
                 await turn
-            while True:
-                now = self.clock()
-                wait = await self._update(self._pace(now))
-                if wait == 0.0:
-                    return now, True
-                await self.sleep(wait)
+            now = self.clock()
+            wait = await self._update(self._pace(now))
+            if wait == 0.0:
+                return now, turn is not None
+            if turn is None:
+                turn = asyncio.get_running_loop().create_future()
+                self._pacers.appendleft(turn)
+                self.queued += 1
+            await self.sleep(wait)
+            return self.clock(), True
         finally:
-            self.queued -= 1
-            head = self._pacers and self._pacers[0] is turn
-            with contextlib.suppress(ValueError):
-                self._pacers.remove(turn)
-            if head or turn.done():
-                for waiter in self._pacers:
-                    if not waiter.done():
-                        waiter.set_result(None)
-                        break
+            if turn is not None:
+                self.queued -= 1
+                with contextlib.suppress(ValueError):
+                    self._pacers.remove(turn)
+                if self._pacers and not self._pacers[0].done():
+                    self._pacers[0].set_result(None)  # the next in line books its turn
 
     def _pace(self, now: float) -> Callable[[LimitState], tuple[LimitState, float]]:
         limits = self.limits

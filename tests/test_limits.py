@@ -118,13 +118,13 @@ def test_fixed_caps_bound_the_adaptive_gauges_and_work_without_adaptation() -> N
     capped = Limits(max_concurrency=2, max_rps=4.0)
     state = LimitState.initial(capped)
     assert concurrency_limit(state, capped) == 2
-    sends = []
-    for now in (0.0, 0.1, 0.25, 0.3, 0.6):
+    waits = []
+    for now in (0.0, 0.0, 0.0, 0.6, 5.0):
         state, wait = pace(state, capped, now=now)
-        sends.append(wait)
-    # Sent at 0, told to wait until 0.25, sent at 0.25, told to wait, sent at 0.6.
-    assert sends == [0.0, pytest.approx(0.15), 0.0, pytest.approx(0.2), 0.0]
-    assert state.next_send == pytest.approx(0.85)
+        waits.append(wait)
+    # Booked one interval apart; a caller arriving after an idle spell goes at once.
+    assert waits == [0.0, 0.25, 0.5, pytest.approx(0.15), 0.0]
+    assert state.next_send == pytest.approx(5.25)
     fixed = Limits(adaptive=False, max_rps=2.0)
     refused = observe(LimitState.initial(fixed), fixed, "rate", sent_at=0, now=0)
     assert refused.rate is None and refused.refusals == 1
