@@ -23,7 +23,14 @@ from jimeng._limits import Limits, LimitSnapshot
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
-from jimeng.backends import AccountBalance, Backend, NotSupportedError, SessionStatus
+from jimeng.backends import (
+    AccountBalance,
+    Backend,
+    Capabilities,
+    ModelCapabilities,
+    NotSupportedError,
+    SessionStatus,
+)
 from jimeng.backends.dreamina import Dreamina
 from jimeng.backends.gateway import Gateway
 from jimeng.backends.volcengine import Volcengine
@@ -81,6 +88,7 @@ __all__ = [
     "AntiBotError",
     "AuthenticationError",
     "Backend",
+    "Capabilities",
     "Client",
     "ConfigurationError",
     "ContentPolicyError",
@@ -100,6 +108,7 @@ __all__ = [
     "LimitSnapshot",
     "Limits",
     "Media",
+    "ModelCapabilities",
     "NotFoundError",
     "NotSupportedError",
     "PermissionDeniedError",

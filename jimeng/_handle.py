@@ -35,6 +35,13 @@ class TaskHandle(Generic[R]):
         self._client = client
         self._task = task
         self._prompt = prompt
+        #: Set at submit; polls answer without them, so the handle keeps them for the result.
+        self._notes = task.notes
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the backend changed to serve the request (e.g. an approximated size)."""
+        return self._notes
 
     def __repr__(self) -> str:
         return task_repr(self._task, "TaskHandle")
@@ -89,6 +96,8 @@ class TaskHandle(Generic[R]):
                 sleep=self._client._sleep,
                 monotonic=self._client._monotonic,
             ):
+                if self._notes and not task.notes:
+                    task = attrs.evolve(task, notes=self._notes)
                 self._task = task
                 yield task
         except BaseException as error:
@@ -117,6 +126,8 @@ class TaskHandle(Generic[R]):
                 result = task.result
                 if self._prompt is not None and result.prompt is None:
                     result = attrs.evolve(result, prompt=self._prompt)
+                if self._notes and not result.notes:
+                    result = attrs.evolve(result, notes=self._notes)
                 return cast(R, self._client._bind(result, task))
             error = self._client._task_error(task)
         except BaseException as bug:

@@ -138,6 +138,8 @@ class ImageResult:
     request_id: str | None = None
     #: The prompt, when this client submitted the task.
     prompt: str | None = None
+    #: What the backend changed to serve the request (e.g. a size it approximated).
+    notes: tuple[str, ...] = ()
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     def __repr__(self) -> str:
@@ -184,6 +186,8 @@ class VideoResult:
     aigc_meta_tagged: bool | None = None
     #: The prompt, when this client submitted the task.
     prompt: str | None = None
+    #: What the backend changed to serve the request (e.g. a duration it mapped).
+    notes: tuple[str, ...] = ()
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     def __repr__(self) -> str:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from jimeng._http import Flow
 from jimeng.backends._base import AccountBalance, Backend, Runtime, SessionStatus
+from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import ConfigurationError, JimengError
 from jimeng.models import ImageRequest, Task, VideoRequest
 from jimeng.sandbox._clock import VirtualClock
@@ -249,6 +250,9 @@ class Sandbox(Backend):
 
     def failure_error(self, task: Task) -> JimengError | None:
         return self._inner.failure_error(task)
+
+    def capabilities(self) -> Capabilities:
+        return self._inner.capabilities()
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "protocol": self.protocol, "url": self.url}
