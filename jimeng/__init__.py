@@ -32,6 +32,7 @@ from jimeng.backends import (
     NotSupportedError,
     SessionStatus,
 )
+from jimeng.backends.ark import Ark
 from jimeng.backends.dreamina import Dreamina
 from jimeng.backends.gateway import Gateway
 from jimeng.backends.volcengine import Volcengine
@@ -87,6 +88,7 @@ __all__ = [
     "AccountBalance",
     "AigcMeta",
     "AntiBotError",
+    "Ark",
     "AuthenticationError",
     "Backend",
     "Capabilities",

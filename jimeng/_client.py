@@ -69,8 +69,9 @@ def _env_seconds(name: str, default: float) -> float:
 def backend_from_env() -> Backend:
     """Pick a backend from the environment.
 
-    ``JIMENG_BACKEND`` (``volcengine``, ``dreamina``, ``gateway`` or ``sandbox``) wins; otherwise
-    Volcengine when ``VOLC_ACCESSKEY`` is set, a gateway when ``JIMENG_GATEWAY_URL`` is, a Dreamina
+    ``JIMENG_BACKEND`` (``volcengine``, ``ark``, ``dreamina``, ``gateway`` or ``sandbox``) wins;
+    otherwise Volcengine when ``VOLC_ACCESSKEY`` is set, Ark when ``ARK_API_KEY`` is, a gateway
+    when ``JIMENG_GATEWAY_URL`` is, a Dreamina
     session when ``JIMENG_SESSION_ID`` is.
     """
     from jimeng.backends import create
@@ -79,6 +80,8 @@ def backend_from_env() -> Backend:
     if not choice:
         if os.environ.get("VOLC_ACCESSKEY"):
             choice = "volcengine"
+        elif os.environ.get("ARK_API_KEY"):
+            choice = "ark"
         elif os.environ.get("JIMENG_GATEWAY_URL"):
             choice = "gateway"
         elif os.environ.get("JIMENG_SESSION_ID"):
@@ -86,8 +89,8 @@ def backend_from_env() -> Backend:
         else:
             raise ConfigurationError(
                 "no backend configured: pass one (jimeng.Client(jimeng.Volcengine(...))) or set "
-                "VOLC_ACCESSKEY/VOLC_SECRETKEY, JIMENG_GATEWAY_URL, JIMENG_SESSION_ID, or "
-                "JIMENG_BACKEND=sandbox for the offline sandbox"
+                "VOLC_ACCESSKEY/VOLC_SECRETKEY, ARK_API_KEY, JIMENG_GATEWAY_URL, "
+                "JIMENG_SESSION_ID, or JIMENG_BACKEND=sandbox for the offline sandbox"
             )
     return create(choice)
 

@@ -24,6 +24,7 @@ from jimeng.models._checks import (
     secret_list,
     text,
 )
+from jimeng.sandbox._ark import ARK_PREFIX, SANDBOX_ARK_KEY, ArkProtocol
 from jimeng.sandbox._clock import VirtualClock
 from jimeng.sandbox._dreamina import SANDBOX_TOKENS, DreaminaProtocol
 from jimeng.sandbox._dreamina import base_urls as dreamina_base_urls
@@ -48,11 +49,13 @@ from jimeng.sandbox._volcengine import (
 )
 
 __all__ = [
+    "ARK_PREFIX",
     "BLOCK_INPUT",
     "BLOCK_OUTPUT",
     "FAIL_TASK",
     "SANDBOX_ACCESS_KEY",
     "SANDBOX_API_KEY",
+    "SANDBOX_ARK_KEY",
     "SANDBOX_GATEWAY_TOKEN",
     "SANDBOX_RELAY_KEY",
     "SANDBOX_SECRET_KEY",
@@ -67,11 +70,18 @@ __all__ = [
 ]
 
 Protocol = Literal[
-    "volcengine", "volcengine-relay", "dreamina", "gateway", "gateway-sync", "gateway-openai"
+    "volcengine",
+    "volcengine-relay",
+    "ark",
+    "dreamina",
+    "gateway",
+    "gateway-sync",
+    "gateway-openai",
 ]
 PROTOCOLS: tuple[str, ...] = (
     "volcengine",
     "volcengine-relay",
+    "ark",
     "dreamina",
     "gateway",
     "gateway-sync",
@@ -91,6 +101,7 @@ def banner(url: str) -> list[str]:
         f"  Volcengine: endpoint {url}, access key {SANDBOX_ACCESS_KEY}, "
         f"secret key {SANDBOX_SECRET_KEY}",
         f"  Volcengine-format relay: {url}{RELAY_PATH}, api key {SANDBOX_RELAY_KEY}",
+        f"  Ark: base_url {url}{ARK_PREFIX}, api key {SANDBOX_ARK_KEY}",
         f"  Dreamina: any session ids, base_urls={dreamina_base_urls(url)!r}",
         f"  Gateway (task mode): {url}{GATEWAY_PREFIX}, token {SANDBOX_GATEWAY_TOKEN}",
         f"  Gateway (sync only): {url}{SYNC_GATEWAY_PREFIX}, same token",
@@ -103,6 +114,7 @@ def build_server(**options: Any) -> SandboxServer:
     server = SandboxServer(**options)
     server.mount(VolcengineProtocol())
     server.mount(VolcengineProtocol(relay=True))
+    server.mount(ArkProtocol())
     server.mount(DreaminaProtocol())
     for protocol in gateway_mounts():
         server.mount(protocol)
@@ -197,6 +209,10 @@ class Sandbox(Backend):
             from jimeng.backends.dreamina import Dreamina
 
             return Dreamina(self._tokens or SANDBOX_TOKENS, base_urls=dreamina_base_urls(base))
+        if self.protocol == "ark":
+            from jimeng.backends.ark import Ark
+
+            return Ark(SANDBOX_ARK_KEY, base_url=base.rstrip("/") + ARK_PREFIX, **self._options)
         if self.protocol in _GATEWAY_PREFIXES:
             from jimeng.backends.gateway import Gateway
 
