@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from jimeng import _logging
 from jimeng.models import _display
 
 if TYPE_CHECKING:
@@ -140,7 +141,9 @@ class ImageResult:
     prompt: str | None = None
     #: What the backend changed to serve the request (e.g. a size it approximated).
     notes: tuple[str, ...] = ()
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    raw: Mapping[str, Any] = attrs.field(
+        factory=dict, repr=False, eq=False, converter=_logging.scrub
+    )
 
     def __repr__(self) -> str:
         return _display.result_repr(self)
@@ -188,7 +191,9 @@ class VideoResult:
     prompt: str | None = None
     #: What the backend changed to serve the request (e.g. a duration it mapped).
     notes: tuple[str, ...] = ()
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    raw: Mapping[str, Any] = attrs.field(
+        factory=dict, repr=False, eq=False, converter=_logging.scrub
+    )
 
     def __repr__(self) -> str:
         return _display.result_repr(self)
