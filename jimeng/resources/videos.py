@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -48,6 +48,9 @@ class Videos:
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        reference_images: Sequence[ImageInputLike | ImageInput] | ImageInputLike | None = None,
+        ms_token: str | None = None,
+        a_bogus: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         poll: PollPolicy | None = None,
         on_submit: OnSubmit | None = None,
@@ -62,6 +65,10 @@ class Videos:
         (121 or 241) set the length; ``ratio`` is an alias of ``aspect_ratio`` (text-to-video
         only). ``camera``/``camera_strength`` drive the camera-movement mode. The result's link
         expires (``expires_at``); ``save()`` streams the MP4.
+
+        Dreamina: ``function_mode="omni_reference"`` with ``reference_images`` (Seedance 2.0)
+        makes a video from materials the prompt names as ``@image_file_1``…; ``ms_token`` and
+        ``a_bogus`` pass a browser's tokens to a Seedance generate call on the CN site.
         """
         check_wait_options(poll, on_submit, on_update)
         handle = await self.submit(
@@ -85,6 +92,9 @@ class Videos:
             return_url=return_url,
             response_format=response_format,
             callback_url=callback_url,
+            reference_images=reference_images,
+            ms_token=ms_token,
+            a_bogus=a_bogus,
             extra_body=extra_body,
         )
         result: VideoResult = await wait_for_result(
@@ -115,6 +125,9 @@ class Videos:
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        reference_images: Sequence[ImageInputLike | ImageInput] | ImageInputLike | None = None,
+        ms_token: str | None = None,
+        a_bogus: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
     ) -> TaskHandle[VideoResult]:
         """Submit and return at once with a :class:`~jimeng.TaskHandle`."""
@@ -142,16 +155,27 @@ class Videos:
             return_url=return_url,
             response_format=response_format,
             callback_url=callback_url,
+            reference_images=reference_images,
+            ms_token=ms_token,
+            a_bogus=a_bogus,
             extra=extra_body,
         )
         return await self.submit_request(request)
 
     async def submit_request(self, request: VideoRequest) -> TaskHandle[VideoResult]:
         """Submit a prebuilt :class:`~jimeng.VideoRequest`."""
+        references = None
+        if request.reference_images:
+            loaded = [
+                await load_input(image, f"reference_images[{index}]")
+                for index, image in enumerate(request.reference_images)
+            ]
+            references = tuple(image for image in loaded if image is not None)
         request = attrs.evolve(
             request,
             image=await load_input(request.image, "image"),
             tail_image=await load_input(request.tail_image, "tail_image"),
+            reference_images=references,
         )
         backend = self._client.backend
         backend.validate_video(request)
