@@ -34,6 +34,8 @@ print(len(logger.handlers), logging.getLevelName(logger.level))
 def restore_logger() -> Iterator[logging.Logger]:
     logger = logging.getLogger("jimeng")
     handlers, level = list(logger.handlers), logger.level
+    logger.handlers[:] = [h for h in handlers if not isinstance(h, _logging._Handler)]
+    logger.setLevel(logging.NOTSET)  # other tests may leave it lower
     yield logger
     logger.handlers[:] = handlers
     logger.setLevel(level)
