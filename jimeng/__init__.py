@@ -22,7 +22,14 @@ from jimeng._journal import (
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
-from jimeng.backends import AccountBalance, Backend, NotSupportedError, SessionStatus
+from jimeng.backends import (
+    AccountBalance,
+    Backend,
+    Capabilities,
+    ModelCapabilities,
+    NotSupportedError,
+    SessionStatus,
+)
 from jimeng.backends.dreamina import Dreamina
 from jimeng.backends.gateway import Gateway
 from jimeng.backends.volcengine import Volcengine
@@ -80,6 +87,7 @@ __all__ = [
     "AntiBotError",
     "AuthenticationError",
     "Backend",
+    "Capabilities",
     "Client",
     "ConfigurationError",
     "ContentPolicyError",
@@ -97,6 +105,7 @@ __all__ = [
     "JournalStore",
     "JournalUpdate",
     "Media",
+    "ModelCapabilities",
     "NotFoundError",
     "NotSupportedError",
     "PermissionDeniedError",

@@ -16,6 +16,7 @@ from jimeng.errors import (
     TaskFailedError,
 )
 from jimeng.models import ImageResult, Task, TaskKind, TaskStatus, VideoResult
+from jimeng.models._checks import refuse
 from jimeng.models._display import task_repr
 
 if TYPE_CHECKING:
@@ -35,6 +36,13 @@ class TaskHandle(Generic[R]):
         self._client = client
         self._task = task
         self._prompt = prompt
+        #: Set at submit; polls answer without them, so the handle keeps them for the result.
+        self._notes = task.notes
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the backend changed to serve the request (e.g. an approximated size)."""
+        return self._notes
 
     def __repr__(self) -> str:
         return task_repr(self._task, "TaskHandle")
@@ -74,6 +82,8 @@ class TaskHandle(Generic[R]):
         return self._task
 
     def _policy(self, poll: PollPolicy | None) -> PollPolicy:
+        if poll is not None and not isinstance(poll, PollPolicy):
+            raise refuse("poll", "a PollPolicy", poll)
         return poll or self._client._poll_policy(self._task.kind)
 
     async def updates(self, *, poll: PollPolicy | None = None) -> AsyncIterator[Task]:
@@ -89,6 +99,8 @@ class TaskHandle(Generic[R]):
                 sleep=self._client._sleep,
                 monotonic=self._client._monotonic,
             ):
+                if self._notes and not task.notes:
+                    task = attrs.evolve(task, notes=self._notes)
                 self._task = task
                 yield task
         except BaseException as error:
@@ -100,6 +112,8 @@ class TaskHandle(Generic[R]):
         self, *, poll: PollPolicy | None = None, on_update: OnUpdate | None = None
     ) -> Task:
         """Poll until the task is terminal and return the last observation (no raise on failure)."""
+        if on_update is not None and not callable(on_update):
+            raise refuse("on_update", "callable", on_update)
         async for task in self.updates(poll=poll):
             if on_update is not None:
                 outcome = on_update(task)
@@ -117,6 +131,8 @@ class TaskHandle(Generic[R]):
                 result = task.result
                 if self._prompt is not None and result.prompt is None:
                     result = attrs.evolve(result, prompt=self._prompt)
+                if self._notes and not result.notes:
+                    result = attrs.evolve(result, notes=self._notes)
                 return cast(R, self._client._bind(result, task))
             error = self._client._task_error(task)
         except BaseException as bug:

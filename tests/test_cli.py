@@ -338,11 +338,11 @@ def test_progress_formats() -> None:
         (["image", "x", "--seed", "abc"], "--seed"),
         (["image", "x", "--width", "2048"], "--height"),
         (["image", "x", "--size", "2K", "--width", "9", "--height", "9"], "--size"),
-        (["image", "x", "--width", "100", "--height", "100"], "--width"),
+        (["image", "x", "--width", "4000", "--height", "100"], "--width"),
         (["image", "x", "--images", "missing.png"], "--images (item 1)"),
         (["image", "x", "--images", "https://e.com/a.png", "./local.png"], "--images (item 2)"),
         (["image", "x", "--sample-strength", "2"], "--sample-strength"),
-        (["image", "x", "--ratio", "16:9"], "--ratio"),
+        (["image", "x", "--ratio", "5:4"], "--ratio"),
         (["image", "x", "--model", "jimeng-9"], "--model"),
         (["image", "   "], "PROMPT"),
         (["image", "x", "--output", "a.png", "--output-dir", "b"], "--output-dir"),
@@ -967,3 +967,17 @@ def test_sandbox_serve_checks_its_numbers(cli: Any, argv: list[str], message: st
     assert result.code == ExitCode.USAGE == 2
     assert message in result.err
     assert "Traceback" not in result.err
+
+
+def test_backends_prints_the_capability_table(cli: Any) -> None:
+    from jimeng.backends import reference_capabilities
+    from jimeng.backends._capabilities import comparison_table
+
+    table = cli("backends")
+    assert table.code == 0
+    assert table.out == comparison_table(reference_capabilities())
+    assert "| dreamina | `jimeng-video-seedance-2.0` | video |" in table.out
+    data = cli("backends", "--json", "--sandbox", "--sandbox-protocol", "gateway").json()
+    (gateway,) = data["backends"]
+    assert gateway["backend"] == "gateway"
+    assert {"cancel", "list", "webhooks"} <= set(gateway["features"])

@@ -229,6 +229,17 @@ def _credits_command(commands: Any) -> None:
     _common(parser, top=False)
 
 
+def _backends_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "backends",
+        help="what each backend can do (models, sizes, durations, features)",
+        description="Compare the backends: features, then every model with its ratios, "
+        "resolutions, sizes and durations. With --backend (or --sandbox) only that backend, "
+        "as configured from the environment. Nothing is sent.",
+    )
+    _common(parser, top=False)
+
+
 def _sandbox_commands(commands: Any) -> None:
     sandbox = commands.add_parser(
         "sandbox", help="the offline emulator", description="The offline emulator."
@@ -311,6 +322,7 @@ def build_parser() -> Parser:
     _video_command(commands)
     _task_commands(commands)
     _credits_command(commands)
+    _backends_command(commands)
     _sandbox_commands(commands)
     _mcp_command(commands)
     return parser

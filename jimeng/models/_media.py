@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from jimeng import _logging
 from jimeng.models import _display
 
 if TYPE_CHECKING:
@@ -138,7 +139,11 @@ class ImageResult:
     request_id: str | None = None
     #: The prompt, when this client submitted the task.
     prompt: str | None = None
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    #: What the backend changed to serve the request (e.g. a size it approximated).
+    notes: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = attrs.field(
+        factory=dict, repr=False, eq=False, converter=_logging.scrub
+    )
 
     def __repr__(self) -> str:
         return _display.result_repr(self)
@@ -184,7 +189,11 @@ class VideoResult:
     aigc_meta_tagged: bool | None = None
     #: The prompt, when this client submitted the task.
     prompt: str | None = None
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    #: What the backend changed to serve the request (e.g. a duration it mapped).
+    notes: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = attrs.field(
+        factory=dict, repr=False, eq=False, converter=_logging.scrub
+    )
 
     def __repr__(self) -> str:
         return _display.result_repr(self)

@@ -16,7 +16,9 @@ from jimeng._http import Call, Flow, Response
 from jimeng._imageinfo import ImageLimits
 from jimeng._signing import VOLCENGINE_CV, Credentials, SigningProfile, sign
 from jimeng.backends._base import Backend, NotSupportedError
+from jimeng.backends._capabilities import Capabilities, ModelCapabilities
 from jimeng.backends._endpoint import check_endpoint
+from jimeng.backends._sizing import RATIOS, RESOLUTIONS
 from jimeng.backends.volcengine import _wire
 from jimeng.backends.volcengine._errors import failure_class
 from jimeng.backends.volcengine._inputs import (
@@ -33,7 +35,14 @@ from jimeng.backends.volcengine._models import (
     image_spec,
     with_req_keys,
 )
-from jimeng.backends.volcengine._video import DEFAULT_FRAMES, VIDEO_MODES, frames_for, video_mode
+from jimeng.backends.volcengine._video import (
+    ASPECT_RATIOS,
+    DEFAULT_FRAMES,
+    FRAMES_BY_DURATION,
+    VIDEO_MODES,
+    frames_for,
+    video_mode,
+)
 from jimeng.errors import (
     APIError,
     AuthenticationError,
@@ -47,6 +56,15 @@ from jimeng.errors import (
     ValidationError,
 )
 from jimeng.models import ImageInput, ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
+from jimeng.models._checks import (
+    boolean,
+    check_argument,
+    instance,
+    mapping_of_str,
+    required,
+    secret_text,
+    text,
+)
 
 __all__ = ["DEFAULT_ENDPOINT", "Volcengine", "check_endpoint"]
 
@@ -82,6 +100,18 @@ class Volcengine(Backend):
         allow_http: bool = False,
         profile: SigningProfile = VOLCENGINE_CV,
     ):
+        for field, value in (
+            ("access_key", access_key),
+            ("secret_key", secret_key),
+            ("session_token", session_token),
+            ("api_key", api_key),
+        ):
+            check_argument(field, value, secret_text())
+        check_argument("endpoint", endpoint, text())
+        check_argument("video_endpoint", video_endpoint, text())
+        check_argument("req_keys", req_keys, mapping_of_str())
+        check_argument("allow_http", allow_http, required(boolean()))
+        check_argument("profile", profile, required(instance(SigningProfile, "a SigningProfile")))
         self._api_key = api_key
         if api_key is None:
             access_key = access_key or os.environ.get("VOLC_ACCESSKEY")
@@ -179,6 +209,37 @@ class Volcengine(Backend):
         assert signed.query == raw_query, "URL query is not in canonical form"
         return {k: v for k, v in signed.headers.items() if k not in call.headers}
 
+    def capabilities(self) -> Capabilities:
+        images = [
+            ModelCapabilities(
+                name=spec.name,
+                kind=TaskKind.IMAGE,
+                ratios=RATIOS,
+                resolutions=RESOLUTIONS,
+                sizes=spec.sizes,
+                max_images=spec.max_images,
+            )
+            for spec in self._image_models.values()
+        ]
+        videos = [
+            ModelCapabilities(
+                name=mode.mode,
+                kind=TaskKind.VIDEO,
+                ratios=ASPECT_RATIOS if mode.first_frame != "required" else (),
+                resolutions=(mode.resolution,),
+                durations=tuple(FRAMES_BY_DURATION),
+                max_images=2 if mode.tail_frame else int(mode.first_frame != "none"),
+            )
+            for mode in self._video_modes.values()
+        ]
+        return Capabilities(
+            backend=self.name,
+            models=(*images, *videos),
+            features=frozenset({"async_submit"} if self.relay else {"async_submit", "cancel"}),
+            sizing="exact WxH; ratio × resolution → the recommended sizes; out-of-range "
+            "sizes scaled, with a note",
+        )
+
     def failure_error(self, task: Task) -> JimengError | None:
         """A task refused by output moderation is a :class:`ContentPolicyError` (with its id)."""
         if task.failure is None:
@@ -225,6 +286,7 @@ class Volcengine(Backend):
 
     def validate_image(self, request: ImageRequest) -> None:
         self._image_spec(request.model).validate(request, relay=self.relay)
+        _image_options(request)
 
     def submit_image(self, request: ImageRequest) -> Flow[Task]:
         spec = self._image_spec(request.model)
@@ -234,20 +296,20 @@ class Volcengine(Backend):
             inline = yield from self._inline(images, fields, spec.limits)
             request = attrs.evolve(request, images=inline)
         body = spec.body(request, relay=self.relay)
+        # Everything the task's polls need is built before the (billed) submit is sent.
+        options = _image_options(request)
         response: Response = yield _wire.build_submit(self._endpoint, body)
         task = _wire.parse_submit(
             response, req_key=spec.req_key, kind=TaskKind.IMAGE, backend=self.name
-        )
-        options = _wire.req_json(
-            return_url=request.return_url,
-            watermark=request.watermark,
-            aigc_meta=request.aigc_meta,
         )
         context: dict[str, Any] = {"req_json": options, "model_name": spec.name}
         if "width" in body and "height" in body:
             # An exact size is the output size; an area preset leaves the ratio to the model.
             context["pixels"] = (body["width"], body["height"])
-        return _with_context(task, **context)
+        notes = spec.notes(request, relay=self.relay)
+        for note in notes:
+            _logging.logger.info("volcengine: %s", note)
+        return attrs.evolve(_with_context(task, **context), notes=notes)
 
     # -- videos --------------------------------------------------------------------------------
 
@@ -257,6 +319,7 @@ class Volcengine(Backend):
 
     def validate_video(self, request: VideoRequest) -> None:
         video_mode(request, self._video_modes).validate(request)
+        _video_options(request)
 
     def submit_video(self, request: VideoRequest) -> Flow[Task]:
         spec = video_mode(request, self._video_modes)
@@ -270,17 +333,17 @@ class Volcengine(Backend):
                     check_local(first, spec.limits, field="image"),
                     check_local(tail[0], spec.limits, field="tail_image"),
                 )
-        response: Response = yield _wire.build_submit(self._video_endpoint, spec.body(request))
+        body = spec.body(request)
+        options = _video_options(request)  # before the submit, as for images
+        frame_count = frames_for(request) or DEFAULT_FRAMES
+        response: Response = yield _wire.build_submit(self._video_endpoint, body)
         task = _wire.parse_submit(
             response, req_key=spec.req_key, kind=TaskKind.VIDEO, backend=self.name
-        )
-        options = _wire.req_json(
-            watermark=request.watermark, aigc_meta=request.aigc_meta, images=False
         )
         return _with_context(
             task,
             req_json=options,
-            frames=frames_for(request) or DEFAULT_FRAMES,
+            frames=frame_count,
             mode=spec.mode,
             model_name=spec.model,
         )
@@ -390,6 +453,17 @@ def _refused(task: Task, refusal: APIError, state: Task | None) -> JimengError:
         task_id=task.id,
         task_ref=task.ref,
     )
+
+
+def _image_options(request: ImageRequest) -> str:
+    """The get-result ``req_json`` an image task is polled with (§2.3)."""
+    return _wire.req_json(
+        return_url=request.return_url, watermark=request.watermark, aigc_meta=request.aigc_meta
+    )
+
+
+def _video_options(request: VideoRequest) -> str:
+    return _wire.req_json(watermark=request.watermark, aigc_meta=request.aigc_meta, images=False)
 
 
 def _options(task: Task) -> str:
