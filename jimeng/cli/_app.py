@@ -617,6 +617,9 @@ def _mcp(run: _Run) -> int:
                 port=args.port,
                 output_dir=output_dir,
                 journal=not args.no_journal,
+                on_listening=lambda url: print(
+                    f"jimeng mcp: streamable HTTP at {url}", file=run.stderr, flush=True
+                ),
             )
         )
     except (jimeng.JimengError, UsageError) as error:

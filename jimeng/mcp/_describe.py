@@ -39,8 +39,8 @@ _DREAMINA = BackendFacts(
     "request, more at 4k, per second for video); when one session runs out the next is used.",
     auth="Authenticated with browser session ids in JIMENG_SESSION_ID (comma-separated, "
     "optional us-/hk-/jp-/sg- region prefix), set in the environment that starts this server.",
-    limits="The site rate-limits and risk-checks busy accounts (AntiBotError); out of credits "
-    "is InsufficientCreditsError.",
+    limits="The site rate-limits (HTTP 429, retried with backoff) and risk-checks busy "
+    "accounts (AntiBotError); out of credits is InsufficientCreditsError.",
 )
 _GATEWAY = BackendFacts(
     title="a jimeng-api gateway",
@@ -48,8 +48,8 @@ _GATEWAY = BackendFacts(
     auth="Reaches the gateway at JIMENG_GATEWAY_URL with the session token(s) in "
     "JIMENG_GATEWAY_TOKEN (or a relay key in JIMENG_GATEWAY_API_KEY), set in the environment "
     "that starts this server.",
-    limits="The gateway queues work above its concurrency limit; out of credits is "
-    "InsufficientCreditsError.",
+    limits="The gateway queues work above its concurrency limit; HTTP 429 answers are retried "
+    "with backoff; out of credits is InsufficientCreditsError.",
 )
 _SANDBOX = BackendFacts(
     title="the offline sandbox (an emulator: nothing is billed, no network)",

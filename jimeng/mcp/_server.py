@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -126,10 +127,12 @@ async def serve(
     port: int = 8000,
     output_dir: Path | None = None,
     journal: bool = True,
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the tools for ``backend`` until the client disconnects (stdio) or the process is
     stopped (HTTP, at ``http://host:port/mcp``). ``journal`` keeps a task journal so tasks
-    survive restarts and ``list_tasks`` has a history."""
+    survive restarts and ``list_tasks`` has a history. ``on_listening`` is called with the HTTP
+    URL once the socket accepts connections."""
     _require_mcp()
     async with _tools(backend, output_dir, journal) as tools:
         server = build_server(tools)
@@ -143,4 +146,7 @@ async def serve(
 
         app = server.streamable_http_app(host=host)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning")
-        await uvicorn.Server(config).serve()
+        with socket.create_server((host, port)) as listener:
+            if on_listening is not None:
+                on_listening(f"http://{host}:{port}/mcp")
+            await uvicorn.Server(config).serve(sockets=[listener])

@@ -8,6 +8,7 @@ module only translates those to MCP messages. Everything goes through the public
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -18,9 +19,10 @@ import attrs
 from jimeng._client import Client
 from jimeng._handle import TaskHandle
 from jimeng._polling import PollPolicy
+from jimeng.backends import Backend
 from jimeng.errors import JimengError, TaskError, TaskTimeoutError, ValidationError
 from jimeng.mcp._describe import BackendFacts, backend_facts
-from jimeng.models import ImageResult, Task, TaskKind, TaskStatus, VideoResult
+from jimeng.models import ImageResult, Task, TaskStatus, VideoResult
 
 __all__ = ["MAX_INLINE_BYTES", "ImageItem", "JimengTools", "ToolResult", "ToolSpec"]
 
@@ -78,10 +80,10 @@ class _Offer:
     video_ratios: tuple[str, ...] = ()
     video_resolutions: tuple[str, ...] = ()
     durations: tuple[int, ...] = ()
-    features: frozenset[str] | None = None  # None: unknown, every tool is offered
+    features: frozenset[str] = frozenset()
 
     def supports(self, feature: str) -> bool:
-        return self.features is None or feature in self.features
+        return feature in self.features
 
 
 def _union(groups: Iterable[Iterable[Any]]) -> tuple[Any, ...]:
@@ -92,13 +94,10 @@ def _union(groups: Iterable[Iterable[Any]]) -> tuple[Any, ...]:
     return tuple(seen)
 
 
-def read_offer(backend: Any) -> _Offer:
-    method = getattr(backend, "capabilities", None)
-    if not callable(method):
-        return _Offer()
-    caps = method()
-    images = [m for m in caps.models if m.kind is TaskKind.IMAGE]
-    videos = [m for m in caps.models if m.kind is TaskKind.VIDEO]
+def read_offer(backend: Backend) -> _Offer:
+    """The backend's own capability tables, as the schemas need them."""
+    caps = backend.capabilities()
+    images, videos = caps.image_models, caps.video_models
     return _Offer(
         image_models=tuple(m.name for m in images),
         video_models=tuple(m.name for m in videos),
@@ -113,7 +112,7 @@ def read_offer(backend: Any) -> _Offer:
     )
 
 
-def _family(backend: Any) -> str:
+def _family(backend: Backend) -> str:
     """The protocol family the backend speaks (a sandbox speaks the one it emulates)."""
     name = str(getattr(backend, "protocol", None) or backend.name)
     if name.startswith("volcengine"):
@@ -150,7 +149,7 @@ class JimengTools:
 
     def _build_specs(self) -> list[ToolSpec]:
         specs = [self._generate_image_spec()]
-        if self._offer.video_models or self._offer.features is None:
+        if self._offer.video_models:
             specs.append(self._generate_video_spec())
         specs += [self._get_task_spec(), self._wait_task_spec()]
         if self._offer.supports("cancel"):
@@ -198,7 +197,7 @@ class JimengTools:
             ),
             "size": {
                 "type": "string",
-                "pattern": r"^([1248][kK]|[1-9][0-9]{2,4}[xX][1-9][0-9]{2,4})$",
+                "pattern": r"^([124][kK]|[1-9][0-9]{2,4}[xX][1-9][0-9]{2,4})$",
                 "description": "'1K', '2K', '4K' or an exact 'WxH' such as '2560x1440'. "
                 + (f"Per model: {offer.image_sizes}." if offer.image_sizes else ""),
             },
@@ -384,7 +383,7 @@ class JimengTools:
     def _list_tasks_spec(self) -> ToolSpec:
         source = (
             "the service's own task list"
-            if self._offer.features is not None and "list" in self._offer.features
+            if self._offer.supports("list")
             else "the local task journal (tasks this server, or programs sharing its journal, "
             "submitted)"
         )
@@ -490,7 +489,7 @@ class JimengTools:
     async def _call_list_tasks(
         self, *, status: str | None = None, kind: str | None = None, limit: int = 20
     ) -> ToolResult:
-        if self._offer.features is not None and "list" in self._offer.features:
+        if self._offer.supports("list"):
             tasks = await self._client.tasks.list(status=status, kind=kind, limit=limit)
             return ToolResult(data={"source": "service", "tasks": [_task_data(t) for t in tasks]})
         entries = await self._client.tasks.history(status=status, kind=kind, limit=limit)
@@ -584,20 +583,62 @@ def _object(properties: Mapping[str, Any], *, required: list[str]) -> dict[str, 
     }
 
 
+_JSON_TYPES: Mapping[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list, tuple),
+}
+
+
 def _check_arguments(spec: ToolSpec, arguments: Mapping[str, Any]) -> None:
-    """The schema's rules that the library does not check itself (unknown names, enums)."""
+    """The schema's rules (the keywords these schemas use), so a client that does not validate
+    gets the same answer as one that does: a ValidationError before any request."""
     properties: Mapping[str, Any] = spec.input_schema["properties"]
     for name, value in arguments.items():
         if name not in properties:
             raise ValidationError(name, "is not a parameter of this tool", allowed=list(properties))
-        allowed = properties[name].get("enum")
-        if allowed is not None and value not in allowed:
-            raise ValidationError(
-                name, f"{value!r} is not offered here", value=value, allowed=allowed
-            )
+        _check_value(name, value, properties[name])
     for name in spec.input_schema["required"]:
         if name not in arguments:
             raise ValidationError(name, "is required")
+
+
+def _check_value(name: str, given: object, schema: Mapping[str, Any]) -> None:
+    kind = schema["type"]
+    wrong_bool = isinstance(given, bool) and kind != "boolean"
+    if wrong_bool or not isinstance(given, _JSON_TYPES[kind]):
+        raise ValidationError(name, f"expected {kind}, got {type(given).__name__}", value=given)
+    value: Any = given  # of the schema's type from here on
+    allowed = schema.get("enum")
+    if allowed is not None and value not in allowed:
+        raise ValidationError(name, f"{value!r} is not offered here", value=value, allowed=allowed)
+    if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+        raise ValidationError(
+            name,
+            f"{value!r} does not match {schema['pattern']}",
+            value=value,
+            allowed=schema.get("description"),
+        )
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValidationError(
+            name, f"{value} is out of range", value=value, allowed=f"{low} to {high}"
+        )
+    if kind == "string" and len(value) < schema.get("minLength", 0):
+        raise ValidationError(name, "must not be empty", value=value)
+    if kind == "array":
+        count = len(value)
+        if count < schema.get("minItems", 0) or count > schema.get("maxItems", count):
+            raise ValidationError(
+                name,
+                f"{count} items",
+                value=value,
+                allowed=f"{schema.get('minItems', 0)} to {schema.get('maxItems', 'any')}",
+            )
+        for index, item in enumerate(value):
+            _check_value(f"{name}[{index}]", item, schema["items"])
 
 
 def _mime(content_type: str | None) -> str:
