@@ -132,6 +132,7 @@ async def test_a_retried_video_request_sleeps_through_the_injected_sleep(sleeps:
         rng=random.Random(0),
         retry=RetryPolicy(initial_delay=0.5, jitter=0.0),
         video_timeout=301.0,
+        limits=jimeng.Limits.off(),  # only the retry backoff here, no pacing
     ) as client:
         task = await client.videos.submit("a fox running in snow")
 

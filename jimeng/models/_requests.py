@@ -192,6 +192,25 @@ def _images(value: Any) -> tuple[ImageInput, ...] | None:
     return tuple(ImageInput.of(item, field=f"images[{index}]") for index, item in enumerate(value))
 
 
+def _reference_images(value: Any) -> tuple[ImageInput, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes | bytearray | memoryview | os.PathLike | ImageInput):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise refuse(
+            "reference_images",
+            "a URL, a path, image bytes, or a list of them",
+            value,
+            allowed="list, tuple",
+        )
+    if not value:
+        return None
+    return tuple(
+        ImageInput.of(item, field=f"reference_images[{index}]") for index, item in enumerate(value)
+    )
+
+
 def _first_frame(value: ImageInputLike | ImageInput | None) -> ImageInput | None:
     return None if value is None else ImageInput.of(value, field="image")
 
@@ -263,6 +282,8 @@ class ImageRequest:
     sample_strength: float | None = attrs.field(
         default=None, validator=number(minimum=0.0, maximum=1.0)
     )
+    #: Group generation (Ark 组图): at most this many related images; the model decides how many.
+    max_images: int | None = attrs.field(default=None, validator=integer(minimum=1))
     watermark: Watermark | None = attrs.field(default=None, converter=_watermark)
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
@@ -331,6 +352,14 @@ class VideoRequest:
     seed: int | None = attrs.field(default=None, validator=_SEED)
     image: ImageInput | None = attrs.field(default=None, converter=_first_frame)
     tail_image: ImageInput | None = attrs.field(default=None, converter=_tail_frame)
+    #: Reference images the video draws its subjects from (not frames; Ark ``reference_image``).
+    reference_images: tuple[ImageInput, ...] | None = attrs.field(
+        default=None, converter=_reference_images
+    )
+    #: Keep the camera still (Ark ``camera_fixed``).
+    camera_fixed: bool | None = attrs.field(default=None, validator=boolean())
+    #: Generate a sound track with the video (Ark Seedance 1.5 / 2.0 ``generate_audio``).
+    generate_audio: bool | None = attrs.field(default=None, validator=boolean())
     camera: str | None = attrs.field(default=None, validator=text())
     camera_strength: str | None = attrs.field(default=None, validator=text())
     function_mode: str | None = attrs.field(default=None, validator=text())
