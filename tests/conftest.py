@@ -48,7 +48,7 @@ _patch_aioresponses()
 _FUZZ_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(
     "fuzz-ci",
-    max_examples=100,
+    max_examples=80,
     derandomize=True,
     deadline=None,
     database=None,

@@ -21,6 +21,7 @@ printed at the end of the module (``pytest -s``).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import os
@@ -37,6 +38,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jimeng
+from jimeng.backends.ark._models import IMAGE_MODELS as ARK_IMAGE_MODELS
+from jimeng.backends.ark._models import VIDEO_MODELS as ARK_VIDEO_MODELS
 from jimeng.backends.dreamina._tables import IMAGE_MODELS as WEB_IMAGE_MODELS
 from jimeng.backends.dreamina._tables import VIDEO_MODELS as WEB_VIDEO_MODELS
 from jimeng.backends.volcengine._models import IMAGE_MODELS as VOLC_IMAGE_MODELS
@@ -47,6 +50,7 @@ from tests._images import jpeg, png
 PROTOCOLS = (
     "volcengine",
     "volcengine-relay",
+    "ark",
     "dreamina",
     "gateway",
     "gateway-sync",
@@ -175,7 +179,9 @@ COMMON: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
 IMAGE_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
     **COMMON,
     "model": (
-        st.sampled_from(sorted(set(VOLC_IMAGE_MODELS) | set(WEB_IMAGE_MODELS) | {"jimeng-9.9"})),
+        st.sampled_from(
+            sorted(set(VOLC_IMAGE_MODELS) | set(WEB_IMAGE_MODELS) | set(ARK_IMAGE_MODELS) | {"x-9"})
+        ),
         st.one_of(st.integers(), st.floats(), st.booleans(), st.just(""), st.just([])),
     ),
     "size": (
@@ -215,6 +221,11 @@ IMAGE_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]
     ),
     "ratio": (RATIOS, st.one_of(st.integers(), st.floats(), st.just(""))),
     "negative_prompt": (st.one_of(TEXT, st.just("")), NOT_STRINGS),
+    "max_images": (
+        st.integers(1, 20),
+        st.one_of(st.integers(max_value=0), st.floats(), NOT_NUMBERS),
+    ),
+    "multi_image": (st.booleans(), NOT_BOOLS),
     "sample_strength": (
         st.floats(0, 1),
         st.one_of(
@@ -226,7 +237,9 @@ IMAGE_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]
 VIDEO_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
     **COMMON,
     "model": (
-        st.sampled_from(sorted(set(VIDEO_MODELS) | set(WEB_VIDEO_MODELS) | {"jimeng-video-9"})),
+        st.sampled_from(
+            sorted(set(VIDEO_MODELS) | set(WEB_VIDEO_MODELS) | set(ARK_VIDEO_MODELS) | {"v-9"})
+        ),
         st.one_of(st.integers(), st.floats(), st.booleans(), st.just("")),
     ),
     "mode": (
@@ -248,6 +261,14 @@ VIDEO_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]
     "aspect_ratio": (RATIOS, st.one_of(st.integers(), st.floats(), st.just(""))),
     "ratio": (RATIOS, st.one_of(st.integers(), st.floats(), st.just(""))),
     "image": (VALID_IMAGE, INVALID_IMAGE),
+    "reference_images": (
+        st.one_of(VALID_IMAGE, st.lists(VALID_IMAGE, min_size=1, max_size=3)),
+        st.one_of(INVALID_IMAGE, st.lists(INVALID_IMAGE, min_size=1, max_size=2), st.just({1})),
+    ),
+    "camera_fixed": (st.booleans(), NOT_BOOLS),
+    "generate_audio": (st.booleans(), NOT_BOOLS),
+    "ms_token": (TEXT, NOT_STRINGS),
+    "a_bogus": (TEXT, NOT_STRINGS),
     "tail_image": (VALID_IMAGE, INVALID_IMAGE),
     "camera": (
         st.sampled_from([*CAMERA_TEMPLATES, "zoom"]),
@@ -413,7 +434,15 @@ def harnesses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ha
 # -- the oracle -----------------------------------------------------------------------------------
 
 #: Parameters every backend that takes them sends under their own name, as given.
-SAME_NAME = ("force_single", "use_pre_llm", "intelligent_ratio", "negative_prompt", "seed")
+SAME_NAME = (
+    "force_single",
+    "use_pre_llm",
+    "intelligent_ratio",
+    "negative_prompt",
+    "seed",
+    "camera_fixed",
+    "generate_audio",
+)
 
 
 def _reject_constant(token: str) -> Any:
@@ -544,3 +573,15 @@ def test_video_arguments(
     example: tuple[str, str, dict[str, Any], list[str]],
 ) -> None:
     judge(harnesses[protocol], "video", example)
+
+
+@pytest.mark.parametrize(
+    ("verb", "parameters"),
+    [("images", IMAGE_PARAMETERS), ("videos", VIDEO_PARAMETERS)],
+)
+def test_every_parameter_is_fuzzed(verb: str, parameters: dict[str, Any]) -> None:
+    """A parameter added to generate() must be added here too."""
+    for method in ("generate", "submit"):
+        signature = inspect.signature(getattr(getattr(jimeng.Client(Sandbox()), verb), method))
+        taken = set(signature.parameters) - {"prompt"}
+        assert taken <= set(parameters) | set(WAIT_OPTIONS), taken - set(parameters)

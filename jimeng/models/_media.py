@@ -95,17 +95,7 @@ class Image(Media):
 
     async def to_pil(self) -> PIL.Image.Image:
         """The image as a Pillow image (reads it first if needed; needs ``jimeng[pillow]``)."""
-        try:
-            from PIL import Image as PILImage
-        except ImportError:
-            raise ImportError(
-                "to_pil() needs Pillow: pip install 'jimeng[pillow]' (or pip install Pillow)"
-            ) from None
-        import io
-
-        picture = PILImage.open(io.BytesIO(await self.read()))
-        picture.load()
-        return picture
+        return pil_image(await self.read())
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -117,6 +107,21 @@ class Video(Media):
 
     def _repr_html_(self) -> str:
         return _display.video_html(self)
+
+
+def pil_image(data: bytes) -> PIL.Image.Image:
+    """Decode image bytes with Pillow (an optional extra, imported only here)."""
+    try:
+        from PIL import Image as PILImage
+    except ImportError:
+        raise ImportError(
+            "to_pil() needs Pillow: pip install 'jimeng[pillow]' (or pip install Pillow)"
+        ) from None
+    import io
+
+    picture = PILImage.open(io.BytesIO(data))
+    picture.load()
+    return picture
 
 
 def _target(path: PathLike) -> tuple[Path, bool]:
@@ -137,6 +142,9 @@ class ImageResult:
     model: str | None = None
     backend: str | None = None
     request_id: str | None = None
+    #: What the backend counted for billing, when it says (Ark: ``generated_images``,
+    #: ``output_tokens``, ``total_tokens``).
+    usage: Mapping[str, int] | None = None
     #: The prompt, when this client submitted the task.
     prompt: str | None = None
     #: What the backend changed to serve the request (e.g. a size it approximated).
@@ -187,6 +195,9 @@ class VideoResult:
     backend: str | None = None
     request_id: str | None = None
     aigc_meta_tagged: bool | None = None
+    #: What the backend counted for billing, when it says (Ark: ``completion_tokens``,
+    #: ``total_tokens``).
+    usage: Mapping[str, int] | None = None
     #: The prompt, when this client submitted the task.
     prompt: str | None = None
     #: What the backend changed to serve the request (e.g. a duration it mapped).
