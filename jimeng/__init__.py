@@ -23,6 +23,7 @@ from jimeng._limits import Limits, LimitSnapshot
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._sync import SyncClient
+from jimeng._task_progress import TaskProgress
 from jimeng._version import __version__
 from jimeng.backends import (
     AccountBalance,
@@ -134,6 +135,7 @@ __all__ = [
     "TaskHandle",
     "TaskKind",
     "TaskNotCancellableError",
+    "TaskProgress",
     "TaskStatus",
     "TaskTimeoutError",
     "ValidationError",
