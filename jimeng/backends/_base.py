@@ -17,9 +17,11 @@ import attrs
 from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import JimengError
 from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
+from jimeng.models._transforms import AvatarRequest, TransformRequest
 
 if TYPE_CHECKING:
     from jimeng._http import Flow, Transport
+    from jimeng._polling import PollPolicy
 
 __all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "SessionStatus"]
 
@@ -104,6 +106,29 @@ class Backend(abc.ABC):
         return Task(
             id=ref, kind=TaskKind.IMAGE, status=TaskStatus.UNKNOWN, backend=self.name, ref=ref
         )
+
+    # -- transforms: edit, upscale, outpaint, motion, avatar, translate ------------------------
+
+    def validate_transform(self, request: TransformRequest) -> None:
+        """Raise :class:`~jimeng.errors.ValidationError` if ``request`` cannot be served, or
+        :class:`NotSupportedError` when the backend has no such verb (before any request)."""
+        raise NotSupportedError(
+            f"the {self.name} backend cannot {request.verb.replace('_', ' ')}: the Volcengine "
+            "backend (visual API) can"
+        )
+
+    def submit_transform(self, request: TransformRequest) -> Flow[Task]:
+        """Submit a transform (validated by :meth:`validate_transform` first)."""
+        raise NotSupportedError(f"the {self.name} backend cannot {request.verb}")
+
+    def check_subject(self, request: AvatarRequest) -> Flow[Task]:
+        """Submit the subject check that precedes an avatar video; the finished task's
+        ``context["subject"]`` says whether a person-like subject was found."""
+        raise NotSupportedError(f"the {self.name} backend has no subject check")
+
+    def poll_policy(self, task: Task) -> PollPolicy | None:
+        """How to poll ``task`` by default (``None``: the image or video defaults)."""
+        return None
 
     def cancel(self, task: Task) -> Flow[Task]:
         raise NotSupportedError(f"the {self.name} backend cannot cancel tasks")
