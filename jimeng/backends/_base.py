@@ -126,10 +126,6 @@ class Backend(abc.ABC):
         ``context["subject"]`` says whether a person-like subject was found."""
         raise NotSupportedError(f"the {self.name} backend has no subject check")
 
-    def poll_policy(self, task: Task) -> PollPolicy | None:
-        """How to poll ``task`` by default (``None``: the image or video defaults)."""
-        return None
-
     def cancel(self, task: Task) -> Flow[Task]:
         raise NotSupportedError(f"the {self.name} backend cannot cancel tasks")
 
@@ -147,6 +143,12 @@ class Backend(abc.ABC):
     def check_sessions(self) -> Flow[Sequence[SessionStatus]]:
         raise NotSupportedError(f"the {self.name} backend has no web sessions to check")
 
+    def poll_policy(self, task: Task) -> PollPolicy | None:
+        """This backend's default polling for ``task`` — by its kind, or by what it is (a verb's
+        typical latency); ``None``: the library's defaults. A client's own ``poll=`` options
+        always win."""
+        return None
+
     def failure_error(self, task: Task) -> JimengError | None:
         """A specific error for a failed task (e.g. content filtered), or ``None`` for the
         generic :class:`~jimeng.errors.TaskFailedError`."""
@@ -162,3 +164,8 @@ class Backend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """Safe-to-print settings (never secrets)."""
         return {"backend": self.name}
+
+    def limit_key(self) -> str:
+        """Which account's limits the client's rate limiter tracks (no secret in it: a
+        fingerprint at most). Backends with credentials name the account."""
+        return self.name

@@ -59,6 +59,8 @@ class Videos:
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        ms_token: str | None = None,
+        a_bogus: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         poll: PollPolicy | None = None,
         on_submit: OnSubmit | None = None,
@@ -75,37 +77,45 @@ class Videos:
         (121 or 241) set the length; ``ratio`` is an alias of ``aspect_ratio`` (text-to-video
         only). ``camera``/``camera_strength`` drive the camera-movement mode. The result's link
         expires (``expires_at``); ``save()`` streams the MP4.
+
+        Dreamina: ``function_mode="omni_reference"`` with ``reference_images`` (Seedance 2.0)
+        makes a video from materials the prompt names as ``@image_file_1``…; ``ms_token`` and
+        ``a_bogus`` pass a browser's tokens to a Seedance generate call on the CN site.
         """
         check_wait_options(poll, on_submit, on_update)
-        handle = await self.submit(
-            prompt,
-            model=model,
-            mode=mode,
-            duration=duration,
-            fps=fps,
-            frames=frames,
-            aspect_ratio=aspect_ratio,
-            ratio=ratio,
-            resolution=resolution,
-            seed=seed,
-            image=image,
-            tail_image=tail_image,
-            reference_images=reference_images,
-            camera=camera,
-            camera_fixed=camera_fixed,
-            generate_audio=generate_audio,
-            camera_strength=camera_strength,
-            function_mode=function_mode,
-            watermark=watermark,
-            aigc_meta=aigc_meta,
-            return_url=return_url,
-            response_format=response_format,
-            callback_url=callback_url,
-            extra_body=extra_body,
-        )
-        result: VideoResult = await wait_for_result(
-            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
-        )
+        # One generation slot of the rate limiter from submit until the result.
+        async with self._client._limiter.slot():
+            handle = await self.submit(
+                prompt,
+                model=model,
+                mode=mode,
+                duration=duration,
+                fps=fps,
+                frames=frames,
+                aspect_ratio=aspect_ratio,
+                ratio=ratio,
+                resolution=resolution,
+                seed=seed,
+                image=image,
+                tail_image=tail_image,
+                reference_images=reference_images,
+                camera=camera,
+                camera_fixed=camera_fixed,
+                generate_audio=generate_audio,
+                camera_strength=camera_strength,
+                function_mode=function_mode,
+                watermark=watermark,
+                aigc_meta=aigc_meta,
+                return_url=return_url,
+                response_format=response_format,
+                callback_url=callback_url,
+                ms_token=ms_token,
+                a_bogus=a_bogus,
+                extra_body=extra_body,
+            )
+            result: VideoResult = await wait_for_result(
+                self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
+            )
         return result
 
     async def submit(
@@ -134,6 +144,8 @@ class Videos:
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        ms_token: str | None = None,
+        a_bogus: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
     ) -> TaskHandle[VideoResult]:
         """Submit and return at once with a :class:`~jimeng.TaskHandle`."""
@@ -164,6 +176,8 @@ class Videos:
             return_url=return_url,
             response_format=response_format,
             callback_url=callback_url,
+            ms_token=ms_token,
+            a_bogus=a_bogus,
             extra=extra_body,
         )
         return await self.submit_request(request)
