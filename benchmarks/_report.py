@@ -6,11 +6,11 @@ import statistics
 from collections.abc import Sequence
 
 
-def spread(values: Sequence[float]) -> str:
-    """Median and the min–max of the rounds."""
-    return f"{statistics.median(values):.3f} (rounds {min(values):.3f}–{max(values):.3f})"
+def spread(values: Sequence[float], unit: str = "rounds") -> str:
+    """Median and the min–max of the rounds (or tasks)."""
+    return f"{statistics.median(values):.3f} ({unit} {min(values):.3f}–{max(values):.3f})"
 
 
-def line(name: str, target: str, values: Sequence[float], ok: bool) -> str:
+def line(name: str, target: str, values: Sequence[float], ok: bool, unit: str = "rounds") -> str:
     verdict = "ok" if ok else "MISSED"
-    return f"{name:<48} target {target:<10} measured {spread(values):<34} {verdict}"
+    return f"{name:<48} target {target:<10} measured {spread(values, unit):<34} {verdict}"

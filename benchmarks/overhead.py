@@ -136,23 +136,16 @@ def official_rate(url: str, count: int, concurrency: int) -> Rate | None:
     except ImportError:
         return None
     import concurrent.futures
-    import threading
 
-    local = threading.local()
-    host = url.split("://", 1)[1]
-
-    def service() -> object:
-        if not hasattr(local, "service"):
-            visual = VisualService()
-            visual.set_ak(ACCESS_KEY)
-            visual.set_sk(SECRET_KEY)
-            visual.set_host(host)
-            visual.set_scheme("http")
-            local.service = visual
-        return local.service
+    # VisualService is a singleton whose constructor resets its settings: make it once and
+    # share it between the threads (its requests session is shared too).
+    visual = VisualService()
+    visual.set_ak(ACCESS_KEY)
+    visual.set_sk(SECRET_KEY)
+    visual.set_host(url.split("://", 1)[1])
+    visual.set_scheme("http")
 
     def job() -> None:
-        visual: object = service()
         submitted = visual.cv_sync2async_submit_task(  # type: ignore[attr-defined]
             {"req_key": "jimeng_t2i_v40", "prompt": PROMPT, "size": 1024 * 1024}
         )
