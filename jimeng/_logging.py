@@ -7,10 +7,14 @@ Backends register every secret they hold (keys, session ids, bearer tokens); a f
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
+import sys
 import threading
+import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = ["fingerprint", "logger", "redact", "register_secret", "scrub"]
 
@@ -54,10 +58,39 @@ def scrub(value: Any) -> Any:
     replaced, at any depth. The same object comes back when there is nothing to replace, so a
     stored answer is copied only when it held a secret."""
     with _lock:
+        if not _secrets:
+            return value
+        version = len(_secrets)
         secrets = sorted(_secrets, key=len, reverse=True)
-    if not secrets:
+    if isinstance(value, str):
+        return _scrub(value, secrets)
+    key = id(value)
+    known = _clean.get(key)
+    if known is not None and known[0] is value and known[1] == version:
+        return value  # the same answer again (a model copied with attrs.evolve)
+    if _plainly_clean(value, secrets):
+        _clean[key] = (value, version)
+        if len(_clean) > _CLEAN_SIZE:
+            del _clean[next(iter(_clean))]
         return value
     return _scrub(value, secrets)
+
+
+#: Answers recently found clean (by identity), so copies of a model do not scan them again.
+_clean: dict[int, tuple[Any, int]] = {}
+_CLEAN_SIZE = 256
+
+
+def _plainly_clean(value: Any, secrets: list[str]) -> bool:
+    """A fast no: the answer's JSON text contains no secret. Only trusted when JSON keeps every
+    secret's characters as they are (no quotes, backslashes or control characters)."""
+    if any(not secret.isprintable() or '"' in secret or "\\" in secret for secret in secrets):
+        return False
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return False
+    return not any(secret in text for secret in secrets)
 
 
 def _scrub(value: Any, secrets: list[str]) -> Any:
@@ -102,6 +135,61 @@ def _install() -> None:
 
 
 _install()
+
+#: ``JIMENG_LOG`` values and the levels they set.
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler :func:`install_handler` puts on the ``jimeng`` logger."""
+
+
+def install_handler(level: int, stream: TextIO | None = None) -> logging.Handler:
+    """Print the ``jimeng`` logger's records at ``level`` and above on ``stream`` (stderr).
+
+    Called again, it reuses its handler (never two copies of a line) and only lowers the level.
+    Records from child loggers (``jimeng.*``) are redacted by the handler too.
+    """
+    with _lock:
+        handler = next((h for h in logger.handlers if isinstance(h, _Handler)), None)
+        if handler is None:
+            handler = _Handler(stream or sys.stderr)
+            handler.setFormatter(logging.Formatter(_FORMAT))
+            handler.addFilter(_RedactingFilter())
+            logger.addHandler(handler)
+            handler.setLevel(level)
+        else:
+            if stream is not None:
+                handler.setStream(stream)
+            handler.setLevel(min(level, handler.level))
+        if logger.level == logging.NOTSET or logger.level > handler.level:
+            logger.setLevel(handler.level)
+    return handler
+
+
+def configure_from_env() -> None:
+    """``JIMENG_LOG=debug|info|warning|error``: print the library's log on stderr."""
+    raw = os.environ.get("JIMENG_LOG", "").strip()
+    if not raw:
+        return
+    level = LOG_LEVELS.get(raw.lower())
+    if level is None:
+        warnings.warn(
+            f"JIMENG_LOG={raw!r} is not one of {', '.join(LOG_LEVELS)}; ignored",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return
+    install_handler(level)
+
+
+configure_from_env()
 
 
 def debug(message: str, *args: Any) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import attrs
 
 from jimeng.backends._base import AccountBalance, Backend, NotSupportedError, Runtime, SessionStatus
-from jimeng.backends._capabilities import FEATURES, Capabilities, ModelCapabilities
 from jimeng.errors import ConfigurationError
 
 __all__ = [
@@ -20,6 +21,19 @@ __all__ = [
     "create",
     "reference_capabilities",
 ]
+
+if TYPE_CHECKING:
+    from jimeng.backends._capabilities import FEATURES, Capabilities, ModelCapabilities
+
+
+def __getattr__(name: str) -> Any:
+    # The capability tables load on first use (``import jimeng`` does not need them).
+    if name in ("FEATURES", "Capabilities", "ModelCapabilities"):
+        from jimeng.backends import _capabilities
+
+        return getattr(_capabilities, name)
+    raise AttributeError(f"module 'jimeng.backends' has no attribute {name!r}")
+
 
 NAMES = ("volcengine", "ark", "dreamina", "gateway", "sandbox")
 
@@ -44,9 +58,12 @@ def create(name: str) -> Backend:
 
         return Gateway()
     if key == "sandbox":
+        import os
+
         from jimeng.sandbox import Sandbox
 
-        return Sandbox()
+        # A sandbox already serving elsewhere (``jimeng sandbox serve``), else one in-process.
+        return Sandbox(url=os.environ.get("JIMENG_SANDBOX_URL") or None)
     raise ConfigurationError(f"unknown backend {name!r}; choose from {', '.join(NAMES)}")
 
 

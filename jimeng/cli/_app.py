@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import shlex
 import signal
@@ -22,13 +23,20 @@ from typing import Any, TextIO
 import attrs
 
 import jimeng
-from jimeng._logging import redact
+from jimeng._logging import install_handler, redact
 from jimeng.backends import NAMES, Backend, create, reference_capabilities
 from jimeng.backends._capabilities import comparison_table
 from jimeng.cli import _render
-from jimeng.cli._exit import ExitCode, UsageError, describe, exit_code, render_text
+from jimeng.cli._exit import (
+    IN_PROCESS_SANDBOX,
+    ExitCode,
+    UsageError,
+    describe,
+    exit_code,
+    render_text,
+)
 from jimeng.cli._files import convert_webp, default_folder, image_size, is_webp
-from jimeng.cli._parser import build_parser, option_names
+from jimeng.cli._parser import build_parser, option_names, verb_words
 from jimeng.cli._progress import Progress
 from jimeng.cli._render import SavedMedia
 from jimeng.models import ImageResult, Task, VideoResult
@@ -128,14 +136,26 @@ class _Run:
             words += ["--sandbox-protocol", args.sandbox_protocol]
         return words
 
-    def wait_command(self, ref: str) -> str:
+    @property
+    def in_process_sandbox(self) -> bool:
+        """A sandbox that lives and dies with this command: no later command can reach it."""
+        return self.backend == "sandbox" and not _remote_sandbox(self.args)
+
+    def wait_command(self, ref: str) -> str | None:
+        """The command that collects the task later (``None`` when none can)."""
+        if self.in_process_sandbox:
+            return None
         return " ".join(["jimeng", "task", "wait", *map(shlex.quote, [ref, *self.backend_args()])])
+
+    def follow_up_args(self) -> list[str] | None:
+        """``backend_args()`` for follow-up hints, or ``None`` when none can work."""
+        return None if self.in_process_sandbox else self.backend_args()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jimeng`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code
     (:class:`~jimeng.cli.ExitCode`)."""
-    words = list(sys.argv[1:] if argv is None else argv)
+    words = verb_words(sys.argv[1:] if argv is None else argv)
     stdout, stderr = sys.stdout, sys.stderr
     parser = build_parser()
     try:
@@ -149,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version
         return done.code if isinstance(done.code, int) else int(ExitCode.OK)
     quiet = bool(getattr(args, "json", False) or getattr(args, "quiet", False))
+    verbosity = int(getattr(args, "verbose", 0) or 0)
+    if verbosity:
+        install_handler(logging.DEBUG if verbosity > 1 else logging.INFO, stderr)
     run = _Run(
         args=args,
         stdout=stdout,
@@ -158,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "sandbox":
         return _serve(run)
+    if args.command == "mcp":
+        return _mcp(run)
     if args.command == "backends":
         return _backends(run)
     try:
@@ -171,9 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stderr.write("jimeng: interrupted\n")
         task = run.task
         if task is not None and not task.done:
+            command = run.wait_command(task.ref)
             stderr.write(
-                f"  task {task.id} keeps running server-side; resume with: "
-                f"{run.wait_command(task.ref)}\n"
+                f"  task {task.id} keeps running server-side; resume with: {command}\n"
+                if command
+                else f"  {IN_PROCESS_SANDBOX}\n"
             )
         return int(ExitCode.INTERRUPTED)
 
@@ -209,7 +236,7 @@ async def _execute(run: _Run) -> int:
 
 
 def _fail(run: _Run, error: BaseException) -> int:
-    info = describe(error, options=run.options, task=run.task, backend_args=run.backend_args())
+    info = describe(error, options=run.options, task=run.task, backend_args=run.follow_up_args())
     info = {key: redact(value) if isinstance(value, str) else value for key, value in info.items()}
     run.stderr.write(render_text(info) + "\n")
     if run.json:
@@ -295,6 +322,71 @@ async def _video(run: _Run, client: jimeng.Client) -> None:
     await _collect(run, client, handle, prompt=args.prompt)
 
 
+async def _image_edit(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    if args.remove and args.prompt:
+        raise UsageError("give a PROMPT or --remove, not both", option="--remove")
+    prompt = jimeng.REMOVE_PROMPT if args.remove else args.prompt
+    if not prompt:
+        raise UsageError("say what to paint (PROMPT), or --remove", option="--remove")
+    run.progress.status("submitting")
+    handle = await client.images.submit_edit(
+        prompt, image=args.image, mask=args.mask, **_given(args, ("seed", "watermark"))
+    )
+    await _collect(run, client, handle, prompt=prompt)
+
+
+async def _image_upscale(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("submitting")
+    handle = await client.images.submit_upscale(
+        args.image, **_given(args, ("resolution", "detail", "watermark"))
+    )
+    await _collect(run, client, handle, prompt=None)
+
+
+async def _image_outpaint(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("submitting")
+    names = ("left", "right", "top", "bottom", "mask", "prompt", "seed", "watermark")
+    handle = await client.images.submit_outpaint(args.image, **_given(args, names))
+    await _collect(run, client, handle, prompt=args.prompt)
+
+
+async def _video_imitate(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("submitting")
+    handle = await client.videos.submit_imitate_motion(
+        image=args.image,
+        video=args.video,
+        **_given(args, ("model", "trim_start", "callback_url")),
+    )
+    await _collect(run, client, handle, prompt=None)
+
+
+async def _video_avatar(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("checking the portrait" if args.check else "submitting")
+    handle = await client.videos.submit_avatar(
+        image=args.image,
+        audio=args.audio,
+        check=args.check,
+        **_given(args, ("prompt", "resolution", "fast", "seed")),
+    )
+    await _collect(run, client, handle, prompt=args.prompt)
+
+
+async def _video_translate(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("submitting")
+    handle = await client.videos.submit_translate(
+        args.video,
+        target_language=args.target_language,
+        **_given(args, ("source_language",)),
+    )
+    await _collect(run, client, handle, prompt=None)
+
+
 async def _collect(
     run: _Run, client: jimeng.Client, handle: jimeng.TaskHandle[Any], *, prompt: str | None
 ) -> None:
@@ -316,11 +408,8 @@ async def _collect(
 
 def _print_submitted(run: _Run, client: jimeng.Client, task: Task) -> None:
     command = run.wait_command(task.ref)
-    if isinstance(client.backend, jimeng.Sandbox) and not _remote_sandbox(run.args):
-        run.note(
-            "this sandbox runs inside this command and stops with it; to collect tasks later, "
-            "run 'jimeng sandbox serve' and pass --sandbox-url"
-        )
+    if command is None:
+        run.note(IN_PROCESS_SANDBOX)
     run.progress.stop()
     if run.json:
         doc = {**_render.task_doc(task, backend=run.backend), "wait": command, "notes": run.notes}
@@ -432,7 +521,7 @@ async def _finish_video(run: _Run, task: Task, result: VideoResult, prompt: str 
     duration = result.video.duration
     duration = duration if duration is not None else getattr(args, "duration", None)
     fps = result.video.fps if result.video.fps is not None else getattr(args, "fps", None)
-    mode = getattr(args, "mode", None)
+    mode = getattr(args, "mode", None) or result.model
     if run.json:
         doc = _render.video_doc(
             task,
@@ -529,6 +618,12 @@ async def _credits(run: _Run, client: jimeng.Client) -> None:
 _COMMANDS = {
     "image": _image,
     "video": _video,
+    "image-edit": _image_edit,
+    "image-upscale": _image_upscale,
+    "image-outpaint": _image_outpaint,
+    "video-imitate": _video_imitate,
+    "video-avatar": _video_avatar,
+    "video-translate": _video_translate,
     "task get": _task_get,
     "task wait": _task_wait,
     "task cancel": _task_cancel,
@@ -602,6 +697,35 @@ def _serve(run: _Run) -> int:
     except OSError as error:  # port in use, address not available
         run.stderr.write(f"jimeng: error: --port: cannot listen on {args.port}: {error}\n")
         return int(ExitCode.CONFIG)
+
+
+def _mcp(run: _Run) -> int:
+    """``jimeng mcp``: stdout belongs to the protocol, so notes go to stderr only."""
+    args = run.args
+    try:
+        from jimeng.mcp import serve
+
+        backend = _make_backend(args)
+        output_dir = Path(args.output_dir).expanduser() if args.output_dir else None
+        asyncio.run(
+            serve(
+                backend,
+                transport=args.transport,
+                host=args.host,
+                port=args.port,
+                output_dir=output_dir,
+                journal=not args.no_journal,
+                on_listening=lambda url: print(
+                    f"jimeng mcp: streamable HTTP at {url}", file=run.stderr, flush=True
+                ),
+            )
+        )
+    except (jimeng.JimengError, UsageError) as error:
+        run.args.json = False  # stdout is the protocol's
+        return _fail(run, error)
+    except KeyboardInterrupt:
+        return int(ExitCode.OK)
+    return int(ExitCode.OK)
 
 
 async def _until_stopped() -> None:
