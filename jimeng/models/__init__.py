@@ -11,7 +11,7 @@ from jimeng.models._requests import (
     Watermark,
     WatermarkPosition,
 )
-from jimeng.models._task import Task, TaskFailure, TaskKind, TaskStatus
+from jimeng.models._task import QueueStats, Task, TaskFailure, TaskKind, TaskStatus
 
 __all__ = [
     "SIZE_PRESETS",
@@ -22,6 +22,7 @@ __all__ = [
     "ImageRequest",
     "ImageResult",
     "Media",
+    "QueueStats",
     "Task",
     "TaskFailure",
     "TaskKind",

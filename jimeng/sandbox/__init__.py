@@ -221,7 +221,8 @@ class Sandbox(Backend):
             if self.protocol == "gateway-openai":
                 options["api_key"] = SANDBOX_API_KEY
             else:
-                options.update(token=SANDBOX_GATEWAY_TOKEN, async_tasks=True)
+                # No async_tasks: the backend asks the gateway once, as it would a real one.
+                options.update(token=SANDBOX_GATEWAY_TOKEN)
             options.update(self._options)
             return Gateway(**options)
         from jimeng.backends.volcengine import Volcengine
