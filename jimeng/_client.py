@@ -22,7 +22,7 @@ from jimeng._handle import attach_task, task_error
 from jimeng._http import Flow, Transport, drive
 from jimeng._limits import Limiter, Limits, LimitSnapshot
 from jimeng._logging import logger
-from jimeng._polling import PollPolicy
+from jimeng._polling import PollLearner, PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
 from jimeng.backends._base import Backend, Runtime
@@ -133,6 +133,8 @@ class _Shared:
     closed: bool = False
     loop: asyncio.AbstractEventLoop | None = None
     journal: Recorder | None = None
+    #: What the client learned about generation times (for the poll schedule).
+    learner: PollLearner | None = None
 
     def __del__(self) -> None:
         # Like aiohttp's unclosed-session warning: a hint, never an error.
@@ -217,6 +219,11 @@ class Client:
         self._image_poll = image_poll
         self._video_poll = video_poll
         self._video_timeout = video_timeout or _env_seconds("JIMENG_VIDEO_API_TIMEOUT", 300.0)
+        shared = self._shared
+        self._shared.learner = PollLearner(
+            self._shared.backend.limit_key(),
+            lambda: shared.journal.store if shared.journal is not None else None,
+        )
         self._limiter = Limiter(
             limits or Limits(),
             self._shared.backend.limit_key(),
