@@ -980,6 +980,4 @@ def test_backends_prints_the_capability_table(cli: Any) -> None:
     data = cli("backends", "--json", "--sandbox", "--sandbox-protocol", "gateway").json()
     (gateway,) = data["backends"]
     assert gateway["backend"] == "gateway"
-    # Nothing is sent, so whether this gateway runs tasks is not known yet (§21.7).
-    assert {"credits", "claim", "check"} <= set(gateway["features"])
-    assert "cancel" not in gateway["features"]
+    assert {"cancel", "list", "webhooks", "credits"} <= set(gateway["features"])

@@ -28,7 +28,9 @@ async def _no_sleep(seconds: float) -> None:
 @pytest.fixture
 async def dz() -> AsyncIterator[jimeng.Client]:
     """A DZ gateway (task mode) left for the backend to detect; one task runs at a time."""
-    sandbox = Sandbox("gateway", stages=Stages(queue_polls=1, generate_polls=1))
+    sandbox = Sandbox(
+        "gateway", stages=Stages(queue_polls=1, generate_polls=1), options={"async_tasks": None}
+    )
     async with jimeng.Client(sandbox, sleep=_no_sleep, rng=random.Random(0)) as client:
         mount(client).max_concurrent = 1
         yield client
