@@ -70,15 +70,17 @@ def backend_from_env() -> Backend:
     """Pick a backend from the environment.
 
     ``JIMENG_BACKEND`` (``volcengine``, ``ark``, ``dreamina``, ``gateway`` or ``sandbox``) wins;
-    otherwise Volcengine when ``VOLC_ACCESSKEY`` is set, Ark when ``ARK_API_KEY`` is, a gateway
-    when ``JIMENG_GATEWAY_URL`` is, a Dreamina
-    session when ``JIMENG_SESSION_ID`` is.
+    otherwise the sandbox serving at ``JIMENG_SANDBOX_URL`` when that is set (never billed),
+    Volcengine when ``VOLC_ACCESSKEY`` is set, Ark when ``ARK_API_KEY`` is, a gateway when
+    ``JIMENG_GATEWAY_URL`` is, a Dreamina session when ``JIMENG_SESSION_ID`` is.
     """
     from jimeng.backends import create
 
     choice = os.environ.get("JIMENG_BACKEND", "").strip().lower()
     if not choice:
-        if os.environ.get("VOLC_ACCESSKEY"):
+        if os.environ.get("JIMENG_SANDBOX_URL"):
+            choice = "sandbox"
+        elif os.environ.get("VOLC_ACCESSKEY"):
             choice = "volcengine"
         elif os.environ.get("ARK_API_KEY"):
             choice = "ark"
@@ -90,7 +92,8 @@ def backend_from_env() -> Backend:
             raise ConfigurationError(
                 "no backend configured: pass one (jimeng.Client(jimeng.Volcengine(...))) or set "
                 "VOLC_ACCESSKEY/VOLC_SECRETKEY, ARK_API_KEY, JIMENG_GATEWAY_URL, "
-                "JIMENG_SESSION_ID, or JIMENG_BACKEND=sandbox for the offline sandbox"
+                "JIMENG_SESSION_ID, or JIMENG_BACKEND=sandbox (or JIMENG_SANDBOX_URL) for the "
+                "offline sandbox"
             )
     return create(choice)
 
