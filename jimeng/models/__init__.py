@@ -11,22 +11,47 @@ from jimeng.models._requests import (
     Watermark,
     WatermarkPosition,
 )
+<<<<<<< HEAD
 from jimeng.models._task import QueueStats, Task, TaskFailure, TaskKind, TaskStatus
+=======
+from jimeng.models._task import Task, TaskFailure, TaskKind, TaskStatus
+from jimeng.models._transforms import (
+    REMOVE_PROMPT,
+    AvatarRequest,
+    InpaintRequest,
+    MediaInput,
+    MotionRequest,
+    OutpaintRequest,
+    TranslateRequest,
+    UpscaleRequest,
+)
+>>>>>>> main
 
 __all__ = [
+    "REMOVE_PROMPT",
     "SIZE_PRESETS",
     "AigcMeta",
+    "AvatarRequest",
     "Image",
     "ImageInput",
     "ImageInputLike",
     "ImageRequest",
     "ImageResult",
+    "InpaintRequest",
     "Media",
+<<<<<<< HEAD
     "QueueStats",
+=======
+    "MediaInput",
+    "MotionRequest",
+    "OutpaintRequest",
+>>>>>>> main
     "Task",
     "TaskFailure",
     "TaskKind",
     "TaskStatus",
+    "TranslateRequest",
+    "UpscaleRequest",
     "Video",
     "VideoRequest",
     "VideoResult",
