@@ -11,10 +11,7 @@ from jimeng.models._requests import (
     Watermark,
     WatermarkPosition,
 )
-<<<<<<< HEAD
 from jimeng.models._task import QueueStats, Task, TaskFailure, TaskKind, TaskStatus
-=======
-from jimeng.models._task import Task, TaskFailure, TaskKind, TaskStatus
 from jimeng.models._transforms import (
     REMOVE_PROMPT,
     AvatarRequest,
@@ -25,7 +22,6 @@ from jimeng.models._transforms import (
     TranslateRequest,
     UpscaleRequest,
 )
->>>>>>> main
 
 __all__ = [
     "REMOVE_PROMPT",
@@ -39,13 +35,10 @@ __all__ = [
     "ImageResult",
     "InpaintRequest",
     "Media",
-<<<<<<< HEAD
-    "QueueStats",
-=======
     "MediaInput",
     "MotionRequest",
     "OutpaintRequest",
->>>>>>> main
+    "QueueStats",
     "Task",
     "TaskFailure",
     "TaskKind",
