@@ -21,6 +21,7 @@ from jimeng._journal import (
 )
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
+from jimeng._sync import SyncClient
 from jimeng._version import __version__
 from jimeng.backends import (
     AccountBalance,
@@ -30,6 +31,7 @@ from jimeng.backends import (
     NotSupportedError,
     SessionStatus,
 )
+from jimeng.backends.ark import Ark
 from jimeng.backends.dreamina import Dreamina
 from jimeng.backends.gateway import Gateway
 from jimeng.backends.volcengine import Volcengine
@@ -85,6 +87,7 @@ __all__ = [
     "AccountBalance",
     "AigcMeta",
     "AntiBotError",
+    "Ark",
     "AuthenticationError",
     "Backend",
     "Capabilities",
@@ -118,6 +121,7 @@ __all__ = [
     "ServerError",
     "SessionExpiredError",
     "SessionStatus",
+    "SyncClient",
     "Task",
     "TaskCancelledError",
     "TaskError",

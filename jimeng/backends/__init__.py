@@ -21,7 +21,7 @@ __all__ = [
     "reference_capabilities",
 ]
 
-NAMES = ("volcengine", "dreamina", "gateway", "sandbox")
+NAMES = ("volcengine", "ark", "dreamina", "gateway", "sandbox")
 
 
 def create(name: str) -> Backend:
@@ -31,6 +31,10 @@ def create(name: str) -> Backend:
         from jimeng.backends.volcengine import Volcengine
 
         return Volcengine()
+    if key == "ark":
+        from jimeng.backends.ark import Ark
+
+        return Ark()
     if key == "dreamina":
         from jimeng.backends.dreamina import Dreamina
 
@@ -59,6 +63,7 @@ def reference_capabilities() -> list[Capabilities]:
     )
     configurations = (
         ("volcengine", Sandbox("volcengine")),
+        ("ark", Sandbox("ark")),
         ("dreamina", Sandbox("dreamina", tokens=every_site)),
         ("gateway (task mode)", Sandbox("gateway")),
         ("gateway (sync)", Sandbox("gateway-sync", options={"async_tasks": False})),

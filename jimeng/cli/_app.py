@@ -54,6 +54,8 @@ _IMAGE_PARAMS = (
     "seed",
     "watermark",
     "force_single",
+    "max_images",
+    "response_format",
     "callback_url",
 )
 _VIDEO_PARAMS = (
@@ -63,8 +65,11 @@ _VIDEO_PARAMS = (
     "fps",
     "image",
     "tail_image",
+    "reference_images",
     "camera",
     "camera_strength",
+    "camera_fixed",
+    "generate_audio",
     "aspect_ratio",
     "resolution",
     "seed",

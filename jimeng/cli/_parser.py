@@ -16,7 +16,7 @@ from jimeng.cli._exit import UsageError
 __all__ = ["BACKEND_CHOICES", "Parser", "build_parser", "option_names"]
 
 #: Shown in help; ``jimeng.backends.create`` decides what really exists.
-BACKEND_CHOICES = "volcengine, dreamina, gateway, sandbox"
+BACKEND_CHOICES = "volcengine, ark, dreamina, gateway, sandbox"
 
 
 class Parser(argparse.ArgumentParser):
@@ -159,6 +159,13 @@ def _image_command(commands: Any) -> None:
     gen.add_argument("--seed", type=int, help="random seed, for reproducible results")
     _flag(gen, "--watermark", help='add the visible "AI generated" mark')
     _flag(gen, "--force-single", help="ask for exactly one image")
+    gen.add_argument(
+        "--max-images",
+        type=_bounded(int, 1, 15),
+        metavar="N",
+        help="a group of related images, at most N (Ark)",
+    )
+    gen.add_argument("--response-format", choices=("url", "b64_json"), help="links or inline bytes")
     _submission(parser)
     _output(parser, what="image")
     _common(parser, top=False)
@@ -175,13 +182,22 @@ def _video_command(commands: Any) -> None:
     gen.add_argument("--model", help="model name (default: the backend's)")
     gen.add_argument(
         "--mode",
-        help="Volcengine 3.0 mode: t2v_720p, t2v_1080p, ti2v_pro, i2v_first_720p, "
-        "i2v_first_1080p, i2v_first_tail_720p, i2v_first_tail_1080p, i2v_recamera_720p",
+        help="Volcengine 3.0 mode (Ark has models, not modes): t2v_720p, t2v_1080p, ti2v_pro, "
+        "i2v_first_720p, i2v_first_1080p, i2v_first_tail_720p, i2v_first_tail_1080p, "
+        "i2v_recamera_720p",
     )
     gen.add_argument("--duration", type=float, metavar="SECONDS", help="e.g. 5 or 10")
     gen.add_argument("--fps", type=int, help="frames per second, e.g. 24")
     gen.add_argument("--image", metavar="URL_OR_PATH", help="first frame")
     gen.add_argument("--tail-image", metavar="URL_OR_PATH", help="last frame")
+    gen.add_argument(
+        "--reference-images",
+        nargs="+",
+        metavar="URL_OR_PATH",
+        help="images the video draws its subjects from (Ark)",
+    )
+    _flag(gen, "--camera-fixed", help="keep the camera still (Ark)")
+    _flag(gen, "--generate-audio", help="add a sound track (Ark Seedance 1.5 / 2.0)")
     gen.add_argument("--camera", metavar="TEMPLATE", help="camera movement template (recamera)")
     gen.add_argument("--camera-strength", metavar="LEVEL", help="weak, medium or strong")
     gen.add_argument(

@@ -18,7 +18,7 @@ from jimeng.models import (
     TaskKind,
     Watermark,
 )
-from jimeng.resources._common import OnSubmit, load_input, wait_for_result
+from jimeng.resources._common import OnSubmit, check_wait_options, load_input, wait_for_result
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -52,6 +52,7 @@ class Images:
         intelligent_ratio: bool | None = None,
         negative_prompt: str | None = None,
         sample_strength: float | None = None,
+        max_images: int | None = None,
         watermark: Watermark | bool | None = None,
         aigc_meta: AigcMeta | None = None,
         return_url: bool | None = None,
@@ -65,10 +66,12 @@ class Images:
         """Generate images and wait for them.
 
         ``size`` is ``"1K"``, ``"2K"``, ``"4K"`` or ``"WxH"``; or give ``width`` and ``height``.
-        ``images`` are reference images (URLs, paths or bytes). ``on_submit`` is called with the
-        accepted task as soon as the server returns its id; ``on_update`` on every status
-        change. Any error after acceptance carries ``task_id``.
+        ``images`` are reference images (URLs, paths or bytes). ``max_images`` asks for a group
+        of related images (Ark): at most that many, the model decides how many. ``on_submit``
+        is called with the accepted task as soon as the server returns its id; ``on_update`` on
+        every status change. Any error after acceptance carries ``task_id``.
         """
+        check_wait_options(poll, on_submit, on_update)
         handle = await self.submit(
             prompt,
             model=model,
@@ -87,6 +90,7 @@ class Images:
             intelligent_ratio=intelligent_ratio,
             negative_prompt=negative_prompt,
             sample_strength=sample_strength,
+            max_images=max_images,
             watermark=watermark,
             aigc_meta=aigc_meta,
             return_url=return_url,
@@ -119,6 +123,7 @@ class Images:
         intelligent_ratio: bool | None = None,
         negative_prompt: str | None = None,
         sample_strength: float | None = None,
+        max_images: int | None = None,
         watermark: Watermark | bool | None = None,
         aigc_meta: AigcMeta | None = None,
         return_url: bool | None = None,
@@ -133,7 +138,7 @@ class Images:
             size=size,
             width=width,
             height=height,
-            images=images,  # type: ignore[arg-type]  # the converter normalises
+            images=images,
             scale=scale,
             force_single=force_single,
             min_ratio=min_ratio,
@@ -145,7 +150,8 @@ class Images:
             intelligent_ratio=intelligent_ratio,
             negative_prompt=negative_prompt,
             sample_strength=sample_strength,
-            watermark=Watermark() if watermark is True else (watermark or None),
+            max_images=max_images,
+            watermark=watermark,
             aigc_meta=aigc_meta,
             return_url=return_url,
             response_format=response_format,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -11,7 +11,7 @@ from jimeng._handle import OnUpdate, TaskHandle
 from jimeng._polling import PollPolicy
 from jimeng.models import AigcMeta, ImageInput, ImageInputLike, VideoRequest, VideoResult, Watermark
 from jimeng.models._task import TaskKind
-from jimeng.resources._common import OnSubmit, load_input, wait_for_result
+from jimeng.resources._common import OnSubmit, check_wait_options, load_input, wait_for_result
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -40,7 +40,10 @@ class Videos:
         seed: int | None = None,
         image: ImageInputLike | ImageInput | None = None,
         tail_image: ImageInputLike | ImageInput | None = None,
+        reference_images: Sequence[ImageInputLike | ImageInput] | ImageInputLike | None = None,
         camera: str | None = None,
+        camera_fixed: bool | None = None,
+        generate_audio: bool | None = None,
         camera_strength: str | None = None,
         function_mode: str | None = None,
         watermark: Watermark | bool | None = None,
@@ -58,11 +61,14 @@ class Videos:
         ``mode`` picks the variant (Volcengine: ``t2v_720p`` by default, ``t2v_1080p``,
         ``i2v_first_720p``, ``i2v_first_tail_1080p``, ``i2v_recamera_720p``, ``ti2v_pro``…);
         without it the mode follows from the inputs. ``image``/``tail_image`` are the first and
-        last frames (URL, path or bytes). ``duration`` (5 or 10 s), ``fps`` (24) and ``frames``
+        last frames (URL, path or bytes); ``reference_images`` are images the video draws its
+        subjects from (Ark). ``camera_fixed`` keeps the camera still and ``generate_audio`` adds
+        a sound track (Ark). ``duration`` (5 or 10 s), ``fps`` (24) and ``frames``
         (121 or 241) set the length; ``ratio`` is an alias of ``aspect_ratio`` (text-to-video
         only). ``camera``/``camera_strength`` drive the camera-movement mode. The result's link
         expires (``expires_at``); ``save()`` streams the MP4.
         """
+        check_wait_options(poll, on_submit, on_update)
         handle = await self.submit(
             prompt,
             model=model,
@@ -76,7 +82,10 @@ class Videos:
             seed=seed,
             image=image,
             tail_image=tail_image,
+            reference_images=reference_images,
             camera=camera,
+            camera_fixed=camera_fixed,
+            generate_audio=generate_audio,
             camera_strength=camera_strength,
             function_mode=function_mode,
             watermark=watermark,
@@ -106,7 +115,10 @@ class Videos:
         seed: int | None = None,
         image: ImageInputLike | ImageInput | None = None,
         tail_image: ImageInputLike | ImageInput | None = None,
+        reference_images: Sequence[ImageInputLike | ImageInput] | ImageInputLike | None = None,
         camera: str | None = None,
+        camera_fixed: bool | None = None,
+        generate_audio: bool | None = None,
         camera_strength: str | None = None,
         function_mode: str | None = None,
         watermark: Watermark | bool | None = None,
@@ -128,15 +140,18 @@ class Videos:
             duration=duration,
             fps=fps,
             frames=frames,
-            aspect_ratio=aspect_ratio or ratio,
+            aspect_ratio=aspect_ratio if aspect_ratio is not None else ratio,
             resolution=resolution,
             seed=seed,
             image=image,
             tail_image=tail_image,
+            reference_images=reference_images,
             camera=camera,
+            camera_fixed=camera_fixed,
+            generate_audio=generate_audio,
             camera_strength=camera_strength,
             function_mode=function_mode,
-            watermark=Watermark() if watermark is True else (watermark or None),
+            watermark=watermark,
             aigc_meta=aigc_meta,
             return_url=return_url,
             response_format=response_format,
@@ -147,10 +162,18 @@ class Videos:
 
     async def submit_request(self, request: VideoRequest) -> TaskHandle[VideoResult]:
         """Submit a prebuilt :class:`~jimeng.VideoRequest`."""
+        references = None
+        if request.reference_images:
+            loaded = [
+                await load_input(image, f"reference_images[{index}]")
+                for index, image in enumerate(request.reference_images)
+            ]
+            references = tuple(image for image in loaded if image is not None)
         request = attrs.evolve(
             request,
             image=await load_input(request.image, "image"),
             tail_image=await load_input(request.tail_image, "tail_image"),
+            reference_images=references,
         )
         backend = self._client.backend
         backend.validate_video(request)

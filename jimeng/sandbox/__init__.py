@@ -15,6 +15,16 @@ from jimeng.backends._base import AccountBalance, Backend, Runtime, SessionStatu
 from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import ConfigurationError, JimengError
 from jimeng.models import ImageRequest, Task, VideoRequest
+from jimeng.models._checks import (
+    check_argument,
+    instance,
+    mapping_of_str,
+    number,
+    required,
+    secret_list,
+    text,
+)
+from jimeng.sandbox._ark import ARK_PREFIX, SANDBOX_ARK_KEY, ArkProtocol
 from jimeng.sandbox._dreamina import SANDBOX_TOKENS, DreaminaProtocol
 from jimeng.sandbox._dreamina import base_urls as dreamina_base_urls
 from jimeng.sandbox._gateway import (
@@ -38,11 +48,13 @@ from jimeng.sandbox._volcengine import (
 )
 
 __all__ = [
+    "ARK_PREFIX",
     "BLOCK_INPUT",
     "BLOCK_OUTPUT",
     "FAIL_TASK",
     "SANDBOX_ACCESS_KEY",
     "SANDBOX_API_KEY",
+    "SANDBOX_ARK_KEY",
     "SANDBOX_GATEWAY_TOKEN",
     "SANDBOX_RELAY_KEY",
     "SANDBOX_SECRET_KEY",
@@ -56,11 +68,18 @@ __all__ = [
 ]
 
 Protocol = Literal[
-    "volcengine", "volcengine-relay", "dreamina", "gateway", "gateway-sync", "gateway-openai"
+    "volcengine",
+    "volcengine-relay",
+    "ark",
+    "dreamina",
+    "gateway",
+    "gateway-sync",
+    "gateway-openai",
 ]
 PROTOCOLS: tuple[str, ...] = (
     "volcengine",
     "volcengine-relay",
+    "ark",
     "dreamina",
     "gateway",
     "gateway-sync",
@@ -80,6 +99,7 @@ def banner(url: str) -> list[str]:
         f"  Volcengine: endpoint {url}, access key {SANDBOX_ACCESS_KEY}, "
         f"secret key {SANDBOX_SECRET_KEY}",
         f"  Volcengine-format relay: {url}{RELAY_PATH}, api key {SANDBOX_RELAY_KEY}",
+        f"  Ark: base_url {url}{ARK_PREFIX}, api key {SANDBOX_ARK_KEY}",
         f"  Dreamina: any session ids, base_urls={dreamina_base_urls(url)!r}",
         f"  Gateway (task mode): {url}{GATEWAY_PREFIX}, token {SANDBOX_GATEWAY_TOKEN}",
         f"  Gateway (sync only): {url}{SYNC_GATEWAY_PREFIX}, same token",
@@ -92,6 +112,7 @@ def build_server(**options: Any) -> SandboxServer:
     server = SandboxServer(**options)
     server.mount(VolcengineProtocol())
     server.mount(VolcengineProtocol(relay=True))
+    server.mount(ArkProtocol())
     server.mount(DreaminaProtocol())
     for protocol in gateway_mounts():
         server.mount(protocol)
@@ -123,6 +144,13 @@ class Sandbox(Backend):
         tokens: str | Sequence[str] | None = None,
         options: Mapping[str, Any] | None = None,
     ):
+        check_argument("protocol", protocol, required(text()))
+        check_argument("stages", stages, instance(Stages, "a Stages"))
+        check_argument("time_factor", time_factor, required(number(minimum=0)))  # 0: no delays
+        check_argument("url", url, text())
+        check_argument("server", server, instance(SandboxServer, "a SandboxServer"))
+        check_argument("tokens", tokens, secret_list())
+        check_argument("options", options, mapping_of_str())
         if protocol not in PROTOCOLS:
             raise ConfigurationError(
                 f"unknown sandbox protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}"
@@ -166,6 +194,10 @@ class Sandbox(Backend):
             from jimeng.backends.dreamina import Dreamina
 
             return Dreamina(self._tokens or SANDBOX_TOKENS, base_urls=dreamina_base_urls(base))
+        if self.protocol == "ark":
+            from jimeng.backends.ark import Ark
+
+            return Ark(SANDBOX_ARK_KEY, base_url=base.rstrip("/") + ARK_PREFIX, **self._options)
         if self.protocol in _GATEWAY_PREFIXES:
             from jimeng.backends.gateway import Gateway
 
