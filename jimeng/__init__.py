@@ -19,6 +19,7 @@ from jimeng._journal import (
     SQLiteJournal,
     journal_path,
 )
+from jimeng._limits import Limits, LimitSnapshot
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._sync import SyncClient
@@ -107,6 +108,8 @@ __all__ = [
     "JournalEntry",
     "JournalStore",
     "JournalUpdate",
+    "LimitSnapshot",
+    "Limits",
     "Media",
     "ModelCapabilities",
     "NotFoundError",

@@ -20,6 +20,7 @@ import attrs
 from jimeng._download import DEFAULT_MAX_BYTES, Downloader
 from jimeng._handle import attach_task, task_error
 from jimeng._http import Flow, Transport, drive
+from jimeng._limits import Limiter, Limits, LimitSnapshot
 from jimeng._logging import logger
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
@@ -155,6 +156,9 @@ class Client:
     ``session`` borrows the caller's aiohttp session (never closed by the client); otherwise the
     client creates one inside the running loop and closes it on exit.
 
+    ``limits`` sets the client-side rate limiter (:class:`~jimeng.Limits`: adaptive by
+    default, optional ``max_concurrency`` / ``max_rps`` caps); ``client.limits`` shows it.
+
     ``journal`` keeps a durable record of every accepted task (the Reliability guide):
     ``True`` for ``$JIMENG_HOME/journal.sqlite3``, a path for another SQLite file, or a
     :class:`~jimeng.JournalStore`; by default ``JIMENG_JOURNAL`` decides (``1`` or a path).
@@ -182,6 +186,7 @@ class Client:
         clock: Callable[[], datetime] | None = None,
         monotonic: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        limits: Limits | None = None,
     ):
         _check_options(
             backend=backend,
@@ -212,6 +217,12 @@ class Client:
         self._image_poll = image_poll
         self._video_poll = video_poll
         self._video_timeout = video_timeout or _env_seconds("JIMENG_VIDEO_API_TIMEOUT", 300.0)
+        self._limiter = Limiter(
+            limits or Limits(),
+            self._shared.backend.limit_key(),
+            clock=self._monotonic,
+            sleep=self._sleep,
+        )
         self._transport = Transport(
             session=self._get_session,
             timeout=timeout or _env_seconds("JIMENG_API_TIMEOUT", 120.0),
@@ -220,6 +231,7 @@ class Client:
             clock=self._clock,
             rng=rng,
             user_agent=f"jimeng-python/{__version__}",
+            limiter=self._limiter,
         )
         self._downloader = Downloader(
             self._transport,
@@ -235,6 +247,12 @@ class Client:
     @property
     def backend(self) -> Backend:
         return self._shared.backend
+
+    @property
+    def limits(self) -> LimitSnapshot:
+        """The rate limiter now: concurrency limit, generations in flight, paced request rate,
+        calls queued and refusals seen (shared with every ``with_options`` copy)."""
+        return self._limiter.snapshot()
 
     @property
     def journal(self) -> JournalStore | None:

@@ -137,3 +137,8 @@ class Backend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """Safe-to-print settings (never secrets)."""
         return {"backend": self.name}
+
+    def limit_key(self) -> str:
+        """Which account's limits the client's rate limiter tracks (no secret in it: a
+        fingerprint at most). Backends with credentials name the account."""
+        return self.name

@@ -72,35 +72,37 @@ class Images:
         every status change. Any error after acceptance carries ``task_id``.
         """
         check_wait_options(poll, on_submit, on_update)
-        handle = await self.submit(
-            prompt,
-            model=model,
-            size=size,
-            width=width,
-            height=height,
-            images=images,
-            scale=scale,
-            force_single=force_single,
-            min_ratio=min_ratio,
-            max_ratio=max_ratio,
-            seed=seed,
-            use_pre_llm=use_pre_llm,
-            ratio=ratio,
-            resolution=resolution,
-            intelligent_ratio=intelligent_ratio,
-            negative_prompt=negative_prompt,
-            sample_strength=sample_strength,
-            max_images=max_images,
-            watermark=watermark,
-            aigc_meta=aigc_meta,
-            return_url=return_url,
-            response_format=response_format,
-            callback_url=callback_url,
-            extra_body=extra_body,
-        )
-        result: ImageResult = await wait_for_result(
-            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
-        )
+        # One generation slot of the rate limiter from submit until the result.
+        async with self._client._limiter.slot():
+            handle = await self.submit(
+                prompt,
+                model=model,
+                size=size,
+                width=width,
+                height=height,
+                images=images,
+                scale=scale,
+                force_single=force_single,
+                min_ratio=min_ratio,
+                max_ratio=max_ratio,
+                seed=seed,
+                use_pre_llm=use_pre_llm,
+                ratio=ratio,
+                resolution=resolution,
+                intelligent_ratio=intelligent_ratio,
+                negative_prompt=negative_prompt,
+                sample_strength=sample_strength,
+                max_images=max_images,
+                watermark=watermark,
+                aigc_meta=aigc_meta,
+                return_url=return_url,
+                response_format=response_format,
+                callback_url=callback_url,
+                extra_body=extra_body,
+            )
+            result: ImageResult = await wait_for_result(
+                self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
+            )
         return result
 
     async def submit(

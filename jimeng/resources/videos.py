@@ -69,35 +69,37 @@ class Videos:
         expires (``expires_at``); ``save()`` streams the MP4.
         """
         check_wait_options(poll, on_submit, on_update)
-        handle = await self.submit(
-            prompt,
-            model=model,
-            mode=mode,
-            duration=duration,
-            fps=fps,
-            frames=frames,
-            aspect_ratio=aspect_ratio,
-            ratio=ratio,
-            resolution=resolution,
-            seed=seed,
-            image=image,
-            tail_image=tail_image,
-            reference_images=reference_images,
-            camera=camera,
-            camera_fixed=camera_fixed,
-            generate_audio=generate_audio,
-            camera_strength=camera_strength,
-            function_mode=function_mode,
-            watermark=watermark,
-            aigc_meta=aigc_meta,
-            return_url=return_url,
-            response_format=response_format,
-            callback_url=callback_url,
-            extra_body=extra_body,
-        )
-        result: VideoResult = await wait_for_result(
-            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
-        )
+        # One generation slot of the rate limiter from submit until the result.
+        async with self._client._limiter.slot():
+            handle = await self.submit(
+                prompt,
+                model=model,
+                mode=mode,
+                duration=duration,
+                fps=fps,
+                frames=frames,
+                aspect_ratio=aspect_ratio,
+                ratio=ratio,
+                resolution=resolution,
+                seed=seed,
+                image=image,
+                tail_image=tail_image,
+                reference_images=reference_images,
+                camera=camera,
+                camera_fixed=camera_fixed,
+                generate_audio=generate_audio,
+                camera_strength=camera_strength,
+                function_mode=function_mode,
+                watermark=watermark,
+                aigc_meta=aigc_meta,
+                return_url=return_url,
+                response_format=response_format,
+                callback_url=callback_url,
+                extra_body=extra_body,
+            )
+            result: VideoResult = await wait_for_result(
+                self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
+            )
         return result
 
     async def submit(

@@ -25,6 +25,7 @@ from jimeng.models._checks import (
     text,
 )
 from jimeng.sandbox._ark import ARK_PREFIX, SANDBOX_ARK_KEY, ArkProtocol
+from jimeng.sandbox._clock import VirtualClock
 from jimeng.sandbox._dreamina import SANDBOX_TOKENS, DreaminaProtocol
 from jimeng.sandbox._dreamina import base_urls as dreamina_base_urls
 from jimeng.sandbox._gateway import (
@@ -62,6 +63,7 @@ __all__ = [
     "Sandbox",
     "SandboxServer",
     "Stages",
+    "VirtualClock",
     "banner",
     "build_server",
     "dreamina_base_urls",
@@ -126,6 +128,10 @@ class Sandbox(Backend):
     emulator). ``stages`` sets how tasks move (delays and polls per stage); ``url`` connects to a
     sandbox already serving elsewhere (``python -m jimeng.sandbox``) instead of starting one.
 
+    ``max_rps`` and ``max_concurrent_tasks`` cap the emulated account like the real service
+    (refusals answered 429 with 50429 / 50430 on the Volcengine protocols); ``seed`` fixes the
+    random source (ids, drawn generation times).
+
     ``"gateway"`` is a jimeng-api with the async-task mode, ``"gateway-sync"`` one without it,
     ``"gateway-openai"`` an OpenAI-compatible relay; ``options`` go to the
     :class:`~jimeng.Gateway` they run (``{"async_tasks": False}``, ``{"token": …}``).
@@ -143,6 +149,9 @@ class Sandbox(Backend):
         server: SandboxServer | None = None,
         tokens: str | Sequence[str] | None = None,
         options: Mapping[str, Any] | None = None,
+        max_rps: float | None = None,
+        max_concurrent_tasks: int | None = None,
+        seed: int | None = None,
     ):
         check_argument("protocol", protocol, required(text()))
         check_argument("stages", stages, instance(Stages, "a Stages"))
@@ -162,7 +171,13 @@ class Sandbox(Backend):
         self._owns_server = server is None and url is None
         self._server = server
         if self._owns_server:
-            self._server = build_server(stages=stages, time_factor=time_factor)
+            self._server = build_server(
+                stages=stages,
+                time_factor=time_factor,
+                max_rps=max_rps,
+                max_concurrent_tasks=max_concurrent_tasks,
+                seed=seed,
+            )
         # The port is bound here, so the inner backend names the real URL from the start: a
         # request built before the server runs (a first call without ``async with``) is right.
         base = url
@@ -273,3 +288,6 @@ class Sandbox(Backend):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "protocol": self.protocol, "url": self.url}
+
+    def limit_key(self) -> str:
+        return f"{self.name}:{self.protocol}"

@@ -185,6 +185,11 @@ class Volcengine(Backend):
             },
         }
 
+    def limit_key(self) -> str:
+        """One limit per account (access key or relay key) and service host."""
+        key = self._credentials.access_key if self._credentials else self._api_key
+        return f"{self.name}:{_logging.fingerprint(key or '')}@{self.base_url}"
+
     # -- auth ----------------------------------------------------------------------------------
 
     def _sign(self, call: Call, now: datetime) -> Mapping[str, str]:
