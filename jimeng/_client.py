@@ -436,9 +436,8 @@ class Client:
         return latest
 
     def _poll_policy(self, kind: TaskKind) -> PollPolicy:
-        if kind is TaskKind.VIDEO:
-            return self._video_poll or PollPolicy.for_kind(kind)
-        return self._image_poll or PollPolicy.for_kind(kind)
+        chosen = self._video_poll if kind is TaskKind.VIDEO else self._image_poll
+        return chosen or self._shared.backend.poll_policy(kind) or PollPolicy.for_kind(kind)
 
     def _bind(
         self, result: ImageResult | VideoResult, task: Task | None = None

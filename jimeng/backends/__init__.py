@@ -61,13 +61,14 @@ def reference_capabilities() -> list[Capabilities]:
         f"{prefix}sandbox-capabilities-{code}"
         for prefix, code in (("", "cn"), ("us-", "us"), ("hk-", "hk"), ("jp-", "jp"), ("sg-", "sg"))
     )
+    nowhere = "http://127.0.0.1:9"  # a sandbox given a URL starts (and binds) nothing
     configurations = (
-        ("volcengine", Sandbox("volcengine")),
-        ("ark", Sandbox("ark")),
-        ("dreamina", Sandbox("dreamina", tokens=every_site)),
-        ("gateway (task mode)", Sandbox("gateway")),
-        ("gateway (sync)", Sandbox("gateway-sync", options={"async_tasks": False})),
-        ("openai relay", Sandbox("gateway-openai")),
+        ("volcengine", Sandbox("volcengine", url=nowhere)),
+        ("ark", Sandbox("ark", url=nowhere)),
+        ("dreamina", Sandbox("dreamina", url=nowhere, tokens=every_site)),
+        ("gateway (task mode)", Sandbox("gateway", url=nowhere)),
+        ("gateway (sync)", Sandbox("gateway-sync", url=nowhere, options={"async_tasks": False})),
+        ("openai relay", Sandbox("gateway-openai", url=nowhere)),
     )
     return [
         attrs.evolve(sandbox.capabilities(), backend=label) for label, sandbox in configurations

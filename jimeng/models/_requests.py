@@ -293,6 +293,9 @@ class ImageRequest:
         default=None, validator=one_of(_RESPONSE_FORMATS)
     )
     callback_url: str | None = attrs.field(default=None, repr=_url_repr, validator=url())
+    #: Several pictures from one prompt (a story, a picture book, "N张"): Dreamina's
+    #: ImageMultiGenerate scene (dreamina-web.md §12). The prompt says how many.
+    multi_image: bool | None = attrs.field(default=None, validator=boolean())
     #: Extra wire fields merged into the body as given (an escape hatch: only checked to be JSON).
     extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
@@ -352,7 +355,8 @@ class VideoRequest:
     seed: int | None = attrs.field(default=None, validator=_SEED)
     image: ImageInput | None = attrs.field(default=None, converter=_first_frame)
     tail_image: ImageInput | None = attrs.field(default=None, converter=_tail_frame)
-    #: Reference images the video draws its subjects from (not frames; Ark ``reference_image``).
+    #: Reference images the video draws its subjects from (not frames; Ark ``reference_image``;
+    #: Dreamina omni reference materials, named ``@image_file_1``… in the prompt, §11).
     reference_images: tuple[ImageInput, ...] | None = attrs.field(
         default=None, converter=_reference_images
     )
@@ -372,6 +376,10 @@ class VideoRequest:
         default=None, validator=one_of(_RESPONSE_FORMATS)
     )
     callback_url: str | None = attrs.field(default=None, repr=_url_repr, validator=url())
+    #: The browser's ``msToken`` / ``a_bogus`` for one Seedance generate call on the CN site
+    #: (dreamina-web.md §15): produced by the official page, passed through, never generated.
+    ms_token: str | None = attrs.field(default=None, repr=False, validator=text())
+    a_bogus: str | None = attrs.field(default=None, repr=False, validator=text())
     extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
     def given(self) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class Images:
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        multi_image: bool | None = None,
         extra_body: Mapping[str, Any] | None = None,
         poll: PollPolicy | None = None,
         on_submit: OnSubmit | None = None,
@@ -98,6 +99,7 @@ class Images:
                 return_url=return_url,
                 response_format=response_format,
                 callback_url=callback_url,
+                multi_image=multi_image,
                 extra_body=extra_body,
             )
             result: ImageResult = await wait_for_result(
@@ -131,6 +133,7 @@ class Images:
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        multi_image: bool | None = None,
         extra_body: Mapping[str, Any] | None = None,
     ) -> TaskHandle[ImageResult]:
         """Submit and return at once with a :class:`~jimeng.TaskHandle` (its id is durable)."""
@@ -158,6 +161,7 @@ class Images:
             return_url=return_url,
             response_format=response_format,
             callback_url=callback_url,
+            multi_image=multi_image,
             extra=extra_body,
         )
         return await self.submit_request(request)

@@ -51,6 +51,8 @@ class Videos:
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        ms_token: str | None = None,
+        a_bogus: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         poll: PollPolicy | None = None,
         on_submit: OnSubmit | None = None,
@@ -67,6 +69,10 @@ class Videos:
         (121 or 241) set the length; ``ratio`` is an alias of ``aspect_ratio`` (text-to-video
         only). ``camera``/``camera_strength`` drive the camera-movement mode. The result's link
         expires (``expires_at``); ``save()`` streams the MP4.
+
+        Dreamina: ``function_mode="omni_reference"`` with ``reference_images`` (Seedance 2.0)
+        makes a video from materials the prompt names as ``@image_file_1``…; ``ms_token`` and
+        ``a_bogus`` pass a browser's tokens to a Seedance generate call on the CN site.
         """
         check_wait_options(poll, on_submit, on_update)
         # One generation slot of the rate limiter from submit until the result.
@@ -95,6 +101,8 @@ class Videos:
                 return_url=return_url,
                 response_format=response_format,
                 callback_url=callback_url,
+                ms_token=ms_token,
+                a_bogus=a_bogus,
                 extra_body=extra_body,
             )
             result: VideoResult = await wait_for_result(
@@ -128,6 +136,8 @@ class Videos:
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        ms_token: str | None = None,
+        a_bogus: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
     ) -> TaskHandle[VideoResult]:
         """Submit and return at once with a :class:`~jimeng.TaskHandle`."""
@@ -158,6 +168,8 @@ class Videos:
             return_url=return_url,
             response_format=response_format,
             callback_url=callback_url,
+            ms_token=ms_token,
+            a_bogus=a_bogus,
             extra=extra_body,
         )
         return await self.submit_request(request)

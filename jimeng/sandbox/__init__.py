@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from jimeng._http import Flow
+from jimeng._polling import PollPolicy
 from jimeng.backends._base import AccountBalance, Backend, Runtime, SessionStatus
 from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import ConfigurationError, JimengError
-from jimeng.models import ImageRequest, Task, VideoRequest
+from jimeng.models import ImageRequest, Task, TaskKind, VideoRequest
 from jimeng.models._checks import (
     check_argument,
     instance,
@@ -285,6 +286,9 @@ class Sandbox(Backend):
 
     def capabilities(self) -> Capabilities:
         return self._inner.capabilities()
+
+    def poll_policy(self, kind: TaskKind) -> PollPolicy | None:
+        return self._inner.poll_policy(kind)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "protocol": self.protocol, "url": self.url}
