@@ -180,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "sandbox":
         return _serve(run)
+    if args.command == "mcp":
+        return _mcp(run)
     if args.command == "backends":
         return _backends(run)
     try:
@@ -769,6 +771,35 @@ def _serve(run: _Run) -> int:
     except OSError as error:  # port in use, address not available
         run.stderr.write(f"jimeng: error: --port: cannot listen on {args.port}: {error}\n")
         return int(ExitCode.CONFIG)
+
+
+def _mcp(run: _Run) -> int:
+    """``jimeng mcp``: stdout belongs to the protocol, so notes go to stderr only."""
+    args = run.args
+    try:
+        from jimeng.mcp import serve
+
+        backend = _make_backend(args)
+        output_dir = Path(args.output_dir).expanduser() if args.output_dir else None
+        asyncio.run(
+            serve(
+                backend,
+                transport=args.transport,
+                host=args.host,
+                port=args.port,
+                output_dir=output_dir,
+                journal=not args.no_journal,
+                on_listening=lambda url: print(
+                    f"jimeng mcp: streamable HTTP at {url}", file=run.stderr, flush=True
+                ),
+            )
+        )
+    except (jimeng.JimengError, UsageError) as error:
+        run.args.json = False  # stdout is the protocol's
+        return _fail(run, error)
+    except KeyboardInterrupt:
+        return int(ExitCode.OK)
+    return int(ExitCode.OK)
 
 
 async def _until_stopped() -> None:

@@ -322,6 +322,37 @@ def _sandbox_commands(commands: Any) -> None:
     )
 
 
+def _mcp_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "mcp",
+        help="serve the generation tools to AI agents (Model Context Protocol)",
+        description="Serve generate_image, generate_video and the task tools over the Model "
+        "Context Protocol: on stdio for a desktop agent, or streamable HTTP. Needs the mcp "
+        "extra: pip install 'jimeng[mcp]'.",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio (default) or http (streamable HTTP at http://HOST:PORT/mcp)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=_bounded(int, 1, 65535), default=8000, help="HTTP port (default 8000)"
+    )
+    parser.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="where results are saved (default $JIMENG_MCP_OUTPUT_DIR, else ~/jimeng/pic)",
+    )
+    parser.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="keep no task journal (list_tasks then needs a backend that lists tasks)",
+    )
+    _common(parser, top=False)
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="jimeng",
@@ -338,6 +369,7 @@ def build_parser() -> Parser:
     _credits_command(commands)
     _backends_command(commands)
     _sandbox_commands(commands)
+    _mcp_command(commands)
     return parser
 
 
