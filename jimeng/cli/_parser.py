@@ -345,11 +345,7 @@ def _mcp_command(commands: Any) -> None:
         metavar="DIR",
         help="where results are saved (default $JIMENG_MCP_OUTPUT_DIR, else ~/jimeng/pic)",
     )
-    parser.add_argument(
-        "--no-journal",
-        action="store_true",
-        help="keep no task journal (list_tasks then needs a backend that lists tasks)",
-    )
+    # --no-journal comes with the common options (every command journals by default).
     _common(parser, top=False)
 
 
