@@ -22,7 +22,7 @@ from jimeng._handle import attach_task, task_error
 from jimeng._http import Flow, Transport, drive
 from jimeng._limits import Limiter, Limits, LimitSnapshot
 from jimeng._logging import logger
-from jimeng._polling import PollPolicy
+from jimeng._polling import PollLearner, PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
 from jimeng.backends._base import Backend, Runtime
@@ -70,15 +70,17 @@ def backend_from_env() -> Backend:
     """Pick a backend from the environment.
 
     ``JIMENG_BACKEND`` (``volcengine``, ``ark``, ``dreamina``, ``gateway`` or ``sandbox``) wins;
-    otherwise Volcengine when ``VOLC_ACCESSKEY`` is set, Ark when ``ARK_API_KEY`` is, a gateway
-    when ``JIMENG_GATEWAY_URL`` is, a Dreamina
-    session when ``JIMENG_SESSION_ID`` is.
+    otherwise the sandbox serving at ``JIMENG_SANDBOX_URL`` when that is set (never billed),
+    Volcengine when ``VOLC_ACCESSKEY`` is set, Ark when ``ARK_API_KEY`` is, a gateway when
+    ``JIMENG_GATEWAY_URL`` is, a Dreamina session when ``JIMENG_SESSION_ID`` is.
     """
     from jimeng.backends import create
 
     choice = os.environ.get("JIMENG_BACKEND", "").strip().lower()
     if not choice:
-        if os.environ.get("VOLC_ACCESSKEY"):
+        if os.environ.get("JIMENG_SANDBOX_URL"):
+            choice = "sandbox"
+        elif os.environ.get("VOLC_ACCESSKEY"):
             choice = "volcengine"
         elif os.environ.get("ARK_API_KEY"):
             choice = "ark"
@@ -90,7 +92,8 @@ def backend_from_env() -> Backend:
             raise ConfigurationError(
                 "no backend configured: pass one (jimeng.Client(jimeng.Volcengine(...))) or set "
                 "VOLC_ACCESSKEY/VOLC_SECRETKEY, ARK_API_KEY, JIMENG_GATEWAY_URL, "
-                "JIMENG_SESSION_ID, or JIMENG_BACKEND=sandbox for the offline sandbox"
+                "JIMENG_SESSION_ID, or JIMENG_BACKEND=sandbox (or JIMENG_SANDBOX_URL) for the "
+                "offline sandbox"
             )
     return create(choice)
 
@@ -133,6 +136,8 @@ class _Shared:
     closed: bool = False
     loop: asyncio.AbstractEventLoop | None = None
     journal: Recorder | None = None
+    #: What the client learned about generation times (for the poll schedule).
+    learner: PollLearner | None = None
 
     def __del__(self) -> None:
         # Like aiohttp's unclosed-session warning: a hint, never an error.
@@ -217,6 +222,11 @@ class Client:
         self._image_poll = image_poll
         self._video_poll = video_poll
         self._video_timeout = video_timeout or _env_seconds("JIMENG_VIDEO_API_TIMEOUT", 300.0)
+        shared = self._shared
+        self._shared.learner = PollLearner(
+            self._shared.backend.limit_key(),
+            lambda: shared.journal.store if shared.journal is not None else None,
+        )
         self._limiter = Limiter(
             limits or Limits(),
             self._shared.backend.limit_key(),

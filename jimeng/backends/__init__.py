@@ -44,9 +44,12 @@ def create(name: str) -> Backend:
 
         return Gateway()
     if key == "sandbox":
+        import os
+
         from jimeng.sandbox import Sandbox
 
-        return Sandbox()
+        # A sandbox already serving elsewhere (``jimeng sandbox serve``), else one in-process.
+        return Sandbox(url=os.environ.get("JIMENG_SANDBOX_URL") or None)
     raise ConfigurationError(f"unknown backend {name!r}; choose from {', '.join(NAMES)}")
 
 

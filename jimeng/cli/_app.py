@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import shlex
 import signal
@@ -22,11 +23,18 @@ from typing import Any, TextIO
 import attrs
 
 import jimeng
-from jimeng._logging import redact
+from jimeng._logging import install_handler, redact
 from jimeng.backends import NAMES, Backend, create, reference_capabilities
 from jimeng.backends._capabilities import comparison_table
 from jimeng.cli import _render
-from jimeng.cli._exit import ExitCode, UsageError, describe, exit_code, render_text
+from jimeng.cli._exit import (
+    IN_PROCESS_SANDBOX,
+    ExitCode,
+    UsageError,
+    describe,
+    exit_code,
+    render_text,
+)
 from jimeng.cli._files import convert_webp, default_folder, image_size, is_webp
 from jimeng.cli._parser import build_parser, option_names
 from jimeng.cli._progress import Progress
@@ -137,7 +145,15 @@ class _Run:
             words += ["--sandbox-protocol", args.sandbox_protocol]
         return words
 
-    def wait_command(self, ref: str) -> str:
+    @property
+    def in_process_sandbox(self) -> bool:
+        """A sandbox that lives and dies with this command: no later command can reach it."""
+        return self.backend == "sandbox" and not _remote_sandbox(self.args)
+
+    def wait_command(self, ref: str) -> str | None:
+        """The command that collects the task later (``None`` when none can)."""
+        if self.in_process_sandbox:
+            return None
         return " ".join(["jimeng", "task", "wait", *map(shlex.quote, [ref, *self.backend_args()])])
 
     def accepted(self, task: Task) -> None:
@@ -152,6 +168,10 @@ class _Run:
             self.docs.append(doc)
         else:
             self.out(_render.dump_json(doc))
+
+    def follow_up_args(self) -> list[str] | None:
+        """``backend_args()`` for follow-up hints, or ``None`` when none can work."""
+        return None if self.in_process_sandbox else self.backend_args()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -171,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version
         return done.code if isinstance(done.code, int) else int(ExitCode.OK)
     quiet = bool(getattr(args, "json", False) or getattr(args, "quiet", False))
+    verbosity = int(getattr(args, "verbose", 0) or 0)
+    if verbosity:
+        install_handler(logging.DEBUG if verbosity > 1 else logging.INFO, stderr)
     run = _Run(
         args=args,
         stdout=stdout,
@@ -207,12 +230,15 @@ def _interrupted(run: _Run, number: int) -> int:
     )
     task = run.task
     if task is not None and not task.done:
-        run.stderr.write(
-            f"  task {task.id} keeps running server-side; resume with: "
-            f"{run.wait_command(task.ref)}\n"
-        )
-        if run.journal:
-            run.stderr.write("  or finish every unfinished task: jimeng task resume\n")
+        command = run.wait_command(task.ref)
+        if command is None:
+            run.stderr.write(f"  {IN_PROCESS_SANDBOX}\n")
+        else:
+            run.stderr.write(
+                f"  task {task.id} keeps running server-side; resume with: {command}\n"
+            )
+            if run.journal:
+                run.stderr.write("  or finish every unfinished task: jimeng task resume\n")
     run.stderr.flush()
     if name == "SIGINT":
         return int(ExitCode.INTERRUPTED)
@@ -298,7 +324,7 @@ async def _execute_command(run: _Run) -> int:
 
 
 def _fail(run: _Run, error: BaseException) -> int:
-    info = describe(error, options=run.options, task=run.task, backend_args=run.backend_args())
+    info = describe(error, options=run.options, task=run.task, backend_args=run.follow_up_args())
     info = {key: redact(value) if isinstance(value, str) else value for key, value in info.items()}
     run.stderr.write(render_text(info) + "\n")
     if run.json:
@@ -407,11 +433,8 @@ async def _collect(
 
 def _print_submitted(run: _Run, client: jimeng.Client, task: Task) -> None:
     command = run.wait_command(task.ref)
-    if isinstance(client.backend, jimeng.Sandbox) and not _remote_sandbox(run.args):
-        run.note(
-            "this sandbox runs inside this command and stops with it; to collect tasks later, "
-            "run 'jimeng sandbox serve' and pass --sandbox-url"
-        )
+    if command is None:
+        run.note(IN_PROCESS_SANDBOX)
     run.progress.stop()
     if run.json:
         doc = {**_render.task_doc(task, backend=run.backend), "wait": command, "notes": run.notes}
@@ -604,7 +627,7 @@ async def _task_resume(run: _Run, client: jimeng.Client) -> int:
             await _collect(run, client, handle, prompt=None)
         except jimeng.JimengError as error:
             info = describe(
-                error, options=run.options, task=handle.task, backend_args=run.backend_args()
+                error, options=run.options, task=handle.task, backend_args=run.follow_up_args()
             )
             info = {k: redact(v) if isinstance(v, str) else v for k, v in info.items()}
             run.progress.clear()

@@ -87,6 +87,14 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help="print one JSON document on stdout instead of Markdown",
     )
     group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if top else argparse.SUPPRESS,
+        help="log what the library does on stderr: -v requests and retries, -vv every HTTP "
+        "exchange (same as JIMENG_LOG=info / debug; secrets are redacted)",
+    )
+    group.add_argument(
         "-q",
         "--quiet",
         action="store_true",
