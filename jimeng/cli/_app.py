@@ -216,6 +216,12 @@ async def _execute(run: _Run) -> int:
     try:
         backend = _make_backend(run.args)
         run.backend = backend.name
+        if run.args.command == "task" and run.in_process_sandbox:
+            run.note(
+                "this sandbox started inside this command, so it knows no task from an earlier "
+                "one; run 'jimeng sandbox serve' in another terminal and pass --sandbox-url (or "
+                "set JIMENG_SANDBOX_URL) to every command"
+            )
         async with jimeng.Client(backend, **_client_options) as client:
             run.progress.start()
             try:
