@@ -529,7 +529,7 @@ def test_expired_task(cli: Any) -> None:
     assert result.code == ExitCode.TASK_FAILED == 5
     assert "task id 42" in result.err
     # in-process, the sandbox cannot know the task: say what would work instead
-    assert "jimeng: note: this sandbox started inside this command" in result.err
+    assert "  this sandbox started inside this command" in result.err
     assert "'jimeng sandbox serve'" in result.err
     assert "jimeng task" not in result.err
 
