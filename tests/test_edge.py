@@ -67,6 +67,10 @@ VIDEO_CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"tail_image": "https://"}, "tail_image", "'https://'"),
     ({"watermark": 1}, "watermark", "1"),
     ({"on_update": "print"}, "on_update", "'print'"),
+    ({"ratio": 169}, "ratio", "169"),
+    ({"ratio": "16:9", "aspect_ratio": "1:1"}, "ratio", "('16:9', '1:1')"),
+    ({"reference_images": 5}, "reference_images", "5"),
+    ({"camera_fixed": "yes"}, "camera_fixed", "'yes'"),
 ]
 
 
