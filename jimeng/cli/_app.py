@@ -15,7 +15,7 @@ import shlex
 import signal
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,6 +25,7 @@ import jimeng
 from jimeng._logging import redact
 from jimeng.backends import NAMES, Backend, create
 from jimeng.cli import _render
+from jimeng.cli._batch import run_batch
 from jimeng.cli._exit import ExitCode, UsageError, describe, exit_code, render_text
 from jimeng.cli._files import convert_webp, default_folder, image_size, is_webp
 from jimeng.cli._parser import build_parser, option_names
@@ -184,10 +185,10 @@ async def _execute(run: _Run) -> int:
         async with jimeng.Client(backend, **_client_options) as client:
             run.progress.start()
             try:
-                await _COMMANDS[_command_key(run.args)](run, client)
+                code = await _COMMANDS[_command_key(run.args)](run, client)
             finally:
                 run.progress.stop()
-        return int(ExitCode.OK)
+        return int(ExitCode.OK) if code is None else code
     except (jimeng.JimengError, UsageError) as error:
         return _fail(run, error)
     except BrokenPipeError:
@@ -518,7 +519,8 @@ async def _credits(run: _Run, client: jimeng.Client) -> None:
         run.out(_render.balances_markdown(balances))
 
 
-_COMMANDS = {
+_COMMANDS: dict[str, Callable[[_Run, jimeng.Client], Awaitable[int | None]]] = {
+    "batch": run_batch,
     "image": _image,
     "video": _video,
     "task get": _task_get,

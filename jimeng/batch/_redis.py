@@ -1,0 +1,215 @@
+"""One batch shared by many workers through Redis (extra ``redis``: redis-py's asyncio client).
+
+Three things live in Redis under ``jimeng:batch:<name>:``:
+
+* ``lines`` — a hash of line states (:class:`~jimeng.batch.LineRecord` as JSON), changed only
+  inside ``WATCH``/``MULTI`` transactions with the Redis server's clock, so leases mean the same
+  on every machine;
+* ``queue`` — a Redis stream with one consumer group, ``workers``: the job queue that hands
+  lines out. Each line is delivered to one worker and stays in the group's pending list until
+  that worker acknowledges it finished; the worker resets the entry's idle time with every lease
+  renewal, and an entry idle for longer than a lease (its worker died) is claimed by another
+  worker with ``XAUTOCLAIM``;
+* ``enqueued`` — which lines (by key) were put on the queue, so N workers starting with the
+  same file enqueue each line once.
+
+Why a stream and not arq: arq's only lease is a job's timeout (plus 10 s) and it cannot be
+renewed, so a video line would need a timeout as long as the longest generation and a dead
+worker's line would wait that long; a stream's pending list with ``XCLAIM``/``XAUTOCLAIM`` is a
+renewable lease built into Redis (>= 6.2), with no extra dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jimeng.batch._input import BatchLine
+from jimeng.batch._ledger import Ledger, LineRecord
+from jimeng.batch._runner import Delivery
+from jimeng.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisLedger", "StreamSource", "connect"]
+
+T = TypeVar("T")
+
+PREFIX = "jimeng:batch:"
+GROUP = "workers"
+#: Optimistic transactions give up after this many conflicts in a row (then raise).
+MAX_CONFLICTS = 200
+
+#: Enqueue each line once: marks ``enqueued[key] = token`` and adds the stream entry only when
+#: the mark differs (a line retried after a failure gets a new token).
+_ENQUEUE = """
+local added = 0
+for i = 1, #ARGV, 3 do
+    if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then
+        redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+        redis.call('XADD', KEYS[2], '*', 'line', ARGV[i + 2])
+        added = added + 1
+    end
+end
+return added
+"""
+
+
+def connect(url: str) -> Redis:
+    """A redis-py asyncio client for ``url`` (``redis://host:port/db``)."""
+    try:
+        from redis.asyncio import Redis
+    except ImportError:
+        raise ConfigurationError(
+            "a Redis store needs the redis extra: pip install 'jimeng[redis]'"
+        ) from None
+    return Redis.from_url(url, decode_responses=True)
+
+
+def _key(batch: str, part: str) -> str:
+    return f"{PREFIX}{batch}:{part}"
+
+
+class RedisLedger(Ledger):
+    """Line states in Redis; :meth:`source` hands lines out through the batch's stream."""
+
+    def __init__(self, redis: Redis, *, owns: bool = False):
+        # redis-py's annotations mix sync and async return types: used untyped here.
+        self.redis: Any = redis
+        self._owns = owns
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisLedger:
+        return cls(connect(url), owns=True)
+
+    def __repr__(self) -> str:
+        return "RedisLedger()"
+
+    async def now(self) -> float:
+        seconds, micros = await self.redis.time()
+        return float(seconds) + float(micros) / 1e6
+
+    async def apply(
+        self,
+        batch: str,
+        key: str,
+        change: Callable[[LineRecord | None, float], tuple[LineRecord | None, T]],
+    ) -> T:
+        from redis.exceptions import WatchError
+
+        lines = _key(batch, "lines")
+        # One transaction per line at a time in this process: conflicts are between workers.
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            for _ in range(MAX_CONFLICTS):
+                pipe: Any
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    try:
+                        await pipe.watch(lines)
+                        raw = await pipe.hget(lines, key)
+                        seconds, micros = await pipe.time()
+                        now = float(seconds) + float(micros) / 1e6
+                        before = LineRecord.from_json(json.loads(raw)) if raw else None
+                        after, result = change(before, now)
+                        pipe.multi()
+                        if after is not None and after != before:
+                            pipe.hset(lines, key, json.dumps(after.to_json()))
+                        await pipe.execute()
+                        return result
+                    except WatchError:
+                        continue
+        raise ConfigurationError(f"batch {batch}: line {key} kept changing under this worker")
+
+    async def records(self, batch: str) -> dict[str, LineRecord]:
+        raw: dict[str, str] = await self.redis.hgetall(_key(batch, "lines"))
+        return {key: LineRecord.from_json(json.loads(text)) for key, text in raw.items()}
+
+    async def source(
+        self, batch: str, lines: Sequence[BatchLine], *, lease: float, retry_failed: bool = False
+    ) -> StreamSource:
+        source = StreamSource(self.redis, batch, lease=lease)
+        await source.open(lines, await self.records(batch) if retry_failed else {})
+        return source
+
+    async def aclose(self) -> None:
+        if self._owns:
+            await self.redis.aclose()
+
+
+class StreamSource:
+    """Lines handed out by the batch's Redis stream (see the module docstring)."""
+
+    def __init__(self, redis: Redis, batch: str, *, lease: float, consumer: str | None = None):
+        from jimeng.batch._runner import worker_name
+
+        self.redis: Any = redis
+        self.stream = _key(batch, "queue")
+        self.enqueued = _key(batch, "enqueued")
+        self.lease_ms = max(1, int(lease * 1000))
+        self.consumer = consumer or worker_name()
+
+    async def open(self, lines: Sequence[BatchLine], records: dict[str, LineRecord]) -> None:
+        """Create the consumer group if needed and enqueue the lines not enqueued yet (and,
+        given their failed records, the failed lines again)."""
+        from redis.exceptions import ResponseError
+
+        try:
+            await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        enqueue = self.redis.register_script(_ENQUEUE)
+        for start in range(0, len(lines), 200):
+            args: list[str] = []
+            for line in lines[start : start + 200]:
+                record = records.get(line.key)
+                token = "1"
+                if record is not None and record.state == "failed":
+                    token = f"retry:{record.finished_at}"
+                args += [line.key, token, json.dumps(line.to_json(), ensure_ascii=False)]
+            await enqueue(keys=[self.enqueued, self.stream], args=args)
+
+    def _deliveries(self, entries: Sequence[Any]) -> list[Delivery]:
+        deliveries = []
+        for entry_id, fields in entries:
+            if not fields:  # deleted meanwhile
+                continue
+            line = BatchLine.from_json(json.loads(fields["line"]))
+            deliveries.append(Delivery(line=line, token=entry_id))
+        return deliveries
+
+    async def take(self, count: int) -> list[Delivery]:
+        # First the lines of workers that stopped renewing, then new ones.
+        claimed = await self.redis.xautoclaim(
+            self.stream, GROUP, self.consumer, self.lease_ms, start_id="0-0", count=count
+        )
+        taken = self._deliveries(claimed[1])
+        if len(taken) < count:
+            fresh = await self.redis.xreadgroup(
+                GROUP, self.consumer, {self.stream: ">"}, count=count - len(taken)
+            )
+            for _, entries in fresh or ():
+                taken += self._deliveries(entries)
+        return taken
+
+    async def touch(self, delivery: Delivery) -> None:
+        await self.redis.xclaim(self.stream, GROUP, self.consumer, 0, [delivery.token], justid=True)
+
+    async def finish(self, delivery: Delivery) -> None:
+        await self.redis.xack(self.stream, GROUP, delivery.token)
+
+    async def retry_later(self, delivery: Delivery) -> None:
+        # Left pending: once idle for a lease it is claimed again (by whoever looks first).
+        return None
+
+    async def exhausted(self) -> bool:
+        groups = await self.redis.xinfo_groups(self.stream)
+        group = next((g for g in groups if g["name"] == GROUP), None)
+        if group is None or int(group["pending"]) > 0:
+            return False
+        info = await self.redis.xinfo_stream(self.stream)
+        return bool(group["last-delivered-id"] == info["last-generated-id"])
