@@ -11,10 +11,25 @@
 
 from jimeng._client import Client, backend_from_env
 from jimeng._handle import TaskHandle
+from jimeng._journal import (
+    JournalEntry,
+    JournalStore,
+    JournalUpdate,
+    ResultLink,
+    SQLiteJournal,
+    journal_path,
+)
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
-from jimeng.backends import AccountBalance, Backend, NotSupportedError, SessionStatus
+from jimeng.backends import (
+    AccountBalance,
+    Backend,
+    Capabilities,
+    ModelCapabilities,
+    NotSupportedError,
+    SessionStatus,
+)
 from jimeng.backends.dreamina import Dreamina
 from jimeng.backends.gateway import Gateway
 from jimeng.backends.volcengine import Volcengine
@@ -72,6 +87,7 @@ __all__ = [
     "AntiBotError",
     "AuthenticationError",
     "Backend",
+    "Capabilities",
     "Client",
     "ConfigurationError",
     "ContentPolicyError",
@@ -85,13 +101,19 @@ __all__ = [
     "InsufficientCreditsError",
     "InvalidRequestError",
     "JimengError",
+    "JournalEntry",
+    "JournalStore",
+    "JournalUpdate",
     "Media",
+    "ModelCapabilities",
     "NotFoundError",
     "NotSupportedError",
     "PermissionDeniedError",
     "PollPolicy",
     "RateLimitError",
+    "ResultLink",
     "RetryPolicy",
+    "SQLiteJournal",
     "Sandbox",
     "ServerError",
     "SessionExpiredError",
@@ -117,4 +139,5 @@ __all__ = [
     "WebhookReceiver",
     "__version__",
     "backend_from_env",
+    "journal_path",
 ]

@@ -7,6 +7,7 @@ import copy
 import os
 import random
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from functools import cached_property
@@ -17,8 +18,9 @@ import aiohttp
 import attrs
 
 from jimeng._download import DEFAULT_MAX_BYTES, Downloader
-from jimeng._handle import task_error
+from jimeng._handle import attach_task, task_error
 from jimeng._http import Flow, Transport, drive
+from jimeng._logging import logger
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from pathlib import Path
 
+    from jimeng._journal import JournalLike, JournalStore, Recorder
     from jimeng.batch import BatchLine, BatchRun, Ledger
     from jimeng.resources.account import Account
     from jimeng.resources.images import Images
@@ -96,6 +99,18 @@ class _Shared:
     opened: bool = False
     closed: bool = False
     loop: asyncio.AbstractEventLoop | None = None
+    journal: Recorder | None = None
+
+    def __del__(self) -> None:
+        # Like aiohttp's unclosed-session warning: a hint, never an error.
+        if not self.closed and (self.opened or (self.owns_session and self.session is not None)):
+            warnings.warn(
+                f"unclosed jimeng.Client on the {self.backend.name} backend; use 'async with' "
+                "or 'await client.aclose()'",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
 
 
 class Client:
@@ -107,6 +122,10 @@ class Client:
     Without a backend, one is chosen from the environment (see :func:`backend_from_env`).
     ``session`` borrows the caller's aiohttp session (never closed by the client); otherwise the
     client creates one inside the running loop and closes it on exit.
+
+    ``journal`` keeps a durable record of every accepted task (the Reliability guide):
+    ``True`` for ``$JIMENG_HOME/journal.sqlite3``, a path for another SQLite file, or a
+    :class:`~jimeng.JournalStore`; by default ``JIMENG_JOURNAL`` decides (``1`` or a path).
 
     ``timeout`` is the per-request HTTP timeout (``JIMENG_API_TIMEOUT``, default 120 s; video
     calls use ``JIMENG_VIDEO_API_TIMEOUT``, default 300 s). ``retry`` and ``image_poll`` /
@@ -126,6 +145,7 @@ class Client:
         video_poll: PollPolicy | None = None,
         max_download_bytes: int = DEFAULT_MAX_BYTES,
         trust_env: bool = False,
+        journal: JournalLike = None,
         sleep: Sleep | None = None,
         clock: Callable[[], datetime] | None = None,
         monotonic: Callable[[], float] | None = None,
@@ -139,6 +159,8 @@ class Client:
         )
         self._sleep: Sleep = sleep or asyncio.sleep
         self._clock = clock or (lambda: datetime.now(timezone.utc))
+        if journal is not False:
+            self._shared.journal = _open_journal(journal, self._shared.backend, self._clock)
         self._monotonic = monotonic or time.monotonic
         self._image_poll = image_poll
         self._video_poll = video_poll
@@ -156,6 +178,8 @@ class Client:
             self._transport,
             max_bytes=max_download_bytes,
             now=lambda: self._clock().astimezone(),
+            detached=self._detached,
+            trust_env=trust_env,
         )
 
     def __repr__(self) -> str:
@@ -165,7 +189,17 @@ class Client:
     def backend(self) -> Backend:
         return self._shared.backend
 
+    @property
+    def journal(self) -> JournalStore | None:
+        """The task journal's store, or ``None`` when this client keeps no journal."""
+        recorder = self._shared.journal
+        return recorder.store if recorder is not None else None
+
     # -- lifecycle -----------------------------------------------------------------------------
+
+    def _detached(self) -> bool:
+        """True once the client is closed: its media then download with a session of their own."""
+        return self._shared.closed
 
     async def _get_session(self) -> aiohttp.ClientSession:
         shared = self._shared
@@ -212,6 +246,8 @@ class Client:
             if shared.owns_session and shared.session is not None:
                 await shared.session.close()
             shared.session = None
+            if shared.journal is not None:
+                await shared.journal.aclose()
 
     async def __aenter__(self) -> Client:
         await self._ensure_open()
@@ -246,7 +282,11 @@ class Client:
             changes["retry"] = retry
         clone._transport = self._transport.evolve(**changes)
         clone._downloader = Downloader(
-            clone._transport, max_bytes=self._downloader.max_bytes, now=self._downloader._now
+            clone._transport,
+            max_bytes=self._downloader.max_bytes,
+            now=self._downloader._now,
+            detached=clone._detached,
+            trust_env=self._shared.trust_env,
         )
         if image_poll is not None:
             clone._image_poll = image_poll
@@ -306,8 +346,10 @@ class Client:
         :class:`~jimeng.batch.RedisLedger` to share the batch between workers; default: this
         process only) under the batch ``name``. See docs/batch.md.
         """
-        from jimeng.batch import BatchRun
+        from jimeng.batch import BatchRun, default_ledger
 
+        if store is None:
+            store = default_ledger(self.journal)
         limiter = getattr(self, "_limiter", None)
         return BatchRun(
             self,
@@ -331,25 +373,73 @@ class Client:
             transport = transport.evolve(timeout=max(self._video_timeout, transport.timeout))
         return await drive(flow, transport)
 
+    async def _submit(self, flow: Flow[Task], *, kind: TaskKind) -> Task:
+        """Run a submit flow; log and journal the accepted task before anyone else sees it."""
+        try:
+            task = await self._run(flow, kind=kind)
+        except asyncio.CancelledError as error:
+            if hasattr(error, "add_note"):
+                error.add_note(
+                    "jimeng: cancelled while submitting; the server may have accepted the task"
+                )
+            raise
+        try:
+            now = self._clock()
+            task = attrs.evolve(task, created_at=task.created_at or now, updated_at=now)
+            logger.info(
+                "accepted %s task %s (ref %s) on %s", task.kind, task.id, task.ref, task.backend
+            )
+            if self._shared.journal is not None:
+                await self._shared.journal.accepted(task)
+        except BaseException as error:
+            attach_task(error, task)
+            raise
+        return task
+
     async def _poll_once(self, task: Task) -> Task:
+        await self._ensure_open()  # before the backend builds the request
+        journal = self._shared.journal
+        if journal is not None:
+            task = await journal.restore(task)
         latest = await self._run(self._shared.backend.poll(task), kind=task.kind)
-        return attrs.evolve(
+        latest = attrs.evolve(
             latest,
             created_at=latest.created_at or task.created_at,
             updated_at=latest.updated_at or self._clock(),
             completed_at=latest.completed_at
             or (self._clock() if latest.done and not task.done else task.completed_at),
         )
+        if journal is not None:
+            await journal.observed(task, latest)
+        return latest
 
     def _poll_policy(self, kind: TaskKind) -> PollPolicy:
         if kind is TaskKind.VIDEO:
             return self._video_poll or PollPolicy.for_kind(kind)
         return self._image_poll or PollPolicy.for_kind(kind)
 
-    def _bind(self, result: ImageResult | VideoResult) -> ImageResult | VideoResult:
+    def _bind(
+        self, result: ImageResult | VideoResult, task: Task | None = None
+    ) -> ImageResult | VideoResult:
         media = result.images if isinstance(result, ImageResult) else (result.video,)
-        bind_fetcher(media, self._downloader)
+        fetcher: Any = self._downloader
+        if task is not None and self._shared.journal is not None:
+            from jimeng._journal import JournallingFetcher
+
+            fetcher = JournallingFetcher(self._downloader, self._shared.journal, task.ref)
+        bind_fetcher(media, fetcher)
         return result
 
     def _task_error(self, task: Task) -> JimengError:
         return task_error(task, self._shared.backend.failure_error)
+
+
+def _open_journal(
+    journal: JournalLike, backend: Backend, clock: Callable[[], datetime]
+) -> Recorder | None:
+    from jimeng._journal import Recorder, open_store
+
+    store, owned = open_store(journal)
+    if store is None:
+        return None
+    return Recorder(store, owned=owned, backend=backend, clock=clock)

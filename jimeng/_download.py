@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -74,7 +75,11 @@ def decode_base64(text: str) -> bytes:
 
 
 class Downloader:
-    """Implements :class:`jimeng.models._media.Fetcher` for one client."""
+    """Implements :class:`jimeng.models._media.Fetcher` for one client.
+
+    ``detached`` says whether the client is closed; media then outlive it, each download using a
+    short-lived session of its own (same retries, size cap and atomic saving).
+    """
 
     def __init__(
         self,
@@ -82,10 +87,14 @@ class Downloader:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         now: Callable[[], datetime] | None = None,
+        detached: Callable[[], bool] | None = None,
+        trust_env: bool = False,
     ):
         self.transport = transport
         self.max_bytes = max_bytes
         self._now = now or (lambda: datetime.now())
+        self._detached = detached or (lambda: False)
+        self._trust_env = trust_env
 
     def stamp(self) -> str:
         return self._now().strftime("%Y%m%d_%H%M%S")
@@ -176,18 +185,28 @@ class Downloader:
             rng=self.transport.rng,
         )
         try:
-            async for attempt in controller:
-                with attempt:
-                    reset()
-                    return await self._fetch_once(url, sink)
+            async with self._session() as session:
+                async for attempt in controller:
+                    with attempt:
+                        reset()
+                        return await self._fetch_once(session, url, sink)
         except DownloadError:
             raise
         except JimengError as error:
             raise DownloadError(f"download failed: {error}", url=url) from error
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _fetch_once(self, url: str, sink: Callable[[bytes], object]) -> str | None:
-        session = await self.transport.session()
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[aiohttp.ClientSession]:
+        if not self._detached():
+            yield await self.transport.session()
+            return
+        async with aiohttp.ClientSession(trust_env=self._trust_env) as session:
+            yield session
+
+    async def _fetch_once(
+        self, session: aiohttp.ClientSession, url: str, sink: Callable[[bytes], object]
+    ) -> str | None:
         self.transport.attempts["download"] = self.transport.attempts.get("download", 0) + 1
         received = 0
         try:

@@ -6,6 +6,8 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+import attrs
+
 from jimeng._polling import PollPolicy, watch
 from jimeng.errors import (
     JimengError,
@@ -14,6 +16,7 @@ from jimeng.errors import (
     TaskFailedError,
 )
 from jimeng.models import ImageResult, Task, TaskKind, TaskStatus, VideoResult
+from jimeng.models._display import task_repr
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -28,12 +31,20 @@ class TaskHandle(Generic[R]):
     """A task the server accepted. ``id`` (and ``ref``) survive everything: keep them to resume
     with ``client.tasks.resume(ref)`` from another process, even after a crash."""
 
-    def __init__(self, client: Client, task: Task):
+    def __init__(self, client: Client, task: Task, *, prompt: str | None = None):
         self._client = client
         self._task = task
+        self._prompt = prompt
+        #: Set at submit; polls answer without them, so the handle keeps them for the result.
+        self._notes = task.notes
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the backend changed to serve the request (e.g. an approximated size)."""
+        return self._notes
 
     def __repr__(self) -> str:
-        return f"<TaskHandle {self._task.kind.value} id={self.id!r} status={self.status.value}>"
+        return task_repr(self._task, "TaskHandle")
 
     @property
     def id(self) -> str:
@@ -59,9 +70,14 @@ class TaskHandle(Generic[R]):
         return self._task
 
     async def refresh(self) -> Task:
-        """Ask the server once and return the new observation."""
+        """Ask the server once and return the new observation. Any error (a lost connection
+        included) carries the task's id, and the handle keeps it for the next try."""
         if not self._task.done:
-            self._task = await self._client._poll_once(self._task)
+            try:
+                self._task = await self._client._poll_once(self._task)
+            except BaseException as error:
+                attach_task(error, self._task)
+                raise
         return self._task
 
     def _policy(self, poll: PollPolicy | None) -> PollPolicy:
@@ -72,15 +88,22 @@ class TaskHandle(Generic[R]):
 
         Raises :class:`~jimeng.errors.TaskTimeoutError` (carrying the id) when polling runs out.
         """
-        async for task in watch(
-            self._task,
-            self._client._poll_once,
-            policy=self._policy(poll),
-            sleep=self._client._sleep,
-            monotonic=self._client._monotonic,
-        ):
-            self._task = task
-            yield task
+        try:
+            async for task in watch(
+                self._task,
+                self._client._poll_once,
+                policy=self._policy(poll),
+                sleep=self._client._sleep,
+                monotonic=self._client._monotonic,
+            ):
+                if self._notes and not task.notes:
+                    task = attrs.evolve(task, notes=self._notes)
+                self._task = task
+                yield task
+        except BaseException as error:
+            if not isinstance(error, GeneratorExit):
+                attach_task(error, self._task)
+            raise
 
     async def wait(
         self, *, poll: PollPolicy | None = None, on_update: OnUpdate | None = None
@@ -98,13 +121,27 @@ class TaskHandle(Generic[R]):
     ) -> R:
         """Wait, then return the result or raise the task's error (always carrying its id)."""
         task = await self.wait(poll=poll, on_update=on_update)
-        if task.status is TaskStatus.SUCCEEDED and task.result is not None:
-            return cast(R, self._client._bind(task.result))
-        raise self._client._task_error(task)
+        try:
+            if task.status is TaskStatus.SUCCEEDED and task.result is not None:
+                result = task.result
+                if self._prompt is not None and result.prompt is None:
+                    result = attrs.evolve(result, prompt=self._prompt)
+                if self._notes and not result.notes:
+                    result = attrs.evolve(result, notes=self._notes)
+                return cast(R, self._client._bind(result, task))
+            error = self._client._task_error(task)
+        except BaseException as bug:
+            attach_task(bug, task)
+            raise
+        raise error
 
     async def cancel(self) -> Task:
         """Ask the server to cancel the task (only queued tasks can be cancelled)."""
-        self._task = await self._client.tasks.cancel(self._task)
+        try:
+            self._task = await self._client.tasks.cancel(self._task)
+        except BaseException as error:
+            attach_task(error, self._task)
+            raise
         return self._task
 
 
@@ -136,10 +173,26 @@ def task_error(task: Task, failure_error: Callable[[Task], JimengError | None]) 
     )
 
 
-def attach_to_cancel(error: BaseException, task: Task) -> None:
-    """Leave the task id on a ``CancelledError`` so the caller can still find the paid task."""
+def attach_task(error: BaseException, task: Task) -> None:
+    """Leave the task's id on any exception raised after the server accepted it — a library
+    error, a ``CancelledError``, a bug — so the caller can still find the paid task.
+
+    Library errors get ``task_id``/``task_ref`` (kept if already set); others get the same
+    attributes and a note (``add_note``, Python 3.11+) naming the ref to resume.
+    """
+    if isinstance(error, JimengError):
+        error.attach_task(task.id, task.ref)
+        return
     err: Any = error
-    err.task_id = task.id
-    err.task_ref = task.ref
+    if getattr(err, "task_id", None) is not None:
+        return  # already attached on the way up
+    try:
+        err.task_id = task.id
+        err.task_ref = task.ref
+    except AttributeError:  # an exception type with __slots__: the note still tells
+        pass
     if hasattr(error, "add_note"):
-        error.add_note(f"jimeng: task {task.id} keeps running server-side; resume ref {task.ref!r}")
+        state = "keeps running server-side" if not task.done else "is on the server"
+        error.add_note(
+            f"jimeng: task {task.id} {state}; resume it with client.tasks.resume({task.ref!r})"
+        )

@@ -25,7 +25,7 @@ from yarl import URL
 
 from jimeng import _logging
 from jimeng._retry import RetryPolicy, call_with_retry
-from jimeng.errors import APIConnectionError, APITimeoutError, JimengError
+from jimeng.errors import APIConnectionError, APIError, APITimeoutError, JimengError, ServerError
 
 __all__ = ["Call", "Flow", "Response", "Transport", "drive"]
 
@@ -54,6 +54,9 @@ class Call:
     idempotent: bool = True
     #: Short label for logs and counters ("submit", "poll", "cancel", "upload"…).
     purpose: str = "request"
+    #: The answer must be a JSON document: a 2xx answer that is not (an HTML page from a proxy,
+    #: a truncated body) is a server failure, retried like a 5xx when the call is idempotent.
+    expects_json: bool = False
     timeout: float | None = None
     proxy: str | None = attrs.field(default=None, repr=False)
 
@@ -159,17 +162,26 @@ class Transport:
         return await self._session()
 
     async def execute(self, call: Call, *, retry: RetryPolicy | None = None) -> Response:
-        """Send ``call``, retrying per the policy; return the checked response."""
-        return await call_with_retry(
-            lambda: self.send_once(call),
-            retry or self.retry,
-            idempotent=call.idempotent,
-            sleep=self.sleep,
-            rng=self.rng,
-            on_retry=lambda attempt, error: _logging.logger.info(
-                "retrying %s %s after attempt %d: %s", call.method, call.purpose, attempt, error
-            ),
-        )
+        """Send ``call``, retrying per the policy; return the checked response.
+
+        A call that is not idempotent (a submit) and fails in a way that does not prove the
+        server refused it raises an error marked :attr:`~jimeng.JimengError.maybe_accepted`.
+        """
+        try:
+            return await call_with_retry(
+                lambda: self.send_once(call),
+                retry or self.retry,
+                idempotent=call.idempotent,
+                sleep=self.sleep,
+                rng=self.rng,
+                on_retry=lambda attempt, error: _logging.logger.info(
+                    "retrying %s %s after attempt %d: %s", call.method, call.purpose, attempt, error
+                ),
+            )
+        except JimengError as error:
+            if not call.idempotent and maybe_received(error):
+                error.mark_maybe_accepted(call.purpose, self.clock())
+            raise
 
     async def send_once(self, call: Call) -> Response:
         """One attempt: sign now, send, read, check."""
@@ -210,9 +222,33 @@ class Transport:
             time.perf_counter() - started,
             call.purpose,
         )
+        if call.expects_json and 200 <= response.status < 300 and response.json() is None:
+            raise unreadable_answer(response, call)
         if call.check is not None:
             call.check(response)
         return response
+
+
+def unreadable_answer(response: Response, call: Call) -> ServerError:
+    """The error for a 2xx answer that should be JSON and is not: the server (or a proxy in
+    front of it) failed, so it is retried like a 5xx where resending is harmless."""
+    kind = response.header("Content-Type") or "no Content-Type"
+    head = response.body[:80].decode("utf-8", "replace").strip()
+    return ServerError(
+        f"unexpected non-JSON answer to the {call.purpose} (HTTP {response.status}, {kind}, "
+        f"{len(response.body)} bytes): {head!r}",
+        status_code=response.status,
+    )
+
+
+def maybe_received(error: JimengError) -> bool:
+    """Whether a failed request may still have reached the server and been acted on: no answer
+    after sending (reset, timeout), or a server failure that is not a documented refusal."""
+    if isinstance(error, APIConnectionError):
+        return not error.permanent and error.sent is not False
+    if isinstance(error, APIError):
+        return isinstance(error, ServerError) and not error.resend_safe
+    return False
 
 
 @functools.lru_cache(maxsize=16)

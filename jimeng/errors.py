@@ -34,6 +34,7 @@ generation is never lost.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from jimeng import _logging
@@ -72,6 +73,9 @@ class JimengError(Exception):
     task_id: str | None = None
     #: Opaque reference that ``client.tasks.resume()`` accepts to pick the task up again.
     task_ref: str | None = None
+    #: ``True`` when a submit failed in a way that does not prove the server refused it (a reset
+    #: or timeout after sending, a 5xx from a proxy): the task may exist and be billed.
+    maybe_accepted: bool = False
 
     def __init__(self, message: str, *, task_id: str | None = None, task_ref: str | None = None):
         # Messages often quote server text: scrub any secret a backend registered.
@@ -89,6 +93,20 @@ class JimengError(Exception):
             self.task_id = task_id
         if self.task_ref is None:
             self.task_ref = task_ref
+
+    def mark_maybe_accepted(self, purpose: str, when: datetime) -> None:
+        """Say that the server may have accepted the request this error ended (once)."""
+        if self.maybe_accepted:
+            return
+        self.maybe_accepted = True
+        self.message = (
+            f"{self.message} — the {purpose} may have reached the server, which may have "
+            f"accepted (and will bill) the task though no task id came back; before submitting "
+            f"again, look for a task submitted at {when:%Y-%m-%d %H:%M:%S %Z} with "
+            "client.tasks.list() / 'jimeng task list' (backends with a task list) or in the "
+            "provider's console"
+        )
+        self.args = (self.message,)
 
     def __str__(self) -> str:
         text = self.message

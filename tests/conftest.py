@@ -55,6 +55,16 @@ class Sleeps:
         return sum(self.calls)
 
 
+@pytest.fixture(autouse=True)
+def jimeng_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every test gets its own JIMENG_HOME (the CLI journals by default), and no journal from
+    the environment."""
+    home = tmp_path_factory.mktemp("jimeng-home")
+    monkeypatch.setenv("JIMENG_HOME", str(home))
+    monkeypatch.delenv("JIMENG_JOURNAL", raising=False)
+    return home
+
+
 @pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()

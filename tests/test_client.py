@@ -46,9 +46,13 @@ async def test_with_options_shares_session_and_backend(sleeps: Sleeps) -> None:
 
 
 async def test_aclose_twice_is_safe() -> None:
-    client = jimeng.Client(Sandbox())
+    sandbox = Sandbox()
+    client = jimeng.Client(sandbox)
     await client.aclose()
     await client.aclose()
+    with pytest.raises(jimeng.ConfigurationError, match="closed"):
+        await client.images.generate("a cat")
+    assert sum(sandbox.server.requests.values()) == 0
 
 
 def test_backend_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,7 +99,7 @@ async def test_a_closed_client_does_not_reopen_its_backend() -> None:
     await client.aclose()
     with pytest.raises(jimeng.ConfigurationError, match="closed"):
         await client.images.generate("a cat", size="1K")
-    assert sandbox.url is None  # the sandbox server was never started
+    assert not sandbox.server.running  # the sandbox server was never started
 
 
 @pytest.mark.parametrize(

@@ -79,8 +79,8 @@ def test_default_model_ratio_resolution() -> None:
 RATIO_TABLE = [
     # ratio, resolution, code, width, height
     ("1:1", "1k", 1, 1024, 1024),
-    ("4:3", "1k", 4, 768, 1024),  # IPT's orientation quirk, kept as sent upstream
-    ("3:4", "1k", 2, 1024, 768),
+    ("4:3", "1k", 4, 1024, 768),  # §20: landscape, unlike IPT's turned row
+    ("3:4", "1k", 2, 768, 1024),
     ("16:9", "1k", 3, 1024, 576),
     ("9:16", "1k", 5, 576, 1024),
     ("3:2", "1k", 7, 1024, 682),
@@ -163,19 +163,40 @@ def test_width_height_map_to_nearest_entry(
 
 
 @pytest.mark.parametrize(
-    ("width", "height", "reason"),
+    ("width", "height", "ratio", "resolution", "size"),
     [
-        (1200, 1000, "10%"),  # aspect 1.2: 10% or more from 1:1 and 4:3
-        (512, 512, "2x"),  # a quarter of the smallest 1:1 size
-        (9000, 9000, "2x"),
-        (4000, 1000, "10%"),  # 4:1 is wider than 21:9
+        (1200, 1000, "4:3", "1k", (1024, 768)),  # between 1:1 and 4:3: the landscape one
+        (512, 512, "1:1", "1k", (1024, 1024)),  # below the smallest size
+        (9000, 9000, "1:1", "4k", (4096, 4096)),
+        (4000, 1000, "21:9", "2k", (3024, 1296)),  # wider than 21:9
     ],
 )
-def test_width_height_far_off_is_rejected(width: int, height: int, reason: str) -> None:
-    with pytest.raises(ValidationError, match=reason) as caught:
-        plan_image(image(width=width, height=height), CN)
-    assert caught.value.field == "width"
-    assert "2048x2048" in str(caught.value.allowed)
+def test_width_height_far_off_is_approximated_with_a_note(
+    width: int, height: int, ratio: str, resolution: str, size: tuple[int, int]
+) -> None:
+    plan = plan_image(image(width=width, height=height), CN)
+    assert (plan.ratio, plan.resolution, (plan.width, plan.height)) == (ratio, resolution, size)
+    assert plan.mapped == (
+        f"width {width}x{height} approximated as {ratio} at {resolution} "
+        f"({size[0]}x{size[1]}): the web protocol makes its table's sizes only"
+    )
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "code", "size"),
+    [
+        (1024, 768, 4, (1024, 768)),  # §20: the case, once sent as 768x1024
+        (768, 1024, 2, (768, 1024)),
+        (1100, 1000, 4, (1024, 768)),  # nearer 1:1 in aspect, but 1:1 is not landscape
+        (1000, 1100, 2, (768, 1024)),
+    ],
+)
+def test_orientation_of_pixel_sizes_is_kept(
+    width: int, height: int, code: int, size: tuple[int, int]
+) -> None:
+    plan = plan_image(image(width=width, height=height), CN)
+    assert (plan.ratio_code, (plan.width, plan.height)) == (code, size)
+    assert (plan.width > plan.height) == (width > height)
 
 
 def test_width_height_with_ratio_is_ambiguous() -> None:

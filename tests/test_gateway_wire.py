@@ -14,7 +14,7 @@ import pytest
 import jimeng
 from jimeng._http import Response
 from jimeng.backends._multipart import FilePart, encode_multipart
-from jimeng.backends.gateway import _wire
+from jimeng.backends.gateway import _params, _wire
 from jimeng.backends.gateway._errors import error_for, failure_class, refused_cancel_status
 from jimeng.backends.gateway._models import IMAGE_MODELS, IMAGE_SIZES, VIDEO_MODELS
 from jimeng.backends.gateway._params import region_of
@@ -386,17 +386,33 @@ def gateway(**options: Any) -> jimeng.Gateway:
     return jimeng.Gateway("http://127.0.0.1:5100", options.pop("token", "session"), **options)
 
 
-@pytest.mark.parametrize("field", ["size", "width"])
-def test_size_is_refused_with_what_to_use_instead(field: str) -> None:
-    request = (
-        ImageRequest(prompt="p", size="2K")
-        if field == "size"
-        else ImageRequest(prompt="p", width=2048, height=2048)
-    )
-    with pytest.raises(ValidationError) as caught:
-        gateway().validate_image(request)
-    assert caught.value.field == field
-    assert "ratio" in str(caught.value) and "resolution" in str(caught.value)
+@pytest.mark.parametrize(
+    ("request_", "fields", "note"),
+    [
+        (ImageRequest(prompt="p", size="2K"), {"resolution": "2k"}, None),
+        (ImageRequest(prompt="p", size="2560x1440"), {"ratio": "16:9", "resolution": "2k"}, None),
+        (
+            ImageRequest(prompt="p", width=1920, height=1080),
+            {"ratio": "16:9", "resolution": "2k"},
+            "width 1920x1080 approximated as 16:9 at 2k (2560x1440): the gateway takes ratio "
+            "and resolution only",
+        ),
+        # dreamina-web.md §20: the gateway's own 1k 4:3 row is portrait, so a landscape
+        # 1024x768 goes to 4:3 at 2k rather than to a portrait image.
+        (
+            ImageRequest(prompt="p", width=1024, height=768),
+            {"ratio": "4:3", "resolution": "2k"},
+            "width 1024x768 approximated as 4:3 at 2k (2304x1728): the gateway takes ratio and "
+            "resolution only",
+        ),
+        (ImageRequest(prompt="p", ratio="3:4"), {"ratio": "3:4"}, None),
+    ],
+)
+def test_sizes_become_ratio_and_resolution(
+    request_: ImageRequest, fields: dict[str, str], note: str | None
+) -> None:
+    gateway().validate_image(request_)
+    assert _params.image_size_fields(request_, regions=frozenset({"cn"})) == (fields, note)
 
 
 @pytest.mark.parametrize(
@@ -492,7 +508,7 @@ def test_valid_requests_pass() -> None:
 def test_tables_agree_with_the_protocol_reference() -> None:
     assert IMAGE_SIZES[("2k", "16:9")] == (3, 2560, 1440)  # CAP capture, dreamina-web.md §3.3
     assert IMAGE_SIZES[("4k", "21:9")] == (108, 6048, 2592)
-    assert IMAGE_SIZES[("1k", "4:3")] == (4, 768, 1024)  # the upstream portrait/landscape quirk
+    assert IMAGE_SIZES[("1k", "4:3")] == (4, 768, 1024)  # IPT's turned row (dreamina-web.md §20)
     assert VIDEO_MODELS["jimeng-video-3.0"].durations == (5, 10)
     assert {m.name for m in IMAGE_MODELS.values() if m.intelligent_ratio} == {
         "jimeng-4.0", "jimeng-4.1", "jimeng-4.5", "jimeng-4.6", "jimeng-5.0"

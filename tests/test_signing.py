@@ -550,6 +550,26 @@ def editing_auth(signed: SignedRequest, old: str, new: str) -> dict[str, Any]:
             "header x-security-token is not signed",
             id="token not signed",
         ),
+        pytest.param(
+            lambda s: editing_auth(s, "content-type;host;", "content-type;"),
+            "header host is not signed",
+            id="host not signed",
+        ),
+        pytest.param(
+            lambda s: editing_auth(s, ";x-date", ""),
+            "header x-date is not signed",
+            id="x-date not signed",
+        ),
+        pytest.param(
+            lambda s: replacing(s, "Content-Type", "application/json\nX-Injected: 1"),
+            "header content-type contains a line break",
+            id="bare LF in a signed header",
+        ),
+        pytest.param(
+            lambda s: replacing(s, "Content-Type", "application/json\rX-Injected: 1"),
+            "header content-type contains a line break",
+            id="bare CR in a signed header",
+        ),
     ],
 )
 def test_verify_rejects_with_reason(tamper: Any, reason: str) -> None:

@@ -11,6 +11,7 @@ from aioresponses import aioresponses
 from yarl import URL
 
 import jimeng
+from jimeng._retry import compute_delay
 from jimeng._signing import VOLCENGINE_CV, verify
 from tests.conftest import Sleeps
 
@@ -38,7 +39,9 @@ async def test_each_attempt_is_signed_afresh_and_sent_as_signed(sleeps: Sleeps) 
         sent = mocked.requests[("POST", URL(SUBMIT_URL))]
 
     assert task.id == "7392616336519610409"
-    assert len(sent) == 2 and len(sleeps.calls) == 1
+    assert len(sent) == 2
+    # One wait, the first backoff step drawn from the client's seeded generator.
+    assert sleeps.calls == [compute_delay(1, None, jimeng.RetryPolicy(), random.Random(0))]
     dates = [call.kwargs["headers"]["X-Date"] for call in sent]
     signatures = [call.kwargs["headers"]["Authorization"] for call in sent]
     assert dates[0] != dates[1] and signatures[0] != signatures[1]

@@ -372,7 +372,7 @@ BIG = png(640, 360, pad=3_800_000)  # 4.8 MiB of base64 once encoded
         ("images", {"model": "jimeng-3.1", "images": [FIRST]}, "images"),
         ("images", {"model": "jimeng-4.0", "seed": 5}, "seed"),
         ("images", {"model": "jimeng-4.6", "scale": 0.5}, "scale"),
-        ("images", {"model": "jimeng-3.0", "size": "4K"}, "size"),
+        ("images", {"model": "jimeng-3.0", "ratio": "5:4"}, "ratio"),
         ("images", {"model": "jimeng-4.0", "images": [gif()]}, "images[0]"),
         ("images", {"model": "jimeng-4.0", "images": [jpeg(pad=16 * 1024 * 1024)]}, "images[0]"),
         ("images", {"model": "jimeng-i2i-3.0", "images": [BIG]}, "images[0]"),

@@ -128,12 +128,12 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("jimeng-4.0", {"use_pre_llm": True}, "use_pre_llm"),
     ("jimeng-4.0", {"negative_prompt": "x"}, "negative_prompt"),
     ("jimeng-4.0", {"images": [URL] * 11}, "images"),
-    ("jimeng-4.0", {"size": "512x512"}, "size"),
+    ("jimeng-4.0", {"size": "9000x1000"}, "size"),
     ("jimeng-4.0", {"size": "4096x1024"}, "size"),
     ("jimeng-4.0", {"scale": 1.5}, "scale"),
     ("jimeng-4.0", {"min_ratio": 20.0}, "min_ratio"),
     ("jimeng-4.0", {"resolution": "8k"}, "resolution"),
-    ("jimeng-4.0", {"resolution": "2k", "size": "2K"}, "resolution"),
+    ("jimeng-4.0", {"resolution": "1k", "size": "2K"}, "size"),
     ("jimeng-4.0", {"images": [gif()]}, "images[0]"),
     ("jimeng-4.0", {"images": [jpeg(5000, 5000)]}, "images[0]"),
     ("jimeng-4.0", {"images": [jpeg(4000, 1000)]}, "images[0]"),
@@ -142,11 +142,11 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("jimeng-4.6", {"scale": 101}, "scale"),
     ("jimeng-4.6", {"images": [URL] * 15}, "images"),
     ("jimeng-4.6", {"min_ratio": 0.5}, "min_ratio"),
-    ("jimeng-4.6", {"resolution": "2k"}, "resolution"),
+    ("jimeng-4.6", {"ratio": "5:4"}, "ratio"),
     ("jimeng-3.1", {"images": [URL]}, "images"),
     ("jimeng-3.1", {"scale": 0.5}, "scale"),
-    ("jimeng-3.1", {"size": "4K"}, "size"),
-    ("jimeng-3.1", {"width": 400, "height": 600}, "width"),
+    ("jimeng-3.1", {"ratio": "7:3"}, "ratio"),
+    ("jimeng-3.1", {"resolution": "3k"}, "resolution"),
     ("jimeng-3.0", {"force_single": True}, "force_single"),
     ("jimeng-3.0", {"seed": -2}, "seed"),
     ("jimeng-i2i-3.0", {}, "images"),
@@ -199,3 +199,61 @@ def test_unread_local_file_is_refused() -> None:
     request = ImageRequest(prompt="p", images=[Path("photo.jpg")])
     with pytest.raises(ValidationError, match="has not been read"):
         image_spec(None).validate(request)
+
+
+# -- one sizing vocabulary (jimeng.backends._sizing) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs", "fields", "notes"),
+    [
+        # seed 001 "Recommended Sizes"; portrait rows are the landscape ones turned.
+        ("jimeng-4.0", {"ratio": "16:9", "resolution": "2k"}, {"width": 2560, "height": 1440}, ()),
+        ("jimeng-4.0", {"ratio": "21:9", "resolution": "4k"}, {"width": 6198, "height": 2656}, ()),
+        ("jimeng-4.0", {"ratio": "3:4", "resolution": "4k"}, {"width": 3520, "height": 4694}, ()),
+        ("jimeng-4.0", {"ratio": "2:3"}, {"width": 1664, "height": 2496}, ()),
+        # 1K lists only 1:1: other ratios keep the 1K area, rounded up.
+        ("jimeng-4.0", {"ratio": "16:9", "resolution": "1k"}, {"width": 1366, "height": 768}, ()),
+        ("jimeng-4.0", {"resolution": "2k"}, {"size": 2048 * 2048}, ()),
+        (
+            "jimeng-4.0",
+            {"width": 512, "height": 512},
+            {"width": 1024, "height": 1024},
+            (
+                "width 512x512 scaled to 1024x1024: Volcengine 4.x takes an area from 1024x1024 "
+                "to 4096x4096",
+            ),
+        ),
+        ("jimeng-4.6", {"ratio": "4:3", "resolution": "2k"}, {"width": 2304, "height": 1728}, ()),
+        (
+            "jimeng-3.1",
+            {"ratio": "16:9", "resolution": "2k"},
+            {"width": 2048, "height": 1152},
+            (
+                "16:9 at 2k (2560x1440) scaled to 2048x1152: Volcengine 3.x takes sides from 512 "
+                "to 2048",
+            ),
+        ),
+        ("jimeng-3.0", {"size": "1K"}, {"width": 1024, "height": 1024}, ()),
+    ],
+)
+def test_ratio_resolution_and_pixels_on_volcengine(
+    model: str, kwargs: dict[str, Any], fields: dict[str, int], notes: tuple[str, ...]
+) -> None:
+    spec = image_spec(model)
+    request = ImageRequest(prompt="p", **kwargs)
+    spec.validate(request)
+    body = spec.body(request)
+    assert {key: body[key] for key in fields} == fields
+    assert not ({"width", "height", "size"} - set(fields)) & set(body)
+    assert spec.notes(request) == notes
+
+
+def test_relays_get_pixels_for_a_ratio_and_the_preset_name_alone() -> None:
+    spec = image_spec("jimeng-4.0")
+    ratio = ImageRequest(prompt="p", ratio="16:9", resolution="4k")
+    assert {k: spec.body(ratio, relay=True)[k] for k in ("width", "height")} == {
+        "width": 5404,
+        "height": 3040,
+    }
+    assert spec.body(ImageRequest(prompt="p", resolution="4K"), relay=True)["resolution"] == "4k"

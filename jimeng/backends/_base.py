@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import JimengError
 from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
 
@@ -125,6 +126,13 @@ class Backend(abc.ABC):
         """A specific error for a failed task (e.g. content filtered), or ``None`` for the
         generic :class:`~jimeng.errors.TaskFailedError`."""
         return None
+
+    def capabilities(self) -> Capabilities:
+        """What this backend, as configured, can do: models, sizes, ratios, durations and
+        features, built from the same tables its validation reads (no network call).
+
+        A backend that does not override this reports no models and no features."""
+        return Capabilities(backend=self.name)
 
     def describe(self) -> dict[str, Any]:
         """Safe-to-print settings (never secrets)."""

@@ -1,14 +1,68 @@
-"""Endpoint URLs shared by every HTTP backend: parsing, and plain http only where it is safe."""
+"""What every HTTP backend shares: endpoint URLs (parsing, plain http only where it is safe),
+the HTTP status → error class table, and the ByteDance OpenAPI error names (Volcengine's
+gateway, ImageX and VOD answer in the same ``ResponseMetadata.Error`` envelope)."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 
 from yarl import URL
 
-from jimeng.errors import ConfigurationError
+from jimeng.errors import (
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    InsufficientCreditsError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+)
 
-__all__ = ["check_endpoint", "is_loopback"]
+__all__ = ["OPENAPI_ERROR_CODES", "check_endpoint", "error_class_for_status", "is_loopback"]
+
+#: HTTP status → error class, for answers whose body does not say better. One table for every
+#: backend: 401 is "who are you" (credentials), 403 "not allowed" (authenticated, refused).
+_STATUS_CLASSES: Mapping[int, type[APIError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    402: InsufficientCreditsError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: InvalidRequestError,
+    422: InvalidRequestError,
+    429: RateLimitError,
+}
+
+
+def error_class_for_status(status: int) -> type[APIError]:
+    """The error class an HTTP status stands for (5xx: :class:`ServerError`; any other status
+    without an entry, including a 2xx that carried an error body: :class:`APIError`)."""
+    if status >= 500:
+        return ServerError
+    return _STATUS_CLASSES.get(status, APIError)
+
+
+#: ``ResponseMetadata.Error.Code`` → exception class (protocols/volcengine.md §4.3).
+OPENAPI_ERROR_CODES: Mapping[str, type[APIError]] = {
+    "MissingParameter": InvalidRequestError,
+    "MissingAuthenticationToken": AuthenticationError,
+    "MissingRequestInfo": InvalidRequestError,
+    "MissingSignature": AuthenticationError,
+    "InvalidTimestamp": AuthenticationError,
+    "ServiceNotFound": NotFoundError,
+    "InvalidActionOrVersion": NotFoundError,
+    "InvalidAccessKey": AuthenticationError,
+    "SignatureDoesNotMatch": AuthenticationError,
+    "LackPolicy": PermissionDeniedError,
+    "AccessDenied": PermissionDeniedError,
+    "InternalError": ServerError,
+    "FailToConnect": ServerError,
+    "InternalServiceTimeout": ServerError,
+    "FlowLimitExceeded": RateLimitError,
+}
 
 
 def is_loopback(host: str) -> bool:

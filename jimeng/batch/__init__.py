@@ -51,6 +51,7 @@ __all__ = [
     "SQLiteLedger",
     "Source",
     "check_lines",
+    "default_ledger",
     "fields_for",
     "parse_lines",
     "read_lines",
@@ -61,6 +62,19 @@ __all__ = [
 #: How many lines a worker works on at once when neither ``max_concurrency`` nor the rate
 #: limiter says (the limiter's own concurrency decides how many of them submit at once).
 DEFAULT_WINDOW = 32
+
+
+def default_ledger(journal: Any) -> Ledger:
+    """Where ``client.batch`` keeps line states by default: in the journal's SQLite file (a
+    table of its own), else in this process only."""
+    from jimeng._journal import SQLiteJournal
+
+    if isinstance(journal, SQLiteJournal):
+        return SQLiteLedger(journal.path)
+    shared = getattr(journal, "ledger", None)
+    if isinstance(shared, Ledger):
+        return shared
+    return MemoryLedger()
 
 
 def as_lines(

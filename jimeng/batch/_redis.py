@@ -24,17 +24,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
+
+from jimeng._journal import JournalEntry, JournalStore, JournalUpdate, scrub
 from jimeng.batch._input import BatchLine
 from jimeng.batch._ledger import Ledger, LineRecord
 from jimeng.batch._runner import Delivery
 from jimeng.errors import ConfigurationError
+from jimeng.models import TaskKind, TaskStatus
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisLedger", "StreamSource", "connect"]
+__all__ = ["RedisJournal", "RedisLedger", "StreamSource", "connect"]
 
 T = TypeVar("T")
 
@@ -213,3 +218,149 @@ class StreamSource:
             return False
         info = await self.redis.xinfo_stream(self.stream)
         return bool(group["last-delivered-id"] == info["last-generated-id"])
+
+
+JOURNAL_PREFIX = "jimeng:journal:"
+
+
+class RedisJournal(JournalStore):
+    """The task journal in Redis, for workers on several machines: the same entries as the
+    SQLite journal (one JSON document per task, already scrubbed of secrets), indexed by
+    submission time, by ref and task id, and by "unfinished". Updates are ``WATCH``/``MULTI``
+    transactions on the entry, so a slower worker never resurrects a finished task.
+
+    :attr:`ledger` is a :class:`RedisLedger` on the same connection (``client.batch`` uses it).
+    """
+
+    def __init__(self, redis: Redis, *, owns: bool = False):
+        self.redis: Any = redis
+        self._owns = owns
+        self.ledger = RedisLedger(redis)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisJournal:
+        return cls(connect(url), owns=True)
+
+    def __repr__(self) -> str:
+        return "RedisJournal()"
+
+    @staticmethod
+    def _entry_key(backend: str, ref: str) -> str:
+        return f"{JOURNAL_PREFIX}entry:{backend}\x1f{ref}"
+
+    async def record(self, entry: JournalEntry) -> None:
+        key = self._entry_key(entry.backend, entry.ref)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(key, json.dumps(entry.to_json(), separators=(",", ":")))
+        pipe.hset(f"{JOURNAL_PREFIX}refs", entry.ref, key)
+        pipe.hset(f"{JOURNAL_PREFIX}ids", entry.task_id, key)
+        pipe.zadd(f"{JOURNAL_PREFIX}by_time", {key: entry.submitted_at.timestamp()})
+        if entry.done:
+            pipe.srem(f"{JOURNAL_PREFIX}unfinished", key)
+        else:
+            pipe.sadd(f"{JOURNAL_PREFIX}unfinished", key)
+        await pipe.execute()
+
+    async def _change(
+        self, backend: str, ref: str, change: Callable[[JournalEntry], JournalEntry]
+    ) -> None:
+        from redis.exceptions import WatchError
+
+        key = self._entry_key(backend, ref)
+        for _ in range(MAX_CONFLICTS):
+            pipe: Any
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        return  # unknown tasks are ignored
+                    before = JournalEntry.from_json(json.loads(raw))
+                    after = change(before)
+                    pipe.multi()
+                    pipe.set(key, json.dumps(after.to_json(), separators=(",", ":")))
+                    if after.done:
+                        pipe.srem(f"{JOURNAL_PREFIX}unfinished", key)
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
+        raise ConfigurationError(f"journal: task {ref} kept changing under this process")
+
+    async def update(self, backend: str, ref: str, change: JournalUpdate) -> None:
+        await self._change(backend, ref, lambda entry: entry.evolve(change))
+
+    async def add_saved(self, backend: str, ref: str, paths: Sequence[str]) -> None:
+        def add(entry: JournalEntry) -> JournalEntry:
+            saved = list(entry.saved)
+            saved += [path for path in paths if path not in saved]
+            return attrs.evolve(entry, saved=tuple(saved))
+
+        await self._change(backend, ref, add)
+
+    async def _load(self, keys: Sequence[str]) -> list[JournalEntry]:
+        entries: list[JournalEntry] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            for raw in await self.redis.mget(chunk) if chunk else ():
+                if raw is not None:
+                    entries.append(JournalEntry.from_json(json.loads(raw)))
+        return entries
+
+    async def get(self, ref: str, *, backend: str | None = None) -> JournalEntry | None:
+        if backend is not None:
+            found = await self._load([self._entry_key(backend, ref)])
+            if found:
+                return found[0]
+        for index in ("refs", "ids"):
+            key = await self.redis.hget(f"{JOURNAL_PREFIX}{index}", ref)
+            if key is None:
+                continue
+            found = await self._load([key])
+            if found and (backend is None or found[0].backend == backend):
+                return found[0]
+        return None
+
+    async def unfinished(
+        self, *, backend: str | None = None, fingerprint: str | None = None
+    ) -> list[JournalEntry]:
+        keys = sorted(await self.redis.smembers(f"{JOURNAL_PREFIX}unfinished"))
+        entries = [
+            entry
+            for entry in await self._load(keys)
+            if not entry.done
+            and (backend is None or entry.backend == backend)
+            and (fingerprint is None or entry.fingerprint == fingerprint)
+        ]
+        return sorted(entries, key=lambda entry: entry.submitted_at)
+
+    async def history(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        kind: TaskKind | None = None,
+        since: datetime | None = None,
+        backend: str | None = None,
+        limit: int | None = None,
+    ) -> list[JournalEntry]:
+        low = since.timestamp() if since is not None else "-inf"
+        keys = await self.redis.zrevrangebyscore(f"{JOURNAL_PREFIX}by_time", "+inf", low)
+        entries = [
+            entry
+            for entry in await self._load(keys)
+            if (status is None or entry.status is status)
+            and (kind is None or entry.kind is kind)
+            and (backend is None or entry.backend == backend)
+        ]
+        return entries[:limit] if limit is not None else entries
+
+    async def get_meta(self, key: str) -> Any:
+        raw = await self.redis.hget(f"{JOURNAL_PREFIX}meta", key)
+        return None if raw is None else json.loads(raw)
+
+    async def put_meta(self, key: str, value: Any) -> None:
+        await self.redis.hset(f"{JOURNAL_PREFIX}meta", key, json.dumps(scrub(value)))
+
+    async def aclose(self) -> None:
+        if self._owns:
+            await self.redis.aclose()

@@ -23,9 +23,10 @@ import attrs
 
 import jimeng
 from jimeng._logging import redact
-from jimeng.backends import NAMES, Backend, create
+from jimeng.backends import NAMES, Backend, create, reference_capabilities
+from jimeng.backends._capabilities import comparison_table
 from jimeng.cli import _render
-from jimeng.cli._batch import run_batch
+from jimeng.cli._batch import batch_client_options, run_batch
 from jimeng.cli._exit import ExitCode, UsageError, describe, exit_code, render_text
 from jimeng.cli._files import convert_webp, default_folder, image_size, is_webp
 from jimeng.cli._parser import build_parser, option_names
@@ -153,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "sandbox":
         return _serve(run)
+    if args.command == "backends":
+        return _backends(run)
     try:
         return asyncio.run(_execute(run))
     except BrokenPipeError:  # the reader went away (``jimeng … | head -1``): not worth a word
@@ -182,7 +185,10 @@ async def _execute(run: _Run) -> int:
     try:
         backend = _make_backend(run.args)
         run.backend = backend.name
-        async with jimeng.Client(backend, **_client_options) as client:
+        options = {**_client_options}
+        if run.args.command == "batch":
+            options.update(batch_client_options(run.args))
+        async with jimeng.Client(backend, **options) as client:
             run.progress.start()
             try:
                 code = await _COMMANDS[_command_key(run.args)](run, client)
@@ -561,6 +567,23 @@ def _faults(specs: Sequence[str]) -> list[dict[str, Any]]:
             fault["times"] = int(parts[2])
         faults.append(fault)
     return faults
+
+
+def _backends(run: _Run) -> int:
+    """``jimeng backends``: the capability tables, read from the backends (no network)."""
+    args = run.args
+    try:
+        if args.backend is not None or args.sandbox:
+            every = [_make_backend(args).capabilities()]
+        else:
+            every = reference_capabilities()
+    except (jimeng.JimengError, UsageError) as error:
+        return _fail(run, error)
+    if run.json:
+        run.out(_render.dump_json({"backends": [c.to_dict() for c in every]}))
+    else:
+        run.out(comparison_table(every).rstrip("\n"))
+    return int(ExitCode.OK)
 
 
 def _serve(run: _Run) -> int:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import jimeng
+from jimeng._journal import journal_path
 from jimeng._logging import redact
 from jimeng.batch import BatchItem, BatchSummary, InputError, Ledger, SQLiteLedger, read_lines
 from jimeng.cli._exit import ExitCode
@@ -28,15 +28,6 @@ __all__ = ["batch_client_options", "run_batch"]
 
 #: Seconds between plain progress lines when stderr is not a terminal.
 PLAIN_EVERY = 10.0
-LEDGER_FILE = "batches.sqlite3"
-
-
-def _home() -> Path:
-    explicit = os.environ.get("JIMENG_HOME")
-    if explicit:
-        return Path(explicit).expanduser()
-    data = os.environ.get("XDG_DATA_HOME")
-    return (Path(data) if data else Path.home() / ".local" / "share") / "jimeng"
 
 
 def _is_redis(store: str | None) -> bool:
@@ -44,18 +35,23 @@ def _is_redis(store: str | None) -> bool:
 
 
 def open_ledger(store: str | None) -> Ledger:
-    """``--store``: a Redis URL, a SQLite file, or (default) ``batches.sqlite3`` beside the
-    journal in ``$JIMENG_HOME``."""
+    """``--store``: a Redis URL, a SQLite file, or (default) the journal's SQLite file
+    (``$JIMENG_HOME/journal.sqlite3``, a table of its own)."""
     if _is_redis(store):
         from jimeng.batch._redis import RedisLedger
 
         return RedisLedger.from_url(str(store))
-    return SQLiteLedger(Path(store).expanduser() if store else _home() / LEDGER_FILE)
+    return SQLiteLedger(Path(store).expanduser() if store else journal_path())
 
 
 def batch_client_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Options for the command's client (the shared stores with a Redis ``--store``)."""
-    return {}
+    """Options for the command's client: the journal (the SQLite default, or the shared
+    Redis store with a Redis ``--store``)."""
+    if _is_redis(args.store):
+        from jimeng.batch._redis import RedisJournal
+
+        return {"journal": RedisJournal.from_url(str(args.store))}
+    return {"journal": True}
 
 
 class _Bar(Protocol):
@@ -125,7 +121,10 @@ async def run_batch(run: _Run, client: jimeng.Client) -> int:
     source = Path(args.file).expanduser()
     kind = TaskKind(args.kind)
     lines, problems = read_lines(source, kind=kind, model=args.model)
-    ledger = open_ledger(args.store)
+    shared = getattr(client.journal, "ledger", None)
+    ledger = (
+        shared if _is_redis(args.store) and isinstance(shared, Ledger) else open_ledger(args.store)
+    )
     name = args.name or source.stem
     out = Path(args.out).expanduser()
     mode = "none" if run.json or run.quiet else ("bar" if _isatty(run.stderr) else "plain")
@@ -160,6 +159,8 @@ async def run_batch(run: _Run, client: jimeng.Client) -> int:
         if progress is not None:
             progress.close()
         await ledger.aclose()
+        if _is_redis(args.store) and client.journal is not None:
+            await client.journal.aclose()  # the client does not own a store it was given
     summary = batch.summary
     assert summary is not None
     if batch.problems and not run.json:

@@ -246,8 +246,9 @@ def _batch_command(commands: Any) -> None:
     parser.add_argument(
         "--store",
         metavar="URL_OR_PATH",
-        help="where line states live: redis://host:port/db to share the batch between "
-        "workers, or a SQLite file (default: batches.sqlite3 in $JIMENG_HOME)",
+        help="where line states and the task journal live: redis://host:port/db to share the "
+        "batch between workers, or a SQLite file (default: the journal, "
+        "$JIMENG_HOME/journal.sqlite3)",
     )
     parser.add_argument(
         "--name", help="the batch's name in the store (default: FILE's name without extension)"
@@ -274,6 +275,17 @@ def _credits_command(commands: Any) -> None:
         description="Credit balance per session (Dreamina and gateway backends).",
     )
     parser.add_argument("--claim", action="store_true", help="claim the daily free credits first")
+    _common(parser, top=False)
+
+
+def _backends_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "backends",
+        help="what each backend can do (models, sizes, durations, features)",
+        description="Compare the backends: features, then every model with its ratios, "
+        "resolutions, sizes and durations. With --backend (or --sandbox) only that backend, "
+        "as configured from the environment. Nothing is sent.",
+    )
     _common(parser, top=False)
 
 
@@ -329,6 +341,7 @@ def build_parser() -> Parser:
     _task_commands(commands)
     _batch_command(commands)
     _credits_command(commands)
+    _backends_command(commands)
     _sandbox_commands(commands)
     return parser
 

@@ -6,9 +6,14 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+
+from jimeng.models import _display
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 __all__ = ["Fetcher", "Image", "ImageResult", "Media", "Video", "VideoResult"]
 
@@ -49,6 +54,9 @@ class Media:
     def __str__(self) -> str:
         return self.url or f"<{len(self.data or b'')} bytes>"
 
+    def __repr__(self) -> str:
+        return _display.media_repr(self)
+
     def _require_fetcher(self) -> Fetcher:
         if self._fetcher is None:
             raise RuntimeError("this media object is not bound to a client")
@@ -70,17 +78,44 @@ class Media:
         return await self._require_fetcher().save(self, target, index=1, explicit=explicit)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class Image(Media):
-    """A generated image."""
+    """A generated image. In a notebook it displays inline (from its bytes when they are here,
+    else from its URL: displaying never downloads)."""
+
+    def _repr_html_(self) -> str:
+        return _display.image_html(self)
+
+    def _repr_png_(self) -> bytes | None:
+        return self.data if _display.image_mime(self) == "image/png" else None
+
+    def _repr_jpeg_(self) -> bytes | None:
+        return self.data if _display.image_mime(self) == "image/jpeg" else None
+
+    async def to_pil(self) -> PIL.Image.Image:
+        """The image as a Pillow image (reads it first if needed; needs ``jimeng[pillow]``)."""
+        try:
+            from PIL import Image as PILImage
+        except ImportError:
+            raise ImportError(
+                "to_pil() needs Pillow: pip install 'jimeng[pillow]' (or pip install Pillow)"
+            ) from None
+        import io
+
+        picture = PILImage.open(io.BytesIO(await self.read()))
+        picture.load()
+        return picture
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class Video(Media):
-    """A generated video (MP4)."""
+    """A generated video (MP4). In a notebook it displays as a ``<video>`` player."""
 
     duration: float | None = None
     fps: int | None = None
+
+    def _repr_html_(self) -> str:
+        return _display.video_html(self)
 
 
 def _target(path: PathLike) -> tuple[Path, bool]:
@@ -93,14 +128,25 @@ def _target(path: PathLike) -> tuple[Path, bool]:
 
 @attrs.frozen(kw_only=True)
 class ImageResult:
-    """The images one task produced."""
+    """The images one task produced. In a notebook: a grid with the prompt, size, model and
+    task id."""
 
     images: tuple[Image, ...]
     task_id: str | None = None
     model: str | None = None
     backend: str | None = None
     request_id: str | None = None
+    #: The prompt, when this client submitted the task.
+    prompt: str | None = None
+    #: What the backend changed to serve the request (e.g. a size it approximated).
+    notes: tuple[str, ...] = ()
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+    def __repr__(self) -> str:
+        return _display.result_repr(self)
+
+    def _repr_html_(self) -> str:
+        return _display.image_result_html(self)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -138,7 +184,17 @@ class VideoResult:
     backend: str | None = None
     request_id: str | None = None
     aigc_meta_tagged: bool | None = None
+    #: The prompt, when this client submitted the task.
+    prompt: str | None = None
+    #: What the backend changed to serve the request (e.g. a duration it mapped).
+    notes: tuple[str, ...] = ()
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+    def __repr__(self) -> str:
+        return _display.result_repr(self)
+
+    def _repr_html_(self) -> str:
+        return _display.video_result_html(self)
 
     @property
     def url(self) -> str | None:

@@ -79,11 +79,19 @@ class Task:
     completed_at: datetime | None = None
     failure: TaskFailure | None = None
     result: ImageResult | VideoResult | None = attrs.field(default=None, repr=False)
+    #: What the backend changed to serve the request (e.g. a size it approximated); the
+    #: result carries the same notes.
+    notes: tuple[str, ...] = attrs.field(default=(), eq=False)
     #: Seconds the server asks the client to wait before the next poll, when it says so.
     poll_after: float | None = attrs.field(default=None, repr=False)
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
     #: Backend-private state carried from one poll to the next (never sent to users' logs).
     context: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+    def __repr__(self) -> str:
+        from jimeng.models._display import task_repr
+
+        return task_repr(self)
 
     @property
     def done(self) -> bool:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from jimeng._handle import attach_to_cancel
-from jimeng.errors import JimengError, ValidationError
+from jimeng._handle import attach_task
+from jimeng.errors import ValidationError
 from jimeng.models import ImageInput, Task
 
 if TYPE_CHECKING:
@@ -58,14 +58,11 @@ async def notify(callback: Callable[[Task], Any] | None, task: Task) -> None:
 async def wait_for_result(
     client: Client, handle: Any, *, on_submit: OnSubmit | None = None, **kwargs: Any
 ) -> Any:
-    """``on_submit``, then ``handle.result()``, leaving the task id on a cancellation (and on
-    any library error) from the moment the server accepted the task."""
+    """``on_submit``, then ``handle.result()``, leaving the task id on any exception (a
+    cancellation, a library error, a bug) from the moment the server accepted the task."""
     try:
         await notify(on_submit, handle.task)
         return await handle.result(**kwargs)
-    except asyncio.CancelledError as error:
-        attach_to_cancel(error, handle.task)
-        raise
-    except JimengError as error:
-        error.attach_task(handle.task.id, handle.task.ref)
+    except BaseException as error:
+        attach_task(error, handle.task)
         raise

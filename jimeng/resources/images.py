@@ -15,6 +15,7 @@ from jimeng.models import (
     ImageInputLike,
     ImageRequest,
     ImageResult,
+    TaskKind,
     Watermark,
 )
 from jimeng.resources._common import OnSubmit, load_input, wait_for_result
@@ -163,7 +164,5 @@ class Images:
             request = attrs.evolve(request, images=tuple(i for i in loaded if i is not None))
         backend = self._client.backend
         backend.validate_image(request)
-        task = await self._client._run(backend.submit_image(request))
-        now = self._client._clock()
-        task = attrs.evolve(task, created_at=task.created_at or now, updated_at=now)
-        return TaskHandle(self._client, task)
+        task = await self._client._submit(backend.submit_image(request), kind=TaskKind.IMAGE)
+        return TaskHandle(self._client, task, prompt=request.prompt)

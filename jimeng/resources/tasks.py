@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from jimeng import _logging
 from jimeng._handle import OnUpdate, TaskHandle
 from jimeng._polling import PollPolicy
-from jimeng.models import Task
+from jimeng.errors import ConfigurationError, JimengError, ValidationError
+from jimeng.models import Task, TaskKind, TaskStatus
 
 if TYPE_CHECKING:
     from jimeng._client import Client
+    from jimeng._journal import JournalEntry, Recorder
 
 __all__ = ["Tasks"]
 
@@ -23,8 +27,74 @@ class Tasks:
         self._client = client
 
     def resume(self, ref: str, *, model: str | None = None) -> TaskHandle[Any]:
-        """A handle on a task submitted earlier (even by another process). No network call."""
+        """A handle on a task submitted earlier (even by another process). No network call.
+
+        With a journal, the first poll uses what the journal recorded at submit time (kind,
+        model and poll options such as Volcengine's watermark / AIGC / return_url settings).
+        """
         return TaskHandle(self._client, self._client.backend.resume(ref, model=model))
+
+    def _recorder(self, what: str) -> Recorder:
+        recorder = self._client._shared.journal
+        if recorder is None:
+            raise ConfigurationError(
+                f"{what} reads the task journal, and this client keeps none: create it with "
+                "jimeng.Client(journal=True) or set JIMENG_JOURNAL=1"
+            )
+        return recorder
+
+    async def unfinished(self) -> list[TaskHandle[Any]]:
+        """Handles on every journalled task of this backend (same endpoint) that was not seen
+        finished, oldest first, restored with the options they were submitted with. A task
+        this backend cannot resume (a session no longer configured) is skipped with a warning.
+        """
+        from jimeng._journal._recorder import merge
+
+        recorder = self._recorder("tasks.unfinished()")
+        entries = await recorder.store.unfinished(
+            backend=recorder.backend_name, fingerprint=recorder.fingerprint()
+        )
+        handles: list[TaskHandle[Any]] = []
+        for entry in entries:
+            try:
+                task = self._client.backend.resume(entry.ref, model=entry.model)
+            except JimengError as error:
+                _logging.logger.warning("journal: cannot resume task %s: %s", entry.ref, error)
+                continue
+            handles.append(TaskHandle(self._client, merge(task, entry)))
+        return handles
+
+    async def history(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        kind: TaskKind | str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        all_backends: bool = False,
+    ) -> list[JournalEntry]:
+        """Journalled tasks, newest first: their state, result links (with expiry) and the
+        files saved from them. Only this client's backend unless ``all_backends``."""
+        from jimeng._journal._recorder import parse_kind, parse_status
+
+        recorder = self._recorder("tasks.history()")
+        if since is not None and not isinstance(since, datetime):
+            raise ValidationError(
+                "since", f"expected a datetime, got {type(since).__name__}", value=since
+            )
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise ValidationError(
+                "limit", f"expected an int, got {type(limit).__name__}", value=limit
+            )
+        if limit is not None and limit < 1:
+            raise ValidationError("limit", f"must be 1 or more, got {limit}", value=limit)
+        return await recorder.store.history(
+            status=parse_status(status),
+            kind=parse_kind(kind),
+            since=since,
+            backend=None if all_backends else recorder.backend_name,
+            limit=limit,
+        )
 
     async def get(self, ref: str, *, model: str | None = None) -> Task:
         """Ask the server once about a task."""

@@ -154,7 +154,5 @@ class Videos:
         )
         backend = self._client.backend
         backend.validate_video(request)
-        task = await self._client._run(backend.submit_video(request), kind=TaskKind.VIDEO)
-        now = self._client._clock()
-        task = attrs.evolve(task, created_at=task.created_at or now, updated_at=now)
-        return TaskHandle(self._client, task)
+        task = await self._client._submit(backend.submit_video(request), kind=TaskKind.VIDEO)
+        return TaskHandle(self._client, task, prompt=request.prompt)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from jimeng._http import Flow
 from jimeng.backends._base import AccountBalance, Backend, Runtime, SessionStatus
+from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import ConfigurationError, JimengError
 from jimeng.models import ImageRequest, Task, VideoRequest
 from jimeng.sandbox._dreamina import SANDBOX_TOKENS, DreaminaProtocol
@@ -134,7 +135,13 @@ class Sandbox(Backend):
         self._server = server
         if self._owns_server:
             self._server = build_server(stages=stages, time_factor=time_factor)
-        self._inner = self._make_inner(url or "http://127.0.0.1:9")
+        # The port is bound here, so the inner backend names the real URL from the start: a
+        # request built before the server runs (a first call without ``async with``) is right.
+        base = url
+        if base is None and self._server is not None:
+            self._server.reserve()
+            base = self._server.url
+        self._inner = self._make_inner(base or "")
 
     def __repr__(self) -> str:
         return f"Sandbox(protocol={self.protocol!r}, url={self.url!r})"
@@ -182,7 +189,6 @@ class Sandbox(Backend):
     async def open(self, runtime: Runtime) -> None:
         if self._owns_server and self._server is not None:
             await self._server.start()
-            self._inner = self._make_inner(self._server.url)
         await self._inner.open(runtime)
 
     async def aclose(self) -> None:
@@ -229,6 +235,9 @@ class Sandbox(Backend):
 
     def failure_error(self, task: Task) -> JimengError | None:
         return self._inner.failure_error(task)
+
+    def capabilities(self) -> Capabilities:
+        return self._inner.capabilities()
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "protocol": self.protocol, "url": self.url}

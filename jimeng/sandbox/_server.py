@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import socket
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal
@@ -127,14 +129,41 @@ class SandboxServer:
         self.app.router.add_get("/media/{name:.+}", self._serve_media)
         self.app.router.add_get("/_sandbox/health", self._health)
         self._runner: web.AppRunner | None = None
+        self._socket: socket.socket | None = None
         self._protocols: list[Any] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:41234`` (after :meth:`start`)."""
+        """Base URL, e.g. ``http://127.0.0.1:41234`` (after :meth:`reserve` or :meth:`start`)."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._runner is not None
+
+    def reserve(self) -> int:
+        """Bind the listening socket now, without an event loop, and return the port.
+
+        The URL is then known before :meth:`start` (which serves on this very socket), so
+        requests built before the server runs already name the right port.
+        """
+        if self._socket is None and self._runner is None:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((self.host, self.port))
+            except OSError:
+                sock.close()
+                raise
+            self.port = sock.getsockname()[1]
+            self._socket = sock
+            # A sandbox that is never started must not leak its socket.
+            weakref.finalize(self, sock.close)
+        return self.port
 
     def mount(self, protocol: Any) -> None:
         """Add a protocol module's routes (called before :meth:`start`)."""
@@ -153,7 +182,12 @@ class SandboxServer:
             return self
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site: web.BaseSite
+        if self._socket is not None:
+            site = web.SockSite(self._runner, self._socket)
+            self._socket = None  # the server closes it when it stops
+        else:
+            site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         try:
             await site.start()
         except BaseException:

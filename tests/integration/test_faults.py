@@ -11,14 +11,15 @@ from jimeng.sandbox import Sandbox
 from tests.conftest import Sleeps
 
 
-async def test_rate_limit_on_submit_is_retried(
-    client: jimeng.Client, sandbox: Sandbox, sleeps: Sleeps
-) -> None:
+async def test_rate_limit_on_submit_is_retried(sandbox: Sandbox, sleeps: Sleeps) -> None:
+    policy = jimeng.RetryPolicy(initial_delay=0.5, jitter=0.0)
     sandbox.server.inject("submit", "http", status=429, code=50429, times=2)
-    result = await client.images.generate("a cat", size="1K")
-    assert result.images
+    async with jimeng.Client(sandbox, sleep=sleeps, retry=policy) as client:
+        task = await client.images.submit("a cat", size="1K")
+        assert (await task.result()).images
     assert sandbox.server.requests["submit"] == 3
-    assert len(sleeps.calls) >= 2
+    # The two retry waits come first, exactly; polling waits follow.
+    assert sleeps.calls[:2] == [0.5, 1.0]
 
 
 async def test_retry_after_is_honoured(
@@ -95,11 +96,12 @@ async def test_reset_during_submit_is_resent_when_allowed(sandbox: Sandbox, slee
 
 async def test_connection_refused_is_retried_then_raised(sleeps: Sleeps) -> None:
     backend = jimeng.Volcengine(access_key="AKLTx", secret_key="sk", endpoint="http://127.0.0.1:9")
-    async with jimeng.Client(backend, sleep=sleeps) as client:
+    policy = jimeng.RetryPolicy(max_attempts=4, initial_delay=0.5, jitter=0.0)
+    async with jimeng.Client(backend, sleep=sleeps, retry=policy) as client:
         with pytest.raises(jimeng.APIConnectionError) as caught:
             await client.images.generate("a cat")
     assert caught.value.sent is False
-    assert len(sleeps.calls) == jimeng.RetryPolicy().max_attempts - 1
+    assert sleeps.calls == [0.5, 1.0, 2.0]
 
 
 async def test_truncated_download_is_retried(
@@ -125,9 +127,10 @@ async def test_truncated_download_leaves_no_file(
 async def test_download_size_cap(sandbox: Sandbox, sleeps: Sleeps, tmp_path: Path) -> None:
     async with jimeng.Client(sandbox, sleep=sleeps, max_download_bytes=1000) as client:
         result = await client.images.generate("a cat", size="1K")
-        with pytest.raises(jimeng.DownloadError, match="limit"):
+        with pytest.raises(jimeng.DownloadError, match=r"file is \d+ bytes, above the 1000-byte"):
             await result.save(tmp_path)
     assert list(tmp_path.iterdir()) == []
+    assert sandbox.server.requests["download"] == 1  # a size refusal is not retried
 
 
 async def test_wrong_secret_is_rejected_with_the_real_envelope(sleeps: Sleeps) -> None:

@@ -143,7 +143,7 @@ async def test_validation_happens_before_any_request(
     client: jimeng.Client, sandbox: Sandbox
 ) -> None:
     with pytest.raises(jimeng.ValidationError) as caught:
-        await client.images.generate("a cat", width=100, height=100)
+        await client.images.generate("a cat", width=4000, height=100)
     assert caught.value.field == "width"
     with pytest.raises(jimeng.ValidationError) as caught:
         await client.images.generate("a cat", seed=3)

@@ -11,6 +11,9 @@ import pytest
 import jimeng
 from tests.conftest import Sleeps
 
+# Runs the library in another process, which mutation runs cannot reach.
+pytestmark = pytest.mark.subprocess
+
 
 @pytest.fixture
 async def served() -> AsyncIterator[str]:

@@ -22,13 +22,27 @@ from jimeng._download import sniff_extension
 from jimeng._http import Flow, Response
 from jimeng._polling import PollPolicy
 from jimeng.backends._base import AccountBalance, Backend
+from jimeng.backends._capabilities import Capabilities, ModelCapabilities
+from jimeng.backends._endpoint import check_endpoint
 from jimeng.backends.dreamina import _wire
 from jimeng.backends.dreamina._errors import BACKEND, CONTENT_FAIL_CODES
-from jimeng.backends.dreamina._plan import ImagePlan, VideoPlan, plan_image, plan_video
+from jimeng.backends.dreamina._plan import (
+    MAX_REFERENCES,
+    ImagePlan,
+    VideoPlan,
+    plan_image,
+    plan_video,
+)
 from jimeng.backends.dreamina._session import Router, Session, device_ids, parse_tokens
-from jimeng.backends.dreamina._tables import IMAGE_MODELS, VIDEO_MODELS, Region
+from jimeng.backends.dreamina._tables import (
+    IMAGE_MODELS,
+    RATIO_CODES,
+    RESOLUTIONS,
+    VIDEO_MODELS,
+    VIDEO_RATIOS,
+    Region,
+)
 from jimeng.backends.dreamina._versions import DEFAULT_VERSIONS, ClientVersions, coerce_versions
-from jimeng.backends.volcengine import check_endpoint
 from jimeng.errors import (
     APIError,
     ConfigurationError,
@@ -50,7 +64,12 @@ from jimeng.models import (
 __all__ = ["DEFAULT_VERSIONS", "ClientVersions", "Dreamina"]
 
 P = TypeVar("P", ImagePlan, VideoPlan)
+_FEATURES = ("async_submit", "credits", "claim")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".webp", ".gif")
+
+
+def _notes(plan: ImagePlan | VideoPlan) -> tuple[str, ...]:
+    return (plan.mapped,) if isinstance(plan, ImagePlan) and plan.mapped else ()
 
 
 class Dreamina(Backend):
@@ -195,6 +214,42 @@ class Dreamina(Backend):
         regions = {s.region.code for s in self._sessions}
         return [m.name for m in VIDEO_MODELS.values() if m.regions & regions]
 
+    def capabilities(self) -> Capabilities:
+        regions = {s.region.code for s in self._sessions}
+        models = [
+            ModelCapabilities(
+                name=model.name,
+                kind=TaskKind.IMAGE,
+                ratios=RATIO_CODES,
+                resolutions=RESOLUTIONS,
+                sizes="nearest ratio × resolution",
+                max_images=MAX_REFERENCES,
+                regions=sorted(model.regions & regions),
+            )
+            for model in IMAGE_MODELS.values()
+            if model.regions & regions and not model.legacy
+        ]
+        models += [
+            ModelCapabilities(
+                name=model.name,
+                kind=TaskKind.VIDEO,
+                ratios=VIDEO_RATIOS,
+                resolutions=model.resolutions,
+                durations=model.durations,
+                max_images=2,
+                regions=sorted(model.regions & regions),
+            )
+            for model in VIDEO_MODELS.values()
+            if model.regions & regions
+        ]
+        return Capabilities(
+            backend=self.name,
+            models=tuple(models),
+            features=frozenset(_FEATURES),
+            sizing="ratio × resolution; WxH → the nearest entry of the same orientation, "
+            "with a note",
+        )
+
     # -- submit, with rotation -------------------------------------------------------------------
 
     def submit_image(self, request: ImageRequest) -> Flow[Task]:
@@ -212,7 +267,7 @@ class Dreamina(Backend):
         now_ms = int(time.time() * 1000)  # draft metadata only; never used for waiting
         if isinstance(plan, ImagePlan):
             if plan.mapped:
-                _logging.logger.info("dreamina: width/height mapped: %s", plan.mapped)
+                _logging.logger.info("dreamina: %s", plan.mapped)
             # §3.1: IPT draws the default seed from [2.5e9, 2.6e9).
             seed = (
                 plan.seed
@@ -285,6 +340,7 @@ class Dreamina(Backend):
                 raw_status="submitted",
                 raw=response.json() or {},
                 context={"session": session.key, "submit_id": submit_id},
+                notes=_notes(plan),
             )
         raise self._exhausted_error(pool, last)
 

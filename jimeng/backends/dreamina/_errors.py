@@ -10,19 +10,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from jimeng._http import Response
+from jimeng.backends._endpoint import OPENAPI_ERROR_CODES, error_class_for_status
 from jimeng.backends.dreamina._session import Session
 from jimeng.backends.dreamina._versions import ClientVersions
-from jimeng.backends.volcengine._errors import GATEWAY_CODES
 from jimeng.errors import (
     AntiBotError,
     APIError,
-    AuthenticationError,
     ContentPolicyError,
     InsufficientCreditsError,
     InvalidRequestError,
-    NotFoundError,
     PermissionDeniedError,
-    RateLimitError,
     ServerError,
     SessionExpiredError,
 )
@@ -97,28 +94,13 @@ FAIL_CODE_MESSAGES: Mapping[str, str] = {
 }
 
 
-#: A JSON body, or ``None`` when it is not JSON.
-
-
-def _status_class(status: int) -> type[APIError]:
-    if status == 429:
-        return RateLimitError
-    if status >= 500:
-        return ServerError
-    if status in (401, 403):
-        return AuthenticationError
-    if status == 404:
-        return NotFoundError
-    return APIError
-
-
 def web_error(
     response: Response, payload: Any, *, session: Session, versions: ClientVersions
 ) -> APIError | None:
     """The exception a web (mweb / commerce) answer stands for, or ``None`` for success."""
     if not isinstance(payload, Mapping):
         text = response.body[:200].decode("utf-8", "replace").strip()
-        return _status_class(response.status)(
+        return error_class_for_status(response.status)(
             f"unexpected non-JSON answer (HTTP {response.status}): {text!r}",
             status_code=response.status,
             backend=BACKEND,
@@ -135,7 +117,7 @@ def web_error(
             session=session.fingerprint, region=session.region.code, versions=versions.describe()
         )
     else:
-        cls = _status_class(response.status) if response.status >= 400 else APIError
+        cls = error_class_for_status(response.status) if response.status >= 400 else APIError
         message = f"upstream error ret={ret or '?'}"
     if errmsg:
         message = f"{message} (upstream: {errmsg})"
@@ -173,7 +155,7 @@ def check_imagex(response: Response) -> None:
         return
     name = str(error.get("Code") or "") if isinstance(error, Mapping) else ""
     message = str(error.get("Message") or name) if isinstance(error, Mapping) else ""
-    cls = GATEWAY_CODES.get(name) or _status_class(response.status)
+    cls = OPENAPI_ERROR_CODES.get(name) or error_class_for_status(response.status)
     raise cls(
         f"ImageX upload refused: {message or f'HTTP {response.status}'}",
         code=name or None,
@@ -191,7 +173,7 @@ def check_store(response: Response) -> None:
     if code == 2000 and response.status < 400:
         return
     message = payload.get("message") if isinstance(payload, Mapping) else None
-    cls = _status_class(response.status) if response.status >= 400 else APIError
+    cls = error_class_for_status(response.status) if response.status >= 400 else APIError
     raise cls(
         f"image upload refused: {message or 'no reason given'}",
         code=code,

@@ -6,13 +6,12 @@ take, or that its site would ignore, is an error naming the field and what is al
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import attrs
 
+from jimeng.backends._sizing import SizeChoice, nearest_choice, size_ask
 from jimeng.backends.dreamina._tables import (
     DEFAULT_IMAGE_MODEL,
     DEFAULT_RATIO,
@@ -35,8 +34,6 @@ from jimeng.errors import ValidationError
 from jimeng.models import ImageInput, ImageRequest, VideoRequest
 
 __all__ = [
-    "AREA_TOLERANCE",
-    "ASPECT_TOLERANCE",
     "IMAGE_PARAMETERS",
     "MAX_REFERENCES",
     "VIDEO_PARAMETERS",
@@ -70,12 +67,7 @@ VIDEO_PARAMETERS = frozenset(
 )
 MAX_REFERENCES = 10  # §4.3: 1–10 input images
 DEFAULT_SAMPLE_STRENGTH = 0.5  # §3.1
-#: width/height map onto a table entry whose aspect ratio is within 10% of the one asked for…
-ASPECT_TOLERANCE = 0.10
-#: …and whose pixel count is within a factor of 2; anything further is rejected, not guessed.
-AREA_TOLERANCE = 2.0
 _SEED_LIMIT = 2**32
-_PRESET = re.compile(r"^\s*([124])\s*[kK]\s*$")
 
 
 def _site(region: Region) -> str:
@@ -148,17 +140,12 @@ class ImagePlan:
     seed: int | None
     images: tuple[ImageInput, ...] = ()
     extra: Mapping[str, Any] = attrs.field(factory=dict)
-    #: How a direct width/height was mapped, for the log ("1000x800 → 4:3 at 1k").
+    #: How a direct width/height was approximated (a note for the result), if it was.
     mapped: str | None = None
 
     @property
     def is_blend(self) -> bool:
         return bool(self.images)
-
-
-def _nominal(ratio: str) -> float:
-    width, height = ratio.split(":")
-    return int(width) / int(height)
 
 
 def _sizes(model: ImageModel, resolution: str) -> Mapping[str, tuple[int, int]]:
@@ -167,50 +154,16 @@ def _sizes(model: ImageModel, resolution: str) -> Mapping[str, tuple[int, int]]:
     return RATIO_SIZES[resolution]
 
 
-def _choices(model: ImageModel, rule: RegionRule) -> list[tuple[str, str, tuple[int, int]]]:
-    """(ratio, resolution, size) the model can make on this site."""
+def _choices(model: ImageModel, rule: RegionRule) -> list[SizeChoice]:
+    """The (ratio, resolution, size) entries the model can make on this site."""
     ratios = [rule.ratio] if rule.ratio else list(RATIO_CODES)
     resolutions = [rule.resolution] if rule.resolution else list(RESOLUTIONS)
-    return [
-        (ratio, resolution, rule.size or _sizes(model, resolution)[ratio])
-        for resolution in resolutions
-        for ratio in ratios
-    ]
-
-
-def _normalise_resolution(value: str, field: str) -> str:
-    match = _PRESET.match(value)
-    if match is None:
-        raise ValidationError(field, f"unknown resolution {value!r}", allowed=RESOLUTIONS)
-    return f"{match.group(1)}k"
-
-
-def _nearest(
-    width: int, height: int, choices: Sequence[tuple[str, str, tuple[int, int]]], field: str
-) -> tuple[str, str, tuple[int, int]]:
-    """The entry closest in aspect (log distance), then in pixel count; rejected when far."""
-    asked = math.log(width / height)
-    aspect = min(abs(asked - math.log(_nominal(ratio))) for ratio, _, _ in choices)
-    same_aspect = [c for c in choices if abs(asked - math.log(_nominal(c[0]))) == aspect]
-    area = math.log(width * height)
-    best = min(same_aspect, key=lambda c: abs(area - math.log(c[2][0] * c[2][1])))
-    ratio, resolution, size = best
-    listing = ", ".join(f"{w}x{h}" for _, _, (w, h) in choices)
-    if abs(asked - math.log(_nominal(ratio))) > math.log(1 + ASPECT_TOLERANCE):
-        raise ValidationError(
-            field,
-            f"{width}x{height} is not within 10% of any supported aspect ratio "
-            f"(nearest: {ratio}); pass ratio= and resolution= instead",
-            allowed=listing,
-        )
-    if abs(area - math.log(size[0] * size[1])) > math.log(AREA_TOLERANCE):
-        raise ValidationError(
-            field,
-            f"{width}x{height} is more than 2x away in pixels from the nearest supported size "
-            f"({size[0]}x{size[1]}, {ratio} at {resolution})",
-            allowed=listing,
-        )
-    return best
+    out = []
+    for resolution in resolutions:
+        for ratio in ratios:
+            width, height = rule.size or _sizes(model, resolution)[ratio]
+            out.append(SizeChoice(ratio=ratio, resolution=resolution, width=width, height=height))
+    return out
 
 
 def _check_seed(seed: int | None, field: str = "seed") -> None:
@@ -237,27 +190,8 @@ def plan_image(request: ImageRequest, region: Region) -> ImagePlan:
     _check_seed(request.seed)
     rule = model.rules.get(region.code, RegionRule())
 
-    ratio = request.ratio.strip() if request.ratio is not None else None
-    if ratio is not None and ratio not in RATIO_CODES:
-        raise ValidationError("ratio", f"unknown ratio {ratio!r}", allowed=list(RATIO_CODES))
-    resolution = (
-        _normalise_resolution(request.resolution, "resolution")
-        if request.resolution is not None
-        else None
-    )
-    pixels: tuple[int, int] | None = None
-    if request.size is not None and _PRESET.match(request.size):
-        preset = _normalise_resolution(request.size, "size")
-        if resolution is not None and resolution != preset:
-            raise ValidationError("size", f"size {request.size!r} disagrees with resolution")
-        resolution = preset
-    elif request.size is not None or request.width is not None:
-        pixels = request.size_pixels()
-    size_field = "size" if request.size is not None else "width"
-    if pixels is not None and (ratio is not None or resolution is not None):
-        raise ValidationError(
-            size_field, "give width/height or ratio/resolution, not both", allowed="one of them"
-        )
+    ask = size_ask(request)
+    ratio, resolution, pixels = ask.ratio, ask.resolution, ask.pixels
 
     # Site rules (§3.2 nanobanana): a value the site would override is an error, not a no-op.
     forced = rule.ratio or rule.resolution
@@ -284,11 +218,16 @@ def plan_image(request: ImageRequest, region: Region) -> ImagePlan:
 
     mapped = None
     if pixels is not None:
-        ratio, resolution, (width, height) = _nearest(
-            pixels[0], pixels[1], _choices(model, rule), size_field
-        )
+        # The site only ever sends its table's sizes: the nearest entry of the same
+        # orientation, with a note when it is not exactly what was asked for.
+        choice = nearest_choice(pixels[0], pixels[1], _choices(model, rule))
+        ratio, resolution = choice.ratio, choice.resolution
+        width, height = choice.width, choice.height
         if (width, height) != pixels:
-            mapped = f"{pixels[0]}x{pixels[1]} → {ratio} at {resolution} ({width}x{height})"
+            mapped = (
+                f"{ask.field} {pixels[0]}x{pixels[1]} approximated as {ratio} at {resolution} "
+                f"({width}x{height}): the web protocol makes its table's sizes only"
+            )
     else:
         ratio = rule.ratio or ratio or DEFAULT_RATIO
         resolution = rule.resolution or resolution or DEFAULT_RESOLUTION

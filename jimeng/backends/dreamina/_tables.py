@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_VIDEO_MODEL",
     "DEFAULT_VIDEO_RATIO",
     "FOUR_K_CODE_OFFSET",
+    "GATEWAY_1K_TURNED",
     "IMAGE_MODELS",
     "INTERNATIONAL",
     "NANOBANANAPRO_4K",
@@ -140,13 +141,16 @@ RATIO_CODES: Mapping[str, int] = {
 FOUR_K_CODE_OFFSET = 100
 RESOLUTIONS = ("1k", "2k", "4k")
 
-#: §3.3 sizes (width, height). The 1k 4:3 / 3:4 rows are portrait/landscape the other way round
-#: from 2k/4k; kept as IPT sends them, since that is what the live service has accepted (§3.3).
+#: §3.3 sizes (width, height). §20: IPT's 1k table sends 4:3 as 768×1024 (portrait) with the
+#: landscape code 4, and 3:4 the other way round: a swap IPT introduced in cbb62ee, not an
+#: upstream rule. This client sends 1k 4:3 as 1024×768, agreeing with its ratio code, with the
+#: 2k/4k rows and with the only capture (2k 16:9 sent as width 2560, height 1440), so a
+#: landscape request never goes out as a portrait ``large_image_info``.
 RATIO_SIZES: Mapping[str, Mapping[str, tuple[int, int]]] = {
     "1k": {
         "1:1": (1024, 1024),
-        "4:3": (768, 1024),
-        "3:4": (1024, 768),
+        "4:3": (1024, 768),
+        "3:4": (768, 1024),
         "16:9": (1024, 576),
         "9:16": (576, 1024),
         "3:2": (1024, 682),
@@ -174,6 +178,10 @@ RATIO_SIZES: Mapping[str, Mapping[str, tuple[int, int]]] = {
         "21:9": (6048, 2592),
     },
 }
+
+#: §20: the 1k rows a jimeng-api gateway (IPT/DZ ``common.ts``) sends turned round; a
+#: gateway client cannot change them, so it must know them to avoid asking for them.
+GATEWAY_1K_TURNED = frozenset({"4:3", "3:4"})
 
 #: §3.3: nanobananapro at 4k keeps the codes 1–8 and has its own sizes.
 NANOBANANAPRO_4K: Mapping[str, tuple[int, int]] = {

@@ -156,6 +156,7 @@ def web_call(
         idempotent=idempotent,
         purpose=purpose,
         proxy=session.proxy,
+        expects_json=True,
     )
 
 

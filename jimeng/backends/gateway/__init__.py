@@ -17,6 +17,7 @@ import attrs
 from jimeng import _logging
 from jimeng._http import Call, Flow, Response
 from jimeng.backends._base import AccountBalance, Backend, NotSupportedError, SessionStatus
+from jimeng.backends._capabilities import Capabilities, ModelCapabilities
 from jimeng.backends._endpoint import check_endpoint
 from jimeng.backends.gateway import _params, _wire
 from jimeng.backends.gateway._errors import (
@@ -24,7 +25,15 @@ from jimeng.backends.gateway._errors import (
     failure_error,
     refused_cancel_status,
 )
-from jimeng.backends.gateway._models import DEFAULT_IMAGE_MODEL, DEFAULT_VIDEO_MODEL
+from jimeng.backends.gateway._models import (
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_VIDEO_MODEL,
+    IMAGE_MODELS,
+    IMAGE_RATIOS,
+    IMAGE_RESOLUTIONS,
+    VIDEO_MODELS,
+    VIDEO_RATIOS,
+)
 from jimeng.errors import (
     APIError,
     ConfigurationError,
@@ -197,6 +206,50 @@ class Gateway(Backend):
             "task_mode": self.task_mode,
         }
 
+    def capabilities(self) -> Capabilities:
+        if self.flavor == "openai":
+            return Capabilities(
+                backend=self.name,
+                sizing="size, ratio and resolution passed through; the relay decides",
+            )
+        regions = self._regions
+        models = [
+            ModelCapabilities(
+                name=model.name,
+                kind=TaskKind.IMAGE,
+                ratios=IMAGE_RATIOS,
+                resolutions=IMAGE_RESOLUTIONS,
+                sizes="nearest ratio × resolution",
+                max_images=10,
+                regions=sorted(model.regions & regions),
+            )
+            for model in IMAGE_MODELS.values()
+            if regions <= model.regions and not model.legacy
+        ]
+        models += [
+            ModelCapabilities(
+                name=model.name,
+                kind=TaskKind.VIDEO,
+                ratios=VIDEO_RATIOS,
+                resolutions=model.resolutions,
+                durations=model.durations,
+                max_images=2,
+                regions=sorted(model.regions & regions),
+            )
+            for model in VIDEO_MODELS.values()
+            if regions <= model.regions
+        ]
+        features = {"credits", "claim", "check", "omni"}
+        if self.async_tasks or self.task_mode:
+            features |= {"async_submit", "cancel", "list", "webhooks"}
+        return Capabilities(
+            backend=self.name,
+            models=tuple(models),
+            features=frozenset(features),
+            sizing="ratio × resolution; WxH → the nearest entry of the same orientation, "
+            "with a note",
+        )
+
     # -- validation ----------------------------------------------------------------------------
 
     def validate_image(self, request: ImageRequest) -> None:
@@ -233,9 +286,12 @@ class Gateway(Backend):
             )
             return (yield from self._submit(call, TaskKind.IMAGE, request.model, asked=False))
         asked = self._asks_async(request.callback_url)
+        sized, note = _params.image_size_fields(request, regions=self._regions)
+        if note:
+            _logging.logger.info("gateway: %s", note)
         call = _wire.build_image_submit(
             self._endpoint,
-            _params.image_fields(request),
+            {**_params.image_fields(request), **sized},
             images,
             async_mode=asked,
             callback_url=request.callback_url,
@@ -244,6 +300,8 @@ class Gateway(Backend):
         )
         model = request.model or DEFAULT_IMAGE_MODEL
         task = yield from self._submit(call, TaskKind.IMAGE, model, asked=asked)
+        if note:
+            task = attrs.evolve(task, notes=(note,))
         return self._observed(task, asked=asked, callback_url=request.callback_url)
 
     def submit_video(self, request: VideoRequest) -> Flow[Task]:

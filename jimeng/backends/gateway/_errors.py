@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from jimeng._http import Response
+from jimeng.backends._endpoint import error_class_for_status
 from jimeng.errors import (
     APIError,
     AuthenticationError,
@@ -20,7 +21,6 @@ from jimeng.errors import (
     InsufficientCreditsError,
     InvalidRequestError,
     NotFoundError,
-    PermissionDeniedError,
     RateLimitError,
     ServerError,
     SessionExpiredError,
@@ -87,24 +87,6 @@ _OPENAI_CODES: Mapping[str, type[APIError]] = {
     "not_found": NotFoundError,
     "model_not_found": NotFoundError,
 }
-
-
-def _by_status(status: int) -> type[APIError]:
-    if status == 429:
-        return RateLimitError
-    if status >= 500:
-        return ServerError
-    if status == 401:
-        return AuthenticationError
-    if status == 402:
-        return InsufficientCreditsError
-    if status == 403:
-        return PermissionDeniedError
-    if status == 404:
-        return NotFoundError
-    if status in (400, 413, 422):
-        return InvalidRequestError
-    return APIError
 
 
 def failure_class(message: str) -> type[APIError] | None:
@@ -181,7 +163,8 @@ def _openai_error(
     code = error.get("code")
     if isinstance(code, int) and code < 0:  # a jimeng-api code in the OpenAI shape (seed 002)
         return _from_code(response, code, message, error, backend=backend, sessions=sessions)
-    cls = _OPENAI_CODES.get(str(code or error.get("type") or "")) or _by_status(response.status)
+    named = _OPENAI_CODES.get(str(code or error.get("type") or ""))
+    cls = named or error_class_for_status(response.status)
     return _make(cls, message, code=code, response=response, body=error, backend=backend,
                  sessions=sessions)  # fmt: skip
 
@@ -245,7 +228,7 @@ def error_for(
             return _openai_error(response, error, backend=backend, sessions=sessions)
     if payload is None:
         text = response.body[:200].decode("utf-8", "replace").strip()
-        cls = _by_status(response.status) if response.status >= 400 else APIError
+        cls = error_class_for_status(response.status) if response.status >= 400 else APIError
         return _make(
             cls,
             f"unexpected non-JSON answer (HTTP {response.status}): {text!r}",
@@ -257,7 +240,7 @@ def error_for(
         )
     if response.status >= 400:
         return _make(
-            _by_status(response.status),
+            error_class_for_status(response.status),
             f"HTTP {response.status}",
             code=None,
             response=response,

@@ -44,14 +44,22 @@ DEFAULT_IMAGE_MODEL = "jimeng-4.5"
 IMAGE_RATIOS: tuple[str, ...] = tuple(web.RATIO_CODES)
 IMAGE_RESOLUTIONS: tuple[str, ...] = web.RESOLUTIONS
 
-#: ``(resolution, ratio)`` → ``(image_ratio code, width, height)`` (§3.3): 4k adds 100 to the
-#: code; the 1k 4:3 / 3:4 rows keep IPT's orientation.
+
+def _gateway_size(resolution: str, ratio: str) -> tuple[int, int]:
+    width, height = web.RATIO_SIZES[resolution][ratio]
+    if resolution == "1k" and ratio in web.GATEWAY_1K_TURNED:
+        return height, width  # dreamina-web.md §20: what the gateway really sends upstream
+    return width, height
+
+
+#: ``(resolution, ratio)`` → ``(image_ratio code, width, height)`` as a jimeng-api gateway sends
+#: them (§3.3): 4k adds 100 to the code; the 1k 4:3 / 3:4 rows are turned round (§20).
 IMAGE_SIZES: Mapping[tuple[str, str], tuple[int, int, int]] = {
     (resolution, ratio): (
         web.RATIO_CODES[ratio] + (web.FOUR_K_CODE_OFFSET if resolution == "4k" else 0),
-        *sizes[ratio],
+        *_gateway_size(resolution, ratio),
     )
-    for resolution, sizes in web.RATIO_SIZES.items()
+    for resolution in web.RESOLUTIONS
     for ratio in web.RATIO_CODES
 }
 

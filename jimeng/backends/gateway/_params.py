@@ -11,12 +11,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from jimeng._download import sniff_extension
+from jimeng.backends._sizing import SizeChoice, nearest_choice, size_ask
 from jimeng.backends.gateway._models import (
     DEFAULT_IMAGE_MODEL,
     DEFAULT_VIDEO_MODEL,
     IMAGE_MODELS,
     IMAGE_RATIOS,
     IMAGE_RESOLUTIONS,
+    IMAGE_SIZES,
+    NANOBANANAPRO_4K_SIZES,
     REGION_PREFIXES,
     VIDEO_FUNCTION_MODES,
     VIDEO_MODELS,
@@ -30,6 +33,7 @@ from jimeng.models import ImageInput, ImageRequest, VideoRequest
 __all__ = [
     "MAX_MULTIPART_BYTES",
     "image_fields",
+    "image_size_fields",
     "openai_image_fields",
     "region_of",
     "validate_image",
@@ -47,6 +51,9 @@ _IMAGE_PARAMETERS = frozenset(
     {
         "model",
         "images",
+        "size",
+        "width",
+        "height",
         "ratio",
         "resolution",
         "intelligent_ratio",
@@ -72,7 +79,6 @@ _VIDEO_PARAMETERS = frozenset(
 _OPENAI_IMAGE_PARAMETERS = frozenset(
     {"model", "size", "width", "height", "ratio", "resolution", "images", "response_format"}
 )
-_SIZE_FIELDS = ("size", "width", "height")
 _RESPONSE_FORMATS = ("url", "b64_json")
 _SITE = {"cn": "CN", "us": "US", "hk": "HK", "jp": "JP", "sg": "SG"}
 
@@ -93,15 +99,6 @@ def _sites(regions: Iterable[str]) -> str:
 
 
 def _reject_unknown(given: Iterable[str], accepted: frozenset[str], where: str) -> None:
-    given = set(given)
-    for name in _SIZE_FIELDS:
-        if name in given and name not in accepted:
-            raise ValidationError(
-                name,
-                "the gateway sizes images by ratio and resolution and rejects size, width and "
-                "height; pass ratio= (e.g. '16:9') and resolution= ('1k', '2k' or '4k')",
-                allowed="ratio=" + "|".join(IMAGE_RATIOS) + ", resolution=1k|2k|4k",
-            )
     for name in sorted(given):
         if name not in accepted:
             raise ValidationError(name, f"is not a parameter of {where}", allowed=sorted(accepted))
@@ -201,14 +198,8 @@ def validate_image(request: ImageRequest, *, regions: frozenset[str]) -> None:
     given = request.given()
     _reject_unknown(given, _IMAGE_PARAMETERS, "image generation on a jimeng-api gateway")
     model = _image_model(request.model, regions)
-    ratio = request.ratio.strip() if request.ratio is not None else None
-    resolution = _normal(request.resolution) if request.resolution is not None else None
-    if ratio is not None and ratio not in IMAGE_RATIOS:
-        raise ValidationError("ratio", f"unknown ratio {request.ratio!r}", allowed=IMAGE_RATIOS)
-    if resolution is not None and resolution not in IMAGE_RESOLUTIONS:
-        raise ValidationError(
-            "resolution", f"unknown resolution {request.resolution!r}", allowed=IMAGE_RESOLUTIONS
-        )
+    ask = size_ask(request)
+    ratio, resolution = ask.ratio, ask.resolution
     if model.name == "nanobanana":
         # §3.2 / seed 002: US is fixed at 1024×1024 (2k); HK/JP/SG are forced to 1k.
         if "us" in regions:
@@ -230,11 +221,11 @@ def validate_image(request: ImageRequest, *, regions: frozenset[str]) -> None:
                 f"{model.name} ignores intelligent_ratio",
                 allowed=sorted(m.name for m in IMAGE_MODELS.values() if m.intelligent_ratio),
             )
-        if ratio is not None:
+        if ratio is not None or ask.pixels is not None:
             raise ValidationError(
                 "intelligent_ratio",
-                "lets the server pick the ratio from the prompt; the ratio you gave would be "
-                "ignored — give one or the other",
+                "lets the server pick the ratio from the prompt; the ratio (or size) you gave "
+                "would be ignored — give one or the other",
             )
         if request.images:
             raise ValidationError(
@@ -260,10 +251,6 @@ def image_fields(request: ImageRequest) -> dict[str, Any]:
         fields["model"] = request.model.strip().lower()
     if request.negative_prompt is not None:
         fields["negative_prompt"] = request.negative_prompt
-    if request.ratio is not None:
-        fields["ratio"] = request.ratio.strip()
-    if request.resolution is not None:
-        fields["resolution"] = _normal(request.resolution)
     if request.intelligent_ratio is not None:
         fields["intelligent_ratio"] = bool(request.intelligent_ratio)
     if request.sample_strength is not None:
@@ -271,6 +258,58 @@ def image_fields(request: ImageRequest) -> dict[str, Any]:
     if request.response_format is not None:
         fields["response_format"] = request.response_format
     return fields
+
+
+def _size_choices(model: ImageModel, regions: frozenset[str]) -> list[SizeChoice]:
+    """The (ratio, resolution) entries the gateway can be asked for, with the pixels it really
+    sends upstream for them (its own 1k table, dreamina-web.md §20)."""
+    resolutions: Sequence[str] = IMAGE_RESOLUTIONS
+    if model.name == "nanobanana" and regions & {"hk", "jp", "sg"}:
+        resolutions = ("1k",)
+    choices = []
+    for resolution in resolutions:
+        for ratio in IMAGE_RATIOS:
+            if model.name == "nanobananapro" and resolution == "4k":
+                _, width, height = NANOBANANAPRO_4K_SIZES[ratio]
+            else:
+                _, width, height = IMAGE_SIZES[(resolution, ratio)]
+            choices.append(
+                SizeChoice(ratio=ratio, resolution=resolution, width=width, height=height)
+            )
+    return choices
+
+
+def image_size_fields(
+    request: ImageRequest, *, regions: frozenset[str]
+) -> tuple[dict[str, str], str | None]:
+    """``ratio``/``resolution`` for the request's size, and a note when it was approximated.
+
+    jimeng-api takes ratio × resolution only and rejects ``size``/``width``/``height`` (§8a), so
+    pixels become the nearest table entry of the same orientation.
+    """
+    ask = size_ask(request)
+    fields: dict[str, str] = {}
+    if ask.pixels is None:
+        if ask.ratio is not None:
+            fields["ratio"] = ask.ratio
+        if ask.resolution is not None:
+            fields["resolution"] = ask.resolution
+        return fields, None
+    width, height = ask.pixels
+    model = _image_model(request.model, regions)
+    if model.name == "nanobanana" and "us" in regions:
+        return fields, (
+            f"{ask.field} {width}x{height} ignored: nanobanana on the US site always makes "
+            "1024x1024"
+        )
+    choice = nearest_choice(width, height, _size_choices(model, regions))
+    fields = {"ratio": choice.ratio, "resolution": choice.resolution}
+    if (choice.width, choice.height) == (width, height):
+        return fields, None
+    return fields, (
+        f"{ask.field} {width}x{height} approximated as {choice.ratio} at {choice.resolution} "
+        f"({choice.width}x{choice.height}): the gateway takes ratio and resolution only"
+    )
 
 
 def _video_model(name: str | None, regions: frozenset[str]) -> VideoModel:

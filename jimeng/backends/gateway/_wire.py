@@ -126,6 +126,7 @@ def _call(
         idempotent=idempotent,
         purpose=purpose,
         timeout=timeout,
+        expects_json=True,
     )
 
 

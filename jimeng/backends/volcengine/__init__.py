@@ -16,7 +16,9 @@ from jimeng._http import Call, Flow, Response
 from jimeng._imageinfo import ImageLimits
 from jimeng._signing import VOLCENGINE_CV, Credentials, SigningProfile, sign
 from jimeng.backends._base import Backend, NotSupportedError
+from jimeng.backends._capabilities import Capabilities, ModelCapabilities
 from jimeng.backends._endpoint import check_endpoint
+from jimeng.backends._sizing import RATIOS, RESOLUTIONS
 from jimeng.backends.volcengine import _wire
 from jimeng.backends.volcengine._errors import failure_class
 from jimeng.backends.volcengine._inputs import (
@@ -33,7 +35,14 @@ from jimeng.backends.volcengine._models import (
     image_spec,
     with_req_keys,
 )
-from jimeng.backends.volcengine._video import DEFAULT_FRAMES, VIDEO_MODES, frames_for, video_mode
+from jimeng.backends.volcengine._video import (
+    ASPECT_RATIOS,
+    DEFAULT_FRAMES,
+    FRAMES_BY_DURATION,
+    VIDEO_MODES,
+    frames_for,
+    video_mode,
+)
 from jimeng.errors import (
     APIError,
     AuthenticationError,
@@ -179,6 +188,37 @@ class Volcengine(Backend):
         assert signed.query == raw_query, "URL query is not in canonical form"
         return {k: v for k, v in signed.headers.items() if k not in call.headers}
 
+    def capabilities(self) -> Capabilities:
+        images = [
+            ModelCapabilities(
+                name=spec.name,
+                kind=TaskKind.IMAGE,
+                ratios=RATIOS,
+                resolutions=RESOLUTIONS,
+                sizes=spec.sizes,
+                max_images=spec.max_images,
+            )
+            for spec in self._image_models.values()
+        ]
+        videos = [
+            ModelCapabilities(
+                name=mode.mode,
+                kind=TaskKind.VIDEO,
+                ratios=ASPECT_RATIOS if mode.first_frame != "required" else (),
+                resolutions=(mode.resolution,),
+                durations=tuple(FRAMES_BY_DURATION),
+                max_images=2 if mode.tail_frame else int(mode.first_frame != "none"),
+            )
+            for mode in self._video_modes.values()
+        ]
+        return Capabilities(
+            backend=self.name,
+            models=(*images, *videos),
+            features=frozenset({"async_submit"} if self.relay else {"async_submit", "cancel"}),
+            sizing="exact WxH; ratio × resolution → the recommended sizes; out-of-range "
+            "sizes scaled, with a note",
+        )
+
     def failure_error(self, task: Task) -> JimengError | None:
         """A task refused by output moderation is a :class:`ContentPolicyError` (with its id)."""
         if task.failure is None:
@@ -247,7 +287,10 @@ class Volcengine(Backend):
         if "width" in body and "height" in body:
             # An exact size is the output size; an area preset leaves the ratio to the model.
             context["pixels"] = (body["width"], body["height"])
-        return _with_context(task, **context)
+        notes = spec.notes(request, relay=self.relay)
+        for note in notes:
+            _logging.logger.info("volcengine: %s", note)
+        return attrs.evolve(_with_context(task, **context), notes=notes)
 
     # -- videos --------------------------------------------------------------------------------
 

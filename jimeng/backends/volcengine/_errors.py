@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from jimeng._http import Response
+from jimeng.backends._endpoint import OPENAPI_ERROR_CODES, error_class_for_status
 from jimeng.errors import (
     APIError,
-    AuthenticationError,
     ContentPolicyError,
     InvalidRequestError,
     NotFoundError,
@@ -69,24 +69,8 @@ BUSINESS_CODES: Mapping[int, type[APIError]] = {
     30404: NotFoundError,
 }
 
-#: ``ResponseMetadata.Error.Code`` → exception class (§4.3).
-GATEWAY_CODES: Mapping[str, type[APIError]] = {
-    "MissingParameter": InvalidRequestError,
-    "MissingAuthenticationToken": AuthenticationError,
-    "MissingRequestInfo": InvalidRequestError,
-    "MissingSignature": AuthenticationError,
-    "InvalidTimestamp": AuthenticationError,
-    "ServiceNotFound": NotFoundError,
-    "InvalidActionOrVersion": NotFoundError,
-    "InvalidAccessKey": AuthenticationError,
-    "SignatureDoesNotMatch": AuthenticationError,
-    "LackPolicy": PermissionDeniedError,
-    "AccessDenied": PermissionDeniedError,
-    "InternalError": ServerError,
-    "FailToConnect": ServerError,
-    "InternalServiceTimeout": ServerError,
-    "FlowLimitExceeded": RateLimitError,
-}
+#: ``ResponseMetadata.Error.Code`` → exception class (§4.3), shared with ImageX and VOD.
+GATEWAY_CODES = OPENAPI_ERROR_CODES
 
 _HINTS: Mapping[str, str] = {
     "SignatureDoesNotMatch": "check VOLC_SECRETKEY (use it exactly as shown in the console)",
@@ -115,15 +99,7 @@ def _error_for(response: Response, payload: Any, *, backend: str) -> APIError | 
     if not isinstance(payload, Mapping):
         text = response.body[:200].decode("utf-8", "replace").strip()
         message = f"unexpected non-JSON answer (HTTP {response.status}): {text!r}"
-        cls: type[APIError]
-        if response.status == 429:
-            cls = RateLimitError
-        elif response.status >= 500:
-            cls = ServerError
-        elif response.status in (401, 403):
-            cls = AuthenticationError
-        else:
-            cls = APIError
+        cls = error_class_for_status(response.status)
         return cls(message, status_code=response.status, backend=backend, retry_after=retry_after)
     metadata = payload.get("ResponseMetadata")
     if isinstance(metadata, Mapping) and isinstance(metadata.get("Error"), Mapping):
@@ -133,7 +109,7 @@ def _error_for(response: Response, payload: Any, *, backend: str) -> APIError | 
         hint = _HINTS.get(name)
         if hint:
             message = f"{message} — {hint}"
-        cls = GATEWAY_CODES.get(name) or (ServerError if response.status >= 500 else APIError)
+        cls = GATEWAY_CODES.get(name) or error_class_for_status(response.status)
         return cls(
             message,
             code=name or error.get("CodeN"),
@@ -158,14 +134,8 @@ def _error_for(response: Response, payload: Any, *, backend: str) -> APIError | 
         numeric = None
     if numeric is not None and numeric in BUSINESS_CODES:
         cls = BUSINESS_CODES[numeric]
-    elif response.status == 429:
-        cls = RateLimitError
-    elif response.status >= 500:
-        cls = ServerError
-    elif response.status in (401, 403):
-        cls = AuthenticationError
     else:
-        cls = APIError
+        cls = error_class_for_status(response.status)
     return cls(
         message,
         code=numeric if numeric is not None else code,

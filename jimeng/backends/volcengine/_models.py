@@ -16,6 +16,13 @@ from typing import Any
 import attrs
 
 from jimeng._imageinfo import ImageLimits
+from jimeng.backends._sizing import (
+    DEFAULT_RESOLUTION,
+    fit_area,
+    fit_sides,
+    recommended_size,
+    size_ask,
+)
 from jimeng.backends.volcengine._inputs import (
     I2I_INPUT,
     IMAGE_INPUT,
@@ -41,12 +48,13 @@ _AREA_MAX = 4096 * 4096
 _RATIO_FLOOR = 1 / 16
 _RATIO_CEIL = 16.0
 _V3_SIDE = (512, 2048)
-_PRESETS = {"1K": "1k", "2K": "2k", "4K": "4k"}
 
 #: Fields that travel in ``req_json`` at get-result time rather than in the submit body (§2.3).
 RESULT_OPTIONS = frozenset({"watermark", "aigc_meta", "return_url"})
 
-Builder = Callable[["ImageModelSpec", ImageRequest, bool], dict[str, Any]]
+#: A builder returns the submit fields of one ``req_key`` and notes on what it approximated.
+Built = tuple[dict[str, Any], tuple[str, ...]]
+Builder = Callable[["ImageModelSpec", ImageRequest, bool], Built]
 
 
 @attrs.frozen(kw_only=True)
@@ -63,6 +71,8 @@ class ImageModelSpec:
     limits: ImageLimits = IMAGE_INPUT
     #: Request fields this model takes (besides ``prompt`` and ``model``).
     accepts: frozenset[str] = frozenset()
+    #: How pixel sizes are honoured (for ``capabilities()``; the builder enforces it).
+    sizes: str = "exact WxH, area 1024²–4096²"
     #: The relays of the official format document ``model``/``resolution`` for this key only.
     relay_extras: bool = False
     build: Builder = attrs.field(repr=False)
@@ -99,11 +109,15 @@ class ImageModelSpec:
             check_local(image, self.limits, field=f"images[{index}]")
         self.build(self, request, relay)  # runs the value checks
 
+    def notes(self, request: ImageRequest, *, relay: bool = False) -> tuple[str, ...]:
+        """What the submit body changes from the request (e.g. a size scaled into range)."""
+        return self.build(self, request, relay)[1]
+
     def body(self, request: ImageRequest, *, relay: bool = False) -> dict[str, Any]:
         """The submit body. Images must all be URLs or all be local (see ``_inputs``)."""
         body: dict[str, Any] = {"req_key": self.req_key, "prompt": request.prompt}
         body.update(encode_images(request.images or ()))
-        body.update(self.build(self, request, relay))
+        body.update(self.build(self, request, relay)[0])
         if relay and self.relay_extras:
             body["model"] = self.name  # gateway.md §10: the relay's name is ours ("jimeng-4.0")
         if request.extra:
@@ -138,20 +152,6 @@ def _check_ratio_bound(name: str, value: float | None) -> None:
         raise ValidationError(name, f"must be in [1/16, 16), got {value}", allowed="[0.0625, 16)")
 
 
-def _resolution_preset(request: ImageRequest) -> str | None:
-    """``resolution`` ("1k"/"2k"/"4k") as a size preset; it cannot be combined with a size."""
-    if request.resolution is None:
-        return None
-    preset = request.resolution.strip().upper()
-    if preset not in _PRESETS:
-        raise ValidationError(
-            "resolution", f"unknown resolution {request.resolution!r}", allowed=["1k", "2k", "4k"]
-        )
-    if request.size is not None or request.width is not None:
-        raise ValidationError("resolution", "give either resolution or size/width+height, not both")
-    return preset
-
-
 def _area_size(
     request: ImageRequest,
     body: dict[str, Any],
@@ -159,62 +159,75 @@ def _area_size(
     min_ratio: float,
     max_ratio: float,
     relay: bool,
-) -> None:
-    """4.x sizes: an area in [1024², 4096²] and a ratio within bounds (§3.1)."""
-    preset = _resolution_preset(request)
-    if preset is not None:
-        pixels: tuple[int, int] | None = SIZE_PRESETS[preset]
-        field = "resolution"
+) -> tuple[str, ...]:
+    """4.x sizes: an area in [1024², 4096²] and a ratio within bounds (§3.1).
+
+    ``ratio`` × ``resolution`` become seed 001's recommended sizes; a W×H outside the area range
+    is scaled into it (aspect kept) with a note. Only an aspect outside the bounds is refused.
+    """
+    ask = size_ask(request)
+    if ask.empty:
+        return ()
+    if ask.pixels is None and ask.ratio is None:
+        assert ask.resolution is not None
+        # A bare preset: the area the doc defines, the model picks the ratio (§3.1).
+        if relay:
+            body["resolution"] = ask.resolution  # gateway.md §10: relays take "1k"/"2k"/"4k"
+        else:
+            side = SIZE_PRESETS[ask.resolution.upper()][0]
+            body["size"] = side * side
+        return ()
+    if ask.pixels is not None:
+        width, height = ask.pixels
     else:
-        pixels = request.size_pixels()
-        field = "size" if request.size is not None else "width"
-        if request.size is not None and request.size.strip().upper() in _PRESETS:
-            preset = request.size.strip().upper()
-    if pixels is None:
-        return
-    width, height = pixels
-    area = width * height
-    if not _AREA_MIN <= area <= _AREA_MAX:
-        raise ValidationError(
-            field,
-            f"{width}x{height} has area {area}; it must be within [1024², 4096²]",
-            allowed="width*height in [1048576, 16777216]",
-        )
+        assert ask.ratio is not None
+        width, height = recommended_size(ask.ratio, ask.resolution or DEFAULT_RESOLUTION)
     ratio = width / height
     if not min_ratio <= ratio <= max_ratio:
         raise ValidationError(
-            field,
+            ask.field,
             f"{width}x{height} has ratio {ratio:.4g}, outside [{min_ratio:.4g}, {max_ratio:.4g}]",
             allowed="width/height within [min_ratio, max_ratio]",
         )
-    if preset is None:
-        body["width"], body["height"] = width, height
-    elif relay:
-        body["resolution"] = _PRESETS[preset]  # gateway.md §10: relays take "1k"/"2k"/"4k"
-    else:
-        body["size"] = area  # §3.1: presets are the area the doc defines
-
-
-def _side_size(request: ImageRequest, body: dict[str, Any]) -> None:
-    """3.x sizes: width and height each in [512, 2048] (§3.1)."""
-    pixels = request.size_pixels()
-    if pixels is None:
-        return
-    width, height = pixels
-    low, high = _V3_SIDE
-    if not (low <= width <= high and low <= height <= high):
-        raise ValidationError(
-            "size" if request.size is not None else "width",
-            f"{width}x{height} is out of range; each side must be within [{low}, {high}]",
-            allowed=f"width and height in [{low}, {high}] (e.g. 1328x1328, 1664x936, 2048x2048)",
+    notes: tuple[str, ...] = ()
+    fitted = fit_area(width, height, _AREA_MIN, _AREA_MAX)
+    if fitted != (width, height):
+        notes = (
+            f"{ask.field} {width}x{height} scaled to {fitted[0]}x{fitted[1]}: Volcengine 4.x "
+            "takes an area from 1024x1024 to 4096x4096",
         )
-    body["width"], body["height"] = width, height
+    body["width"], body["height"] = fitted
+    return notes
+
+
+def _side_size(request: ImageRequest, body: dict[str, Any]) -> tuple[str, ...]:
+    """3.x sizes: width and height each in [512, 2048] (§3.1); larger or smaller asks are
+    scaled into range (aspect kept) with a note."""
+    ask = size_ask(request)
+    if ask.empty:
+        return ()
+    if ask.pixels is not None:
+        width, height = ask.pixels
+        asked = f"{ask.field} {width}x{height}"
+    else:
+        ratio, resolution = ask.ratio or "1:1", ask.resolution or DEFAULT_RESOLUTION
+        width, height = recommended_size(ratio, resolution)
+        asked = f"{ratio} at {resolution} ({width}x{height})"
+    low, high = _V3_SIDE
+    fitted = fit_sides(width, height, low, high)
+    body["width"], body["height"] = fitted
+    if fitted == (width, height):
+        return ()
+    return (
+        f"{asked} scaled to {fitted[0]}x{fitted[1]}: Volcengine 3.x takes sides from {low} to "
+        f"{high}",
+    )
 
 
 # -- builders per req_key -------------------------------------------------------------------------
 
 
-def _build_v40(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> dict[str, Any]:
+def _build_v40(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> Built:
     """``jimeng_t2i_v40`` fields (§3.1 table)."""
     body: dict[str, Any] = {}
     _check_ratio_bound("min_ratio", request.min_ratio)
@@ -223,7 +236,7 @@ def _build_v40(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> dict
     max_ratio = request.max_ratio if request.max_ratio is not None else 3.0
     if min_ratio > max_ratio:
         raise ValidationError("min_ratio", f"{min_ratio} is above max_ratio {max_ratio}")
-    _area_size(request, body, min_ratio=min_ratio, max_ratio=max_ratio, relay=relay)
+    notes = _area_size(request, body, min_ratio=min_ratio, max_ratio=max_ratio, relay=relay)
     scale = _unit_scale(request.scale)
     if scale is not None:
         body["scale"] = scale
@@ -233,13 +246,13 @@ def _build_v40(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> dict
         body["min_ratio"] = request.min_ratio
     if request.max_ratio is not None:
         body["max_ratio"] = request.max_ratio
-    return body
+    return body, notes
 
 
-def _build_v46(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> dict[str, Any]:
+def _build_v46(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> Built:
     """4.6 fields (§3.1, [3P]): 4.0's sizes, but ``scale`` is an integer 1–100 (default 50)."""
     body: dict[str, Any] = {}
-    _area_size(request, body, min_ratio=1 / 3, max_ratio=3.0, relay=False)
+    notes = _area_size(request, body, min_ratio=1 / 3, max_ratio=3.0, relay=False)
     scale = request.scale
     if scale is not None:
         integral = isinstance(scale, numbers.Real) and float(scale).is_integer()
@@ -252,36 +265,38 @@ def _build_v46(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> dict
         body["scale"] = int(scale)
     if request.force_single is not None:
         body["force_single"] = bool(request.force_single)
-    return body
+    return body, notes
 
 
-def _build_v3_t2i(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> dict[str, Any]:
+def _build_v3_t2i(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> Built:
     """``jimeng_t2i_v31`` / ``jimeng_t2i_v30`` fields (§3.1)."""
     body: dict[str, Any] = {}
-    _side_size(request, body)
+    notes = _side_size(request, body)
     if request.use_pre_llm is not None:
         body["use_pre_llm"] = bool(request.use_pre_llm)
     seed = check_seed(request.seed)
     if seed is not None:
         body["seed"] = seed
-    return body
+    return body, notes
 
 
-def _build_i2i_v30(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> dict[str, Any]:
+def _build_i2i_v30(spec: ImageModelSpec, request: ImageRequest, relay: bool) -> Built:
     """``jimeng_i2i_v30`` fields (§3.1). Its size range is disputed ([512, 2048] vs 512–1536);
     the 3.x text-to-image range [512, 2048] is used, so the server has the last word above 1536."""
     body: dict[str, Any] = {}
-    _side_size(request, body)
+    notes = _side_size(request, body)
     scale = _unit_scale(request.scale)
     if scale is not None:
         body["scale"] = scale
     seed = check_seed(request.seed)
     if seed is not None:
         body["seed"] = seed
-    return body
+    return body, notes
 
 
-_SIZES = frozenset({"size", "width", "height"})
+#: Every image backend takes the same size fields (``jimeng.backends._sizing``).
+_SIZES = frozenset({"size", "width", "height", "ratio", "resolution"})
+_SIDES = "exact WxH, sides 512–2048"
 
 IMAGE_MODELS: Mapping[str, ImageModelSpec] = {
     spec.name: spec
@@ -292,7 +307,7 @@ IMAGE_MODELS: Mapping[str, ImageModelSpec] = {
             aliases=("4.0",),
             max_images=10,
             accepts=_SIZES
-            | {"resolution", "images", "scale", "force_single", "min_ratio", "max_ratio"}
+            | {"images", "scale", "force_single", "min_ratio", "max_ratio"}
             | RESULT_OPTIONS,
             relay_extras=True,
             build=_build_v40,
@@ -313,6 +328,7 @@ IMAGE_MODELS: Mapping[str, ImageModelSpec] = {
             req_key="jimeng_t2i_v31",
             aliases=("3.1",),
             accepts=_SIZES | {"use_pre_llm", "seed"} | RESULT_OPTIONS,
+            sizes=_SIDES,
             build=_build_v3_t2i,
         ),
         ImageModelSpec(
@@ -320,6 +336,7 @@ IMAGE_MODELS: Mapping[str, ImageModelSpec] = {
             req_key="jimeng_t2i_v30",
             aliases=("3.0",),
             accepts=_SIZES | {"use_pre_llm", "seed"} | RESULT_OPTIONS,
+            sizes=_SIDES,
             build=_build_v3_t2i,
         ),
         # §3.1: one schema spells the field image_url; every other key and most clients use
@@ -332,6 +349,7 @@ IMAGE_MODELS: Mapping[str, ImageModelSpec] = {
             max_images=1,
             limits=I2I_INPUT,
             accepts=_SIZES | {"images", "scale", "seed"} | RESULT_OPTIONS,
+            sizes=_SIDES,
             build=_build_i2i_v30,
         ),
     )

@@ -104,6 +104,7 @@ def _call(endpoint: Endpoint, action: str, payload: Mapping[str, Any], **kwargs:
         body=dumps(payload),
         sign=endpoint.sign,
         check=kwargs.pop("check", check_response),
+        expects_json=True,
         **kwargs,
     )
 

@@ -1,0 +1,317 @@
+"""The default journal store: one SQLite file, shared safely by several processes.
+
+WAL mode lets readers and one writer work at once; a busy timeout makes concurrent writers wait
+instead of failing; ``synchronous=FULL`` makes an accepted task durable before ``submit()``
+returns. Every call runs on one worker thread owned by the store, so the event loop never waits
+on the disk and the connection is only ever used from that thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jimeng._journal._store import (
+    JournalEntry,
+    JournalStore,
+    JournalUpdate,
+    journal_path,
+    scrub,
+)
+from jimeng.models import TaskKind, TaskStatus
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ["SQLiteJournal"]
+
+T = TypeVar("T")
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    backend TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (backend, ref)
+);
+CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, submitted_at);
+CREATE INDEX IF NOT EXISTS tasks_by_time ON tasks (submitted_at);
+CREATE INDEX IF NOT EXISTS tasks_by_id ON tasks (task_id);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+_TERMINAL = tuple(status.value for status in TaskStatus if status.is_terminal)
+
+
+def _epoch(when: datetime) -> float:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+class SQLiteJournal(JournalStore):
+    """The journal in a SQLite file (default ``$JIMENG_HOME/journal.sqlite3``, see
+    :func:`jimeng.journal_path`). The folder is created private to the user (0700), the file
+    0600. ``busy_timeout`` is how long a write waits for another process holding the lock."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = 30.0):
+        self.path = Path(path).expanduser() if path is not None else journal_path()
+        self.busy_timeout = busy_timeout
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None
+        self._guard = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteJournal({str(self.path)!r})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _call(self, work: Callable[..., T], *args: Any) -> T:
+        with self._guard:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="jimeng-journal"
+                )
+            executor = self._executor
+        # A cancelled caller does not stop the write: the worker finishes it.
+        return await asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(self._with_connection, work, *args)
+        )
+
+    def _with_connection(self, work: Callable[..., T], *args: Any) -> T:
+        if self._connection is None:
+            self._connection = self._connect()
+        return work(self._connection, *args)
+
+    def _connect(self) -> sqlite3.Connection:
+        import sqlite3
+
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            # Created private before SQLite opens it (its -wal and -shm files copy the mode).
+            descriptor = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(descriptor)
+        connection = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version < _SCHEMA_VERSION:
+                connection.execute("BEGIN IMMEDIATE")
+                # IF NOT EXISTS: a process that raced us here finds the tables and moves on.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+                connection.execute("COMMIT")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    async def aclose(self) -> None:
+        with self._guard:
+            executor, self._executor = self._executor, None
+        if executor is None:
+            return
+
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+        await asyncio.get_running_loop().run_in_executor(executor, close)
+        executor.shutdown(wait=False)
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    async def record(self, entry: JournalEntry) -> None:
+        await self._call(_record, entry)
+
+    async def update(self, backend: str, ref: str, change: JournalUpdate) -> None:
+        await self._call(_update, backend, ref, change)
+
+    async def add_saved(self, backend: str, ref: str, paths: Sequence[str]) -> None:
+        await self._call(_add_saved, backend, ref, list(paths))
+
+    async def get(self, ref: str, *, backend: str | None = None) -> JournalEntry | None:
+        return await self._call(_get, ref, backend)
+
+    async def unfinished(
+        self, *, backend: str | None = None, fingerprint: str | None = None
+    ) -> list[JournalEntry]:
+        return await self._call(_unfinished, backend, fingerprint)
+
+    async def history(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        kind: TaskKind | None = None,
+        since: datetime | None = None,
+        backend: str | None = None,
+        limit: int | None = None,
+    ) -> list[JournalEntry]:
+        return await self._call(_history, status, kind, since, backend, limit)
+
+    # -- metadata ------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> Any:
+        return await self._call(_get_meta, key)
+
+    async def put_meta(self, key: str, value: Any) -> None:
+        text = json.dumps(scrub(value), ensure_ascii=False, allow_nan=False)
+        await self._call(_put_meta, key, text)
+
+
+# The functions below run on the store's worker thread.
+
+
+def _row(entry: JournalEntry) -> tuple[Any, ...]:
+    data = entry.to_json()
+    return (
+        data["backend"],
+        data["ref"],
+        data["task_id"],
+        data["kind"],
+        data["status"],
+        _epoch(entry.submitted_at),
+        json.dumps(data, ensure_ascii=False, allow_nan=False),
+    )
+
+
+def _record(connection: sqlite3.Connection, entry: JournalEntry) -> None:
+    connection.execute(
+        "INSERT OR REPLACE INTO tasks (backend, ref, task_id, kind, status, submitted_at, entry)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        _row(entry),
+    )
+
+
+def _read(text: str) -> JournalEntry:
+    return JournalEntry.from_json(json.loads(text))
+
+
+def _change(
+    connection: sqlite3.Connection,
+    backend: str,
+    ref: str,
+    apply: Callable[[JournalEntry], JournalEntry],
+) -> None:
+    # Read, change and write under one write lock, so two processes never lose each other's work.
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        found = connection.execute(
+            "SELECT entry FROM tasks WHERE backend = ? AND ref = ?", (backend, ref)
+        ).fetchone()
+        if found is not None:
+            before = _read(found[0])
+            after = apply(before)
+            if after != before:
+                _record(connection, after)
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def _update(connection: sqlite3.Connection, backend: str, ref: str, change: JournalUpdate) -> None:
+    _change(connection, backend, ref, lambda entry: entry.evolve(change))
+
+
+def _add_saved(connection: sqlite3.Connection, backend: str, ref: str, paths: list[str]) -> None:
+    import attrs
+
+    def add(entry: JournalEntry) -> JournalEntry:
+        saved = list(entry.saved)
+        saved += [path for path in paths if path not in saved]
+        return attrs.evolve(entry, saved=tuple(saved))
+
+    _change(connection, backend, ref, add)
+
+
+def _get(connection: sqlite3.Connection, ref: str, backend: str | None) -> JournalEntry | None:
+    query = "SELECT entry FROM tasks WHERE (ref = ? OR task_id = ?)"
+    params: list[Any] = [ref, ref]
+    if backend is not None:
+        query += " AND backend = ?"
+        params.append(backend)
+    found = connection.execute(query + " ORDER BY submitted_at DESC LIMIT 1", params).fetchone()
+    return _read(found[0]) if found else None
+
+
+def _unfinished(
+    connection: sqlite3.Connection, backend: str | None, fingerprint: str | None
+) -> list[JournalEntry]:
+    marks = ", ".join("?" for _ in _TERMINAL)
+    query = f"SELECT entry FROM tasks WHERE status NOT IN ({marks})"
+    params: list[Any] = list(_TERMINAL)
+    if backend is not None:
+        query += " AND backend = ?"
+        params.append(backend)
+    rows = connection.execute(query + " ORDER BY submitted_at", params).fetchall()
+    entries = [_read(text) for (text,) in rows]
+    if fingerprint is not None:
+        entries = [entry for entry in entries if entry.fingerprint == fingerprint]
+    return entries
+
+
+def _history(
+    connection: sqlite3.Connection,
+    status: TaskStatus | None,
+    kind: TaskKind | None,
+    since: datetime | None,
+    backend: str | None,
+    limit: int | None,
+) -> list[JournalEntry]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("status", status.value if status else None),
+        ("kind", kind.value if kind else None),
+        ("backend", backend),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:
+        clauses.append("submitted_at >= ?")
+        params.append(_epoch(since))
+    query = "SELECT entry FROM tasks"
+    if clauses:
+        query += " WHERE " + " AND ".join(clauses)
+    query += " ORDER BY submitted_at DESC"
+    if limit is not None:
+        query += " LIMIT ?"
+        params.append(limit)
+    return [_read(text) for (text,) in connection.execute(query, params).fetchall()]
+
+
+def _get_meta(connection: sqlite3.Connection, key: str) -> Any:
+    found = connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return json.loads(found[0]) if found else None
+
+
+def _put_meta(connection: sqlite3.Connection, key: str, text: str) -> None:
+    connection.execute(
+        "INSERT OR REPLACE INTO meta (key, value, updated_at) VALUES (?, ?, ?)",
+        (key, text, datetime.now(timezone.utc).timestamp()),
+    )

@@ -1,0 +1,53 @@
+"""One HTTP status → error class table for every backend (an answer whose body says nothing)."""
+
+from __future__ import annotations
+
+import pytest
+
+import jimeng
+from jimeng._http import Response
+from jimeng.backends._endpoint import error_class_for_status
+from jimeng.backends.dreamina._errors import web_error
+from jimeng.backends.dreamina._session import Session
+from jimeng.backends.dreamina._tables import REGIONS
+from jimeng.backends.dreamina._versions import DEFAULT_VERSIONS
+from jimeng.backends.gateway._errors import error_for as gateway_error
+from jimeng.backends.volcengine._errors import error_for as volcengine_error
+
+EXPECTED = {
+    400: jimeng.InvalidRequestError,
+    401: jimeng.AuthenticationError,
+    402: jimeng.InsufficientCreditsError,
+    403: jimeng.PermissionDeniedError,
+    404: jimeng.NotFoundError,
+    409: jimeng.APIError,
+    413: jimeng.InvalidRequestError,
+    422: jimeng.InvalidRequestError,
+    429: jimeng.RateLimitError,
+    500: jimeng.ServerError,
+    503: jimeng.ServerError,
+}
+SESSION = Session(sid="statustablesession", region=REGIONS["cn"])
+
+
+def _errors(status: int) -> dict[str, type[BaseException]]:
+    response = Response(status=status, headers={}, body=b"<html>no</html>")
+    found = {
+        "volcengine": volcengine_error(response, None, backend="volcengine"),
+        "gateway": gateway_error(response, None, backend="gateway"),
+        "dreamina": web_error(response, None, session=SESSION, versions=DEFAULT_VERSIONS),
+    }
+    return {name: type(error) for name, error in found.items() if error is not None}
+
+
+@pytest.mark.parametrize(("status", "expected"), sorted(EXPECTED.items()))
+def test_every_backend_maps_a_bare_status_to_the_same_class(
+    status: int, expected: type[jimeng.APIError]
+) -> None:
+    assert error_class_for_status(status) is expected
+    assert _errors(status) == {"volcengine": expected, "gateway": expected, "dreamina": expected}
+
+
+def test_403_is_permission_denied_not_authentication() -> None:
+    # A 403 is an authenticated refusal; retrying with other credentials would not help.
+    assert not issubclass(error_class_for_status(403), jimeng.AuthenticationError)
