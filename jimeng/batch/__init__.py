@@ -14,8 +14,9 @@ JSONL or CSV file. See docs/batch.md.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +146,8 @@ class BatchRun:
         self.base = base
         self.slot = slot
         self.owner = owner or worker_name()
+        #: How the run waits for lines other workers hold (a seam for tests).
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.summary: BatchSummary | None = None
         self.results: ResultsFile | None = None
 
@@ -176,7 +179,7 @@ class BatchRun:
                 self.name, self.lines, lease=self.lease, retry_failed=self.retry_failed
             )
             return shared
-        return LocalSource(self.lines, recheck=self.lease / 3)
+        return LocalSource(self.lines, recheck=self.lease / 3, sleep=self.sleep)
 
     async def __aiter__(self) -> AsyncIterator[BatchItem]:
         started = time.monotonic()
@@ -198,6 +201,7 @@ class BatchRun:
             retry_failed=self.retry_failed,
             window=self._window,
             slot=self.slot,
+            sleep=self.sleep,
         )
         skipped = 0
         try:

@@ -9,6 +9,7 @@ the library's own validation (the request models and the backend's capabilities)
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import inspect
 import io
@@ -316,7 +317,7 @@ def line_from_mapping(
     params: dict[str, Any] = {}
     for name, value in values.items():
         if name not in fields:
-            close = [field for field in fields if field.replace("_", "") == name.replace("_", "")]
+            close = difflib.get_close_matches(name, list(fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problem(name, f"unknown field for {line_kind.value}s{hint}")
             continue
