@@ -21,6 +21,7 @@ from jimeng._journal import (
 )
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
+from jimeng._sync import SyncClient
 from jimeng._version import __version__
 from jimeng.backends import (
     AccountBalance,
@@ -118,6 +119,7 @@ __all__ = [
     "ServerError",
     "SessionExpiredError",
     "SessionStatus",
+    "SyncClient",
     "Task",
     "TaskCancelledError",
     "TaskError",

@@ -27,6 +27,16 @@ from jimeng._version import __version__
 from jimeng.backends._base import Backend, Runtime
 from jimeng.errors import ConfigurationError, JimengError
 from jimeng.models import ImageResult, Task, TaskKind, VideoResult
+from jimeng.models._checks import (
+    Check,
+    boolean,
+    callable_,
+    check_argument,
+    instance,
+    integer,
+    number,
+    required,
+)
 from jimeng.models._media import bind_fetcher
 
 if TYPE_CHECKING:
@@ -83,6 +93,29 @@ def backend_from_env() -> Backend:
                 "JIMENG_BACKEND=sandbox for the offline sandbox"
             )
     return create(choice)
+
+
+#: The type (and range) of each option of :class:`Client`; ``None`` always means "default".
+_OPTION_CHECKS: dict[str, Check] = {
+    "backend": instance(Backend, "a backend (jimeng.Volcengine(...), jimeng.Sandbox()…)"),
+    "session": instance(aiohttp.ClientSession, "an aiohttp.ClientSession"),
+    "timeout": number(positive=True),
+    "video_timeout": number(positive=True),
+    "retry": instance(RetryPolicy, "a RetryPolicy"),
+    "image_poll": instance(PollPolicy, "a PollPolicy"),
+    "video_poll": instance(PollPolicy, "a PollPolicy"),
+    "max_download_bytes": required(integer(minimum=1)),
+    "trust_env": required(boolean()),
+    "sleep": callable_(),
+    "clock": callable_(),
+    "monotonic": callable_(),
+    "rng": instance(random.Random, "a random.Random"),
+}
+
+
+def _check_options(**options: Any) -> None:
+    for name, value in options.items():
+        check_argument(name, value, _OPTION_CHECKS[name])
 
 
 @attrs.define
@@ -151,6 +184,21 @@ class Client:
         monotonic: Callable[[], float] | None = None,
         rng: random.Random | None = None,
     ):
+        _check_options(
+            backend=backend,
+            session=session,
+            timeout=timeout,
+            video_timeout=video_timeout,
+            retry=retry,
+            image_poll=image_poll,
+            video_poll=video_poll,
+            max_download_bytes=max_download_bytes,
+            trust_env=trust_env,
+            sleep=sleep,
+            clock=clock,
+            monotonic=monotonic,
+            rng=rng,
+        )
         self._shared = _Shared(
             backend=backend if backend is not None else backend_from_env(),
             session=session,
@@ -270,6 +318,7 @@ class Client:
         video_poll: PollPolicy | None = None,
     ) -> Client:
         """A copy with other settings that shares the backend and the session."""
+        _check_options(timeout=timeout, retry=retry, image_poll=image_poll, video_poll=video_poll)
         clone = copy.copy(self)
         clone.__dict__.pop("images", None)
         clone.__dict__.pop("videos", None)

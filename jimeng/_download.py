@@ -1,7 +1,10 @@
 """Saving results: streamed to a temporary file beside the target, renamed only when complete.
 
 Nothing half-written ever carries the final name: a failed, truncated or oversized download
-removes its temporary file and raises :class:`jimeng.errors.DownloadError`.
+removes its temporary file and raises :class:`jimeng.errors.DownloadError`. Nothing mislabelled
+either: the bytes must start like an image or a video (an HTML error page served with 200 is
+refused), and the extension is the one of the real content. Temporary files that a killed
+process left behind are removed by the next save into the same folder once they are an hour old.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -24,10 +28,21 @@ from jimeng._retry import retrying
 from jimeng.errors import APIConnectionError, DownloadError, JimengError, ServerError
 from jimeng.models._media import Media
 
-__all__ = ["DEFAULT_MAX_BYTES", "Downloader", "decode_base64", "sniff_extension"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "STALE_PART_SECONDS",
+    "Downloader",
+    "decode_base64",
+    "media_extension",
+    "sniff_extension",
+]
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 _CHUNK = 256 * 1024
+#: A ``.jimeng-*.part`` file older than this belongs to a save that died (no save takes an hour
+#: without writing: each chunk rewrites the file's modification time).
+STALE_PART_SECONDS = 3600.0
+_PART_PREFIX, _PART_SUFFIX = ".jimeng-", ".part"
 
 _CONTENT_TYPES = {
     "image/png": ".png",
@@ -39,8 +54,8 @@ _CONTENT_TYPES = {
 }
 
 
-def sniff_extension(head: bytes, content_type: str | None = None, url: str | None = None) -> str:
-    """The file extension of the real content: magic bytes first, then Content-Type, then URL."""
+def media_extension(head: bytes) -> str | None:
+    """The extension of a PNG, JPEG, WebP, GIF or MP4 from its first bytes, else ``None``."""
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return ".png"
     if head.startswith(b"\xff\xd8\xff"):
@@ -51,6 +66,14 @@ def sniff_extension(head: bytes, content_type: str | None = None, url: str | Non
         return ".gif"
     if head[4:8] == b"ftyp":
         return ".mp4"
+    return None
+
+
+def sniff_extension(head: bytes, content_type: str | None = None, url: str | None = None) -> str:
+    """The file extension of the real content: magic bytes first, then Content-Type, then URL."""
+    ext = media_extension(head)
+    if ext is not None:
+        return ext
     if content_type:
         ext = _CONTENT_TYPES.get(content_type.split(";")[0].strip().lower())
         if ext:
@@ -108,8 +131,10 @@ class Downloader:
         async def sink(chunk: bytes) -> None:
             chunks.append(chunk)
 
-        await self._fetch(media.url, sink, reset=chunks.clear)
-        return b"".join(chunks)
+        content_type = await self._fetch(media.url, sink, reset=chunks.clear)
+        data = b"".join(chunks)
+        _require_media(data[:32], content_type, media.url)
+        return data
 
     async def save(
         self,
@@ -123,8 +148,9 @@ class Downloader:
         folder = target.parent if explicit else target
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            remove_stale_parts(folder, now=self._now().timestamp())
             handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in every path below
-                dir=folder, prefix=".jimeng-", suffix=".part", delete=False
+                dir=folder, prefix=_PART_PREFIX, suffix=_PART_SUFFIX, delete=False
             )
         except OSError as error:
             raise DownloadError(f"cannot write to {folder}: {error.strerror}") from error
@@ -154,7 +180,7 @@ class Downloader:
             # NamedTemporaryFile is private (0600); a saved image gets the usual umask mode.
             os.chmod(handle.name, 0o666 & ~_UMASK)
             handle.close()
-            ext = sniff_extension(bytes(head), content_type[0] or media.content_type, media.url)
+            ext = _require_media(bytes(head), content_type[0] or media.content_type, media.url)
             if explicit:
                 final = target
             else:
@@ -252,6 +278,41 @@ class Downloader:
             raise
         except Exception as error:
             raise map_transport_error(error, "GET", url) from error
+
+
+def _require_media(head: bytes, content_type: str | None, url: str | None) -> str:
+    """The extension of real media, or :class:`DownloadError` for anything else (an HTML error
+    page or a JSON document served with 200, an empty body)."""
+    ext = media_extension(head)
+    if ext is not None:
+        return ext
+    host = URL(url).host if url else None
+    where = f"from {host}" if host else "inline"
+    preview = head[:16].decode("ascii", "replace")
+    raise DownloadError(
+        f"the result {where} is not an image or a video "
+        f"(Content-Type {content_type or 'not given'}, starts with {preview!r}); nothing was saved",
+        url=url,
+    )
+
+
+def remove_stale_parts(folder: Path, *, now: float, age: float = STALE_PART_SECONDS) -> list[Path]:
+    """Delete this library's temporary files in ``folder`` that were last written more than
+    ``age`` seconds before ``now`` (left by a killed save); return what was removed."""
+    removed: list[Path] = []
+    try:
+        candidates = list(folder.glob(f"{_PART_PREFIX}*{_PART_SUFFIX}"))
+    except OSError:
+        return removed
+    for path in candidates:
+        try:
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode) and now - info.st_mtime > age:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue  # gone already, or not ours to remove: the save goes on
+    return removed
 
 
 def _read_umask() -> int:

@@ -16,6 +16,7 @@ from jimeng.errors import (
     TaskFailedError,
 )
 from jimeng.models import ImageResult, Task, TaskKind, TaskStatus, VideoResult
+from jimeng.models._checks import refuse
 from jimeng.models._display import task_repr
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ class TaskHandle(Generic[R]):
         return self._task
 
     def _policy(self, poll: PollPolicy | None) -> PollPolicy:
+        if poll is not None and not isinstance(poll, PollPolicy):
+            raise refuse("poll", "a PollPolicy", poll)
         return poll or self._client._poll_policy(self._task.kind)
 
     async def updates(self, *, poll: PollPolicy | None = None) -> AsyncIterator[Task]:
@@ -109,6 +112,8 @@ class TaskHandle(Generic[R]):
         self, *, poll: PollPolicy | None = None, on_update: OnUpdate | None = None
     ) -> Task:
         """Poll until the task is terminal and return the last observation (no raise on failure)."""
+        if on_update is not None and not callable(on_update):
+            raise refuse("on_update", "callable", on_update)
         async for task in self.updates(poll=poll):
             if on_update is not None:
                 outcome = on_update(task)

@@ -22,6 +22,7 @@ __all__ = [
     "base64_length",
     "check_image",
     "encode_base64",
+    "image_format",
     "png_size",
     "sniff_image",
 ]
@@ -88,6 +89,22 @@ def _sniff_webp(data: bytes) -> tuple[ImageFormat, int, int] | None:
         height = int.from_bytes(data[27:30], "little") + 1
         return "webp", width, height
     return None
+
+
+_MAGIC: tuple[tuple[bytes, ImageFormat], ...] = (
+    (_PNG_SIGNATURE, "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+)
+
+
+def image_format(data: bytes) -> ImageFormat | None:
+    """The format an image's magic bytes announce (no size parsing: see :func:`sniff_image`)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((name for magic, name in _MAGIC if data.startswith(magic)), None)
 
 
 def sniff_image(data: bytes) -> tuple[ImageFormat, int, int] | None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["fingerprint", "logger", "redact", "register_secret"]
+__all__ = ["fingerprint", "logger", "redact", "register_secret", "scrub"]
 
 logger = logging.getLogger("jimeng")
 
@@ -46,6 +47,41 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, _REDACTED)
     return text
+
+
+def scrub(value: Any) -> Any:
+    """``value`` (a decoded server answer: dicts, lists, strings) with every registered secret
+    replaced, at any depth. The same object comes back when there is nothing to replace, so a
+    stored answer is copied only when it held a secret."""
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    if not secrets:
+        return value
+    return _scrub(value, secrets)
+
+
+def _scrub(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, _REDACTED)
+        return value
+    if isinstance(value, bytes | bytearray):
+        text = value.decode("utf-8", "surrogateescape")
+        if not any(secret in text for secret in secrets):
+            return value
+        return _scrub(text, secrets).encode("utf-8", "surrogateescape")
+    if isinstance(value, Mapping):
+        items = [(_scrub(k, secrets), _scrub(v, secrets), k, v) for k, v in value.items()]
+        if all(nk is k and nv is v for nk, nv, k, v in items):
+            return value
+        return {nk: nv for nk, nv, _, _ in items}
+    if isinstance(value, list | tuple):
+        cleaned_items = [_scrub(item, secrets) for item in value]
+        if all(new is old for new, old in zip(cleaned_items, value, strict=True)):
+            return value
+        return tuple(cleaned_items) if isinstance(value, tuple) else cleaned_items
+    return value
 
 
 class _RedactingFilter(logging.Filter):

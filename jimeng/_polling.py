@@ -16,6 +16,7 @@ import attrs
 
 from jimeng.errors import ConfigurationError, TaskTimeoutError
 from jimeng.models import Task, TaskKind
+from jimeng.models._checks import integer, number, required
 
 __all__ = ["PollPolicy", "poll_schedule", "watch"]
 
@@ -47,12 +48,13 @@ def _env_attempts(name: str, default: int) -> int:
 class PollPolicy:
     """How often and how long to poll a task."""
 
-    interval: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
-    max_attempts: int = attrs.field(default=60, validator=attrs.validators.ge(1))
-    backoff: float = 1.0
-    max_interval: float = 10.0
+    interval: float = attrs.field(default=2.0, validator=required(number(minimum=0)))
+    max_attempts: int = attrs.field(default=60, validator=required(integer(minimum=1)))
+    #: Factor applied to the interval after each unchanged poll (1 = constant).
+    backoff: float = attrs.field(default=1.0, validator=required(number(minimum=1)))
+    max_interval: float = attrs.field(default=10.0, validator=required(number(minimum=0)))
     #: Overall limit in seconds; ``None`` means ``interval * max_attempts``.
-    deadline: float | None = None
+    deadline: float | None = attrs.field(default=None, validator=number(positive=True))
 
     @classmethod
     def for_kind(cls, kind: TaskKind) -> PollPolicy:

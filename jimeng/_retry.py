@@ -15,6 +15,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_base
 
 from jimeng.errors import APIConnectionError, APIError
+from jimeng.models._checks import boolean, integer, number, required
 
 __all__ = ["RetryPolicy", "call_with_retry", "compute_delay", "retrying", "should_retry"]
 
@@ -35,14 +36,12 @@ class RetryPolicy:
     the server may already have accepted (and will bill) the first one.
     """
 
-    max_attempts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
-    initial_delay: float = 0.5
-    max_delay: float = 8.0
-    jitter: float = attrs.field(
-        default=0.25, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
-    )
-    max_retry_after: float = 60.0
-    retry_ambiguous_submit: bool = False
+    max_attempts: int = attrs.field(default=4, validator=required(integer(minimum=1)))
+    initial_delay: float = attrs.field(default=0.5, validator=required(number(minimum=0)))
+    max_delay: float = attrs.field(default=8.0, validator=required(number(minimum=0)))
+    jitter: float = attrs.field(default=0.25, validator=required(number(minimum=0, maximum=1)))
+    max_retry_after: float = attrs.field(default=60.0, validator=required(number(minimum=0)))
+    retry_ambiguous_submit: bool = attrs.field(default=False, validator=required(boolean()))
 
     @classmethod
     def disabled(cls) -> RetryPolicy:

@@ -119,10 +119,27 @@ class ConfigurationError(JimengError):
     """The client is missing something it needs (credentials, endpoint, backend)."""
 
 
+_NOT_GIVEN: Any = object()
+#: A refused value is quoted up to this many characters (a huge prompt or bytes stay readable).
+MAX_VALUE_REPR = 80
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` cut to :data:`MAX_VALUE_REPR` characters, registered secrets scrubbed."""
+    try:
+        text = repr(value)
+    except Exception:  # a caller's object with a broken __repr__ is still refused cleanly
+        text = f"<{type(value).__name__} object>"
+    if len(text) > MAX_VALUE_REPR:
+        text = text[: MAX_VALUE_REPR - 1] + "…"
+    return _logging.redact(text)
+
+
 class ValidationError(JimengError, ValueError):
     """A parameter is invalid. Raised before any request is sent.
 
-    ``field`` names the parameter; ``allowed`` describes the accepted values.
+    ``field`` names the parameter; ``allowed`` describes the accepted values; ``value`` is a short
+    repr of what was given (cut to 80 characters, secrets scrubbed), when the error is about it.
     """
 
     def __init__(
@@ -131,14 +148,16 @@ class ValidationError(JimengError, ValueError):
         message: str,
         *,
         allowed: str | Sequence[Any] | None = None,
-        value: Any = None,
+        value: Any = _NOT_GIVEN,
     ):
         self.field = field
         if allowed is not None and not isinstance(allowed, str):
             allowed = ", ".join(str(item) for item in allowed)
         self.allowed = allowed
-        self.value = value
+        self.value: str | None = None if value is _NOT_GIVEN else short_repr(value)
         text = f"{field}: {message}"
+        if self.value is not None:
+            text += f", got {self.value}"
         if allowed:
             text += f" (allowed: {allowed})"
         super().__init__(text)
@@ -176,7 +195,8 @@ class APIError(JimengError):
         self.status_code = status_code
         self.request_id = request_id
         self.backend = backend
-        self.body = body
+        #: The decoded answer, registered secrets scrubbed (an upstream may echo headers).
+        self.body = _logging.scrub(body)
         self.retry_after = retry_after
 
     def __str__(self) -> str:
@@ -312,4 +332,4 @@ class DownloadError(JimengError):
 
     def __init__(self, message: str, *, url: str | None = None, **kwargs: Any):
         super().__init__(message, **kwargs)
-        self.url = url
+        self.url = None if url is None else _logging.redact(url)

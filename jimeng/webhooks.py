@@ -38,6 +38,8 @@ from jimeng.backends.gateway._errors import failure_error
 from jimeng.backends.gateway._wire import parse_task
 from jimeng.errors import JimengError
 from jimeng.models import ImageResult, Task, VideoResult
+from jimeng.models import _checks as checks
+from jimeng.models._checks import check_argument
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -154,8 +156,14 @@ class WebhookReceiver:
         client: Client | None = None,
         seen: SeenStore | None = None,
     ):
-        if secret is not None and not secret:
-            raise ValueError("secret must not be empty")
+        check_argument("secret", secret, checks.secret_text())
+        check_argument("secret_param", secret_param, checks.required(checks.text()))
+        if client is not None:
+            from jimeng._client import Client
+
+            check_argument("client", client, checks.instance(Client, "a jimeng.Client"))
+        if seen is not None and not callable(getattr(seen, "add", None)):
+            raise checks.refuse("seen", "a SeenStore (an object with add(key) -> bool)", seen)
         self._secret = secret
         _logging.register_secret(secret)
         self.secret_param = secret_param

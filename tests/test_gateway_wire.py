@@ -435,7 +435,6 @@ def test_sizes_become_ratio_and_resolution(
         ("session", ImageRequest(prompt="p", images=["https://a/x.png", PNG]), "images", "mixes"),
         ("session", ImageRequest(prompt="p", images=[b"GIF89a....."]), "images[0]", "PNG"),
         ("session", ImageRequest(prompt="p", images=[PNG] * 11), "images", "1–10"),
-        ("session", ImageRequest(prompt="p", callback_url="ftp://x"), "callback_url", "http"),
     ],
 )  # fmt: skip
 def test_image_rules(token: str, request_: ImageRequest, field: str, needle: str) -> None:

@@ -159,9 +159,8 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("model", "kwargs", "field"), REFUSED)
 def test_refused_parameters(model: str, kwargs: dict[str, Any], field: str) -> None:
-    request = ImageRequest(prompt="p", model=model, **kwargs)
     with pytest.raises(ValidationError) as info:
-        image_spec(model).validate(request)
+        image_spec(model).validate(ImageRequest(prompt="p", model=model, **kwargs))
     assert info.value.field == field
 
 

@@ -234,8 +234,8 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("kwargs", "field"), REFUSED)
 def test_refused_combinations(kwargs: dict[str, Any], field: str) -> None:
-    request = VideoRequest(prompt="p", **kwargs)
     with pytest.raises(ValidationError) as info:
+        request = VideoRequest(prompt="p", **kwargs)
         video_mode(request).validate(request)
     assert info.value.field == field
 

@@ -72,7 +72,7 @@ def open_store(journal: JournalLike) -> tuple[JournalStore | None, bool]:
         return journal, False
     raise ValidationError(
         "journal",
-        f"expected True, False, a path or a JournalStore, got {type(journal).__name__}",
+        "must be True, False, a path or a JournalStore",
         allowed="True, False, a file path, a JournalStore",
         value=journal,
     )
@@ -219,7 +219,7 @@ def parse_kind(value: TaskKind | str | None) -> TaskKind | None:
         return TaskKind(str(value).strip().lower())
     except ValueError:
         raise ValidationError(
-            "kind", f"unknown kind {value!r}", allowed=[k.value for k in TaskKind], value=value
+            "kind", f"unknown kind {value!r}", allowed=[k.value for k in TaskKind]
         ) from None
 
 
@@ -233,7 +233,6 @@ def parse_status(value: TaskStatus | str | None) -> TaskStatus | None:
             "status",
             f"unknown status {value!r}",
             allowed=[s.value for s in TaskStatus],
-            value=value,
         ) from None
 
 

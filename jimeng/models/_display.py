@@ -62,6 +62,11 @@ def _fit(parts: list[str], closing: str = ">") -> str:
     return shorten(" ".join(parts) + closing, REPR_LIMIT)
 
 
+def _name(model: object) -> str:
+    # The sync client's subclasses are the same models to the reader.
+    return type(model).__name__.removeprefix("Sync")
+
+
 def image_mime(media: Media) -> str | None:
     """The MIME type of an image's bytes (sniffed; the declared type as a fallback)."""
     if media.data is None:
@@ -80,7 +85,7 @@ def _size(media: Media) -> str | None:
 
 def media_repr(media: Media) -> str:
     """``<Image 2048x2048 image/png https://…/1.png>``: size, type, then the URL or byte count."""
-    parts = [f"<{type(media).__name__}"]
+    parts = [f"<{_name(media)}"]
     size = _size(media)
     if size:
         parts.append(size)
@@ -98,7 +103,7 @@ def result_repr(result: ImageResult | VideoResult) -> str:
     """``<ImageResult 4 images 2048x2048 jimeng-4.0 task=7390…>``."""
     from jimeng.models._media import ImageResult
 
-    parts = [f"<{type(result).__name__}"]
+    parts = [f"<{_name(result)}"]
     if isinstance(result, ImageResult):
         count = len(result.images)
         parts.append(f"{count} image" + ("" if count == 1 else "s"))

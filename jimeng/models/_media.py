@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from jimeng import _logging
 from jimeng.models import _display
 
 if TYPE_CHECKING:
@@ -94,17 +95,7 @@ class Image(Media):
 
     async def to_pil(self) -> PIL.Image.Image:
         """The image as a Pillow image (reads it first if needed; needs ``jimeng[pillow]``)."""
-        try:
-            from PIL import Image as PILImage
-        except ImportError:
-            raise ImportError(
-                "to_pil() needs Pillow: pip install 'jimeng[pillow]' (or pip install Pillow)"
-            ) from None
-        import io
-
-        picture = PILImage.open(io.BytesIO(await self.read()))
-        picture.load()
-        return picture
+        return pil_image(await self.read())
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -116,6 +107,21 @@ class Video(Media):
 
     def _repr_html_(self) -> str:
         return _display.video_html(self)
+
+
+def pil_image(data: bytes) -> PIL.Image.Image:
+    """Decode image bytes with Pillow (an optional extra, imported only here)."""
+    try:
+        from PIL import Image as PILImage
+    except ImportError:
+        raise ImportError(
+            "to_pil() needs Pillow: pip install 'jimeng[pillow]' (or pip install Pillow)"
+        ) from None
+    import io
+
+    picture = PILImage.open(io.BytesIO(data))
+    picture.load()
+    return picture
 
 
 def _target(path: PathLike) -> tuple[Path, bool]:
@@ -140,7 +146,9 @@ class ImageResult:
     prompt: str | None = None
     #: What the backend changed to serve the request (e.g. a size it approximated).
     notes: tuple[str, ...] = ()
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    raw: Mapping[str, Any] = attrs.field(
+        factory=dict, repr=False, eq=False, converter=_logging.scrub
+    )
 
     def __repr__(self) -> str:
         return _display.result_repr(self)
@@ -188,7 +196,9 @@ class VideoResult:
     prompt: str | None = None
     #: What the backend changed to serve the request (e.g. a duration it mapped).
     notes: tuple[str, ...] = ()
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    raw: Mapping[str, Any] = attrs.field(
+        factory=dict, repr=False, eq=False, converter=_logging.scrub
+    )
 
     def __repr__(self) -> str:
         return _display.result_repr(self)

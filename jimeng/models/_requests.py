@@ -7,15 +7,31 @@ checks its own model table: which parameters a model takes and what values it ac
 from __future__ import annotations
 
 import enum
+import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
+from jimeng._imageinfo import image_format
 from jimeng.errors import ValidationError
+from jimeng.models._checks import (
+    boolean,
+    check_argument,
+    check_str,
+    check_url,
+    instance,
+    integer,
+    mapping_of_str,
+    number,
+    one_of,
+    refuse,
+    text,
+    url,
+)
 
 __all__ = [
     "SIZE_PRESETS",
@@ -48,12 +64,17 @@ class WatermarkPosition(enum.IntEnum):
     TOP_RIGHT = 3
 
 
-def _unit_interval(name: str) -> Any:
-    def check(_: Any, __: Any, value: float | None) -> None:
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValidationError(name, f"must be between 0 and 1, got {value}", allowed="[0, 1]")
-
-    return check
+def _position(value: Any) -> WatermarkPosition:
+    if isinstance(value, WatermarkPosition):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 3:
+        return WatermarkPosition(value)
+    raise refuse(
+        "watermark.position",
+        "a WatermarkPosition",
+        value,
+        allowed=[f"{p.value} ({p.name})" for p in WatermarkPosition],
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -64,40 +85,74 @@ class Watermark:
     """
 
     position: WatermarkPosition = attrs.field(
-        default=WatermarkPosition.BOTTOM_RIGHT, converter=WatermarkPosition
+        default=WatermarkPosition.BOTTOM_RIGHT, converter=_position
     )
-    language: Literal[0, 1] = 0
-    opacity: float = attrs.field(default=1.0, validator=_unit_interval("watermark.opacity"))
-    text: str | None = None
-
-    def __attrs_post_init__(self) -> None:
-        if self.language not in (0, 1):
-            raise ValidationError(
-                "watermark.language", "must be 0 (Chinese) or 1 (English)", allowed=[0, 1]
-            )
+    language: Literal[0, 1] = attrs.field(default=0, validator=one_of((0, 1), "watermark.language"))
+    opacity: float = attrs.field(
+        default=1.0, validator=number("watermark.opacity", minimum=0.0, maximum=1.0)
+    )
+    text: str | None = attrs.field(default=None, validator=text("watermark.text"))
 
 
 @attrs.frozen(kw_only=True)
 class AigcMeta:
     """Implicit AIGC label embedded in the file's metadata (Chinese AIGC labelling rules)."""
 
-    producer_id: str
-    content_producer: str | None = None
-    content_propagator: str | None = None
-    propagate_id: str | None = None
+    producer_id: str = attrs.field(validator=text("aigc_meta.producer_id"))
+    content_producer: str | None = attrs.field(
+        default=None, validator=text("aigc_meta.content_producer")
+    )
+    content_propagator: str | None = attrs.field(
+        default=None, validator=text("aigc_meta.content_propagator")
+    )
+    propagate_id: str | None = attrs.field(default=None, validator=text("aigc_meta.propagate_id"))
 
     def __attrs_post_init__(self) -> None:
-        if not self.producer_id:
+        if self.producer_id is None:
             raise ValidationError("aigc_meta.producer_id", "is required")
+
+
+_IMAGE_FORMATS = "PNG, JPEG, WebP, GIF or BMP"
+#: ``scheme://`` at the start of a string: a URL, never a file name.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check_image_data(field: str, value: Any) -> bytes:
+    """Bytes that start like an image this library can read."""
+    if not isinstance(value, bytes):
+        raise refuse(field, "bytes", value)
+    if not value:
+        raise ValidationError(field, "image bytes are empty")
+    if image_format(value) is None:
+        raise ValidationError(
+            field,
+            f"{len(value)} bytes that are not an image this library can read "
+            f"(they start with {value[:8]!r})",
+            allowed=_IMAGE_FORMATS,
+        )
+    return value
+
+
+def _image_bytes(_: Any, __: Any, value: bytes | None) -> None:
+    if value is not None:
+        check_image_data("images", value)
 
 
 @attrs.frozen(kw_only=True)
 class ImageInput:
-    """A reference image: a URL, a local file, or bytes in memory."""
+    """A reference image: a URL, a local file, or bytes in memory.
 
-    url: str | None = None
-    path: Path | None = None
-    data: bytes | None = attrs.field(default=None, repr=False)
+    URLs must be ``http(s)://`` with a host; bytes must be an image (PNG, JPEG, WebP, GIF, BMP).
+    A local file is checked for existence, size and format when a request is submitted.
+    """
+
+    url: str | None = attrs.field(default=None, validator=url("url"))
+    path: Path | None = attrs.field(default=None, validator=instance(Path, "a Path", "path"))
+    data: bytes | None = attrs.field(default=None, repr=False, validator=_image_bytes)
+
+    def __attrs_post_init__(self) -> None:
+        if self.url is None and self.path is None and self.data is None:
+            raise ValidationError("images", "an image needs a url, a path or data")
 
     @classmethod
     def of(cls, value: ImageInputLike | ImageInput, *, field: str = "images") -> ImageInput:
@@ -105,18 +160,15 @@ class ImageInput:
         if isinstance(value, ImageInput):
             return value
         if isinstance(value, bytes | bytearray | memoryview):
-            if not value:
-                raise ValidationError(field, "image bytes are empty")
-            return cls(data=bytes(value))
-        if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
-            return cls(url=value)
+            return cls(data=check_image_data(field, bytes(value)))
+        if isinstance(value, str) and _SCHEME.match(value.strip()):
+            return cls(url=check_url(field, value))
         if isinstance(value, str | os.PathLike):
-            return cls(path=Path(os.fspath(value)).expanduser())
-        raise ValidationError(
-            field,
-            f"unsupported image value of type {type(value).__name__}",
-            allowed="URL, Path, bytes",
-        )
+            name = os.fspath(value)
+            if not isinstance(name, str) or not name.strip():
+                raise refuse(field, "a URL, a file path or image bytes", value)
+            return cls(path=Path(name).expanduser())
+        raise refuse(field, "a URL, a file path (str or Path) or image bytes", value)
 
     def describe(self) -> str:
         if self.url is not None:
@@ -126,16 +178,54 @@ class ImageInput:
         return f"<{len(self.data or b'')} bytes>"
 
 
-def _images(value: Sequence[ImageInputLike | ImageInput] | None) -> tuple[ImageInput, ...] | None:
+def _images(value: Any) -> tuple[ImageInput, ...] | None:
     if value is None:
         return None
-    if isinstance(value, str | bytes | os.PathLike):
+    if isinstance(value, str | bytes | bytearray | memoryview | os.PathLike | ImageInput):
         value = [value]
+    if not isinstance(value, list | tuple):
+        raise refuse(
+            "images", "a URL, a path, image bytes, or a list of them", value, allowed="list, tuple"
+        )
+    if not value:
+        return None
     return tuple(ImageInput.of(item, field=f"images[{index}]") for index, item in enumerate(value))
 
 
-def _optional_image(value: ImageInputLike | ImageInput | None) -> ImageInput | None:
+def _first_frame(value: ImageInputLike | ImageInput | None) -> ImageInput | None:
     return None if value is None else ImageInput.of(value, field="image")
+
+
+def _tail_frame(value: ImageInputLike | ImageInput | None) -> ImageInput | None:
+    return None if value is None else ImageInput.of(value, field="tail_image")
+
+
+def _watermark(value: Watermark | bool | None) -> Watermark | None:
+    """``True`` is the default mark, ``False`` none; anything else but a Watermark is refused."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return Watermark()
+    if isinstance(value, Watermark):
+        return value
+    raise refuse("watermark", "a Watermark or True/False", value)
+
+
+def _check_extra(_: Any, __: Any, value: Mapping[str, Any] | None) -> None:
+    if value is None:
+        return
+    check_argument("extra_body", value, mapping_of_str())
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValidationError(
+            "extra_body", f"must be JSON-serialisable ({error})", allowed="JSON values"
+        ) from None
+
+
+#: Seeds are integers: -1 asks for a random one; each backend narrows the range.
+_SEED = integer(minimum=-1, maximum=2**63 - 1)
+_RESPONSE_FORMATS = ("url", "b64_json")
 
 
 def _url_repr(url: str | None) -> str:
@@ -146,18 +236,7 @@ def _url_repr(url: str | None) -> str:
 
 
 def _check_prompt(_: Any, __: Any, value: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError("prompt", "must be a non-empty string")
-
-
-def _positive_int(name: str) -> Any:
-    def check(_: Any, __: Any, value: int | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValidationError(name, f"must be an integer, got {value!r}")
-        if value is not None and value <= 0:
-            raise ValidationError(name, f"must be positive, got {value}")
-
-    return check
+    check_str("prompt", value)
 
 
 @attrs.frozen(kw_only=True)
@@ -166,31 +245,35 @@ class ImageRequest:
     field is not sent (only what the caller asked for goes on the wire)."""
 
     prompt: str = attrs.field(validator=_check_prompt)
-    model: str | None = None
-    size: str | None = None
-    width: int | None = attrs.field(default=None, validator=_positive_int("width"))
-    height: int | None = attrs.field(default=None, validator=_positive_int("height"))
+    model: str | None = attrs.field(default=None, validator=text())
+    size: str | None = attrs.field(default=None, validator=text())
+    width: int | None = attrs.field(default=None, validator=integer(minimum=1))
+    height: int | None = attrs.field(default=None, validator=integer(minimum=1))
     images: tuple[ImageInput, ...] | None = attrs.field(default=None, converter=_images)
-    scale: float | None = None
-    force_single: bool | None = None
-    min_ratio: float | None = None
-    max_ratio: float | None = None
-    seed: int | None = None
-    use_pre_llm: bool | None = None
-    ratio: str | None = None
-    resolution: str | None = None
-    intelligent_ratio: bool | None = None
-    negative_prompt: str | None = None
+    scale: float | None = attrs.field(default=None, validator=number(minimum=0))
+    force_single: bool | None = attrs.field(default=None, validator=boolean())
+    min_ratio: float | None = attrs.field(default=None, validator=number(positive=True))
+    max_ratio: float | None = attrs.field(default=None, validator=number(positive=True))
+    seed: int | None = attrs.field(default=None, validator=_SEED)
+    use_pre_llm: bool | None = attrs.field(default=None, validator=boolean())
+    ratio: str | None = attrs.field(default=None, validator=text())
+    resolution: str | None = attrs.field(default=None, validator=text())
+    intelligent_ratio: bool | None = attrs.field(default=None, validator=boolean())
+    negative_prompt: str | None = attrs.field(default=None, validator=text(empty=True))
     sample_strength: float | None = attrs.field(
-        default=None, validator=_unit_interval("sample_strength")
+        default=None, validator=number(minimum=0.0, maximum=1.0)
     )
-    watermark: Watermark | None = None
-    aigc_meta: AigcMeta | None = None
-    return_url: bool | None = None
-    response_format: Literal["url", "b64_json"] | None = None
-    callback_url: str | None = attrs.field(default=None, repr=_url_repr)
-    #: Extra wire fields merged into the body as given (an escape hatch; not validated).
-    extra: Mapping[str, Any] | None = None
+    watermark: Watermark | None = attrs.field(default=None, converter=_watermark)
+    aigc_meta: AigcMeta | None = attrs.field(
+        default=None, validator=instance(AigcMeta, "an AigcMeta")
+    )
+    return_url: bool | None = attrs.field(default=None, validator=boolean())
+    response_format: Literal["url", "b64_json"] | None = attrs.field(
+        default=None, validator=one_of(_RESPONSE_FORMATS)
+    )
+    callback_url: str | None = attrs.field(default=None, repr=_url_repr, validator=url())
+    #: Extra wire fields merged into the body as given (an escape hatch: only checked to be JSON).
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
     def __attrs_post_init__(self) -> None:
         if self.size is not None and (self.width is not None or self.height is not None):
@@ -213,11 +296,15 @@ class ImageRequest:
         if preset is not None:
             return preset
         match = _WXH.match(self.size)
-        if match is None:
+        width, height = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+        if not width or not height:
             raise ValidationError(
-                "size", f"unknown size {self.size!r}", allowed="1K, 2K, 4K or WxH (e.g. 2560x1440)"
+                "size",
+                "is not a size preset or WxH of positive numbers",
+                allowed="1K, 2K, 4K or WxH (e.g. 2560x1440)",
+                value=self.size,
             )
-        return int(match.group(1)), int(match.group(2))
+        return width, height
 
     def given(self) -> dict[str, Any]:
         """The parameters the caller set (everything but ``prompt`` that is not ``None``)."""
@@ -234,25 +321,29 @@ class VideoRequest:
     """A request for one video. ``None`` means "not given", as for :class:`ImageRequest`."""
 
     prompt: str = attrs.field(validator=_check_prompt)
-    model: str | None = None
-    mode: str | None = None
-    duration: float | None = None
-    fps: int | None = None
-    frames: int | None = None
-    aspect_ratio: str | None = None
-    resolution: str | None = None
-    seed: int | None = None
-    image: ImageInput | None = attrs.field(default=None, converter=_optional_image)
-    tail_image: ImageInput | None = attrs.field(default=None, converter=_optional_image)
-    camera: str | None = None
-    camera_strength: str | None = None
-    function_mode: str | None = None
-    watermark: Watermark | None = None
-    aigc_meta: AigcMeta | None = None
-    return_url: bool | None = None
-    response_format: Literal["url", "b64_json"] | None = None
-    callback_url: str | None = attrs.field(default=None, repr=_url_repr)
-    extra: Mapping[str, Any] | None = None
+    model: str | None = attrs.field(default=None, validator=text())
+    mode: str | None = attrs.field(default=None, validator=text())
+    duration: float | None = attrs.field(default=None, validator=number(positive=True))
+    fps: int | None = attrs.field(default=None, validator=integer(minimum=1))
+    frames: int | None = attrs.field(default=None, validator=integer(minimum=1))
+    aspect_ratio: str | None = attrs.field(default=None, validator=text())
+    resolution: str | None = attrs.field(default=None, validator=text())
+    seed: int | None = attrs.field(default=None, validator=_SEED)
+    image: ImageInput | None = attrs.field(default=None, converter=_first_frame)
+    tail_image: ImageInput | None = attrs.field(default=None, converter=_tail_frame)
+    camera: str | None = attrs.field(default=None, validator=text())
+    camera_strength: str | None = attrs.field(default=None, validator=text())
+    function_mode: str | None = attrs.field(default=None, validator=text())
+    watermark: Watermark | None = attrs.field(default=None, converter=_watermark)
+    aigc_meta: AigcMeta | None = attrs.field(
+        default=None, validator=instance(AigcMeta, "an AigcMeta")
+    )
+    return_url: bool | None = attrs.field(default=None, validator=boolean())
+    response_format: Literal["url", "b64_json"] | None = attrs.field(
+        default=None, validator=one_of(_RESPONSE_FORMATS)
+    )
+    callback_url: str | None = attrs.field(default=None, repr=_url_repr, validator=url())
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
     def given(self) -> dict[str, Any]:
         """The parameters the caller set (everything but ``prompt`` that is not ``None``)."""

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from jimeng import _logging
+
 if TYPE_CHECKING:
     from jimeng.models._media import ImageResult, VideoResult
 
@@ -54,8 +56,8 @@ class TaskKind(str, enum.Enum):
 class TaskFailure:
     """Why a task failed, in the backend's own terms."""
 
-    code: int | str | None = None
-    message: str = ""
+    code: int | str | None = attrs.field(default=None, converter=_logging.scrub)
+    message: str = attrs.field(default="", converter=_logging.scrub)
 
 
 @attrs.frozen(kw_only=True)
@@ -84,7 +86,10 @@ class Task:
     notes: tuple[str, ...] = attrs.field(default=(), eq=False)
     #: Seconds the server asks the client to wait before the next poll, when it says so.
     poll_after: float | None = attrs.field(default=None, repr=False)
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    #: The decoded answer, registered secrets scrubbed.
+    raw: Mapping[str, Any] = attrs.field(
+        factory=dict, repr=False, eq=False, converter=_logging.scrub
+    )
     #: Backend-private state carried from one poll to the next (never sent to users' logs).
     context: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 

@@ -11,13 +11,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from jimeng._handle import attach_task
+from jimeng._polling import PollPolicy
 from jimeng.errors import ValidationError
 from jimeng.models import ImageInput, Task
+from jimeng.models._checks import callable_, check_argument, instance
+from jimeng.models._requests import check_image_data
 
 if TYPE_CHECKING:
     from jimeng._client import Client
 
-__all__ = ["OnSubmit", "load_input", "notify"]
+__all__ = ["OnSubmit", "check_wait_options", "load_input", "notify"]
 
 T = TypeVar("T")
 OnSubmit = Callable[[Task], Awaitable[None] | None]
@@ -37,7 +40,23 @@ def _read(path: Path, field: str) -> bytes:
         raise ValidationError(field, f"not a file: {path}")
     if size > MAX_LOCAL_FILE:
         raise ValidationError(field, f"{path} is {size} bytes, above {MAX_LOCAL_FILE}")
-    return path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ValidationError(field, f"cannot read {path}: {error.strerror}") from None
+    try:
+        return check_image_data(field, data)
+    except ValidationError as error:
+        reason = error.message.split(": ", 1)[-1]
+        raise ValidationError(field, f"the file {path} holds {reason}") from None
+
+
+def check_wait_options(poll: Any, on_submit: Any, on_update: Any) -> None:
+    """What ``generate()`` uses after the submit is checked before it: a bad ``poll`` must not
+    cost a billed task."""
+    check_argument("poll", poll, instance(PollPolicy, "a PollPolicy"))
+    check_argument("on_submit", on_submit, callable_())
+    check_argument("on_update", on_update, callable_())
 
 
 async def load_input(image: ImageInput | None, field: str) -> ImageInput | None:

@@ -18,7 +18,7 @@ from jimeng.models import (
     TaskKind,
     Watermark,
 )
-from jimeng.resources._common import OnSubmit, load_input, wait_for_result
+from jimeng.resources._common import OnSubmit, check_wait_options, load_input, wait_for_result
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -69,6 +69,7 @@ class Images:
         accepted task as soon as the server returns its id; ``on_update`` on every status
         change. Any error after acceptance carries ``task_id``.
         """
+        check_wait_options(poll, on_submit, on_update)
         handle = await self.submit(
             prompt,
             model=model,
@@ -133,7 +134,7 @@ class Images:
             size=size,
             width=width,
             height=height,
-            images=images,  # type: ignore[arg-type]  # the converter normalises
+            images=images,
             scale=scale,
             force_single=force_single,
             min_ratio=min_ratio,
@@ -145,7 +146,7 @@ class Images:
             intelligent_ratio=intelligent_ratio,
             negative_prompt=negative_prompt,
             sample_strength=sample_strength,
-            watermark=Watermark() if watermark is True else (watermark or None),
+            watermark=watermark,
             aigc_meta=aigc_meta,
             return_url=return_url,
             response_format=response_format,

@@ -9,14 +9,22 @@ from typing import TYPE_CHECKING, Any
 from jimeng import _logging
 from jimeng._handle import OnUpdate, TaskHandle
 from jimeng._polling import PollPolicy
-from jimeng.errors import ConfigurationError, JimengError, ValidationError
+from jimeng.errors import ConfigurationError, JimengError
 from jimeng.models import Task, TaskKind, TaskStatus
+from jimeng.models._checks import check_int, check_str, refuse
+from jimeng.resources._common import check_wait_options
 
 if TYPE_CHECKING:
     from jimeng._client import Client
     from jimeng._journal import JournalEntry, Recorder
 
 __all__ = ["Tasks"]
+
+
+def _check_ref(ref: object, model: object) -> None:
+    check_str("ref", ref)
+    if model is not None:
+        check_str("model", model)
 
 
 class Tasks:
@@ -32,6 +40,7 @@ class Tasks:
         With a journal, the first poll uses what the journal recorded at submit time (kind,
         model and poll options such as Volcengine's watermark / AIGC / return_url settings).
         """
+        _check_ref(ref, model)
         return TaskHandle(self._client, self._client.backend.resume(ref, model=model))
 
     def _recorder(self, what: str) -> Recorder:
@@ -79,15 +88,9 @@ class Tasks:
 
         recorder = self._recorder("tasks.history()")
         if since is not None and not isinstance(since, datetime):
-            raise ValidationError(
-                "since", f"expected a datetime, got {type(since).__name__}", value=since
-            )
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise ValidationError(
-                "limit", f"expected an int, got {type(limit).__name__}", value=limit
-            )
-        if limit is not None and limit < 1:
-            raise ValidationError("limit", f"must be 1 or more, got {limit}", value=limit)
+            raise refuse("since", "a datetime", since)
+        if limit is not None:
+            check_int("limit", limit, minimum=1)
         return await recorder.store.history(
             status=parse_status(status),
             kind=parse_kind(kind),
@@ -110,19 +113,29 @@ class Tasks:
     ) -> Any:
         """Wait for a task and return its result (raising its error, with the id)."""
         handle = self.resume(ref, model=model)
+        check_wait_options(poll, None, on_update)  # before the first poll
         await handle.refresh()
         return await handle.result(poll=poll, on_update=on_update)
 
     async def cancel(self, task: Task | str, *, model: str | None = None) -> Task:
         """Cancel a task that has not started yet (backends refuse running tasks)."""
         if isinstance(task, str):
+            _check_ref(task, model)
             task = self._client.backend.resume(task, model=model)
+        elif not isinstance(task, Task):
+            raise refuse("task", "a Task or a task ref (str)", task)
         return await self._client._run(self._client.backend.cancel(task), kind=task.kind)
 
     async def list(
         self, *, status: str | None = None, kind: str | None = None, limit: int | None = None
     ) -> Sequence[Task]:
         """Tasks the backend knows about (backends with a task store only)."""
+        if status is not None:
+            check_str("status", status)
+        if kind is not None:
+            check_str("kind", kind)
+        if limit is not None:
+            check_int("limit", limit, minimum=1)
         return await self._client._run(
             self._client.backend.list_tasks(status=status, kind=kind, limit=limit)
         )

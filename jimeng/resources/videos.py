@@ -11,7 +11,7 @@ from jimeng._handle import OnUpdate, TaskHandle
 from jimeng._polling import PollPolicy
 from jimeng.models import AigcMeta, ImageInput, ImageInputLike, VideoRequest, VideoResult, Watermark
 from jimeng.models._task import TaskKind
-from jimeng.resources._common import OnSubmit, load_input, wait_for_result
+from jimeng.resources._common import OnSubmit, check_wait_options, load_input, wait_for_result
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -63,6 +63,7 @@ class Videos:
         only). ``camera``/``camera_strength`` drive the camera-movement mode. The result's link
         expires (``expires_at``); ``save()`` streams the MP4.
         """
+        check_wait_options(poll, on_submit, on_update)
         handle = await self.submit(
             prompt,
             model=model,
@@ -128,7 +129,7 @@ class Videos:
             duration=duration,
             fps=fps,
             frames=frames,
-            aspect_ratio=aspect_ratio or ratio,
+            aspect_ratio=aspect_ratio if aspect_ratio is not None else ratio,
             resolution=resolution,
             seed=seed,
             image=image,
@@ -136,7 +137,7 @@ class Videos:
             camera=camera,
             camera_strength=camera_strength,
             function_mode=function_mode,
-            watermark=Watermark() if watermark is True else (watermark or None),
+            watermark=watermark,
             aigc_meta=aigc_meta,
             return_url=return_url,
             response_format=response_format,

@@ -15,6 +15,15 @@ from jimeng.backends._base import AccountBalance, Backend, Runtime, SessionStatu
 from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import ConfigurationError, JimengError
 from jimeng.models import ImageRequest, Task, VideoRequest
+from jimeng.models._checks import (
+    check_argument,
+    instance,
+    mapping_of_str,
+    number,
+    required,
+    secret_list,
+    text,
+)
 from jimeng.sandbox._dreamina import SANDBOX_TOKENS, DreaminaProtocol
 from jimeng.sandbox._dreamina import base_urls as dreamina_base_urls
 from jimeng.sandbox._gateway import (
@@ -123,6 +132,13 @@ class Sandbox(Backend):
         tokens: str | Sequence[str] | None = None,
         options: Mapping[str, Any] | None = None,
     ):
+        check_argument("protocol", protocol, required(text()))
+        check_argument("stages", stages, instance(Stages, "a Stages"))
+        check_argument("time_factor", time_factor, required(number(minimum=0)))  # 0: no delays
+        check_argument("url", url, text())
+        check_argument("server", server, instance(SandboxServer, "a SandboxServer"))
+        check_argument("tokens", tokens, secret_list())
+        check_argument("options", options, mapping_of_str())
         if protocol not in PROTOCOLS:
             raise ConfigurationError(
                 f"unknown sandbox protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}"

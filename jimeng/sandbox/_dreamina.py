@@ -39,7 +39,14 @@ from jimeng.backends.dreamina._tables import (
     VideoModel,
 )
 from jimeng.sandbox._media import render_mp4, render_png, sniff_image
-from jimeng.sandbox._server import Fault, SandboxServer, SandboxTask, abort, non_json_page
+from jimeng.sandbox._server import (
+    Fault,
+    SandboxServer,
+    SandboxTask,
+    abort,
+    non_json_page,
+    truncated_json,
+)
 from jimeng.sandbox._volcengine import BLOCK_INPUT, BLOCK_OUTPUT, FAIL_TASK
 
 __all__ = [
@@ -253,6 +260,8 @@ class DreaminaProtocol:
             return web.Response(status=500)
         if fault.kind == "non_json":
             return non_json_page(fault.status)
+        if fault.kind == "truncate":
+            return truncated_json(fault.status)
         response = self._envelope(
             str(fault.code) if fault.code is not None else "-1",
             fault.message or "injected failure",

@@ -46,7 +46,14 @@ from jimeng.backends.gateway._models import (
 )
 from jimeng.backends.gateway._params import region_of
 from jimeng.sandbox._media import render_mp4, render_png
-from jimeng.sandbox._server import Fault, SandboxServer, SandboxTask, abort, non_json_page
+from jimeng.sandbox._server import (
+    Fault,
+    SandboxServer,
+    SandboxTask,
+    abort,
+    non_json_page,
+    truncated_json,
+)
 from jimeng.sandbox._volcengine import BLOCK_INPUT, BLOCK_OUTPUT, FAIL_TASK
 
 __all__ = [
@@ -853,6 +860,8 @@ async def _apply_fault(
         return web.Response(status=500)
     if fault.kind == "non_json":
         return non_json_page(fault.status)
+    if fault.kind == "truncate":
+        return truncated_json(fault.status)
     response: web.StreamResponse = envelope(fault)
     return response
 

@@ -31,7 +31,8 @@ class Fault:
     ``action`` is a route label (``"submit"``, ``"poll"``, ``"cancel"``, ``"download"``…) or
     ``"*"``. ``kind``: ``"http"`` answers ``status`` with the protocol's error envelope for
     ``code``; ``"reset"`` drops the connection without answering; ``"non_json"`` answers an HTML
-    page with ``status``; ``"truncate"`` sends half a download then drops it; ``"delay"`` waits
+    page with ``status``; ``"truncate"`` sends half a download then drops it, and on API routes
+    answers ``status`` with a JSON body cut in half (a proxy that lost the rest); ``"delay"`` waits
     ``seconds`` (scaled by the time factor) before answering normally.
     """
 
@@ -292,6 +293,12 @@ def abort(request: web.Request) -> None:
     transport = request.transport
     if transport is not None:
         transport.abort()
+
+
+def truncated_json(status: int) -> web.Response:
+    """An answer that starts like the protocol's JSON and stops half-way."""
+    body = b'{"code": 10000, "message": "Success", "data": {"status": "do'
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 def non_json_page(status: int) -> web.Response:

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from jimeng._signing import VOLCENGINE_CV, SignatureMismatch, verify
 from jimeng.sandbox._media import render_mp4, render_png
-from jimeng.sandbox._server import SandboxServer, SandboxTask, abort, non_json_page
+from jimeng.sandbox._server import SandboxServer, SandboxTask, abort, non_json_page, truncated_json
 from jimeng.sandbox._volcengine_keys import Rejection, check_submit
 
 __all__ = [
@@ -245,6 +245,8 @@ class VolcengineProtocol:
             return web.Response(status=500)
         if fault.kind == "non_json":
             return non_json_page(fault.status)
+        if fault.kind == "truncate":
+            return truncated_json(fault.status)
         code = int(fault.code) if fault.code is not None else _default_code(fault.status)
         response = self._business(code, status=fault.status, message=fault.message)
         if fault.retry_after is not None:

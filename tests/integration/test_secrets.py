@@ -24,6 +24,35 @@ def assert_clean(text: str, where: str) -> None:
         assert canary not in text, f"{where} leaks a secret"
 
 
+def chain(error: BaseException) -> list[BaseException]:
+    """``error`` and every exception behind it (``__cause__`` and ``__context__``)."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or any(current is known for known in seen):
+            continue
+        seen.append(current)
+        pending += [current.__cause__, current.__context__]
+    return seen
+
+
+def exception_texts(error: BaseException, where: str) -> list[tuple[str, str]]:
+    """Everything an exception stores, for each exception of its chain: message, args, repr,
+    traceback and ``vars()`` (``body``, ``raw``, ``url``…, walked to any depth by ``repr``)."""
+    texts = [(f"{where} traceback", "".join(traceback.format_exception(error)))]
+    for index, item in enumerate(chain(error)):
+        label = f"{where} chain[{index}] {type(item).__name__}"
+        texts += [
+            (f"{label} str", str(item)),
+            (f"{label} repr", repr(item)),
+            (f"{label} args", repr(item.args)),
+            (f"{label} vars", repr(vars(item))),
+            (f"{label} notes", repr(getattr(item, "__notes__", None))),
+        ]
+    return texts
+
+
 async def test_canary_secret_never_leaks(
     caplog: pytest.LogCaptureFixture, sleeps: Sleeps, tmp_path: Path
 ) -> None:
@@ -52,18 +81,24 @@ async def test_canary_secret_never_leaks(
             failing = await client.images.submit("a dog", size="1K")
             with pytest.raises(jimeng.ContentPolicyError) as caught:
                 await failing.result()
-            texts.append(("error", str(caught.value)))
-            texts.append(("error repr", repr(caught.value)))
-            texts.append(("traceback", "".join(traceback.format_exception(caught.value))))
-            texts.append(("error body", repr(caught.value.body)))
+            texts += exception_texts(caught.value, "content error")
+            failed = caught.value
+            # An upstream that echoes the request's credentials in its error answer.
+            server.inject(
+                "submit", "http", status=400, code=50400, message=f"bad header {CANARY_TOKEN}"
+            )
+            with pytest.raises(jimeng.APIError) as echoed:
+                await client.images.submit("a fox", size="1K")
+            assert "<redacted>" in repr(echoed.value.body)
+            texts += exception_texts(echoed.value, "echoed error")
 
         wrong = jimeng.Volcengine(access_key=CANARY_AK, secret_key="wrong", endpoint=server.url)
         async with jimeng.Client(wrong, sleep=sleeps) as client:
             with pytest.raises(jimeng.AuthenticationError) as auth:
                 await client.images.generate("a cat")
-            texts.append(("auth error", str(auth.value)))
-            texts.append(("auth body", repr(auth.value.body)))
+            texts += exception_texts(auth.value, "auth error")
 
+    texts.append(("failed task raw", repr(failed.task_id) + repr(vars(failed))))
     for record in caplog.records:
         texts.append(("log message", record.getMessage()))
         if record.exc_info:
@@ -87,3 +122,27 @@ def test_logger_redacts_registered_secrets(caplog: pytest.LogCaptureFixture) -> 
 def test_sandbox_backend_repr_has_no_secret() -> None:
     text = repr(Sandbox()) + repr(jimeng.Client(Sandbox()))
     assert jimeng.sandbox.SANDBOX_SECRET_KEY not in text
+
+
+def test_stored_answers_are_scrubbed() -> None:
+    """Every stored copy of a server answer loses registered secrets, at any depth."""
+    jimeng.Volcengine(access_key=CANARY_AK, secret_key=CANARY_SK, session_token=CANARY_TOKEN)
+    answer = {"echo": {"headers": [f"Bearer {CANARY_TOKEN}", "ok"]}, "code": 1, "n": None}
+    error = jimeng.APIError("refused", body=answer, code=1)
+    assert error.body == {"echo": {"headers": ["Bearer <redacted>", "ok"]}, "code": 1, "n": None}
+    assert answer["echo"]["headers"][0] == f"Bearer {CANARY_TOKEN}"  # the caller's copy is theirs
+    task = jimeng.Task(
+        id="t",
+        kind=jimeng.TaskKind.IMAGE,
+        status=jimeng.TaskStatus.FAILED,
+        backend="x",
+        ref="t",
+        raw=answer,
+        failure=jimeng.TaskFailure(code=CANARY_SK, message=f"echo {CANARY_AK}"),
+    )
+    text = repr(task.raw) + repr(task.failure)
+    assert_clean(text, "task")
+    clean = {"a": ["b", {"c": "d"}]}
+    assert jimeng.APIError("x", body=clean).body is clean  # nothing to scrub: not copied
+    download = jimeng.DownloadError("failed", url=f"https://cdn.test/x?sig={CANARY_SK}")
+    assert_clean(repr(vars(download)), "download error")

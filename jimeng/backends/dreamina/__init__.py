@@ -60,6 +60,15 @@ from jimeng.models import (
     VideoRequest,
     VideoResult,
 )
+from jimeng.models._checks import (
+    boolean,
+    check_argument,
+    instance,
+    mapping_of_str,
+    required,
+    secret_list,
+    text,
+)
 
 __all__ = ["DEFAULT_VERSIONS", "ClientVersions", "Dreamina"]
 
@@ -100,6 +109,18 @@ class Dreamina(Backend):
         allow_http: bool = False,
         rng: random.Random | None = None,
     ):
+        check_argument("tokens", tokens, secret_list())
+        check_argument(
+            "versions",
+            versions,
+            instance((ClientVersions, Mapping), "ClientVersions or a mapping"),
+        )
+        check_argument("base_urls", base_urls, mapping_of_str())
+        for region, base in (base_urls or {}).items():
+            check_argument(f"base_urls[{region!r}]", base, text())
+        check_argument("web_id", web_id, text())
+        check_argument("allow_http", allow_http, required(boolean()))
+        check_argument("rng", rng, instance(random.Random, "a random.Random"))
         if tokens is None:
             tokens = os.environ.get("JIMENG_SESSION_ID", "")
         self._sessions = parse_tokens(tokens)

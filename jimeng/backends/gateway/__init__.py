@@ -43,6 +43,15 @@ from jimeng.errors import (
     TaskNotCancellableError,
 )
 from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
+from jimeng.models._checks import (
+    boolean,
+    check_argument,
+    number,
+    required,
+    secret_list,
+    secret_text,
+    text,
+)
 
 __all__ = ["DEFAULT_URL", "Flavor", "Gateway"]
 
@@ -110,6 +119,14 @@ class Gateway(Backend):
         video_timeout: float = DEFAULT_VIDEO_TIMEOUT,
         image_timeout: float = DEFAULT_IMAGE_TIMEOUT,
     ):
+        check_argument("url", url, text())
+        check_argument("token", token, secret_list())
+        check_argument("api_key", api_key, secret_text())
+        check_argument("flavor", flavor, text())
+        check_argument("async_tasks", async_tasks, boolean())
+        check_argument("allow_http", allow_http, required(boolean()))
+        check_argument("video_timeout", video_timeout, required(number(positive=True)))
+        check_argument("image_timeout", image_timeout, required(number(positive=True)))
         chosen = flavor or os.environ.get("JIMENG_GATEWAY_FLAVOR") or None
         if chosen is None:
             relay = api_key is not None or (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import PurePath
@@ -509,9 +510,10 @@ def failed_sync_task(
     error: APIError, *, kind: TaskKind, model: str | None, backend: str = "gateway"
 ) -> Task:
     """A synchronous generation that ran and failed (-2007/-2008), as a failed task: the same
-    shape an async task that failed has, so ``result()`` raises TaskFailedError either way."""
-    digest = hashlib.sha256(f"{error.code}:{error.message}".encode()).hexdigest()[:12]
-    task_id = f"sync-failed-{digest}"
+    shape an async task that failed has, so ``result()`` raises TaskFailedError either way.
+
+    The local id is random: two requests failing with the same message are two tasks."""
+    task_id = f"sync-failed-{secrets.token_hex(8)}"
     return Task(
         id=task_id,
         kind=kind,

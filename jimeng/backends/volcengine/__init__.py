@@ -56,6 +56,15 @@ from jimeng.errors import (
     ValidationError,
 )
 from jimeng.models import ImageInput, ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
+from jimeng.models._checks import (
+    boolean,
+    check_argument,
+    instance,
+    mapping_of_str,
+    required,
+    secret_text,
+    text,
+)
 
 __all__ = ["DEFAULT_ENDPOINT", "Volcengine", "check_endpoint"]
 
@@ -91,6 +100,18 @@ class Volcengine(Backend):
         allow_http: bool = False,
         profile: SigningProfile = VOLCENGINE_CV,
     ):
+        for field, value in (
+            ("access_key", access_key),
+            ("secret_key", secret_key),
+            ("session_token", session_token),
+            ("api_key", api_key),
+        ):
+            check_argument(field, value, secret_text())
+        check_argument("endpoint", endpoint, text())
+        check_argument("video_endpoint", video_endpoint, text())
+        check_argument("req_keys", req_keys, mapping_of_str())
+        check_argument("allow_http", allow_http, required(boolean()))
+        check_argument("profile", profile, required(instance(SigningProfile, "a SigningProfile")))
         self._api_key = api_key
         if api_key is None:
             access_key = access_key or os.environ.get("VOLC_ACCESSKEY")
@@ -265,6 +286,7 @@ class Volcengine(Backend):
 
     def validate_image(self, request: ImageRequest) -> None:
         self._image_spec(request.model).validate(request, relay=self.relay)
+        _image_options(request)
 
     def submit_image(self, request: ImageRequest) -> Flow[Task]:
         spec = self._image_spec(request.model)
@@ -274,14 +296,11 @@ class Volcengine(Backend):
             inline = yield from self._inline(images, fields, spec.limits)
             request = attrs.evolve(request, images=inline)
         body = spec.body(request, relay=self.relay)
+        # Everything the task's polls need is built before the (billed) submit is sent.
+        options = _image_options(request)
         response: Response = yield _wire.build_submit(self._endpoint, body)
         task = _wire.parse_submit(
             response, req_key=spec.req_key, kind=TaskKind.IMAGE, backend=self.name
-        )
-        options = _wire.req_json(
-            return_url=request.return_url,
-            watermark=request.watermark,
-            aigc_meta=request.aigc_meta,
         )
         context: dict[str, Any] = {"req_json": options, "model_name": spec.name}
         if "width" in body and "height" in body:
@@ -300,6 +319,7 @@ class Volcengine(Backend):
 
     def validate_video(self, request: VideoRequest) -> None:
         video_mode(request, self._video_modes).validate(request)
+        _video_options(request)
 
     def submit_video(self, request: VideoRequest) -> Flow[Task]:
         spec = video_mode(request, self._video_modes)
@@ -313,17 +333,17 @@ class Volcengine(Backend):
                     check_local(first, spec.limits, field="image"),
                     check_local(tail[0], spec.limits, field="tail_image"),
                 )
-        response: Response = yield _wire.build_submit(self._video_endpoint, spec.body(request))
+        body = spec.body(request)
+        options = _video_options(request)  # before the submit, as for images
+        frame_count = frames_for(request) or DEFAULT_FRAMES
+        response: Response = yield _wire.build_submit(self._video_endpoint, body)
         task = _wire.parse_submit(
             response, req_key=spec.req_key, kind=TaskKind.VIDEO, backend=self.name
-        )
-        options = _wire.req_json(
-            watermark=request.watermark, aigc_meta=request.aigc_meta, images=False
         )
         return _with_context(
             task,
             req_json=options,
-            frames=frames_for(request) or DEFAULT_FRAMES,
+            frames=frame_count,
             mode=spec.mode,
             model_name=spec.model,
         )
@@ -433,6 +453,17 @@ def _refused(task: Task, refusal: APIError, state: Task | None) -> JimengError:
         task_id=task.id,
         task_ref=task.ref,
     )
+
+
+def _image_options(request: ImageRequest) -> str:
+    """The get-result ``req_json`` an image task is polled with (§2.3)."""
+    return _wire.req_json(
+        return_url=request.return_url, watermark=request.watermark, aigc_meta=request.aigc_meta
+    )
+
+
+def _video_options(request: VideoRequest) -> str:
+    return _wire.req_json(watermark=request.watermark, aigc_meta=request.aigc_meta, images=False)
 
 
 def _options(task: Task) -> str:

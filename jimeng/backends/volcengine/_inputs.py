@@ -111,9 +111,7 @@ def build_fetch(image: ImageInput, *, field: str) -> Call:
                 f"fetching {field} answered HTTP {response.status}", status_code=response.status
             )
         if response.status >= 300:
-            raise ValidationError(
-                field, f"could not fetch {image.url}: HTTP {response.status}", value=image.url
-            )
+            raise ValidationError(field, f"could not fetch {image.url}: HTTP {response.status}")
 
     # Only the URL: the API's credentials never travel to a third-party host.
     return Call(

@@ -1,0 +1,125 @@
+"""Saved files are the media they claim to be, and killed saves leave nothing behind for long."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+import jimeng
+from jimeng._download import STALE_PART_SECONDS, remove_stale_parts
+from jimeng.models import Image, ImageResult
+from jimeng.sandbox import Sandbox, Stages
+from tests.conftest import Sleeps
+
+NOW = datetime(2026, 6, 1, 9, 30, tzinfo=timezone.utc)
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 40
+
+
+@pytest.fixture
+async def client(sleeps: Sleeps) -> AsyncIterator[jimeng.Client]:
+    sandbox = Sandbox(stages=Stages())
+    async with jimeng.Client(
+        sandbox, sleep=sleeps, rng=random.Random(0), clock=lambda: NOW
+    ) as running:
+        yield running
+
+
+def serve(client: jimeng.Client, name: str, content_type: str, body: bytes) -> ImageResult:
+    backend = client.backend
+    assert isinstance(backend, Sandbox)
+    url = backend.server.add_media(name, content_type, lambda: body)
+    result = ImageResult(images=(Image(url=url),))
+    client._bind(result)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/html", b"<!doctype html><html><body>Access denied</body></html>"),
+        ("application/json", b'{"error": "link expired"}'),
+        ("image/png", b"<html>a CDN page labelled as PNG</html>"),
+        ("image/png", b""),
+    ],
+)
+async def test_a_body_that_is_not_media_is_refused_and_nothing_saved(
+    client: jimeng.Client, tmp_path: Path, content_type: str, body: bytes
+) -> None:
+    result = serve(client, "1.png", content_type, body)
+    with pytest.raises(jimeng.DownloadError) as caught:
+        await result.save(tmp_path / "out/")
+    message = str(caught.value)
+    assert "the result from 127.0.0.1 is not an image or a video" in message
+    assert f"Content-Type {content_type}" in message
+    assert "nothing was saved" in message
+    assert caught.value.url == result.images[0].url
+    assert list((tmp_path / "out").iterdir()) == []  # no file, no .part
+    with pytest.raises(jimeng.DownloadError, match="not an image or a video"):
+        await result.images[0].read()
+
+
+async def test_an_html_download_of_a_real_task_is_refused(sleeps: Sleeps, tmp_path: Path) -> None:
+    backend = Sandbox(stages=Stages())
+    async with jimeng.Client(backend, sleep=sleeps) as client:  # real clock: requests are signed
+        result = await client.images.generate("a cat", force_single=True)
+        backend.server.inject("download", kind="http", status=200)  # "injected failure" text
+        with pytest.raises(jimeng.DownloadError, match=r"Content-Type text/plain"):
+            await result.save(tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
+        paths = await result.save(tmp_path)  # the next try gets the real PNG
+        assert [p.suffix for p in paths] == [".png"]
+
+
+async def test_the_extension_is_the_real_contents(client: jimeng.Client, tmp_path: Path) -> None:
+    result = serve(client, "named.png", "image/png", JPEG)  # a JPEG behind a .png name
+    (path,) = await result.save(tmp_path)
+    assert path.name == "jimeng_20260601_093000_1.jpg"
+    assert path.read_bytes() == JPEG
+
+
+def part(folder: Path, name: str, age: float) -> Path:
+    path = folder / name
+    path.write_bytes(b"half a png")
+    stamp = NOW.timestamp() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+async def test_the_next_save_removes_stale_parts_of_killed_saves(
+    client: jimeng.Client, tmp_path: Path
+) -> None:
+    dead = part(tmp_path, ".jimeng-k1ll3d.part", STALE_PART_SECONDS + 1)
+    older = part(tmp_path, ".jimeng-0ld.part", 3 * 86400)
+    running = part(tmp_path, ".jimeng-runn1ng.part", STALE_PART_SECONDS - 60)
+    foreign = part(tmp_path, ".other-tool.part", 3 * 86400)
+    mine = part(tmp_path, "jimeng-notes.part", 3 * 86400)
+    result = serve(client, "ok.png", "image/png", PNG)
+    (saved,) = await result.save(tmp_path)
+    assert not dead.exists() and not older.exists()
+    assert running.exists() and foreign.exists() and mine.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [saved.name, running.name, foreign.name, mine.name]
+    )
+
+
+def test_stale_parts_are_judged_by_the_injected_clock(tmp_path: Path) -> None:
+    path = part(tmp_path, ".jimeng-x.part", 0)
+    assert remove_stale_parts(tmp_path, now=NOW.timestamp() + STALE_PART_SECONDS) == []
+    assert remove_stale_parts(tmp_path, now=NOW.timestamp() + STALE_PART_SECONDS + 1) == [path]
+    assert remove_stale_parts(tmp_path / "missing", now=NOW.timestamp()) == []
+
+
+async def test_inline_data_that_is_not_media_is_refused(
+    client: jimeng.Client, tmp_path: Path
+) -> None:
+    result = ImageResult(images=(Image(data=b"not an image at all"),))
+    client._bind(result)
+    with pytest.raises(jimeng.DownloadError, match="the result inline is not an image"):
+        await result.save(tmp_path)
+    assert list(tmp_path.iterdir()) == []
