@@ -380,6 +380,7 @@ class Client:
         retry_failed: bool = False,
         skip_invalid: bool = False,
         kind: TaskKind | str = TaskKind.IMAGE,
+        lease: float = 30.0,
     ) -> BatchRun:
         """Generate many requests; iterate the returned run for each line's
         :class:`~jimeng.batch.BatchItem` as it finishes::
@@ -410,6 +411,7 @@ class Client:
             retry_failed=retry_failed,
             skip_invalid=skip_invalid,
             kind=kind,
+            lease=lease,
             slot=limiter.slot if limiter is not None else None,
         )
 

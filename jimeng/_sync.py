@@ -540,6 +540,7 @@ class SyncClient:
         retry_failed: bool = False,
         skip_invalid: bool = False,
         kind: TaskKind | str = TaskKind.IMAGE,
+        lease: float = 30.0,
     ) -> Iterator[BatchItem]:
         """Each line's :class:`~jimeng.batch.BatchItem` as it finishes (see
         :meth:`jimeng.Client.batch`)."""
@@ -552,6 +553,7 @@ class SyncClient:
             retry_failed=retry_failed,
             skip_invalid=skip_invalid,
             kind=kind,
+            lease=lease,
         )
         stream = run.__aiter__()
 

@@ -85,7 +85,7 @@ async def test_stores_apply_the_rules(kind: str, tmp_path: Path) -> None:
     # A second process opening the same file sees the first one's claims.
     second = first if kind == "memory" else SQLiteLedger(path)
     try:
-        record, claim = await first.claim("b", **KEY, owner="w1", lease=30.0, retry_failed=False)
+        _, claim = await first.claim("b", **KEY, owner="w1", lease=30.0, retry_failed=False)
         assert claim == "run"
         assert (await second.claim("b", **KEY, owner="w2", lease=30.0, retry_failed=False))[
             1

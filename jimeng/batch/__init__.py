@@ -121,6 +121,10 @@ class BatchRun:
         slot: Any = None,
         owner: str | None = None,
     ):
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
+            from jimeng.errors import ValidationError
+
+            raise ValidationError("lease", f"must be a positive number of seconds, got {lease!r}")
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool)
             or not isinstance(max_concurrency, int)

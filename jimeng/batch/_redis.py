@@ -293,7 +293,9 @@ class RedisJournal(JournalStore):
     async def add_saved(self, backend: str, ref: str, paths: Sequence[str]) -> None:
         def add(entry: JournalEntry) -> JournalEntry:
             saved = list(entry.saved)
-            saved += [path for path in paths if path not in saved]
+            for path in paths:
+                if path not in saved:
+                    saved.append(path)
             return attrs.evolve(entry, saved=tuple(saved))
 
         await self._change(backend, ref, add)

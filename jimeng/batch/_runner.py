@@ -220,7 +220,7 @@ class Runner:
                 if not running:
                     if await source.exhausted():
                         return
-                    await self._sleep(min(1.0, self.lease / 6))
+                    await self._sleep(min(0.2, self.lease / 6))
                     continue
                 finished, _ = await asyncio.wait(
                     running, timeout=0.5, return_when=asyncio.FIRST_COMPLETED

@@ -137,6 +137,7 @@ async def run_batch(run: _Run, client: jimeng.Client) -> int:
         retry_failed=args.retry_failed,
         skip_invalid=args.skip_invalid,
         kind=kind,
+        lease=args.lease,
     )
     batch.problems.extend(problems)
     batch.base = None

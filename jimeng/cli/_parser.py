@@ -260,6 +260,14 @@ def _batch_command(commands: Any) -> None:
         help="at most N lines in flight in this process (default: the rate limiter decides)",
     )
     parser.add_argument(
+        "--lease",
+        type=_bounded(float, 0.1),
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a worker's claim on a line lasts without renewal; a worker that dies "
+        "leaves its lines to the others after this (default 30)",
+    )
+    parser.add_argument(
         "--retry-failed", action="store_true", help="submit lines that failed before again"
     )
     parser.add_argument(
