@@ -101,3 +101,29 @@ async def test_stores_apply_the_rules(kind: str, tmp_path: Path) -> None:
     finally:
         await first.aclose()
         await second.aclose()
+
+
+def test_a_lease_of_a_process_known_gone_is_not_waited_for() -> None:
+    record, _ = _claim(None, "w1", 0.0)
+    taken, claim = claim_record(
+        record, **KEY, owner="w2", now=1.0, lease=30.0, retry_failed=False,
+        abandoned=lambda owner: owner == "w1",
+    )  # fmt: skip
+    assert (claim, taken.owner) == ("run", "w2")
+
+
+def test_gone_means_a_dead_process_of_this_machine() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from jimeng.batch._runner import gone, worker_name
+
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_pid.wait()
+    host = socket.gethostname()
+    assert gone(f"{host}:{dead_pid.pid}:abcd")
+    assert not gone(worker_name())  # this process
+    assert not gone(f"another-host:{dead_pid.pid}:abcd")
+    assert not gone(f"{host}:1:abcd")  # init: alive
+    assert not gone("not a worker name")

@@ -102,15 +102,21 @@ def claim_record(
     now: float,
     lease: float,
     retry_failed: bool,
+    abandoned: Callable[[str], bool] = lambda owner: False,
 ) -> tuple[LineRecord, Claim]:
-    """Take the line for ``owner`` unless it is finished or another owner's lease is live."""
+    """Take the line for ``owner`` unless it is finished or another owner's lease is live
+    (a lease whose owner is known to be gone, ``abandoned(owner)``, is not)."""
     if record is None:
         record = LineRecord(key=key, id=line_id, number=number, kind=kind)
     if record.state == "done":
         return record, "done"
     if record.state == "failed" and not retry_failed:
         return record, "failed"
-    if record.owner not in (None, owner) and record.lease_until > now:
+    if (
+        record.owner not in (None, owner)
+        and record.lease_until > now
+        and not abandoned(record.owner)
+    ):
         return record, "busy"
     if record.state == "failed":
         # A retry submits again: the failed task (if any) is history.
@@ -182,6 +188,7 @@ class Ledger(abc.ABC):
         owner: str,
         lease: float,
         retry_failed: bool,
+        abandoned: Callable[[str], bool] = lambda owner: False,
     ) -> tuple[LineRecord, Claim]:
         return await self.apply(
             batch,
@@ -197,6 +204,7 @@ class Ledger(abc.ABC):
                     now=now,
                     lease=lease,
                     retry_failed=retry_failed,
+                    abandoned=abandoned,
                 )
             ),
         )
@@ -295,7 +303,9 @@ class SQLiteLedger(Ledger):
         )
         connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = FULL")
+        # NORMAL survives a killed process (what resuming is about); the ref of an accepted
+        # task is also in the journal, which syncs every commit (FULL) against power loss.
+        connection.execute("PRAGMA synchronous = NORMAL")
         connection.executescript(_SCHEMA)
         return connection
 

@@ -45,6 +45,25 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def gone(owner: str) -> bool:
+    """Whether ``owner`` (a :func:`worker_name`) is a process of this machine that no longer
+    runs: its claims need not wait for their lease to run out. Unknown means alive."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
 @attrs.frozen(kw_only=True)
 class BatchItem:
     """What became of one line.
@@ -252,6 +271,7 @@ class Runner:
             owner=self.owner,
             lease=self.lease,
             retry_failed=self.retry_failed,
+            abandoned=gone,
         )
         if claim == "busy":
             return None
