@@ -31,6 +31,7 @@ from jimeng.batch._input import (
     read_lines,
 )
 from jimeng.batch._ledger import Ledger, LineRecord, MemoryLedger, SQLiteLedger
+from jimeng.batch._redis import RedisJournal, RedisLedger
 from jimeng.batch._results import RESULTS_FILE, BatchSummary, ResultsFile
 from jimeng.batch._runner import BatchItem, LocalSource, Runner, Source, worker_name
 from jimeng.models import TaskKind
@@ -49,6 +50,8 @@ __all__ = [
     "LineProblem",
     "LineRecord",
     "MemoryLedger",
+    "RedisJournal",
+    "RedisLedger",
     "SQLiteLedger",
     "Source",
     "check_lines",
