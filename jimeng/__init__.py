@@ -19,6 +19,7 @@ from jimeng._journal import (
     SQLiteJournal,
     journal_path,
 )
+from jimeng._limits import Limits, LimitSnapshot
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._sync import SyncClient
@@ -31,6 +32,7 @@ from jimeng.backends import (
     NotSupportedError,
     SessionStatus,
 )
+from jimeng.backends.ark import Ark
 from jimeng.backends.dreamina import Dreamina
 from jimeng.backends.gateway import Gateway
 from jimeng.backends.volcengine import Volcengine
@@ -86,6 +88,7 @@ __all__ = [
     "AccountBalance",
     "AigcMeta",
     "AntiBotError",
+    "Ark",
     "AuthenticationError",
     "Backend",
     "Capabilities",
@@ -105,6 +108,8 @@ __all__ = [
     "JournalEntry",
     "JournalStore",
     "JournalUpdate",
+    "LimitSnapshot",
+    "Limits",
     "Media",
     "ModelCapabilities",
     "NotFoundError",

@@ -20,8 +20,9 @@ import attrs
 from jimeng._download import DEFAULT_MAX_BYTES, Downloader
 from jimeng._handle import attach_task, task_error
 from jimeng._http import Flow, Transport, drive
+from jimeng._limits import Limiter, Limits, LimitSnapshot
 from jimeng._logging import logger
-from jimeng._polling import PollPolicy
+from jimeng._polling import PollLearner, PollPolicy
 from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
 from jimeng.backends._base import Backend, Runtime
@@ -72,16 +73,21 @@ def _env_seconds(name: str, default: float) -> float:
 def backend_from_env() -> Backend:
     """Pick a backend from the environment.
 
-    ``JIMENG_BACKEND`` (``volcengine``, ``dreamina``, ``gateway`` or ``sandbox``) wins; otherwise
-    Volcengine when ``VOLC_ACCESSKEY`` is set, a gateway when ``JIMENG_GATEWAY_URL`` is, a Dreamina
-    session when ``JIMENG_SESSION_ID`` is.
+    ``JIMENG_BACKEND`` (``volcengine``, ``ark``, ``dreamina``, ``gateway`` or ``sandbox``) wins;
+    otherwise the sandbox serving at ``JIMENG_SANDBOX_URL`` when that is set (never billed),
+    Volcengine when ``VOLC_ACCESSKEY`` is set, Ark when ``ARK_API_KEY`` is, a gateway when
+    ``JIMENG_GATEWAY_URL`` is, a Dreamina session when ``JIMENG_SESSION_ID`` is.
     """
     from jimeng.backends import create
 
     choice = os.environ.get("JIMENG_BACKEND", "").strip().lower()
     if not choice:
-        if os.environ.get("VOLC_ACCESSKEY"):
+        if os.environ.get("JIMENG_SANDBOX_URL"):
+            choice = "sandbox"
+        elif os.environ.get("VOLC_ACCESSKEY"):
             choice = "volcengine"
+        elif os.environ.get("ARK_API_KEY"):
+            choice = "ark"
         elif os.environ.get("JIMENG_GATEWAY_URL"):
             choice = "gateway"
         elif os.environ.get("JIMENG_SESSION_ID"):
@@ -89,8 +95,9 @@ def backend_from_env() -> Backend:
         else:
             raise ConfigurationError(
                 "no backend configured: pass one (jimeng.Client(jimeng.Volcengine(...))) or set "
-                "VOLC_ACCESSKEY/VOLC_SECRETKEY, JIMENG_GATEWAY_URL, JIMENG_SESSION_ID, or "
-                "JIMENG_BACKEND=sandbox for the offline sandbox"
+                "VOLC_ACCESSKEY/VOLC_SECRETKEY, ARK_API_KEY, JIMENG_GATEWAY_URL, "
+                "JIMENG_SESSION_ID, or JIMENG_BACKEND=sandbox (or JIMENG_SANDBOX_URL) for the "
+                "offline sandbox"
             )
     return create(choice)
 
@@ -133,6 +140,8 @@ class _Shared:
     closed: bool = False
     loop: asyncio.AbstractEventLoop | None = None
     journal: Recorder | None = None
+    #: What the client learned about generation times (for the poll schedule).
+    learner: PollLearner | None = None
 
     def __del__(self) -> None:
         # Like aiohttp's unclosed-session warning: a hint, never an error.
@@ -155,6 +164,9 @@ class Client:
     Without a backend, one is chosen from the environment (see :func:`backend_from_env`).
     ``session`` borrows the caller's aiohttp session (never closed by the client); otherwise the
     client creates one inside the running loop and closes it on exit.
+
+    ``limits`` sets the client-side rate limiter (:class:`~jimeng.Limits`: adaptive by
+    default, optional ``max_concurrency`` / ``max_rps`` caps); ``client.limits`` shows it.
 
     ``journal`` keeps a durable record of every accepted task (the Reliability guide):
     ``True`` for ``$JIMENG_HOME/journal.sqlite3``, a path for another SQLite file, or a
@@ -183,6 +195,7 @@ class Client:
         clock: Callable[[], datetime] | None = None,
         monotonic: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        limits: Limits | None = None,
     ):
         _check_options(
             backend=backend,
@@ -213,6 +226,17 @@ class Client:
         self._image_poll = image_poll
         self._video_poll = video_poll
         self._video_timeout = video_timeout or _env_seconds("JIMENG_VIDEO_API_TIMEOUT", 300.0)
+        shared = self._shared
+        self._shared.learner = PollLearner(
+            self._shared.backend.limit_key(),
+            lambda: shared.journal.store if shared.journal is not None else None,
+        )
+        self._limiter = Limiter(
+            limits or Limits(),
+            self._shared.backend.limit_key(),
+            clock=self._monotonic,
+            sleep=self._sleep,
+        )
         self._transport = Transport(
             session=self._get_session,
             timeout=timeout or _env_seconds("JIMENG_API_TIMEOUT", 120.0),
@@ -221,6 +245,7 @@ class Client:
             clock=self._clock,
             rng=rng,
             user_agent=f"jimeng-python/{__version__}",
+            limiter=self._limiter,
         )
         self._downloader = Downloader(
             self._transport,
@@ -236,6 +261,12 @@ class Client:
     @property
     def backend(self) -> Backend:
         return self._shared.backend
+
+    @property
+    def limits(self) -> LimitSnapshot:
+        """The rate limiter now: concurrency limit, generations in flight, paced request rate,
+        calls queued and refusals seen (shared with every ``with_options`` copy)."""
+        return self._limiter.snapshot()
 
     @property
     def journal(self) -> JournalStore | None:
@@ -465,9 +496,8 @@ class Client:
         return latest
 
     def _poll_policy(self, kind: TaskKind) -> PollPolicy:
-        if kind is TaskKind.VIDEO:
-            return self._video_poll or PollPolicy.for_kind(kind)
-        return self._image_poll or PollPolicy.for_kind(kind)
+        chosen = self._video_poll if kind is TaskKind.VIDEO else self._image_poll
+        return chosen or self._shared.backend.poll_policy(kind) or PollPolicy.for_kind(kind)
 
     def _bind(
         self, result: ImageResult | VideoResult, task: Task | None = None

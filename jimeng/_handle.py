@@ -33,9 +33,11 @@ class TaskHandle(Generic[R]):
     with ``client.tasks.resume(ref)`` from another process, even after a crash."""
 
     def __init__(self, client: Client, task: Task, *, prompt: str | None = None):
-        self._client = client
-        self._task = task
-        self._prompt = prompt
+        self._client: Client = client
+        self._task: Task = task
+        self._prompt: str | None = prompt
+        #: When the handle was made (client monotonic clock): a submit's age is known exactly.
+        self._made: float = client._monotonic()
         #: Set at submit; polls answer without them, so the handle keeps them for the result.
         self._notes = task.notes
 
@@ -81,6 +83,19 @@ class TaskHandle(Generic[R]):
                 raise
         return self._task
 
+    def _age(self) -> float | None:
+        """Seconds since the task was submitted: exact for a submit made here, from the
+        recorded submit time for a resumed task, ``None`` when unknown (nothing is learned)."""
+        if self._prompt is not None:
+            return max(0.0, self._client._monotonic() - self._made)
+        created = self._task.created_at
+        if created is None:
+            return None
+        try:
+            return max(0.0, (self._client._clock() - created).total_seconds())
+        except TypeError:  # naive and aware datetimes
+            return None
+
     def _policy(self, poll: PollPolicy | None) -> PollPolicy:
         if poll is not None and not isinstance(poll, PollPolicy):
             raise refuse("poll", "a PollPolicy", poll)
@@ -92,12 +107,15 @@ class TaskHandle(Generic[R]):
         Raises :class:`~jimeng.errors.TaskTimeoutError` (carrying the id) when polling runs out.
         """
         try:
+            age = self._age()
             async for task in watch(
                 self._task,
                 self._client._poll_once,
                 policy=self._policy(poll),
                 sleep=self._client._sleep,
                 monotonic=self._client._monotonic,
+                learner=self._client._shared.learner if age is not None else None,
+                age=age or 0.0,
             ):
                 if self._notes and not task.notes:
                     task = attrs.evolve(task, notes=self._notes)

@@ -24,6 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from jimeng import _logging
+from jimeng._limits import UNLIMITED_PURPOSES, Limiter, holding_slot, rate_limit_signal
 from jimeng._retry import RetryPolicy, call_with_retry
 from jimeng.errors import APIConnectionError, APIError, APITimeoutError, JimengError, ServerError
 
@@ -133,8 +134,11 @@ class Transport:
         clock: Clock = utc_now,
         rng: random.Random | None = None,
         user_agent: str = "jimeng-python",
+        limiter: Limiter | None = None,
     ):
         self._session = session
+        #: Paces API calls and feeds their answers back (shared by ``evolve`` copies).
+        self.limiter = limiter
         self.timeout = timeout
         self.retry = retry
         self.sleep = sleep
@@ -154,6 +158,7 @@ class Transport:
             clock=self.clock,
             rng=self.rng,
             user_agent=self.user_agent,
+            limiter=self.limiter,
         )
         clone.attempts = self.attempts
         return clone
@@ -167,9 +172,44 @@ class Transport:
         A call that is not idempotent (a submit) and fails in a way that does not prove the
         server refused it raises an error marked :attr:`~jimeng.JimengError.maybe_accepted`.
         """
+        limiter = self.limiter
+        if limiter is None or not limiter.limits.enabled or call.purpose in UNLIMITED_PURPOSES:
+            return await self._execute(call, retry, self.send_once)
+        if call.purpose == "submit" and not holding_slot():
+            # A bare submit holds a generation slot for its request (generate() holds one
+            # through the whole wait instead).
+            async with limiter.slot():
+                return await self._execute(call, retry, self._limited(limiter))
+        return await self._execute(call, retry, self._limited(limiter))
+
+    def _limited(self, limiter: Limiter) -> Callable[[Call], Awaitable[Response]]:
+        async def send(call: Call) -> Response:
+            sent_at, paced = await limiter.before_request()
+            try:
+                response = await self.send_once(call)
+            except JimengError as error:
+                signal = rate_limit_signal(error)
+                if signal is not None:
+                    await limiter.after_request(signal, sent_at, paced=paced)
+                    if signal == "concurrency" and call.purpose == "submit":
+                        await limiter.requeue()
+                raise
+            await limiter.after_request("ok", sent_at, paced=paced)
+            if call.purpose == "submit":
+                await limiter.accepted()
+            return response
+
+        return send
+
+    async def _execute(
+        self,
+        call: Call,
+        retry: RetryPolicy | None,
+        send: Callable[[Call], Awaitable[Response]],
+    ) -> Response:
         try:
             return await call_with_retry(
-                lambda: self.send_once(call),
+                lambda: send(call),
                 retry or self.retry,
                 idempotent=call.idempotent,
                 sleep=self.sleep,

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import sys
 import threading
+import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = ["fingerprint", "logger", "redact", "register_secret", "scrub"]
 
@@ -102,6 +105,61 @@ def _install() -> None:
 
 
 _install()
+
+#: ``JIMENG_LOG`` values and the levels they set.
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler :func:`install_handler` puts on the ``jimeng`` logger."""
+
+
+def install_handler(level: int, stream: TextIO | None = None) -> logging.Handler:
+    """Print the ``jimeng`` logger's records at ``level`` and above on ``stream`` (stderr).
+
+    Called again, it reuses its handler (never two copies of a line) and only lowers the level.
+    Records from child loggers (``jimeng.*``) are redacted by the handler too.
+    """
+    with _lock:
+        handler = next((h for h in logger.handlers if isinstance(h, _Handler)), None)
+        if handler is None:
+            handler = _Handler(stream or sys.stderr)
+            handler.setFormatter(logging.Formatter(_FORMAT))
+            handler.addFilter(_RedactingFilter())
+            logger.addHandler(handler)
+            handler.setLevel(level)
+        else:
+            if stream is not None:
+                handler.setStream(stream)
+            handler.setLevel(min(level, handler.level))
+        if logger.level == logging.NOTSET or logger.level > handler.level:
+            logger.setLevel(handler.level)
+    return handler
+
+
+def configure_from_env() -> None:
+    """``JIMENG_LOG=debug|info|warning|error``: print the library's log on stderr."""
+    raw = os.environ.get("JIMENG_LOG", "").strip()
+    if not raw:
+        return
+    level = LOG_LEVELS.get(raw.lower())
+    if level is None:
+        warnings.warn(
+            f"JIMENG_LOG={raw!r} is not one of {', '.join(LOG_LEVELS)}; ignored",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return
+    install_handler(level)
+
+
+configure_from_env()
 
 
 def debug(message: str, *args: Any) -> None:

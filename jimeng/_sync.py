@@ -499,6 +499,11 @@ class SyncClient:
         """The task journal's store, or ``None`` (see :attr:`jimeng.Client.journal`)."""
         return self._async.journal
 
+    @property
+    def limits(self) -> Any:
+        """The rate limiter now (see :attr:`jimeng.Client.limits`)."""
+        return self._async.limits
+
     @cached_property
     def images(self) -> SyncImages:
         return SyncImages(self._async.images, self._portal)

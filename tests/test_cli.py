@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import re
 import shlex
@@ -423,16 +424,36 @@ def test_content_policy_on_input(cli: Any) -> None:
     assert "task id" not in result.err  # refused at submit: nothing to resume
 
 
-def test_content_policy_on_output_names_the_task(cli: Any) -> None:
-    result = cli("image", f"a cat {BLOCK_OUTPUT}", "--sandbox", "--json")
+def test_content_policy_on_output_names_the_task(cli: Any, served: SandboxServer) -> None:
+    result = cli("image", f"a cat {BLOCK_OUTPUT}", "--sandbox-url", served.url, "--json")
 
     assert result.code == 4
     error = result.json()["error"]
     assert error["code"] == 50511
     assert error["request_id"]
     assert error["task_id"] and error["ref"].endswith(error["task_id"])
-    assert error["inspect"] == f"jimeng task get {error['ref']} --sandbox"
+    assert error["inspect"] == f"jimeng task get {error['ref']} --sandbox-url {served.url}"
     assert "resume" not in error  # a refused output will not come back
+
+
+def test_the_in_process_sandbox_suggests_no_follow_up_that_cannot_work(cli: Any) -> None:
+    refused = cli("image", f"a cat {BLOCK_OUTPUT}", "--sandbox", "--json")
+    error = refused.json()["error"]
+    assert refused.code == 4 and error["task_id"]
+    assert "inspect" not in error and "resume" not in error and "note" not in error
+    assert "jimeng task" not in refused.err
+
+    slow = cli("image", "a cat", "--sandbox", "--no-wait", "--json")
+    doc = slow.json()
+    assert slow.code == 0 and doc["wait"] is None
+    assert doc["notes"] == [
+        "this sandbox ran inside this command and stopped with it; to collect tasks later, run "
+        "'jimeng sandbox serve' in another terminal and pass --sandbox-url (or set "
+        "JIMENG_SANDBOX_URL)"
+    ]
+    plain = cli("image", "a cat", "--sandbox", "--no-wait")
+    assert "Collect the result" not in plain.out and "jimeng task" not in plain.out + plain.err
+    assert "jimeng sandbox serve" in plain.err
 
 
 def test_server_failure_while_polling_is_resumable(
@@ -521,15 +542,22 @@ def test_failed_download_leaves_no_file_and_can_be_resumed(
     assert list((isolated / "pic").iterdir()) == []
 
 
-def test_unwritable_output_is_a_failed_save(cli: Any, isolated: Path) -> None:
+def test_unwritable_output_is_a_failed_save(
+    cli: Any, isolated: Path, served: SandboxServer
+) -> None:
     (isolated / "blocker").write_text("a file, not a folder")
 
-    result = cli("image", "a cat", "--output-dir", "blocker/shots", "--sandbox")
+    result = cli("image", "a cat", "--output-dir", "blocker/shots", "--sandbox-url", served.url)
 
     assert result.code == ExitCode.DOWNLOAD
     assert result.err.startswith("jimeng: error: cannot write to blocker/shots: Not a directory")
     assert "resume with: jimeng task wait jimeng_t2i_v40:" in result.err
     assert "Traceback" not in result.err
+
+    # In-process, the task went with the sandbox: say how to keep it next time instead.
+    inside = cli("image", "a cat", "--output-dir", "blocker/shots", "--sandbox")
+    assert inside.code == ExitCode.DOWNLOAD
+    assert "jimeng task" not in inside.err and "'jimeng sandbox serve'" in inside.err
 
 
 def test_no_backend_configured(cli: Any) -> None:
@@ -981,3 +1009,58 @@ def test_backends_prints_the_capability_table(cli: Any) -> None:
     (gateway,) = data["backends"]
     assert gateway["backend"] == "gateway"
     assert {"cancel", "list", "webhooks"} <= set(gateway["features"])
+
+
+# -- environment and logging -------------------------------------------------------------------
+
+
+def test_jimeng_sandbox_url_alone_selects_the_sandbox(
+    cli: Any, served: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JIMENG_SANDBOX_URL", served.url)
+    result = cli("image", "a cat", "--no-wait", "--json")
+    doc = result.json()
+    assert result.code == 0 and doc["backend"] == "sandbox"
+    assert doc["wait"] == f"jimeng task wait {doc['ref']}"  # the environment finds it again
+    assert served.requests["submit"] == 1
+    got = cli("task", "get", doc["ref"], "--json")
+    assert got.code == 0 and got.json()["task_id"] == doc["task_id"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "levels"),
+    [
+        ((), set()),
+        (("-v",), {"INFO"}),
+        (("-vv",), {"INFO", "DEBUG"}),
+        (("-v", "-v"), {"INFO", "DEBUG"}),
+    ],
+)
+def test_verbose_logs_on_stderr(
+    cli: Any, served: SandboxServer, flags: tuple[str, ...], levels: set[str]
+) -> None:
+    logger = logging.getLogger("jimeng")
+    before = (list(logger.handlers), logger.level)
+    try:
+        result = cli(*flags, "image", "a cat", "--sandbox-url", served.url, "-q")
+    finally:
+        logger.handlers[:] = before[0]
+        logger.setLevel(before[1])
+    assert result.code == 0
+    lines = [line for line in result.err.splitlines() if " jimeng: " in line]
+    assert {line.split()[2] for line in lines} == levels
+    if "INFO" in levels:
+        assert any("INFO jimeng: accepted image task" in line for line in lines)
+    if "DEBUG" in levels:
+        assert any(f"DEBUG jimeng: POST {served.url}/ -> 200" in line for line in lines)
+        assert not any(CANARIES["VOLC_SECRETKEY"] in line for line in lines)
+
+
+def test_no_message_speaks_of_a_skill_script() -> None:
+    package = Path(jimeng.__file__).parent
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "skill script" in path.read_text(encoding="utf-8").lower()
+    ]
+    assert offenders == []

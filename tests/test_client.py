@@ -63,6 +63,13 @@ def test_backend_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JIMENG_BACKEND", "sandbox")
     assert isinstance(jimeng.Client().backend, Sandbox)
     monkeypatch.delenv("JIMENG_BACKEND")
+    # A served sandbox's URL alone selects it, ahead of any credentials (it is never billed).
+    monkeypatch.setenv("JIMENG_SANDBOX_URL", "http://127.0.0.1:8787")
+    monkeypatch.setenv("VOLC_ACCESSKEY", "AKLTx")
+    chosen = jimeng.Client().backend
+    assert isinstance(chosen, Sandbox) and chosen.url == "http://127.0.0.1:8787"
+    monkeypatch.delenv("JIMENG_SANDBOX_URL")
+    monkeypatch.delenv("VOLC_ACCESSKEY")
     monkeypatch.setenv("VOLC_ACCESSKEY", "AKLTx")
     monkeypatch.setenv("VOLC_SECRETKEY", "y")
     assert isinstance(jimeng.Client().backend, jimeng.Volcengine)

@@ -290,7 +290,7 @@ async def test_rotation_across_three_sessions(
 ) -> None:
     proto.session("poolsession0001").gift = 0
     proto.session("poolsession0002").gift = 0
-    b = backend(server, POOL)
+    b = backend(server, POOL, auto_claim=False)
     with caplog.at_level(logging.DEBUG, logger="jimeng"):
         async with jimeng.Client(b, sleep=sleeps) as c:
             result = await c.images.generate("a cat")
@@ -315,7 +315,7 @@ async def test_all_sessions_exhausted(
 ) -> None:
     for token in POOL:
         proto.session(token.removeprefix("us-")).gift = 0
-    b = backend(server, POOL)
+    b = backend(server, POOL, auto_claim=False)
     async with jimeng.Client(b, sleep=sleeps) as c:
         with pytest.raises(jimeng.InsufficientCreditsError) as caught:
             await c.images.generate("a cat")
@@ -341,7 +341,7 @@ async def test_5000_rotates_without_marking(
     server: SandboxServer, sleeps: Sleeps, proto: DreaminaProtocol
 ) -> None:
     proto.session("poolsession0001").gift = 2  # enough for 2k (1 credit), not for 4k (4)
-    b = backend(server, POOL[:2])
+    b = backend(server, POOL[:2], auto_claim=False)
     async with jimeng.Client(b, sleep=sleeps) as c:
         await c.images.generate("a cat", resolution="4k")
         assert server.requests["submit"] == 2  # 5000 on the first, accepted by the second

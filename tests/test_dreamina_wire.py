@@ -493,6 +493,8 @@ RET_TABLE = [
     ("5002", ServerError),
     ("34010100", InvalidRequestError),
     ("2003", ContentPolicyError),
+    ("3000", PermissionDeniedError),  # §19 "region not allow"
+    ("1000", InvalidRequestError),  # §19 "invalid parameter"
 ]
 
 

@@ -208,8 +208,9 @@ async def test_queue_limit_and_cancel_rules(sleeps: Sleeps) -> None:
         assert "processing" in str(refused.value) and "pending or queued" in str(refused.value)
 
         assert len(await running.result()) == 4
-        with pytest.raises(jimeng.InvalidRequestError, match="it is completed"):
+        with pytest.raises(jimeng.TaskNotCancellableError) as finished:
             await running.cancel()
+        assert finished.value.message == f"task {running.id} already succeeded; nothing to cancel"
         assert len(await last.result()) == 4  # started once the slot was free
         with pytest.raises(jimeng.NotFoundError, match="任务不存在"):
             await client.tasks.cancel("no-such-task")

@@ -225,3 +225,11 @@ def test_compute_delay_takes_a_usable_retry_after_only(
     error.retry_after = retry_after  # type: ignore[assignment]
     policy = RetryPolicy(initial_delay=1.0, jitter=0.0, max_retry_after=60.0)
     assert compute_delay(1, error, policy, random.Random(0)) == expected
+
+
+async def test_a_retry_after_equal_to_the_cap_is_still_waited_for() -> None:
+    policy = RetryPolicy(max_attempts=2, jitter=0.0, max_retry_after=10.0)
+    _, recorder, result = await run([busy(10.0), "ok"], policy)
+
+    assert result == "ok"
+    assert recorder.slept == [10.0]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -844,3 +845,48 @@ def test_signed_request_repr_hides_secrets(profile: SigningProfile) -> None:
     assert SECRET not in text
     assert TOKEN not in text
     assert signed.signature in text
+
+
+@pytest.mark.parametrize(
+    ("access_key", "shown"),
+    [
+        ("AKLT12345678", "'AKLT…5678'"),  # 12 characters: long enough to show both ends
+        ("AKLT1234567", "'…'"),
+        ("A", "'…'"),
+    ],
+)
+def test_credentials_repr_shows_a_fingerprint_of_long_keys_only(
+    access_key: str, shown: str
+) -> None:
+    creds = Credentials(access_key=access_key, secret_key="s")
+    assert repr(creds) == f"Credentials(access_key={shown}, session_token=None)"
+    with_token = attrs.evolve(creds, session_token="t-123")
+    assert repr(with_token) == f"Credentials(access_key={shown}, session_token=<redacted>)"
+
+
+def test_signed_request_repr_redacts_only_the_token() -> None:
+    signed = SignedRequest(
+        headers={"Host": "h.test", "X-Security-Token": "tok-1", "X-Date": "d"},
+        query="a=1",
+        canonical_request="POST\n/\na=1\nhost:h.test\nx-security-token:tok-1\nx-date:d\n\nhost;x",
+        string_to_sign="s",
+        signature="sig",
+    )
+    assert repr(signed) == (
+        "SignedRequest(headers={'Host': 'h.test', 'X-Security-Token': '<redacted>', "
+        "'X-Date': 'd'}, query='a=1', canonical_request='POST\\n/\\na=1\\nhost:h.test\\n"
+        "x-security-token:<redacted>\\nx-date:d\\n\\nhost;x', string_to_sign='s', "
+        "signature='sig')"
+    )
+
+
+def test_a_query_with_invalid_percent_encoding_is_refused() -> None:
+    with pytest.raises(ValueError):
+        parse_query("%ff=1")
+    with pytest.raises(ValueError):
+        parse_query("a=%ff")
+
+
+def test_signature_mismatch_reads_as_its_reason() -> None:
+    error = SignatureMismatch("body hash mismatch")
+    assert str(error) == error.reason == "body hash mismatch"

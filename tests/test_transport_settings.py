@@ -132,6 +132,7 @@ async def test_a_retried_video_request_sleeps_through_the_injected_sleep(sleeps:
         rng=random.Random(0),
         retry=RetryPolicy(initial_delay=0.5, jitter=0.0),
         video_timeout=301.0,
+        limits=jimeng.Limits.off(),  # only the retry backoff here, no pacing
     ) as client:
         task = await client.videos.submit("a fox running in snow")
 
@@ -235,3 +236,13 @@ def test_json_is_decoded_once_or_none(body: bytes, expected: Any) -> None:
     first = response.json()
     assert first == expected
     assert response.json() is first
+
+
+def test_retry_after_as_an_http_date_without_a_zone_is_utc() -> None:
+    # "-0000" means "UTC, zone unknown": parsedate_to_datetime returns a naive datetime.
+    later = datetime.now(timezone.utc) + timedelta(seconds=300)
+    value = later.strftime("%a, %d %b %Y %H:%M:%S -0000")
+
+    seconds = answer({"Retry-After": value}).retry_after()
+
+    assert seconds is not None and 290.0 <= seconds <= 300.0

@@ -206,6 +206,21 @@ def test_cancel_refused_for_a_running_task() -> None:
     assert "running" in str(error) and "only queued tasks" in str(error)
 
 
+@pytest.mark.parametrize(
+    ("data", "word"),
+    [
+        ({"status": "done", "video_url": "https://example.com/v.mp4"}, "succeeded"),
+        ({"status": "failed"}, "failed"),
+    ],
+)
+def test_cancel_refused_for_a_finished_task_says_so_plainly(data: Any, word: str) -> None:
+    status = data["status"]
+    with pytest.raises(TaskNotCancellableError) as info:
+        run(backend().cancel(video_task()), refusal(), answer(data))
+    assert info.value.message == f"task 7392616336519610409 already {word}; nothing to cancel"
+    assert info.value.status == status and info.value.task_id == "7392616336519610409"
+
+
 def test_cancel_refused_for_an_unknown_task() -> None:
     with pytest.raises(TaskExpiredError) as info:
         run(backend().cancel(video_task()), refusal(), answer({"status": "not_found"}))

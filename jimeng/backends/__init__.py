@@ -21,7 +21,7 @@ __all__ = [
     "reference_capabilities",
 ]
 
-NAMES = ("volcengine", "dreamina", "gateway", "sandbox")
+NAMES = ("volcengine", "ark", "dreamina", "gateway", "sandbox")
 
 
 def create(name: str) -> Backend:
@@ -31,6 +31,10 @@ def create(name: str) -> Backend:
         from jimeng.backends.volcengine import Volcengine
 
         return Volcengine()
+    if key == "ark":
+        from jimeng.backends.ark import Ark
+
+        return Ark()
     if key == "dreamina":
         from jimeng.backends.dreamina import Dreamina
 
@@ -40,9 +44,12 @@ def create(name: str) -> Backend:
 
         return Gateway()
     if key == "sandbox":
+        import os
+
         from jimeng.sandbox import Sandbox
 
-        return Sandbox()
+        # A sandbox already serving elsewhere (``jimeng sandbox serve``), else one in-process.
+        return Sandbox(url=os.environ.get("JIMENG_SANDBOX_URL") or None)
     raise ConfigurationError(f"unknown backend {name!r}; choose from {', '.join(NAMES)}")
 
 
@@ -57,12 +64,14 @@ def reference_capabilities() -> list[Capabilities]:
         f"{prefix}sandbox-capabilities-{code}"
         for prefix, code in (("", "cn"), ("us-", "us"), ("hk-", "hk"), ("jp-", "jp"), ("sg-", "sg"))
     )
+    nowhere = "http://127.0.0.1:9"  # a sandbox given a URL starts (and binds) nothing
     configurations = (
-        ("volcengine", Sandbox("volcengine")),
-        ("dreamina", Sandbox("dreamina", tokens=every_site)),
-        ("gateway (task mode)", Sandbox("gateway")),
-        ("gateway (sync)", Sandbox("gateway-sync", options={"async_tasks": False})),
-        ("openai relay", Sandbox("gateway-openai")),
+        ("volcengine", Sandbox("volcengine", url=nowhere)),
+        ("ark", Sandbox("ark", url=nowhere)),
+        ("dreamina", Sandbox("dreamina", url=nowhere, tokens=every_site)),
+        ("gateway (task mode)", Sandbox("gateway", url=nowhere)),
+        ("gateway (sync)", Sandbox("gateway-sync", url=nowhere, options={"async_tasks": False})),
+        ("openai relay", Sandbox("gateway-openai", url=nowhere)),
     )
     return [
         attrs.evolve(sandbox.capabilities(), backend=label) for label, sandbox in configurations

@@ -20,6 +20,7 @@ from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
 
 if TYPE_CHECKING:
     from jimeng._http import Flow, Transport
+    from jimeng._polling import PollPolicy
 
 __all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "SessionStatus"]
 
@@ -122,6 +123,11 @@ class Backend(abc.ABC):
     def check_sessions(self) -> Flow[Sequence[SessionStatus]]:
         raise NotSupportedError(f"the {self.name} backend has no web sessions to check")
 
+    def poll_policy(self, kind: TaskKind) -> PollPolicy | None:
+        """This backend's default polling for ``kind`` (``None``: the library's defaults).
+        A client's own ``poll=`` options always win."""
+        return None
+
     def failure_error(self, task: Task) -> JimengError | None:
         """A specific error for a failed task (e.g. content filtered), or ``None`` for the
         generic :class:`~jimeng.errors.TaskFailedError`."""
@@ -137,3 +143,8 @@ class Backend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """Safe-to-print settings (never secrets)."""
         return {"backend": self.name}
+
+    def limit_key(self) -> str:
+        """Which account's limits the client's rate limiter tracks (no secret in it: a
+        fingerprint at most). Backends with credentials name the account."""
+        return self.name

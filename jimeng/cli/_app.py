@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import shlex
 import signal
@@ -22,12 +23,19 @@ from typing import Any, TextIO
 import attrs
 
 import jimeng
-from jimeng._logging import redact
+from jimeng._logging import install_handler, redact
 from jimeng.backends import NAMES, Backend, create, reference_capabilities
 from jimeng.backends._capabilities import comparison_table
 from jimeng.cli import _render
 from jimeng.cli._batch import batch_client_options, run_batch
-from jimeng.cli._exit import ExitCode, UsageError, describe, exit_code, render_text
+from jimeng.cli._exit import (
+    IN_PROCESS_SANDBOX,
+    ExitCode,
+    UsageError,
+    describe,
+    exit_code,
+    render_text,
+)
 from jimeng.cli._files import convert_webp, default_folder, image_size, is_webp
 from jimeng.cli._parser import build_parser, option_names
 from jimeng.cli._progress import Progress
@@ -55,6 +63,8 @@ _IMAGE_PARAMS = (
     "seed",
     "watermark",
     "force_single",
+    "max_images",
+    "response_format",
     "callback_url",
 )
 _VIDEO_PARAMS = (
@@ -64,8 +74,11 @@ _VIDEO_PARAMS = (
     "fps",
     "image",
     "tail_image",
+    "reference_images",
     "camera",
     "camera_strength",
+    "camera_fixed",
+    "generate_audio",
     "aspect_ratio",
     "resolution",
     "seed",
@@ -124,8 +137,20 @@ class _Run:
             words += ["--sandbox-protocol", args.sandbox_protocol]
         return words
 
-    def wait_command(self, ref: str) -> str:
+    @property
+    def in_process_sandbox(self) -> bool:
+        """A sandbox that lives and dies with this command: no later command can reach it."""
+        return self.backend == "sandbox" and not _remote_sandbox(self.args)
+
+    def wait_command(self, ref: str) -> str | None:
+        """The command that collects the task later (``None`` when none can)."""
+        if self.in_process_sandbox:
+            return None
         return " ".join(["jimeng", "task", "wait", *map(shlex.quote, [ref, *self.backend_args()])])
+
+    def follow_up_args(self) -> list[str] | None:
+        """``backend_args()`` for follow-up hints, or ``None`` when none can work."""
+        return None if self.in_process_sandbox else self.backend_args()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version
         return done.code if isinstance(done.code, int) else int(ExitCode.OK)
     quiet = bool(getattr(args, "json", False) or getattr(args, "quiet", False))
+    verbosity = int(getattr(args, "verbose", 0) or 0)
+    if verbosity:
+        install_handler(logging.DEBUG if verbosity > 1 else logging.INFO, stderr)
     run = _Run(
         args=args,
         stdout=stdout,
@@ -154,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "sandbox":
         return _serve(run)
+    if args.command == "mcp":
+        return _mcp(run)
     if args.command == "backends":
         return _backends(run)
     try:
@@ -167,9 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stderr.write("jimeng: interrupted\n")
         task = run.task
         if task is not None and not task.done:
+            command = run.wait_command(task.ref)
             stderr.write(
-                f"  task {task.id} keeps running server-side; resume with: "
-                f"{run.wait_command(task.ref)}\n"
+                f"  task {task.id} keeps running server-side; resume with: {command}\n"
+                if command
+                else f"  {IN_PROCESS_SANDBOX}\n"
             )
         return int(ExitCode.INTERRUPTED)
 
@@ -208,7 +240,7 @@ async def _execute(run: _Run) -> int:
 
 
 def _fail(run: _Run, error: BaseException) -> int:
-    info = describe(error, options=run.options, task=run.task, backend_args=run.backend_args())
+    info = describe(error, options=run.options, task=run.task, backend_args=run.follow_up_args())
     info = {key: redact(value) if isinstance(value, str) else value for key, value in info.items()}
     run.stderr.write(render_text(info) + "\n")
     if run.json:
@@ -315,11 +347,8 @@ async def _collect(
 
 def _print_submitted(run: _Run, client: jimeng.Client, task: Task) -> None:
     command = run.wait_command(task.ref)
-    if isinstance(client.backend, jimeng.Sandbox) and not _remote_sandbox(run.args):
-        run.note(
-            "this sandbox runs inside this command and stops with it; to collect tasks later, "
-            "run 'jimeng sandbox serve' and pass --sandbox-url"
-        )
+    if command is None:
+        run.note(IN_PROCESS_SANDBOX)
     run.progress.stop()
     if run.json:
         doc = {**_render.task_doc(task, backend=run.backend), "wait": command, "notes": run.notes}
@@ -602,6 +631,35 @@ def _serve(run: _Run) -> int:
     except OSError as error:  # port in use, address not available
         run.stderr.write(f"jimeng: error: --port: cannot listen on {args.port}: {error}\n")
         return int(ExitCode.CONFIG)
+
+
+def _mcp(run: _Run) -> int:
+    """``jimeng mcp``: stdout belongs to the protocol, so notes go to stderr only."""
+    args = run.args
+    try:
+        from jimeng.mcp import serve
+
+        backend = _make_backend(args)
+        output_dir = Path(args.output_dir).expanduser() if args.output_dir else None
+        asyncio.run(
+            serve(
+                backend,
+                transport=args.transport,
+                host=args.host,
+                port=args.port,
+                output_dir=output_dir,
+                journal=not args.no_journal,
+                on_listening=lambda url: print(
+                    f"jimeng mcp: streamable HTTP at {url}", file=run.stderr, flush=True
+                ),
+            )
+        )
+    except (jimeng.JimengError, UsageError) as error:
+        run.args.json = False  # stdout is the protocol's
+        return _fail(run, error)
+    except KeyboardInterrupt:
+        return int(ExitCode.OK)
+    return int(ExitCode.OK)
 
 
 async def _until_stopped() -> None:

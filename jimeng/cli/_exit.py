@@ -119,17 +119,25 @@ def _validation_text(error: ValidationError) -> str:
     return text[: -len(suffix)] if error.allowed and text.endswith(suffix) else text
 
 
+#: Said instead of a follow-up command when the sandbox ran inside this command.
+IN_PROCESS_SANDBOX = (
+    "this sandbox ran inside this command and stopped with it; to collect tasks later, run "
+    "'jimeng sandbox serve' in another terminal and pass --sandbox-url (or set JIMENG_SANDBOX_URL)"
+)
+
+
 def describe(
     error: BaseException,
     *,
     options: Mapping[str, str],
     task: Task | None,
-    backend_args: Sequence[str],
+    backend_args: Sequence[str] | None,
 ) -> dict[str, Any]:
     """Everything worth telling about a failure, as a mapping (rendered as text or JSON).
 
     ``task`` is the task the command was working on, used when the error itself does not carry
-    one (a failed download, say). ``backend_args`` repeat the backend selection in the hint.
+    one (a failed download, say). ``backend_args`` repeat the backend selection in the hint;
+    ``None`` when no later command can reach the task (a sandbox that ran inside this command).
     """
     code = exit_code(error)
     info: dict[str, Any] = {"type": type(error).__name__, "exit_code": int(code)}
@@ -161,9 +169,14 @@ def describe(
         info["task_id"] = task_id
         info["ref"] = ref or task_id
         command = "wait" if isinstance(error, _RESUMABLE) else "get"
-        info["resume" if command == "wait" else "inspect"] = " ".join(
-            ["jimeng", "task", command, shlex.quote(info["ref"]), *map(shlex.quote, backend_args)]
-        )
+        if backend_args is None:
+            if command == "wait":
+                info["note"] = IN_PROCESS_SANDBOX
+        else:
+            info["resume" if command == "wait" else "inspect"] = " ".join(
+                ["jimeng", "task", command, shlex.quote(info["ref"])]
+                + [shlex.quote(arg) for arg in backend_args]
+            )
     return info
 
 
@@ -199,6 +212,8 @@ def render_text(info: Mapping[str, Any], *, program: str = "jimeng") -> str:
         lines.append(f"  the task may still finish; resume with: {info['resume']}")
     elif info.get("inspect"):
         lines.append(f"  details: {info['inspect']}")
+    if info.get("note"):
+        lines.append(f"  {info['note']}")
     lines.append(f"  exit code {info['exit_code']} ({_MEANING[ExitCode(info['exit_code'])]})")
     return "\n".join(lines)
 

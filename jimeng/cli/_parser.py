@@ -16,7 +16,7 @@ from jimeng.cli._exit import UsageError
 __all__ = ["BACKEND_CHOICES", "Parser", "build_parser", "option_names"]
 
 #: Shown in help; ``jimeng.backends.create`` decides what really exists.
-BACKEND_CHOICES = "volcengine, dreamina, gateway, sandbox"
+BACKEND_CHOICES = "volcengine, ark, dreamina, gateway, sandbox"
 
 
 class Parser(argparse.ArgumentParser):
@@ -87,6 +87,14 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help="print one JSON document on stdout instead of Markdown",
     )
     group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if top else argparse.SUPPRESS,
+        help="log what the library does on stderr: -v requests and retries, -vv every HTTP "
+        "exchange (same as JIMENG_LOG=info / debug; secrets are redacted)",
+    )
+    group.add_argument(
         "-q",
         "--quiet",
         action="store_true",
@@ -153,6 +161,13 @@ def _image_command(commands: Any) -> None:
     gen.add_argument("--seed", type=int, help="random seed, for reproducible results")
     _flag(gen, "--watermark", help='add the visible "AI generated" mark')
     _flag(gen, "--force-single", help="ask for exactly one image")
+    gen.add_argument(
+        "--max-images",
+        type=_bounded(int, 1, 15),
+        metavar="N",
+        help="a group of related images, at most N (Ark)",
+    )
+    gen.add_argument("--response-format", choices=("url", "b64_json"), help="links or inline bytes")
     _submission(parser)
     _output(parser, what="image")
     _common(parser, top=False)
@@ -169,13 +184,22 @@ def _video_command(commands: Any) -> None:
     gen.add_argument("--model", help="model name (default: the backend's)")
     gen.add_argument(
         "--mode",
-        help="Volcengine 3.0 mode: t2v_720p, t2v_1080p, ti2v_pro, i2v_first_720p, "
-        "i2v_first_1080p, i2v_first_tail_720p, i2v_first_tail_1080p, i2v_recamera_720p",
+        help="Volcengine 3.0 mode (Ark has models, not modes): t2v_720p, t2v_1080p, ti2v_pro, "
+        "i2v_first_720p, i2v_first_1080p, i2v_first_tail_720p, i2v_first_tail_1080p, "
+        "i2v_recamera_720p",
     )
     gen.add_argument("--duration", type=float, metavar="SECONDS", help="e.g. 5 or 10")
     gen.add_argument("--fps", type=int, help="frames per second, e.g. 24")
     gen.add_argument("--image", metavar="URL_OR_PATH", help="first frame")
     gen.add_argument("--tail-image", metavar="URL_OR_PATH", help="last frame")
+    gen.add_argument(
+        "--reference-images",
+        nargs="+",
+        metavar="URL_OR_PATH",
+        help="images the video draws its subjects from (Ark)",
+    )
+    _flag(gen, "--camera-fixed", help="keep the camera still (Ark)")
+    _flag(gen, "--generate-audio", help="add a sound track (Ark Seedance 1.5 / 2.0)")
     gen.add_argument("--camera", metavar="TEMPLATE", help="camera movement template (recamera)")
     gen.add_argument("--camera-strength", metavar="LEVEL", help="weak, medium or strong")
     gen.add_argument(
@@ -334,6 +358,37 @@ def _sandbox_commands(commands: Any) -> None:
     )
 
 
+def _mcp_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "mcp",
+        help="serve the generation tools to AI agents (Model Context Protocol)",
+        description="Serve generate_image, generate_video and the task tools over the Model "
+        "Context Protocol: on stdio for a desktop agent, or streamable HTTP. Needs the mcp "
+        "extra: pip install 'jimeng[mcp]'.",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio (default) or http (streamable HTTP at http://HOST:PORT/mcp)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=_bounded(int, 1, 65535), default=8000, help="HTTP port (default 8000)"
+    )
+    parser.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="where results are saved (default $JIMENG_MCP_OUTPUT_DIR, else ~/jimeng/pic)",
+    )
+    parser.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="keep no task journal (list_tasks then needs a backend that lists tasks)",
+    )
+    _common(parser, top=False)
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="jimeng",
@@ -351,6 +406,7 @@ def build_parser() -> Parser:
     _credits_command(commands)
     _backends_command(commands)
     _sandbox_commands(commands)
+    _mcp_command(commands)
     return parser
 
 

@@ -236,17 +236,17 @@ def video_markdown(
     return "\n".join(lines)
 
 
-def submitted_markdown(task: Task, wait_command: str, *, backend: str) -> str:
-    return "\n".join(
-        [
-            "**Task submitted:**",
-            f"- Task: {task.id}",
-            f"- Ref: {task.ref}",
-            f"- Status: {task.status.value}",
-            f"- Backend: {backend}",
-            f"- Collect the result: `{wait_command}`",
-        ]
-    )
+def submitted_markdown(task: Task, wait_command: str | None, *, backend: str) -> str:
+    lines = [
+        "**Task submitted:**",
+        f"- Task: {task.id}",
+        f"- Ref: {task.ref}",
+        f"- Status: {task.status.value}",
+        f"- Backend: {backend}",
+    ]
+    if wait_command:
+        lines.append(f"- Collect the result: `{wait_command}`")
+    return "\n".join(lines)
 
 
 def task_markdown(task: Task, *, backend: str | None = None) -> str:

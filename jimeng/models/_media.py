@@ -142,6 +142,9 @@ class ImageResult:
     model: str | None = None
     backend: str | None = None
     request_id: str | None = None
+    #: What the backend counted for billing, when it says (Ark: ``generated_images``,
+    #: ``output_tokens``, ``total_tokens``).
+    usage: Mapping[str, int] | None = None
     #: The prompt, when this client submitted the task.
     prompt: str | None = None
     #: What the backend changed to serve the request (e.g. a size it approximated).
@@ -192,6 +195,9 @@ class VideoResult:
     backend: str | None = None
     request_id: str | None = None
     aigc_meta_tagged: bool | None = None
+    #: What the backend counted for billing, when it says (Ark: ``completion_tokens``,
+    #: ``total_tokens``).
+    usage: Mapping[str, int] | None = None
     #: The prompt, when this client submitted the task.
     prompt: str | None = None
     #: What the backend changed to serve the request (e.g. a duration it mapped).

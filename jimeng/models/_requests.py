@@ -192,6 +192,25 @@ def _images(value: Any) -> tuple[ImageInput, ...] | None:
     return tuple(ImageInput.of(item, field=f"images[{index}]") for index, item in enumerate(value))
 
 
+def _reference_images(value: Any) -> tuple[ImageInput, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes | bytearray | memoryview | os.PathLike | ImageInput):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise refuse(
+            "reference_images",
+            "a URL, a path, image bytes, or a list of them",
+            value,
+            allowed="list, tuple",
+        )
+    if not value:
+        return None
+    return tuple(
+        ImageInput.of(item, field=f"reference_images[{index}]") for index, item in enumerate(value)
+    )
+
+
 def _first_frame(value: ImageInputLike | ImageInput | None) -> ImageInput | None:
     return None if value is None else ImageInput.of(value, field="image")
 
@@ -263,6 +282,8 @@ class ImageRequest:
     sample_strength: float | None = attrs.field(
         default=None, validator=number(minimum=0.0, maximum=1.0)
     )
+    #: Group generation (Ark 组图): at most this many related images; the model decides how many.
+    max_images: int | None = attrs.field(default=None, validator=integer(minimum=1))
     watermark: Watermark | None = attrs.field(default=None, converter=_watermark)
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
@@ -272,6 +293,9 @@ class ImageRequest:
         default=None, validator=one_of(_RESPONSE_FORMATS)
     )
     callback_url: str | None = attrs.field(default=None, repr=_url_repr, validator=url())
+    #: Several pictures from one prompt (a story, a picture book, "N张"): Dreamina's
+    #: ImageMultiGenerate scene (dreamina-web.md §12). The prompt says how many.
+    multi_image: bool | None = attrs.field(default=None, validator=boolean())
     #: Extra wire fields merged into the body as given (an escape hatch: only checked to be JSON).
     extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
@@ -331,6 +355,15 @@ class VideoRequest:
     seed: int | None = attrs.field(default=None, validator=_SEED)
     image: ImageInput | None = attrs.field(default=None, converter=_first_frame)
     tail_image: ImageInput | None = attrs.field(default=None, converter=_tail_frame)
+    #: Reference images the video draws its subjects from (not frames; Ark ``reference_image``;
+    #: Dreamina omni reference materials, named ``@image_file_1``… in the prompt, §11).
+    reference_images: tuple[ImageInput, ...] | None = attrs.field(
+        default=None, converter=_reference_images
+    )
+    #: Keep the camera still (Ark ``camera_fixed``).
+    camera_fixed: bool | None = attrs.field(default=None, validator=boolean())
+    #: Generate a sound track with the video (Ark Seedance 1.5 / 2.0 ``generate_audio``).
+    generate_audio: bool | None = attrs.field(default=None, validator=boolean())
     camera: str | None = attrs.field(default=None, validator=text())
     camera_strength: str | None = attrs.field(default=None, validator=text())
     function_mode: str | None = attrs.field(default=None, validator=text())
@@ -343,6 +376,10 @@ class VideoRequest:
         default=None, validator=one_of(_RESPONSE_FORMATS)
     )
     callback_url: str | None = attrs.field(default=None, repr=_url_repr, validator=url())
+    #: The browser's ``msToken`` / ``a_bogus`` for one Seedance generate call on the CN site
+    #: (dreamina-web.md §15): produced by the official page, passed through, never generated.
+    ms_token: str | None = attrs.field(default=None, repr=False, validator=text())
+    a_bogus: str | None = attrs.field(default=None, repr=False, validator=text())
     extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
     def given(self) -> dict[str, Any]:

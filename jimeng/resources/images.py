@@ -52,11 +52,13 @@ class Images:
         intelligent_ratio: bool | None = None,
         negative_prompt: str | None = None,
         sample_strength: float | None = None,
+        max_images: int | None = None,
         watermark: Watermark | bool | None = None,
         aigc_meta: AigcMeta | None = None,
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        multi_image: bool | None = None,
         extra_body: Mapping[str, Any] | None = None,
         poll: PollPolicy | None = None,
         on_submit: OnSubmit | None = None,
@@ -65,39 +67,44 @@ class Images:
         """Generate images and wait for them.
 
         ``size`` is ``"1K"``, ``"2K"``, ``"4K"`` or ``"WxH"``; or give ``width`` and ``height``.
-        ``images`` are reference images (URLs, paths or bytes). ``on_submit`` is called with the
-        accepted task as soon as the server returns its id; ``on_update`` on every status
-        change. Any error after acceptance carries ``task_id``.
+        ``images`` are reference images (URLs, paths or bytes). ``max_images`` asks for a group
+        of related images (Ark): at most that many, the model decides how many. ``on_submit``
+        is called with the accepted task as soon as the server returns its id; ``on_update`` on
+        every status change. Any error after acceptance carries ``task_id``.
         """
         check_wait_options(poll, on_submit, on_update)
-        handle = await self.submit(
-            prompt,
-            model=model,
-            size=size,
-            width=width,
-            height=height,
-            images=images,
-            scale=scale,
-            force_single=force_single,
-            min_ratio=min_ratio,
-            max_ratio=max_ratio,
-            seed=seed,
-            use_pre_llm=use_pre_llm,
-            ratio=ratio,
-            resolution=resolution,
-            intelligent_ratio=intelligent_ratio,
-            negative_prompt=negative_prompt,
-            sample_strength=sample_strength,
-            watermark=watermark,
-            aigc_meta=aigc_meta,
-            return_url=return_url,
-            response_format=response_format,
-            callback_url=callback_url,
-            extra_body=extra_body,
-        )
-        result: ImageResult = await wait_for_result(
-            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
-        )
+        # One generation slot of the rate limiter from submit until the result.
+        async with self._client._limiter.slot():
+            handle = await self.submit(
+                prompt,
+                model=model,
+                size=size,
+                width=width,
+                height=height,
+                images=images,
+                scale=scale,
+                force_single=force_single,
+                min_ratio=min_ratio,
+                max_ratio=max_ratio,
+                seed=seed,
+                use_pre_llm=use_pre_llm,
+                ratio=ratio,
+                resolution=resolution,
+                intelligent_ratio=intelligent_ratio,
+                negative_prompt=negative_prompt,
+                sample_strength=sample_strength,
+                max_images=max_images,
+                watermark=watermark,
+                aigc_meta=aigc_meta,
+                return_url=return_url,
+                response_format=response_format,
+                callback_url=callback_url,
+                multi_image=multi_image,
+                extra_body=extra_body,
+            )
+            result: ImageResult = await wait_for_result(
+                self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
+            )
         return result
 
     async def submit(
@@ -120,11 +127,13 @@ class Images:
         intelligent_ratio: bool | None = None,
         negative_prompt: str | None = None,
         sample_strength: float | None = None,
+        max_images: int | None = None,
         watermark: Watermark | bool | None = None,
         aigc_meta: AigcMeta | None = None,
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        multi_image: bool | None = None,
         extra_body: Mapping[str, Any] | None = None,
     ) -> TaskHandle[ImageResult]:
         """Submit and return at once with a :class:`~jimeng.TaskHandle` (its id is durable)."""
@@ -146,11 +155,13 @@ class Images:
             intelligent_ratio=intelligent_ratio,
             negative_prompt=negative_prompt,
             sample_strength=sample_strength,
+            max_images=max_images,
             watermark=watermark,
             aigc_meta=aigc_meta,
             return_url=return_url,
             response_format=response_format,
             callback_url=callback_url,
+            multi_image=multi_image,
             extra=extra_body,
         )
         return await self.submit_request(request)

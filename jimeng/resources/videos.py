@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -40,7 +40,10 @@ class Videos:
         seed: int | None = None,
         image: ImageInputLike | ImageInput | None = None,
         tail_image: ImageInputLike | ImageInput | None = None,
+        reference_images: Sequence[ImageInputLike | ImageInput] | ImageInputLike | None = None,
         camera: str | None = None,
+        camera_fixed: bool | None = None,
+        generate_audio: bool | None = None,
         camera_strength: str | None = None,
         function_mode: str | None = None,
         watermark: Watermark | bool | None = None,
@@ -48,6 +51,8 @@ class Videos:
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        ms_token: str | None = None,
+        a_bogus: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         poll: PollPolicy | None = None,
         on_submit: OnSubmit | None = None,
@@ -58,38 +63,51 @@ class Videos:
         ``mode`` picks the variant (Volcengine: ``t2v_720p`` by default, ``t2v_1080p``,
         ``i2v_first_720p``, ``i2v_first_tail_1080p``, ``i2v_recamera_720p``, ``ti2v_pro``…);
         without it the mode follows from the inputs. ``image``/``tail_image`` are the first and
-        last frames (URL, path or bytes). ``duration`` (5 or 10 s), ``fps`` (24) and ``frames``
+        last frames (URL, path or bytes); ``reference_images`` are images the video draws its
+        subjects from (Ark). ``camera_fixed`` keeps the camera still and ``generate_audio`` adds
+        a sound track (Ark). ``duration`` (5 or 10 s), ``fps`` (24) and ``frames``
         (121 or 241) set the length; ``ratio`` is an alias of ``aspect_ratio`` (text-to-video
         only). ``camera``/``camera_strength`` drive the camera-movement mode. The result's link
         expires (``expires_at``); ``save()`` streams the MP4.
+
+        Dreamina: ``function_mode="omni_reference"`` with ``reference_images`` (Seedance 2.0)
+        makes a video from materials the prompt names as ``@image_file_1``…; ``ms_token`` and
+        ``a_bogus`` pass a browser's tokens to a Seedance generate call on the CN site.
         """
         check_wait_options(poll, on_submit, on_update)
-        handle = await self.submit(
-            prompt,
-            model=model,
-            mode=mode,
-            duration=duration,
-            fps=fps,
-            frames=frames,
-            aspect_ratio=aspect_ratio,
-            ratio=ratio,
-            resolution=resolution,
-            seed=seed,
-            image=image,
-            tail_image=tail_image,
-            camera=camera,
-            camera_strength=camera_strength,
-            function_mode=function_mode,
-            watermark=watermark,
-            aigc_meta=aigc_meta,
-            return_url=return_url,
-            response_format=response_format,
-            callback_url=callback_url,
-            extra_body=extra_body,
-        )
-        result: VideoResult = await wait_for_result(
-            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
-        )
+        # One generation slot of the rate limiter from submit until the result.
+        async with self._client._limiter.slot():
+            handle = await self.submit(
+                prompt,
+                model=model,
+                mode=mode,
+                duration=duration,
+                fps=fps,
+                frames=frames,
+                aspect_ratio=aspect_ratio,
+                ratio=ratio,
+                resolution=resolution,
+                seed=seed,
+                image=image,
+                tail_image=tail_image,
+                reference_images=reference_images,
+                camera=camera,
+                camera_fixed=camera_fixed,
+                generate_audio=generate_audio,
+                camera_strength=camera_strength,
+                function_mode=function_mode,
+                watermark=watermark,
+                aigc_meta=aigc_meta,
+                return_url=return_url,
+                response_format=response_format,
+                callback_url=callback_url,
+                ms_token=ms_token,
+                a_bogus=a_bogus,
+                extra_body=extra_body,
+            )
+            result: VideoResult = await wait_for_result(
+                self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
+            )
         return result
 
     async def submit(
@@ -107,7 +125,10 @@ class Videos:
         seed: int | None = None,
         image: ImageInputLike | ImageInput | None = None,
         tail_image: ImageInputLike | ImageInput | None = None,
+        reference_images: Sequence[ImageInputLike | ImageInput] | ImageInputLike | None = None,
         camera: str | None = None,
+        camera_fixed: bool | None = None,
+        generate_audio: bool | None = None,
         camera_strength: str | None = None,
         function_mode: str | None = None,
         watermark: Watermark | bool | None = None,
@@ -115,6 +136,8 @@ class Videos:
         return_url: bool | None = None,
         response_format: Literal["url", "b64_json"] | None = None,
         callback_url: str | None = None,
+        ms_token: str | None = None,
+        a_bogus: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
     ) -> TaskHandle[VideoResult]:
         """Submit and return at once with a :class:`~jimeng.TaskHandle`."""
@@ -134,7 +157,10 @@ class Videos:
             seed=seed,
             image=image,
             tail_image=tail_image,
+            reference_images=reference_images,
             camera=camera,
+            camera_fixed=camera_fixed,
+            generate_audio=generate_audio,
             camera_strength=camera_strength,
             function_mode=function_mode,
             watermark=watermark,
@@ -142,16 +168,26 @@ class Videos:
             return_url=return_url,
             response_format=response_format,
             callback_url=callback_url,
+            ms_token=ms_token,
+            a_bogus=a_bogus,
             extra=extra_body,
         )
         return await self.submit_request(request)
 
     async def submit_request(self, request: VideoRequest) -> TaskHandle[VideoResult]:
         """Submit a prebuilt :class:`~jimeng.VideoRequest`."""
+        references = None
+        if request.reference_images:
+            loaded = [
+                await load_input(image, f"reference_images[{index}]")
+                for index, image in enumerate(request.reference_images)
+            ]
+            references = tuple(image for image in loaded if image is not None)
         request = attrs.evolve(
             request,
             image=await load_input(request.image, "image"),
             tail_image=await load_input(request.tail_image, "tail_image"),
+            reference_images=references,
         )
         backend = self._client.backend
         backend.validate_video(request)

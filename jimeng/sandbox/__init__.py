@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from jimeng._http import Flow
+from jimeng._polling import PollPolicy
 from jimeng.backends._base import AccountBalance, Backend, Runtime, SessionStatus
 from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import ConfigurationError, JimengError
-from jimeng.models import ImageRequest, Task, VideoRequest
+from jimeng.models import ImageRequest, Task, TaskKind, VideoRequest
 from jimeng.models._checks import (
     check_argument,
     instance,
@@ -24,6 +25,8 @@ from jimeng.models._checks import (
     secret_list,
     text,
 )
+from jimeng.sandbox._ark import ARK_PREFIX, SANDBOX_ARK_KEY, ArkProtocol
+from jimeng.sandbox._clock import VirtualClock
 from jimeng.sandbox._dreamina import SANDBOX_TOKENS, DreaminaProtocol
 from jimeng.sandbox._dreamina import base_urls as dreamina_base_urls
 from jimeng.sandbox._gateway import (
@@ -47,11 +50,13 @@ from jimeng.sandbox._volcengine import (
 )
 
 __all__ = [
+    "ARK_PREFIX",
     "BLOCK_INPUT",
     "BLOCK_OUTPUT",
     "FAIL_TASK",
     "SANDBOX_ACCESS_KEY",
     "SANDBOX_API_KEY",
+    "SANDBOX_ARK_KEY",
     "SANDBOX_GATEWAY_TOKEN",
     "SANDBOX_RELAY_KEY",
     "SANDBOX_SECRET_KEY",
@@ -59,17 +64,25 @@ __all__ = [
     "Sandbox",
     "SandboxServer",
     "Stages",
+    "VirtualClock",
     "banner",
     "build_server",
     "dreamina_base_urls",
 ]
 
 Protocol = Literal[
-    "volcengine", "volcengine-relay", "dreamina", "gateway", "gateway-sync", "gateway-openai"
+    "volcengine",
+    "volcengine-relay",
+    "ark",
+    "dreamina",
+    "gateway",
+    "gateway-sync",
+    "gateway-openai",
 ]
 PROTOCOLS: tuple[str, ...] = (
     "volcengine",
     "volcengine-relay",
+    "ark",
     "dreamina",
     "gateway",
     "gateway-sync",
@@ -89,6 +102,7 @@ def banner(url: str) -> list[str]:
         f"  Volcengine: endpoint {url}, access key {SANDBOX_ACCESS_KEY}, "
         f"secret key {SANDBOX_SECRET_KEY}",
         f"  Volcengine-format relay: {url}{RELAY_PATH}, api key {SANDBOX_RELAY_KEY}",
+        f"  Ark: base_url {url}{ARK_PREFIX}, api key {SANDBOX_ARK_KEY}",
         f"  Dreamina: any session ids, base_urls={dreamina_base_urls(url)!r}",
         f"  Gateway (task mode): {url}{GATEWAY_PREFIX}, token {SANDBOX_GATEWAY_TOKEN}",
         f"  Gateway (sync only): {url}{SYNC_GATEWAY_PREFIX}, same token",
@@ -101,6 +115,7 @@ def build_server(**options: Any) -> SandboxServer:
     server = SandboxServer(**options)
     server.mount(VolcengineProtocol())
     server.mount(VolcengineProtocol(relay=True))
+    server.mount(ArkProtocol())
     server.mount(DreaminaProtocol())
     for protocol in gateway_mounts():
         server.mount(protocol)
@@ -113,6 +128,10 @@ class Sandbox(Backend):
     ``protocol`` picks which real backend is exercised (its translator runs unchanged against the
     emulator). ``stages`` sets how tasks move (delays and polls per stage); ``url`` connects to a
     sandbox already serving elsewhere (``python -m jimeng.sandbox``) instead of starting one.
+
+    ``max_rps`` and ``max_concurrent_tasks`` cap the emulated account like the real service
+    (refusals answered 429 with 50429 / 50430 on the Volcengine protocols); ``seed`` fixes the
+    random source (ids, drawn generation times).
 
     ``"gateway"`` is a jimeng-api with the async-task mode, ``"gateway-sync"`` one without it,
     ``"gateway-openai"`` an OpenAI-compatible relay; ``options`` go to the
@@ -131,6 +150,9 @@ class Sandbox(Backend):
         server: SandboxServer | None = None,
         tokens: str | Sequence[str] | None = None,
         options: Mapping[str, Any] | None = None,
+        max_rps: float | None = None,
+        max_concurrent_tasks: int | None = None,
+        seed: int | None = None,
     ):
         check_argument("protocol", protocol, required(text()))
         check_argument("stages", stages, instance(Stages, "a Stages"))
@@ -150,7 +172,13 @@ class Sandbox(Backend):
         self._owns_server = server is None and url is None
         self._server = server
         if self._owns_server:
-            self._server = build_server(stages=stages, time_factor=time_factor)
+            self._server = build_server(
+                stages=stages,
+                time_factor=time_factor,
+                max_rps=max_rps,
+                max_concurrent_tasks=max_concurrent_tasks,
+                seed=seed,
+            )
         # The port is bound here, so the inner backend names the real URL from the start: a
         # request built before the server runs (a first call without ``async with``) is right.
         base = url
@@ -182,6 +210,10 @@ class Sandbox(Backend):
             from jimeng.backends.dreamina import Dreamina
 
             return Dreamina(self._tokens or SANDBOX_TOKENS, base_urls=dreamina_base_urls(base))
+        if self.protocol == "ark":
+            from jimeng.backends.ark import Ark
+
+            return Ark(SANDBOX_ARK_KEY, base_url=base.rstrip("/") + ARK_PREFIX, **self._options)
         if self.protocol in _GATEWAY_PREFIXES:
             from jimeng.backends.gateway import Gateway
 
@@ -255,5 +287,11 @@ class Sandbox(Backend):
     def capabilities(self) -> Capabilities:
         return self._inner.capabilities()
 
+    def poll_policy(self, kind: TaskKind) -> PollPolicy | None:
+        return self._inner.poll_policy(kind)
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "protocol": self.protocol, "url": self.url}
+
+    def limit_key(self) -> str:
+        return f"{self.name}:{self.protocol}"

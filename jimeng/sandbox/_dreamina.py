@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import secrets
 import time
 import zlib
@@ -79,6 +80,7 @@ RET_TRIGGERS: Mapping[str, tuple[str, str]] = {
     "sandbox:risk": ("4013", "生成失败，疑似存在异常行为"),
     "sandbox:shark": ("1019", "shark not pass"),
     "sandbox:entitlement": ("5001", "credit prededuct failed"),
+    "sandbox:region": ("3000", "region not allow"),
     "sandbox:video-failed": ("5002", "video generation failed"),
 }
 #: Prompt markers → the ``fail_code`` of a record that fails (status 30).
@@ -134,6 +136,8 @@ class SandboxSession:
     #: ``ret`` that credit_receive answers (``"-4"`` shark check, ``"34010100"`` param error).
     claim_error: str | None = None
     claimed: bool = False
+    #: Video benefit types this account lacks: offering one answers ``5001`` (§14).
+    refused_benefits: set[str] = attrs.field(factory=set)
 
     @property
     def total(self) -> int:
@@ -195,6 +199,8 @@ class DreaminaProtocol:
         self.sessions: dict[str, SandboxSession] = {}
         #: Every submit_id seen, in order (a resubmission must never reuse one).
         self.submit_ids: list[str] = []
+        #: Every generate call as received: its query and JSON body, in order.
+        self.generated: list[dict[str, Any]] = []
         #: Requests answered, per real host (to check which region's host was used).
         self.hosts: dict[str, int] = {}
         #: ``Device-Time`` of each web request, per action label, in arrival order.
@@ -294,6 +300,7 @@ class DreaminaProtocol:
         "/mweb/v1/algo_proxy": "upload",
         "/commerce/v1/benefits/user_credit": "credits",
         "/commerce/v1/benefits/credit_receive": "credits",
+        "/passport/account/info/v2": "check",
     }
 
     async def _web(
@@ -305,6 +312,9 @@ class DreaminaProtocol:
         regions = (_COMMERCE_HOSTS if commerce else _MAIN_HOSTS).get(host)
         if label is None or request.method != "POST" or not regions:
             return web.Response(status=404, text="not found")
+        if label == "check" and any(r.code in ("hk", "jp", "sg") for r in regions):
+            # §7.4 / §17: the HK/JP/SG host has no passport endpoint.
+            return web.Response(status=404, text="not found")
         self.server.requests[label] += 1
         device_time = request.headers.get("Device-Time", "")
         if device_time.isdigit():
@@ -315,6 +325,8 @@ class DreaminaProtocol:
         try:
             region = self._region(request, regions)
             session = self._authenticate(request, region, host, path)
+            if path == "/passport/account/info/v2" and body:
+                raise _Reject("4002", "param error: account info takes no body")
             try:
                 payload = json.loads(body.decode("utf-8")) if body else {}
             except (UnicodeDecodeError, ValueError):
@@ -329,6 +341,7 @@ class DreaminaProtocol:
                 "/mweb/v1/algo_proxy": self._algo_proxy,
                 "/commerce/v1/benefits/user_credit": self._user_credit,
                 "/commerce/v1/benefits/credit_receive": self._credit_receive,
+                "/passport/account/info/v2": self._account_info,
             }[path]
             return handler(request, region, session, payload)
         except _Reject as reject:
@@ -409,6 +422,7 @@ class DreaminaProtocol:
         if (payload.get("http_common_info") or {}).get("aid") != region.aid:
             raise _Reject("4002", "param error: http_common_info.aid")
         self.submit_ids.append(submit_id)
+        self.generated.append({"query": dict(request.query), "body": payload})
         try:
             draft = json.loads(payload["draft_content"])
             json.loads(payload["metrics_extra"])
@@ -418,6 +432,7 @@ class DreaminaProtocol:
             raise _Reject("4002", "param error: draft_content") from None
         if kind in ("generate", "blend"):
             record = self._image_record(region, session, root, component, kind == "blend")
+            record.extra["count"] = _image_count(payload, record.prompt)
         elif kind == "gen_video":
             record = self._video_record(request, region, session, root, payload, component)
         else:
@@ -542,10 +557,18 @@ class DreaminaProtocol:
             raise _Reject("4002", "param error: model_req_key")
         if region.code not in model.regions:
             raise _Reject("4002", f"param error: {model.name} is not offered on this site")
-        benefit = ((payload.get("extend") or {}).get("m_video_commerce_info") or {}).get(
-            "benefit_type"
-        )
-        if benefit != model.benefit_type:
+        extend = payload.get("extend") or {}
+        benefit = (extend.get("m_video_commerce_info") or {}).get("benefit_type")
+        listed = [
+            item.get("benefit_type") for item in extend.get("m_video_commerce_info_list") or []
+        ]
+        duration_ms = gen_input.get("duration_ms")
+        seconds_asked = duration_ms // 1000 if isinstance(duration_ms, int) else 0
+        if (
+            benefit not in model.benefit_types(seconds_asked)
+            or listed != [benefit]
+            or benefit in session.refused_benefits
+        ):
             raise _Reject("5001", "credit prededuct failed")
         if model.browser_check and "a_bogus" not in request.query:
             # §6.2 / §9: Seedance on CN needs the browser's a_bogus token.
@@ -564,11 +587,14 @@ class DreaminaProtocol:
         prompt = gen_input.get("prompt")
         if not isinstance(prompt, str):
             raise _Reject("4002", "param error: prompt")
+        frame: _Stored | None = None
+        draft = json.loads(payload["draft_content"])
+        if "AIGC_Video_UnifiedEdit" in (draft.get("min_features") or []):
+            prompt, frame = self._omni_inputs(request, region, model, draft, gen_input)
         first = gen_input.get("first_frame_image")
         last = gen_input.get("end_frame_image")
         if last is not None and first is None:
             raise _Reject("4002", "param error: end frame without a first frame")
-        frame: _Stored | None = None
         for image in (first, last):
             if image is not None:
                 stored = self.store.get(str(image.get("image_uri")))
@@ -589,6 +615,47 @@ class DreaminaProtocol:
             width, height = width * 3 // 2, height * 3 // 2
         record.extra.update(width=width - width % 2, height=height - height % 2, seconds=seconds)
         return record
+
+    def _omni_inputs(
+        self,
+        request: web.Request,
+        region: Region,
+        model: VideoModel,
+        draft: Mapping[str, Any],
+        gen_input: Mapping[str, Any],
+    ) -> tuple[str, _Stored]:
+        """§11: an omni draft — the prompt rebuilt from ``meta_list``, the first material."""
+        if not model.omni or region.code != "cn":
+            raise _Reject("4002", "param error: omni reference needs Seedance 2.0 on CN")
+        if draft.get("version") != "3.3.9" or request.query.get("da_version") != "3.3.9":
+            raise _Reject("4002", "param error: omni drafts are version 3.3.9")
+        if gen_input.get("prompt") != "" or "first_frame_image" in gen_input:
+            raise _Reject("4002", "param error: omni input carries prompt or frames")
+        unified = gen_input.get("unified_edit_input") or {}
+        materials = unified.get("material_list") or []
+        if not 1 <= len(materials) <= 12:
+            raise _Reject("4002", "param error: material_list")
+        stored_materials = []
+        for material in materials:
+            info = material.get("image_info") or {}
+            stored = self.store.get(str(info.get("image_uri")))
+            if material.get("material_type") != "image" or stored is None:
+                raise _Reject("4002", "param error: unknown material")
+            if stored.region != region.code or info.get("uri") != info.get("image_uri"):
+                raise _Reject("4002", "param error: material uri")
+            stored_materials.append(stored)
+        text = []
+        for meta in unified.get("meta_list") or []:
+            if meta.get("meta_type") == "text":
+                text.append(str(meta.get("text", "")))
+            else:
+                index = (meta.get("material_ref") or {}).get("material_idx")
+                if not isinstance(index, int) or not 0 <= index < len(materials):
+                    raise _Reject("4002", "param error: material_ref")
+                text.append(f"@image_file_{index + 1}")
+        if not text:
+            raise _Reject("4002", "param error: meta_list")
+        return "".join(text), stored_materials[0]
 
     # -- polling -------------------------------------------------------------------------------
 
@@ -658,7 +725,7 @@ class DreaminaProtocol:
         assert self.server is not None
         width, height = record.extra["width"], record.extra["height"]
         items = []
-        for index in range(1, 5):  # §3.5: four images per record
+        for index in range(1, record.extra.get("count", 4) + 1):  # §3.5, §12
             name = f"dreamina/{record.id}/{index}.png"
             prompt = record.prompt if index == 1 else f"{record.prompt} #{index}"
             url = self.server.add_media(
@@ -921,9 +988,37 @@ class DreaminaProtocol:
         session.gift += quota
         return self._ok({"receive_quota": quota, "cur_total_credits": session.total})
 
+    def _account_info(
+        self,
+        request: web.Request,
+        region: Region,
+        session: SandboxSession,
+        payload: dict[str, Any],
+    ) -> web.Response:
+        # §17: a passport answer has no ``ret``; logged-out sessions were refused (1015) above.
+        if request.query.get("account_sdk_source") != "web":
+            raise _Reject("4002", "param error: account_sdk_source")
+        user_id = int(hashlib.sha256(session.sid.encode()).hexdigest()[:12], 16)
+        return web.json_response(
+            {"message": "success", "data": {"user_id": user_id, "screen_name": "sandbox"}}
+        )
+
 
 def _image_model(internal: Any) -> ImageModel | None:
     return next((m for m in IMAGE_MODELS.values() if m.internal == internal), None)
+
+
+def _image_count(payload: Mapping[str, Any], prompt: str) -> int:
+    """§3.5: four images; the multi-image scene (§12) makes the prompt's ``N张`` (else 4)."""
+    try:
+        metrics = json.loads(payload["metrics_extra"])
+        scene = json.loads(metrics["sceneOptions"])[0]["scene"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return 4
+    if scene != "ImageMultiGenerate":
+        return 4
+    match = re.search(r"(\d+)张", prompt)
+    return max(1, min(int(match.group(1)), 10)) if match else 4
 
 
 def _video_model(internal: Any) -> VideoModel | None:

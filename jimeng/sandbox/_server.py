@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import random
 import socket
 import time
@@ -52,12 +53,32 @@ class Stages:
 
     A stage ends when *both* its delay (seconds, scaled by the server's ``time_factor``) and its
     number of polls have passed. All zero: the first poll sees the task finished.
+
+    ``distribution`` draws each task's generation time around ``generate_delay``: ``"fixed"``
+    (exactly it), ``"uniform"`` (within ± ``spread`` × it) or ``"lognormal"`` (median
+    ``generate_delay``, log-space standard deviation ``spread``), from the server's seeded
+    random source.
     """
 
-    queue_delay: float = 0.0
-    generate_delay: float = 0.0
+    queue_delay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+    generate_delay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
     queue_polls: int = 0
     generate_polls: int = 0
+    distribution: Literal["fixed", "uniform", "lognormal"] = attrs.field(
+        default="fixed", validator=attrs.validators.in_(("fixed", "uniform", "lognormal"))
+    )
+    spread: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+
+    def draw(self, rng: random.Random) -> Stages:
+        """These stages with the generation time drawn for one task."""
+        if self.distribution == "fixed" or self.generate_delay == 0:
+            return self
+        if self.distribution == "uniform":
+            low = max(0.0, self.generate_delay * (1 - self.spread))
+            delay = rng.uniform(low, self.generate_delay * (1 + self.spread))
+        else:
+            delay = self.generate_delay * math.exp(rng.gauss(0.0, self.spread))
+        return attrs.evolve(self, generate_delay=delay, distribution="fixed", spread=0.0)
 
 
 @attrs.define(kw_only=True)
@@ -76,6 +97,13 @@ class SandboxTask:
     outcome: str = "succeeded"  # or "failed:<code>:<message>"
     media: list[str] = attrs.field(factory=list)
     extra: dict[str, Any] = attrs.field(factory=dict)
+
+    def busy(self, now: float, time_factor: float) -> bool:
+        """Whether the task still occupies a generation slot (by time: polls do not matter)."""
+        if self.cancelled:
+            return False
+        elapsed = (now - self.created) / time_factor if time_factor > 0 else float("inf")
+        return elapsed < self.stages.queue_delay + self.stages.generate_delay
 
     def stage(self, now: float, time_factor: float) -> str:
         """``queued``, ``running``, ``done`` or ``cancelled`` for the current poll count."""
@@ -111,13 +139,31 @@ class SandboxServer:
         time_factor: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
+        max_rps: float | None = None,
+        max_concurrent_tasks: int | None = None,
     ):
+        if max_rps is not None and not max_rps > 0:
+            raise ValueError(f"max_rps must be positive, got {max_rps!r}")
+        if max_concurrent_tasks is not None and max_concurrent_tasks < 1:
+            raise ValueError(
+                f"max_concurrent_tasks must be at least 1, got {max_concurrent_tasks!r}"
+            )
         self.host = host
         self.port = port
         self.stages = stages or Stages()
         self.time_factor = time_factor
         self.clock = clock
         self.random = random.Random(seed)
+        #: Account limits as the real service enforces them (protocols/volcengine.md §5):
+        #: API requests per second (a token bucket holding a tenth of a second's burst) and
+        #: unfinished tasks at once. ``None``: unlimited.
+        self.max_rps = max_rps
+        self.max_concurrent_tasks = max_concurrent_tasks
+        self._tokens = 0.0
+        self._refilled: float | None = None
+        self._unfinished: set[str] = set()
+        #: Requests refused per limit (``"rate"``, ``"concurrency"``).
+        self.refused: Counter[str] = Counter()
         self.tasks: dict[str, SandboxTask] = {}
         self.media: dict[str, MediaItem] = {}
         self.faults: list[Fault] = []
@@ -227,8 +273,43 @@ class SandboxServer:
         return str(7_390_000_000_000_000_000 + serial * 7919 + self.random.randrange(7919))
 
     def add_task(self, task: SandboxTask) -> SandboxTask:
+        task.stages = task.stages.draw(self.random)
         self.tasks[task.id] = task
+        self._unfinished.add(task.id)
         return task
+
+    def take_request_token(self) -> bool:
+        """Count one API request against ``max_rps``; False when it must be refused."""
+        if self.max_rps is None:
+            return True
+        now = self.now()
+        burst = max(1.0, self.max_rps / 10)
+        if self._refilled is None:
+            self._tokens = burst
+        else:
+            self._tokens = min(burst, self._tokens + (now - self._refilled) * self.max_rps)
+        self._refilled = now
+        if self._tokens < 1.0:
+            self.refused["rate"] += 1
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def has_task_room(self) -> bool:
+        """Whether a new task fits under ``max_concurrent_tasks`` (unfinished tasks count,
+        whether or not anyone polls them)."""
+        if self.max_concurrent_tasks is None:
+            return True
+        now = self.now()
+        self._unfinished = {
+            task_id
+            for task_id in self._unfinished
+            if self.tasks[task_id].busy(now, self.time_factor)
+        }
+        if len(self._unfinished) >= self.max_concurrent_tasks:
+            self.refused["concurrency"] += 1
+            return False
+        return True
 
     def add_media(self, name: str, content_type: str, render: Callable[[], bytes]) -> str:
         """Register a file served at ``/media/<name>`` (rendered lazily) and return its URL."""

@@ -218,6 +218,10 @@ class VolcengineProtocol:
         if self.relay and action == _CANCEL:
             # gateway.md §10 documents submit and query only.
             return self._relay_error(404, "unsupported_action", f"{action} is not supported")
+        if not server.take_request_token():
+            return self._business(50429, status=429)
+        if label == "submit" and not server.has_task_room():
+            return self._business(50430, status=429)
         fault = server.take_fault(label)
         if fault is not None:
             injected = await self._apply(request, fault)

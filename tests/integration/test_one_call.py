@@ -20,12 +20,13 @@ from jimeng.sandbox._media import mp4_info, png_size
 IMAGE_PROTOCOLS = (
     "volcengine",
     "volcengine-relay",
+    "ark",
     "dreamina",
     "gateway",
     "gateway-sync",
     "gateway-openai",
 )
-VIDEO_PROTOCOLS = ("volcengine", "dreamina", "gateway", "gateway-sync")
+VIDEO_PROTOCOLS = ("volcengine", "ark", "dreamina", "gateway", "gateway-sync")
 
 
 async def _no_sleep(seconds: float) -> None:
@@ -50,7 +51,12 @@ def _protocol(client: jimeng.Client) -> str:
 CALLS: list[tuple[dict[str, Any], dict[str, tuple[int, int]]]] = [
     (
         {"ratio": "16:9", "resolution": "2k"},
-        {"volcengine": (2560, 1440), "web": (2560, 1440), "relay": (2560, 1440)},
+        {
+            "volcengine": (2560, 1440),
+            "web": (2560, 1440),
+            "relay": (2560, 1440),
+            "ark": (2560, 1440),
+        },
     ),
     (
         {"width": 1024, "height": 768},
@@ -61,19 +67,30 @@ CALLS: list[tuple[dict[str, Any], dict[str, tuple[int, int]]]] = [
             "web": (1024, 768),
             "gateway": (2304, 1728),
             "relay": (1024, 768),
+            "ark": (1109, 832),  # Seedream 4.0 takes at least 1280x720 pixels
         },
     ),
     (
         {"size": "1920x1080"},
-        {"volcengine": (1920, 1080), "web": (2560, 1440), "relay": (1920, 1080)},
+        {
+            "volcengine": (1920, 1080),
+            "web": (2560, 1440),
+            "relay": (1920, 1080),
+            "ark": (1920, 1080),
+        },
     ),
     (
         {"size": "1K"},
-        {"web": (1024, 1024), "relay": (1024, 1024)},
+        {"web": (1024, 1024), "relay": (1024, 1024), "ark": (1024, 1024)},
     ),
     (
         {"ratio": "3:4"},
-        {"volcengine": (1728, 2304), "web": (1728, 2304), "relay": (1728, 2304)},
+        {
+            "volcengine": (1728, 2304),
+            "web": (1728, 2304),
+            "relay": (1728, 2304),
+            "ark": (1728, 2304),
+        },
     ),
 ]
 
@@ -83,6 +100,8 @@ def _family(protocol: str) -> list[str]:
         return ["volcengine"]
     if protocol == "gateway-openai":
         return ["relay"]
+    if protocol == "ark":
+        return ["ark"]
     if protocol.startswith("gateway"):
         return ["gateway", "web"]
     return ["web"]
@@ -125,6 +144,10 @@ async def test_notes_name_the_approximation(any_client: jimeng.Client) -> None:
             "width 1024x768 scaled to 1183x887: Volcengine 4.x takes an area from 1024x1024 to "
             "4096x4096",
         )
+    elif protocol == "ark":
+        assert result.notes == (
+            "width 1024x768 scaled to 1109x832: seedream-4.0 takes 921600 to 16777216 pixels",
+        )
     elif protocol in ("gateway", "gateway-sync"):
         assert result.notes == (
             "width 1024x768 approximated as 4:3 at 2k (2304x1728): the gateway takes ratio and "
@@ -166,6 +189,8 @@ def test_capabilities_come_from_the_validation_tables() -> None:
     for protocol in IMAGE_PROTOCOLS:
         capabilities = Sandbox(protocol).capabilities()
         for model in capabilities.image_models:
+            if model.sizes == "follows the input image":  # Ark's SeedEdit takes no size
+                continue
             assert "3:4" in model.ratios and "2k" in model.resolutions, (protocol, model.name)
     volcengine = Sandbox("volcengine").capabilities()
     assert volcengine.model("jimeng-4.0") is not None

@@ -8,6 +8,7 @@ credits) the session is marked exhausted and the request is submitted again, wit
 
 from __future__ import annotations
 
+import datetime
 import os
 import random
 import time
@@ -21,7 +22,7 @@ from jimeng import _logging
 from jimeng._download import sniff_extension
 from jimeng._http import Flow, Response
 from jimeng._polling import PollPolicy
-from jimeng.backends._base import AccountBalance, Backend
+from jimeng.backends._base import AccountBalance, Backend, SessionStatus
 from jimeng.backends._capabilities import Capabilities, ModelCapabilities
 from jimeng.backends._endpoint import check_endpoint
 from jimeng.backends.dreamina import _wire
@@ -49,6 +50,7 @@ from jimeng.errors import (
     ContentPolicyError,
     InsufficientCreditsError,
     JimengError,
+    SessionExpiredError,
     ValidationError,
 )
 from jimeng.models import (
@@ -73,8 +75,25 @@ from jimeng.models._checks import (
 __all__ = ["DEFAULT_VERSIONS", "ClientVersions", "Dreamina"]
 
 P = TypeVar("P", ImagePlan, VideoPlan)
-_FEATURES = ("async_submit", "credits", "claim")
+_SHANGHAI = datetime.timezone(datetime.timedelta(hours=8))
+#: §14: answers that mean "this benefit type is not yours" (DZ matches "prededuct" and 1000).
+_BENEFIT_REFUSALS = frozenset({"5001", "1000"})
+_FEATURES = ("async_submit", "credits", "claim", "check", "omni", "multi_image")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".webp", ".gif")
+
+
+#: §18: the peers' limits (IPT: 1800 s for images, 3600 s for videos; 900 polls each).
+WEB_POLL_DEADLINES: Mapping[TaskKind, float] = {TaskKind.IMAGE: 1800.0, TaskKind.VIDEO: 3600.0}
+
+
+def _web_poll_policy(kind: TaskKind) -> PollPolicy:
+    base = PollPolicy.for_kind(kind)
+    variable = (
+        "JIMENG_VIDEO_MAX_POLL_ATTEMPTS" if kind is TaskKind.VIDEO else "JIMENG_MAX_POLL_ATTEMPTS"
+    )
+    if os.environ.get(variable):
+        return base  # the caller set a limit: theirs wins
+    return attrs.evolve(base, max_attempts=900, deadline=WEB_POLL_DEADLINES[kind])
 
 
 def _notes(plan: ImagePlan | VideoPlan) -> tuple[str, ...]:
@@ -107,7 +126,9 @@ class Dreamina(Backend):
         base_urls: Mapping[str, str] | None = None,
         web_id: str | None = None,
         allow_http: bool = False,
+        auto_claim: bool = True,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         check_argument("tokens", tokens, secret_list())
         check_argument(
@@ -135,9 +156,16 @@ class Dreamina(Backend):
             user_id=user_id,
             router=Router(dict(base_urls or {})),
         )
-        #: Sessions that answered 1006, by fingerprint key; skipped until credits() or claim()
-        #: sees a positive balance again, or :meth:`reset_exhausted`.
-        self._exhausted: set[str] = set()
+        #: Sessions that answered 1006 (key → the Shanghai day it happened); skipped until
+        #: credits() or claim() sees a positive balance again, :meth:`reset_exhausted`, or (with
+        #: ``auto_claim``) the next day, when the daily claim may refill them.
+        self._exhausted: dict[str, datetime.date] = {}
+        #: Sessions that answered 1015 (logged out): key → why; skipped for good.
+        self._logged_out: dict[str, str] = {}
+        #: key → the Shanghai day its balance was last checked before a submit (§13).
+        self._balance_checked: dict[str, datetime.date] = {}
+        self.auto_claim = auto_claim
+        self._clock = clock
         self._current = 0
 
     def __repr__(self) -> str:
@@ -152,10 +180,12 @@ class Dreamina(Backend):
                     "region": s.region.code,
                     "proxy": s.proxy is not None,
                     "exhausted": s.key in self._exhausted,
+                    "logged_out": s.key in self._logged_out,
                 }
                 for s in self._sessions
             ],
             "app_version": self.versions.app_version,
+            "auto_claim": self.auto_claim,
         }
 
     @property
@@ -168,9 +198,20 @@ class Dreamina(Backend):
         """Fingerprints of the sessions marked out of credits."""
         return [s.fingerprint for s in self._sessions if s.key in self._exhausted]
 
+    @property
+    def logged_out(self) -> list[str]:
+        """Fingerprints of the sessions that answered ``ret 1015`` (not logged in)."""
+        return [s.fingerprint for s in self._sessions if s.key in self._logged_out]
+
     def reset_exhausted(self) -> None:
-        """Forget every "out of credits" mark (e.g. after the daily refill)."""
+        """Forget every "out of credits" and "logged out" mark (e.g. after the daily refill,
+        or after logging in again with the same session id)."""
         self._exhausted.clear()
+        self._logged_out.clear()
+
+    def _today(self) -> datetime.date:
+        # §13: the daily credits follow the site's day (the claim sends Asia/Shanghai).
+        return datetime.datetime.fromtimestamp(self._clock(), _SHANGHAI).date()
 
     # -- which sessions can serve a request ------------------------------------------------
 
@@ -282,8 +323,13 @@ class Dreamina(Backend):
         return (yield from self._submit(TaskKind.VIDEO, request.prompt, candidates))
 
     def _body(
-        self, plan: ImagePlan | VideoPlan, prompt: str, submit_id: str, uris: Sequence[str]
+        self,
+        plan: ImagePlan | VideoPlan,
+        prompt: str,
+        submit_id: str,
+        uploads: Sequence[_wire.UploadedImage],
     ) -> dict[str, Any]:
+        uris = [upload.uri for upload in uploads]
         ids = lambda: str(uuid.uuid4())  # noqa: E731
         now_ms = int(time.time() * 1000)  # draft metadata only; never used for waiting
         if isinstance(plan, ImagePlan):
@@ -314,6 +360,7 @@ class Dreamina(Backend):
             now_ms=now_ms,
             seed=plan.seed if plan.seed is not None else self._rng.randrange(2**32),
             versions=self.versions,
+            materials=uploads,
         )
 
     def _submit(
@@ -323,31 +370,46 @@ class Dreamina(Backend):
         candidates: Sequence[tuple[Session, ImagePlan | VideoPlan]],
     ) -> Flow[Task]:
         pool = [session.fingerprint for session, _ in candidates]
-        live = [(s, p) for s, p in candidates if s.key not in self._exhausted]
-        if not live:
-            raise self._exhausted_error(pool, None)
+        today = self._today()
+        if self.auto_claim:
+            # A new day: the daily claim may refill sessions that ran dry yesterday.
+            self._exhausted = {key: day for key, day in self._exhausted.items() if day == today}
+        why: dict[str, str] = {}
+        for session, _ in candidates:
+            if session.key in self._logged_out:
+                why[session.fingerprint] = self._logged_out[session.key]
+            elif session.key in self._exhausted:
+                why[session.fingerprint] = "out of credits (ret 1006) earlier today"
+        live = [(s, p) for s, p in candidates if s.fingerprint not in why]
         fetched: dict[str, bytes] = {}
-        last: InsufficientCreditsError | None = None
-        for session, plan in live:
-            if session.key in self._exhausted:  # marked meanwhile by a concurrent request
-                continue
-            inputs = plan.images if isinstance(plan, ImagePlan) else plan.frames
-            # Uploads belong to the account that made them, so each session uploads its own.
-            uris = (yield from self._upload(session, inputs, fetched)) if inputs else []
-            submit_id = str(uuid.uuid4())  # a NEW submit_id for every session tried (MCP)
-            body = self._body(plan, prompt, submit_id, uris)
+        last: APIError | None = None
+        for index, (session, plan) in enumerate(live):
+            if session.key in self._exhausted or session.key in self._logged_out:
+                continue  # marked meanwhile by a concurrent request
+            remaining = len(live) - index - 1
             try:
-                response = yield _wire.generate_call(self._context, session, body, kind=kind)
+                if self.auto_claim and self._balance_checked.get(session.key) != today:
+                    yield from self._claim_if_empty(session, today)
+                inputs = plan.images if isinstance(plan, ImagePlan) else plan.frames
+                # Uploads belong to the account that made them, so each session uploads its own.
+                uploads = (yield from self._upload(session, inputs, fetched)) if inputs else []
+                submit_id = str(uuid.uuid4())  # a NEW submit_id for every session tried (MCP)
+                body = self._body(plan, prompt, submit_id, uploads)
+                response = yield from self._generate(session, plan, body, kind)
             except InsufficientCreditsError as error:
                 last = error
-                if error.code == "1006":
-                    self._mark_exhausted(session)
-                _logging.logger.warning(
-                    "dreamina: session %s refused the request for credits (ret %s); %s",
-                    session.fingerprint,
-                    error.code,
-                    "trying the next session" if len(live) > 1 else "no other session",
-                )
+                if error.code in ("1006", None):
+                    self._mark_exhausted(session, today)
+                why[session.fingerprint] = f"out of credits (ret {error.code or '1006'})"
+                self._log_skip(session, why[session.fingerprint], remaining)
+                continue
+            except SessionExpiredError as error:
+                if error.code != "1015":
+                    raise
+                last = error
+                self._logged_out[session.key] = "not logged in (ret 1015)"
+                why[session.fingerprint] = self._logged_out[session.key]
+                self._log_skip(session, why[session.fingerprint], remaining)
                 continue
             history_id = _wire.parse_submit(response)
             self._current = self._sessions.index(session)
@@ -363,42 +425,117 @@ class Dreamina(Backend):
                 context={"session": session.key, "submit_id": submit_id},
                 notes=_notes(plan),
             )
-        raise self._exhausted_error(pool, last)
+        raise self._unusable_error(pool, why, last)
 
-    def _mark_exhausted(self, session: Session) -> None:
-        self._exhausted.add(session.key)
+    def _log_skip(self, session: Session, reason: str, remaining: int) -> None:
+        _logging.logger.warning(
+            "dreamina: session %s cannot serve the request: %s; %s",
+            session.fingerprint,
+            reason,
+            "trying the next session" if remaining else "no other session",
+        )
+
+    def _claim_if_empty(self, session: Session, today: datetime.date) -> Flow[None]:
+        """§13: read the balance once a day before submitting; at 0, claim the daily credits
+        first (as IPT and the MCP server do), so a session that has not claimed today is not
+        taken for an exhausted one."""
+        gift, purchase, vip = _wire.parse_credit((yield _wire.credit_call(self._context, session)))
+        self._balance_checked[session.key] = today
+        if gift + purchase + vip > 0:
+            return
+        try:
+            received = _wire.parse_receive(
+                (yield _wire.credit_receive_call(self._context, session))
+            )
+        except SessionExpiredError:
+            raise
+        except APIError as error:
+            _logging.logger.warning(
+                "dreamina: session %s has 0 credits and its daily claim failed (ret %s)",
+                session.fingerprint,
+                error.code,
+            )
+            raise InsufficientCreditsError(
+                f"session {session.fingerprint} has 0 credits and its daily claim failed "
+                f"(ret {error.code})",
+                sessions=[session.fingerprint],
+                code="1006",
+                backend=self.name,
+            ) from error
+        _logging.logger.info(
+            "dreamina: session %s had 0 credits; claimed the daily credits (+%d)",
+            session.fingerprint,
+            received,
+        )
+
+    def _generate(
+        self, session: Session, plan: ImagePlan | VideoPlan, body: dict[str, Any], kind: TaskKind
+    ) -> Flow[Response]:
+        """The generate call; a video whose benefit type the account lacks (ret 5001, or the
+        generic 1000) is offered the next one of §14, same submit_id and payload."""
+        benefits = plan.benefit_types if isinstance(plan, VideoPlan) else ()
+        query = plan.browser_tokens if isinstance(plan, VideoPlan) else {}
+        for index, benefit in enumerate(benefits or (None,)):
+            if benefit is not None:
+                _wire.set_benefit_type(body, benefit)
+            try:
+                response: Response = yield _wire.generate_call(
+                    self._context, session, body, kind=kind, query=query
+                )
+            except APIError as error:
+                if error.code not in _BENEFIT_REFUSALS or index + 1 >= len(benefits):
+                    raise
+                _logging.logger.info(
+                    "dreamina: benefit type %s refused (ret %s); trying %s",
+                    benefit,
+                    error.code,
+                    benefits[index + 1],
+                )
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _mark_exhausted(self, session: Session, today: datetime.date) -> None:
+        self._exhausted[session.key] = today
         if self._sessions[self._current % len(self._sessions)] is session:
             self._current = (self._current + 1) % len(self._sessions)
 
-    def _exhausted_error(
-        self, pool: Sequence[str], last: InsufficientCreditsError | None
-    ) -> InsufficientCreditsError:
-        names = ", ".join(pool)
-        message = (
-            f"no Dreamina session can pay for this request ({names}: out of credits, or too "
-            "few for this one). Claim the daily credits (await client.account.claim()), add "
-            "sessions, or wait for the daily refill"
-        )
+    def _unusable_error(
+        self, pool: Sequence[str], why: Mapping[str, str], last: APIError | None
+    ) -> APIError:
+        reasons = "; ".join(f"{name}: {why.get(name, 'not tried')}" for name in pool)
+        logged_out = all("1015" in reason for reason in why.values()) and bool(why)
+        common: dict[str, Any] = {
+            "status_code": last.status_code if last else None,
+            "request_id": last.request_id if last else None,
+            "backend": self.name,
+        }
+        if logged_out:
+            return SessionExpiredError(
+                f"no Dreamina session is logged in ({reasons}); log in again and copy a fresh "
+                "sessionid",
+                code="1015",
+                **common,
+            )
         return InsufficientCreditsError(
-            message,
-            sessions=pool,
-            code=last.code if last else "1006",
-            status_code=last.status_code if last else None,
-            request_id=last.request_id if last else None,
-            backend=self.name,
+            f"no Dreamina session can pay for this request ({reasons}). Claim the daily "
+            "credits (await client.account.claim()), add sessions, or wait for the daily refill",
+            sessions=[name for name in pool if "1015" not in why.get(name, "")],
+            code=last.code if isinstance(last, InsufficientCreditsError) else "1006",
+            **common,
         )
 
     # -- uploads (§4) ----------------------------------------------------------------------------
 
     def _upload(
         self, session: Session, inputs: Sequence[ImageInput], fetched: dict[str, bytes]
-    ) -> Flow[list[str]]:
-        """Upload every input through ImageX; returns their URIs, in order."""
+    ) -> Flow[list[_wire.UploadedImage]]:
+        """Upload every input through ImageX; returns them (URI, size, format), in order."""
         context = self._context
         grant = _wire.parse_upload_token(
             (yield _wire.upload_token_call(context, session)), session.region
         )
-        uris: list[str] = []
+        uploads: list[_wire.UploadedImage] = []
         for image in inputs:
             data = image.data
             if data is None and image.url is not None:
@@ -424,8 +561,8 @@ class Dreamina(Backend):
                     raise
                 except APIError as error:
                     _logging.logger.info("dreamina: image check skipped: %s", error)
-            uris.append(uploaded.uri)
-        return uris
+            uploads.append(uploaded)
+        return uploads
 
     # -- tasks -------------------------------------------------------------------------------------
 
@@ -493,6 +630,30 @@ class Dreamina(Backend):
             task_ref=task.ref,
         )
 
+    # -- sessions (§17) ---------------------------------------------------------------------------
+
+    def check_sessions(self) -> Flow[Sequence[SessionStatus]]:
+        """§17: ask each session's site who is logged in (``passport/account/info/v2``)."""
+        statuses: list[SessionStatus] = []
+        for session in self._sessions:
+            response = yield _wire.account_info_call(self._context, session)
+            live, note = _wire.parse_account_info(response)
+            if live is False and "1015" in (note or ""):
+                self._logged_out[session.key] = "not logged in (ret 1015)"
+            elif live:
+                self._logged_out.pop(session.key, None)
+            statuses.append(
+                SessionStatus(
+                    session=session.fingerprint, live=live, region=session.region.code, note=note
+                )
+            )
+        return statuses
+
+    def poll_policy(self, kind: TaskKind) -> PollPolicy:
+        """§18: the peers wait 30 minutes for images and an hour for videos before they give
+        up, so a slow queue is not reported as a failure. The environment still overrides."""
+        return _web_poll_policy(kind)
+
     # -- credits (§7) ----------------------------------------------------------------------------
 
     def _balance(self, session: Session, response: Response) -> AccountBalance:
@@ -505,7 +666,7 @@ class Dreamina(Backend):
             region=session.region.code,
         )
         if balance.total > 0:
-            self._exhausted.discard(session.key)
+            self._exhausted.pop(session.key, None)
         return balance
 
     def credits(self) -> Flow[Sequence[AccountBalance]]:

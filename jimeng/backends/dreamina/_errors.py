@@ -69,6 +69,16 @@ RET_CODES: Mapping[str, tuple[type[APIError], str]] = {
         "(see the 'Dreamina sessions' docs)",
     ),
     "4001": (ContentPolicyError, "content violation: the prompt or an input was refused"),
+    # §19: "region not allow" comes from the server; most often the egress IP's country does
+    # not match the session's site (a CN IP with a us-/hk- session, or a proxy elsewhere).
+    "3000": (
+        PermissionDeniedError,
+        "region not allowed for session {session} ({region}): the network you reach upstream "
+        "from does not match the session's site (check proxies and the region prefix), or the "
+        "model is restricted there for now",
+    ),
+    # §19: a generic parameter error; for Seedance 2.0 it usually means the benefit type (§14).
+    "1000": (InvalidRequestError, "invalid parameter"),
     "4002": (InvalidRequestError, "parameter error"),
     "4010": (
         PermissionDeniedError,

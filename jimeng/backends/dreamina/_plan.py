@@ -59,12 +59,17 @@ IMAGE_PARAMETERS = frozenset(
         "intelligent_ratio",
         "negative_prompt",
         "sample_strength",
+        "multi_image",
     }
 )
 VIDEO_PARAMETERS = frozenset(
     {"model", "duration", "aspect_ratio", "resolution", "seed", "image", "tail_image", "fps"}
-    | {"function_mode"}
+    | {"function_mode", "reference_images", "ms_token", "a_bogus"}
 )
+#: §12: the models IPT sends through the ImageMultiGenerate scene.
+MULTI_IMAGE_MODELS = ("jimeng-4.0", "jimeng-4.1", "jimeng-4.5")
+#: §11 (DZ's limit, the stricter for images): materials in one omni request.
+MAX_OMNI_IMAGES = 9
 MAX_REFERENCES = 10  # §4.3: 1–10 input images
 DEFAULT_SAMPLE_STRENGTH = 0.5  # §3.1
 _SEED_LIMIT = 2**32
@@ -142,6 +147,8 @@ class ImagePlan:
     extra: Mapping[str, Any] = attrs.field(factory=dict)
     #: How a direct width/height was approximated (a note for the result), if it was.
     mapped: str | None = None
+    #: §12: the ImageMultiGenerate scene (several pictures from one prompt).
+    multi_image: bool = False
 
     @property
     def is_blend(self) -> bool:
@@ -237,6 +244,15 @@ def plan_image(request: ImageRequest, region: Region) -> ImagePlan:
     if resolution == "4k" and model.four_k_offset:
         code += FOUR_K_CODE_OFFSET  # §3.3
 
+    multi = bool(request.multi_image)
+    if multi:
+        if model.name not in MULTI_IMAGE_MODELS:
+            raise ValidationError(
+                "multi_image", f"{model.name} has no multi-image scene", allowed=MULTI_IMAGE_MODELS
+            )
+        if images:
+            raise ValidationError("multi_image", "is for text-to-image only, not with images")
+
     intelligent = bool(request.intelligent_ratio)
     if intelligent:
         if not model.intelligent_ratio:
@@ -274,6 +290,7 @@ def plan_image(request: ImageRequest, region: Region) -> ImagePlan:
         images=tuple(images),
         extra=dict(request.extra or {}),
         mapped=mapped,
+        multi_image=multi,
     )
 
 
@@ -291,9 +308,19 @@ class VideoPlan:
     first_frame: ImageInput | None = None
     last_frame: ImageInput | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)
+    #: §11: omni reference mode, with its image materials in prompt-reference order.
+    omni: bool = False
+    references: tuple[ImageInput, ...] = ()
+    #: §14: benefit types to offer, in order (the first is the model's own).
+    benefit_types: tuple[str, ...] = ()
+    #: §15: the caller's browser tokens for the generate call's query (CN only).
+    browser_tokens: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
     @property
     def frames(self) -> tuple[ImageInput, ...]:
+        """What to upload, in order: the omni materials, or the first/last frames."""
+        if self.omni:
+            return self.references
         return tuple(f for f in (self.first_frame, self.last_frame) if f is not None)
 
 
@@ -301,12 +328,48 @@ def plan_video(request: VideoRequest, region: Region) -> VideoPlan:
     given = request.given()
     _unsupported(given, VIDEO_PARAMETERS, "video generation")
     model = video_model(request.model, region)
-    if request.function_mode is not None and request.function_mode != "first_last_frames":
+    mode = request.function_mode or "first_last_frames"
+    if mode not in ("first_last_frames", "omni_reference"):
         raise ValidationError(
             "function_mode",
-            f"{request.function_mode!r} is not supported: omni reference (Seedance materials "
-            "through VOD uploads, CN only, behind a browser check) is not implemented",
-            allowed=["first_last_frames"],
+            f"unknown mode {mode!r}",
+            allowed=["first_last_frames", "omni_reference"],
+        )
+    omni = mode == "omni_reference"
+    references = request.reference_images or ()
+    if omni:
+        if not model.omni:
+            raise ValidationError(
+                "function_mode",
+                f"omni_reference needs a Seedance 2.0 model, not {model.name} (§11)",
+                allowed=[m.name for m in VIDEO_MODELS.values() if m.omni],
+            )
+        if request.image is not None or request.tail_image is not None:
+            raise ValidationError(
+                "image",
+                "omni reference mode takes its materials as reference_images (named in the "
+                "prompt as @image_file_1, @image_file_2…), not first/last frames",
+            )
+        if not 1 <= len(references) <= MAX_OMNI_IMAGES:
+            raise ValidationError(
+                "reference_images",
+                f"omni reference mode takes 1–{MAX_OMNI_IMAGES} images, got {len(references)}",
+                allowed=f"1–{MAX_OMNI_IMAGES} images",
+            )
+    elif references:
+        raise ValidationError(
+            "reference_images",
+            "are omni reference materials; pass function_mode='omni_reference' (Seedance 2.0)",
+        )
+    tokens = {
+        name: value
+        for name, value in (("msToken", request.ms_token), ("a_bogus", request.a_bogus))
+        if value
+    }
+    if tokens and region.code != "cn":
+        raise ValidationError(
+            "ms_token" if request.ms_token else "a_bogus",
+            f"only the CN site takes browser tokens (§15); {_site(region)} would ignore them",
         )
     if request.fps is not None and request.fps != 24:
         raise ValidationError("fps", "the web protocol always renders 24 fps", allowed=[24])
@@ -365,6 +428,10 @@ def plan_video(request: VideoRequest, region: Region) -> VideoPlan:
         first_frame=request.image,
         last_frame=request.tail_image,
         extra=dict(request.extra or {}),
+        omni=omni,
+        references=tuple(references),
+        benefit_types=model.benefit_types(duration),
+        browser_tokens=tokens,
     )
 
 

@@ -333,6 +333,14 @@ class VideoModel:
     browser_check: bool = False
     #: Takes ``functionMode="omni_reference"`` (Seedance 2.0, §6.2).
     omni: bool = False
+    #: §14 (DZ): benefit types tried in order when upstream answers 5001/1000, each with
+    #: whether it is only for videos longer than 4 s (the first is :attr:`benefit_type`).
+    benefit_fallbacks: tuple[tuple[str, bool], ...] = ()
+
+    def benefit_types(self, duration: int) -> tuple[str, ...]:
+        """The benefit types to offer for a video of ``duration`` seconds, in order (§14)."""
+        more = [name for name, longer in self.benefit_fallbacks if duration > 4 or not longer]
+        return (self.benefit_type, *more)
 
 
 #: §6.1 (IPT ``VIDEO_MODEL_MAP`` / ``_US`` / ``_ASIA``). Names follow IPT and ZH where MCP v1.10
@@ -349,6 +357,11 @@ VIDEO_MODELS: Mapping[str, VideoModel] = {
             benefit_type="dreamina_video_seedance_20_pro",
             browser_check=True,
             omni=True,
+            benefit_fallbacks=(
+                ("dreamina_video_seedance_20_pro_with_video", True),
+                ("dreamina_seedance_20_pro", False),
+                ("dreamina_seedance_20_pro_with_video", True),
+            ),
         ),
         VideoModel(
             name="jimeng-video-seedance-2.0-fast",
@@ -360,6 +373,11 @@ VIDEO_MODELS: Mapping[str, VideoModel] = {
             benefit_type="dreamina_seedance_20_fast",
             browser_check=True,
             omni=True,
+            benefit_fallbacks=(
+                ("dreamina_seedance_20_fast_with_video", True),
+                ("dreamina_video_seedance_20_fast", False),
+                ("dreamina_video_seedance_20_fast_with_video", True),
+            ),
         ),
         VideoModel(
             name="jimeng-video-3.5-pro",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from yarl import URL
 from jimeng._download import sniff_extension
 from jimeng._http import Call, Response
 from jimeng._signing import Credentials, canonical_query, imagex_profile, sign
+from jimeng.backends._endpoint import error_class_for_status
 from jimeng.backends.dreamina._errors import (
     BACKEND,
     FAIL_CODE_MESSAGES,
@@ -193,25 +195,28 @@ def image_metrics(plan: ImagePlan, submit_id: str, blobs: Sequence[str]) -> str:
         {"abilityName": "byte_edit", "strength": plan.sample_strength, "source": {"imageUrl": blob}}
         for blob in blobs
     ]
-    scene = {
+    scene: dict[str, Any] = {
         "type": "image",
-        "scene": "ImageBasicGenerate",
+        "scene": "ImageMultiGenerate" if plan.multi_image else "ImageBasicGenerate",
         "modelReqKey": plan.model.internal,
         "resolutionType": plan.resolution,
         "abilityList": ability_list,
         "benefitCount": 4,
         "reportParams": _report_params(f"{plan.model.internal}-{plan.resolution}"),
     }
-    return dumps(
-        {
-            "promptSource": "custom",
-            "generateCount": 1,
-            "enterFrom": "click",
-            "generateId": submit_id,
-            "isRegenerate": False,
-            "sceneOptions": dumps([scene]),  # a JSON string inside the JSON string (§3.1)
-        }
-    )
+    metrics: dict[str, Any] = {
+        "promptSource": "custom",
+        "generateCount": 1,
+        "enterFrom": "click",
+        "generateId": submit_id,
+        "isRegenerate": False,
+    }
+    if plan.multi_image:
+        # §12: the multi-image scene has no benefitCount and four empty template keys.
+        del scene["benefitCount"]
+        metrics.update(templateId="", templateSource="", lastRequestId="", originRequestId="")
+    metrics["sceneOptions"] = dumps([scene])  # a JSON string inside the JSON string (§3.1)
+    return dumps(metrics)
 
 
 def _core_param(
@@ -358,15 +363,22 @@ def video_generate_body(
     now_ms: int,
     seed: int,
     versions: ClientVersions,
+    materials: Sequence[UploadedImage] = (),
 ) -> dict[str, Any]:
     """The ``aigc_draft/generate`` body for text-to-video or first/last frames (§6.2)."""
+    if plan.omni:
+        return _omni_body(
+            plan,
+            prompt=prompt,
+            submit_id=submit_id,
+            materials=materials or [UploadedImage(uri=uri) for uri in uris],
+            ids=ids,
+            now_ms=now_ms,
+            seed=seed,
+            versions=versions,
+        )
     model = plan.model
-    commerce = {
-        "benefit_type": model.benefit_type,
-        "resource_id": "generate_video",
-        "resource_id_type": "str",
-        "resource_sub_type": "aigc",
-    }
+    commerce = _commerce(plan.benefit_types[0] if plan.benefit_types else model.benefit_type)
     scene: dict[str, Any] = {"type": "video", "scene": "BasicVideoGenerateButton"}
     if plan.resolution is not None:
         scene["resolution"] = plan.resolution
@@ -457,17 +469,180 @@ def video_generate_body(
     }
 
 
+_OMNI_VERSION = "3.3.9"  # §11: DRAFT_VERSION_OMNI, the draft and da_version of omni calls
+_OMNI_REFERENCE = re.compile(r"@(image_file_\d+)")
+
+
+def _commerce(benefit_type: str) -> dict[str, Any]:
+    return {
+        "benefit_type": benefit_type,
+        "resource_id": "generate_video",
+        "resource_id_type": "str",
+        "resource_sub_type": "aigc",
+    }
+
+
+def set_benefit_type(body: dict[str, Any], benefit_type: str) -> None:
+    """§14: offer another benefit type, in both places, leaving the rest of the body as is."""
+    extend = body["extend"]
+    extend["m_video_commerce_info"] = _commerce(benefit_type)
+    extend["m_video_commerce_info_list"] = [_commerce(benefit_type)]
+
+
+def omni_meta_list(prompt: str, count: int) -> list[dict[str, Any]]:
+    """§11: the prompt cut at each ``@image_file_N`` that names a material; other ``@words``
+    stay text, and a prompt without references is one text piece."""
+    pieces: list[dict[str, Any]] = []
+    position = 0
+    for match in _OMNI_REFERENCE.finditer(prompt):
+        index = int(match.group(1).rsplit("_", 1)[1]) - 1
+        if not 0 <= index < count:
+            continue
+        if match.start() > position:
+            pieces.append({"meta_type": "text", "text": prompt[position : match.start()]})
+        pieces.append({"meta_type": "image", "text": "", "material_ref": {"material_idx": index}})
+        position = match.end()
+    if position < len(prompt) or not pieces:
+        pieces.append({"meta_type": "text", "text": prompt[position:]})
+    return pieces
+
+
+def _omni_body(
+    plan: VideoPlan,
+    *,
+    prompt: str,
+    submit_id: str,
+    materials: Sequence[UploadedImage],
+    ids: Ids,
+    now_ms: int,
+    seed: int,
+    versions: ClientVersions,
+) -> dict[str, Any]:
+    """The omni reference (全能参考) body of §11: materials plus the prompt as ``meta_list``."""
+    model = plan.model
+    commerce = _commerce(plan.benefit_types[0] if plan.benefit_types else model.benefit_type)
+    scene = {
+        "type": "video",
+        "scene": "BasicVideoGenerateButton",
+        "modelReqKey": model.internal,
+        "videoDuration": plan.duration,
+        "materialTypes": [1 for _ in materials],  # 1 = image (2 would be a video)
+        "reportParams": _report_params(model.internal),
+    }
+    metrics = dumps(
+        {
+            "position": "page_bottom_box",
+            "isDefaultSeed": 1,
+            "originSubmitId": submit_id,
+            "isRegenerate": False,
+            "enterFrom": "click",
+            "functionMode": "omni_reference",
+            "sceneOptions": dumps([scene]),
+        }
+    )
+    material_list = [
+        {
+            "material_type": "image",
+            "image_info": {
+                "type": "image",
+                "source_from": "upload",
+                "platform_type": 1,
+                "image_uri": item.uri,
+                "width": item.width or 0,
+                "height": item.height or 0,
+                "format": item.format or "",
+                "uri": item.uri,
+            },
+        }
+        for item in materials
+    ]
+    gen_input: dict[str, Any] = _node(
+        ids,
+        min_version=versions.video_min_version,
+        prompt="",  # §11: the prompt travels in meta_list only
+        video_mode=2,
+        fps=24,
+        duration_ms=plan.duration * 1000,
+        unified_edit_input={
+            "material_list": material_list,
+            "meta_list": omni_meta_list(prompt, len(materials)),
+        },
+        idip_meta_list=[],
+    )
+    gen_input.update(plan.extra)
+    component_id = ids()
+    draft = {
+        "type": "draft",
+        "id": ids(),
+        "min_version": _OMNI_VERSION,
+        "min_features": ["AIGC_Video_UnifiedEdit"],
+        "is_from_tsn": True,
+        "version": _OMNI_VERSION,
+        "main_component_id": component_id,
+        "component_list": [
+            {
+                "type": "video_base_component",
+                "id": component_id,
+                "min_version": versions.video_component_min_version,
+                "aigc_mode": "workbench",
+                "metadata": _metadata(ids, now_ms),
+                "generate_type": "gen_video",
+                "process_type": 1,
+                "abilities": _node(
+                    ids,
+                    gen_video=_node(
+                        ids,
+                        text_to_video_params=_node(
+                            ids,
+                            video_gen_inputs=[gen_input],
+                            video_aspect_ratio=plan.ratio,
+                            seed=seed,
+                            model_req_key=model.internal,
+                            priority=0,
+                        ),
+                        video_task_extra=metrics,
+                    ),
+                ),
+            }
+        ],
+    }
+    return {
+        "extend": {
+            "root_model": model.internal,
+            "m_video_commerce_info": commerce,
+            "m_video_commerce_info_list": [commerce],
+        },
+        "submit_id": submit_id,
+        "metrics_extra": metrics,
+        "draft_content": dumps(draft),
+        "http_common_info": {"aid": plan.region.aid},
+    }
+
+
 def generate_call(
-    context: Context, session: Session, body: Mapping[str, Any], *, kind: TaskKind
+    context: Context,
+    session: Session,
+    body: Mapping[str, Any],
+    *,
+    kind: TaskKind,
+    query: Mapping[str, str] | None = None,
 ) -> Call:
+    """``aigc_draft/generate``. ``query`` adds to the default query string: an omni draft's
+    version (§11) and the caller's browser tokens (``msToken``, ``a_bogus``, §15), last."""
     # §1.1: generate calls override the Referer with the site's generate page.
     page = "video" if kind is TaskKind.VIDEO else "image"
+    extra: dict[str, str] = {}
+    draft = body.get("draft_content")
+    if isinstance(draft, str) and '"AIGC_Video_UnifiedEdit"' in draft:
+        extra.update(da_version=_OMNI_VERSION, web_version="7.5.0")
+    extra.update(query or {})
     # A duplicate submit is billed: resent only when the server certainly refused it.
     return web_call(
         context,
         session,
         path=GENERATE,
         body=body,
+        query=extra or None,
         referer=f"{session.region.site}/ai-tool/generate?type={page}",
         purpose="submit",
         idempotent=False,
@@ -989,10 +1164,64 @@ def credit_receive_call(context: Context, session: Session) -> Call:
         path=CREDIT_RECEIVE,
         body={"time_zone": "Asia/Shanghai"},
         commerce=True,
-        referer=f"{session.region.site}/ai-tool/image/generate",
+        # §13: CN claims from the home page; the international site from its root.
+        referer=(
+            f"{session.region.site}/ai-tool/home"
+            if session.region.code == "cn"
+            else f"{session.region.site}/"
+        ),
         purpose="credits",
         idempotent=False,
     )
+
+
+ACCOUNT_INFO = "/passport/account/info/v2"
+
+
+def account_info_call(context: Context, session: Session) -> Call:
+    """§17: the passport's account info, on the main host, with no body. A 1015 is an answer
+    here (not logged in), so the envelope is read by :func:`parse_account_info`."""
+    call = web_call(
+        context,
+        session,
+        path=ACCOUNT_INFO,
+        body={},
+        query={"account_sdk_source": "web"},
+        purpose="credits",
+    )
+    return attrs.evolve(call, body=None, check=_check_status_only)
+
+
+def _check_status_only(response: Response) -> None:
+    if response.status < 400 or response.status == 404:
+        return
+    raise error_class_for_status(response.status)(
+        f"the account check answered HTTP {response.status}",
+        status_code=response.status,
+        retry_after=response.retry_after(),
+        backend=BACKEND,
+    )
+
+
+def parse_account_info(response: Response) -> tuple[bool | None, str | None]:
+    """§17 (the SDK rule): live when ``data.user_id`` or a top-level ``user_id`` is present
+    with no ``ret`` ≠ 0, no ``message: "error"`` and no ``data.error_code``. ``None`` when the
+    host has no such endpoint (404 on the HK/JP/SG host, §7.4)."""
+    if response.status == 404:
+        return None, "this site's host has no account endpoint (404); liveness unknown"
+    payload = response.json()
+    if not isinstance(payload, Mapping):
+        return None, f"unexpected answer (HTTP {response.status})"
+    found = payload.get("data")
+    data: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    ret = str(payload.get("ret", "0")).strip()
+    if ret not in ("0", ""):
+        return False, f"ret {ret}: {payload.get('errmsg') or payload.get('message') or ''}".strip()
+    if payload.get("message") == "error" or data.get("error_code"):
+        return False, str(data.get("description") or data.get("error_code") or "error")
+    if data.get("user_id") or payload.get("user_id"):
+        return True, None
+    return False, "no user_id in the answer"
 
 
 def _int(value: Any) -> int:

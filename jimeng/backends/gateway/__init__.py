@@ -82,6 +82,15 @@ def _flag(name: str) -> bool | None:
     return raw.strip().lower() in _TRUE
 
 
+#: The gateway's words for a finished task, in the plain terms of a refused cancel.
+_FINISHED_WORDS = {
+    "completed": "succeeded",
+    "succeeded": "succeeded",
+    "success": "succeeded",
+    "failed": "failed",
+}
+
+
 class Gateway(Backend):
     """Jimeng through a gateway.
 
@@ -433,9 +442,12 @@ class Gateway(Backend):
             if status is None:
                 error.attach_task(task.id, task.ref)
                 raise
+            finished = _FINISHED_WORDS.get(status)
             raise TaskNotCancellableError(
-                f"task {task.id} cannot be cancelled: it is {status}; only pending or queued "
-                "tasks can be cancelled",
+                f"task {task.id} already {finished}; nothing to cancel"
+                if finished
+                else f"task {task.id} cannot be cancelled: it is {status}; only pending or "
+                "queued tasks can be cancelled",
                 status=status,
                 code=error.code,
                 status_code=error.status_code,

@@ -185,6 +185,11 @@ class Volcengine(Backend):
             },
         }
 
+    def limit_key(self) -> str:
+        """One limit per account (access key or relay key) and service host."""
+        key = self._credentials.access_key if self._credentials else self._api_key
+        return f"{self.name}:{_logging.fingerprint(key or '')}@{self.base_url}"
+
     # -- auth ----------------------------------------------------------------------------------
 
     def _sign(self, call: Call, now: datetime) -> Mapping[str, str]:
@@ -436,6 +441,18 @@ def _refused(task: Task, refusal: APIError, state: Task | None) -> JimengError:
         )
     if state is not None and state.status is TaskStatus.QUEUED:
         return refusal  # refused for another reason: the server's own words
+    if state is not None and state.status.is_terminal:
+        return TaskNotCancellableError(
+            f"task {task.id} already {state.status.value}; nothing to cancel",
+            status=state.raw_status,
+            code=refusal.code,
+            status_code=refusal.status_code,
+            request_id=refusal.request_id,
+            backend=refusal.backend,
+            body=refusal.body,
+            task_id=task.id,
+            task_ref=task.ref,
+        )
     if state is None:
         where = "already started or finished"
     else:

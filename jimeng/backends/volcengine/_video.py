@@ -229,7 +229,7 @@ def frames_for(request: VideoRequest) -> int | None:
         raise ValidationError(
             "fps",
             f"{request.fps!r} is not available: the official API renders 24 fps only "
-            "(25 and 30 fps, offered by the skill script, are not)",
+            "(25 and 30 fps are not)",
             allowed=[FPS],
         )
     if request.duration is not None:
@@ -240,7 +240,7 @@ def frames_for(request: VideoRequest) -> int | None:
             raise ValidationError(
                 "duration",
                 f"{duration!r} s is not available: the official API renders 5 s or 10 s "
-                "(121 or 241 frames at 24 fps; 4, 6 and 8 s, offered by the skill script, are not)",
+                "(121 or 241 frames at 24 fps; 4, 6 and 8 s are not)",
                 allowed=sorted(FRAMES_BY_DURATION),
             )
         assert seconds is not None

@@ -1,0 +1,106 @@
+"""``JIMENG_LOG`` and the one stderr handler: levels, no duplicates, secrets redacted."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jimeng import _logging
+from jimeng.sandbox import SANDBOX_SECRET_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = """
+import asyncio, logging, jimeng
+
+async def main():
+    async with jimeng.Client(jimeng.Sandbox(), sleep=lambda s: asyncio.sleep(0)) as client:
+        await client.images.generate("a cat", size="1K")
+
+asyncio.run(main())
+logger = logging.getLogger("jimeng")
+print(len(logger.handlers), logging.getLevelName(logger.level))
+"""
+
+
+@pytest.fixture
+def restore_logger() -> Iterator[logging.Logger]:
+    logger = logging.getLogger("jimeng")
+    handlers, level = list(logger.handlers), logger.level
+    logger.handlers[:] = [h for h in handlers if not isinstance(h, _logging._Handler)]
+    logger.setLevel(logging.NOTSET)  # other tests may leave it lower
+    yield logger
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
+def run_script(value: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JIMENG_", "VOLC_"))}
+    if value is not None:
+        env["JIMENG_LOG"] = value
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "levels", "handlers"),
+    [
+        (None, set(), "0 NOTSET"),
+        ("debug", {"DEBUG", "INFO"}, "1 DEBUG"),
+        ("INFO", {"INFO"}, "1 INFO"),
+        ("warning", set(), "1 WARNING"),
+    ],
+)
+def test_jimeng_log_installs_one_stderr_handler(
+    value: str | None, levels: set[str], handlers: str
+) -> None:
+    done = run_script(value)
+    assert done.stdout.strip() == handlers
+    lines = done.stderr.splitlines()
+    assert {line.split()[2] for line in lines} == levels
+    if "DEBUG" in levels:
+        assert any("DEBUG jimeng: POST http://127.0.0.1:" in line for line in lines)
+    assert SANDBOX_SECRET_KEY not in done.stderr
+
+
+def test_an_unknown_level_is_ignored_with_a_warning() -> None:
+    done = run_script("loud")
+    assert done.stdout.strip() == "0 NOTSET"
+    assert "RuntimeWarning: JIMENG_LOG='loud' is not one of debug, info, warning, error" in (
+        done.stderr
+    )
+
+
+def test_install_handler_is_idempotent_and_redacts(restore_logger: logging.Logger) -> None:
+    logger = restore_logger
+    stream = io.StringIO()
+    first = _logging.install_handler(logging.INFO, stream)
+    again = _logging.install_handler(logging.WARNING, stream)
+    assert first is again and logger.handlers.count(first) == 1
+    assert first.level == logging.INFO and logger.level == logging.INFO  # never raised
+    _logging.install_handler(logging.DEBUG)
+    assert first.level == logging.DEBUG and logger.level == logging.DEBUG
+    first.setStream(stream)
+
+    secret = "canary-logging-secret-5f2a"
+    _logging.register_secret(secret)
+    logger.info("token %s in a message", secret)
+    logging.getLogger("jimeng.child").warning("child says %s", secret)
+    text = stream.getvalue()
+    assert secret not in text
+    assert "INFO jimeng: token <redacted> in a message" in text
+    assert "WARNING jimeng.child: child says <redacted>" in text
