@@ -22,7 +22,9 @@ renewable lease built into Redis (>= 6.2), with no extra dependency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,9 +41,10 @@ from jimeng.models import TaskKind, TaskStatus
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisJournal", "RedisLedger", "StreamSource", "connect"]
+__all__ = ["RedisJournal", "RedisLedger", "RedisLimitStore", "StreamSource", "connect"]
 
 T = TypeVar("T")
+logger = logging.getLogger("jimeng")
 
 PREFIX = "jimeng:batch:"
 GROUP = "workers"
@@ -229,13 +232,15 @@ class RedisJournal(JournalStore):
     submission time, by ref and task id, and by "unfinished". Updates are ``WATCH``/``MULTI``
     transactions on the entry, so a slower worker never resurrects a finished task.
 
-    :attr:`ledger` is a :class:`RedisLedger` on the same connection (``client.batch`` uses it).
+    :attr:`ledger` is a :class:`RedisLedger` on the same connection (``client.batch`` uses it)
+    and :attr:`limits` a :class:`RedisLimitStore` (for ``jimeng.Limits(store=...)``).
     """
 
     def __init__(self, redis: Redis, *, owns: bool = False):
         self.redis: Any = redis
         self._owns = owns
         self.ledger = RedisLedger(redis)
+        self.limits = RedisLimitStore(redis)
 
     @classmethod
     def from_url(cls, url: str) -> RedisJournal:
@@ -364,5 +369,117 @@ class RedisJournal(JournalStore):
         await self.redis.hset(f"{JOURNAL_PREFIX}meta", key, json.dumps(scrub(value)))
 
     async def aclose(self) -> None:
+        await self.limits.aclose()
         if self._owns:
             await self.redis.aclose()
+
+
+LIMITS_PREFIX = "jimeng:limits:"
+#: How long a process counts as alive without refreshing its mark (seconds).
+HOLDER_TTL = 10.0
+
+
+class RedisLimitStore:
+    """The rate limiter's state (:class:`jimeng.Limits` ``store=``) in Redis: one account, one
+    limit, for every worker.
+
+    The learned limits live in one JSON document per account, changed in ``WATCH``/``MULTI``
+    transactions. The slots in use (``in_flight``, ``accepted``) are kept per process, each with
+    a mark that expires unless the process refreshes it: the slots of a worker that was killed
+    are freed once its mark expires (``HOLDER_TTL``), not leaked forever. Give the clients a
+    wall clock (``Client(monotonic=time.time)``): the state's times are compared across
+    machines.
+    """
+
+    def __init__(self, redis: Redis, *, holder: str | None = None, ttl: float = HOLDER_TTL):
+        from jimeng.batch._runner import worker_name
+
+        self.redis: Any = redis
+        self.holder = holder or worker_name()
+        self.ttl_ms = max(1, int(ttl * 1000))
+        self._last: dict[str, Any] = {}
+        self._held: dict[str, tuple[int, int]] = {}
+        self._lock = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return "RedisLimitStore()"
+
+    def peek(self, key: str) -> Any:
+        return self._last.get(key)
+
+    async def update(self, key: str, initial: Any, change: Callable[[Any], tuple[Any, T]]) -> T:
+        from redis.exceptions import WatchError
+
+        from jimeng._limits import LimitState
+
+        state_key = f"{LIMITS_PREFIX}{key}"
+        held_key = f"{state_key}:held"
+        alive = f"{state_key}:alive:"
+        # One transaction at a time from this process: conflicts are between workers.
+        async with self._lock:
+            self._start_refresher()
+            for _ in range(MAX_CONFLICTS):
+                pipe: Any
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    try:
+                        await pipe.watch(state_key, held_key)
+                        raw = await pipe.get(state_key)
+                        held: dict[str, str] = await pipe.hgetall(held_key)
+                        holders = sorted(held)
+                        marks = await pipe.mget([alive + h for h in holders]) if holders else []
+                        live = {
+                            h: json.loads(held[h])
+                            for h, mark in zip(holders, marks, strict=True)
+                            if mark is not None or h == self.holder
+                        }
+                        dead = [h for h in holders if h not in live]
+                        in_flight = sum(int(v[0]) for v in live.values())
+                        accepted = sum(int(v[1]) for v in live.values())
+                        base = json.loads(raw) if raw else initial.to_dict()
+                        before = LimitState.from_dict(
+                            {**base, "in_flight": in_flight, "accepted": accepted}
+                        )
+                        after, result = change(before)
+                        mine = live.get(self.holder, [0, 0])
+                        counts = (
+                            max(0, int(mine[0]) + after.in_flight - before.in_flight),
+                            max(0, int(mine[1]) + after.accepted - before.accepted),
+                        )
+                        pipe.multi()
+                        pipe.set(state_key, json.dumps(after.to_dict()))
+                        pipe.hset(held_key, self.holder, json.dumps(counts))
+                        if dead:
+                            pipe.hdel(held_key, *dead)
+                        pipe.set(alive + self.holder, "1", px=self.ttl_ms)
+                        await pipe.execute()
+                    except WatchError:
+                        continue
+                self._held[key] = counts
+                self._last[key] = after
+                return result
+        raise ConfigurationError(f"limits: the state of {key} kept changing under this worker")
+
+    def _start_refresher(self) -> None:
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.ensure_future(self._refresh())
+
+    async def _refresh(self) -> None:
+        """Keep this process's mark alive while it holds slots."""
+        while True:
+            await asyncio.sleep(self.ttl_ms / 3000)
+            for key, counts in list(self._held.items()):
+                if any(counts):
+                    try:
+                        await self.redis.set(
+                            f"{LIMITS_PREFIX}{key}:alive:{self.holder}", "1", px=self.ttl_ms
+                        )
+                    except Exception as error:  # the next beat tries again
+                        logger.warning("limits: could not refresh this worker's mark: %s", error)
+
+    async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None

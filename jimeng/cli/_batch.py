@@ -45,13 +45,23 @@ def open_ledger(store: str | None) -> Ledger:
 
 
 def batch_client_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Options for the command's client: the journal (the SQLite default, or the shared
-    Redis store with a Redis ``--store``)."""
+    """Options for the command's client: the journal (the SQLite default, or Redis with a
+    Redis ``--store``) and the rate limiter, whose state a Redis store shares between workers
+    (one account, one limit; ``--max-concurrency`` caps the account's generations in flight)."""
     if _is_redis(args.store):
         from jimeng.batch._redis import RedisJournal
 
-        return {"journal": RedisJournal.from_url(str(args.store))}
-    return {"journal": True}
+        journal = RedisJournal.from_url(str(args.store))
+        return {
+            "journal": journal,
+            "limits": jimeng.Limits(max_concurrency=args.max_concurrency, store=journal.limits),
+            # The limiter's times are compared between machines: a wall clock.
+            "monotonic": time.time,
+        }
+    options: dict[str, Any] = {"journal": True}
+    if args.max_concurrency is not None:
+        options["limits"] = jimeng.Limits(max_concurrency=args.max_concurrency)
+    return options
 
 
 class _Bar(Protocol):

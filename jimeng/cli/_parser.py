@@ -281,7 +281,8 @@ def _batch_command(commands: Any) -> None:
         "--max-concurrency",
         type=_bounded(int, 1),
         metavar="N",
-        help="at most N lines in flight in this process (default: the rate limiter decides)",
+        help="at most N generations in flight for the account (shared by the workers of a "
+        "Redis --store; default: the adaptive rate limiter decides)",
     )
     parser.add_argument(
         "--lease",

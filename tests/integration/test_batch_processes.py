@@ -31,10 +31,19 @@ pytestmark = pytest.mark.subprocess
 LINES = 200
 
 
-@pytest.fixture
-def sandbox_url() -> Iterator[str]:
+@contextlib.contextmanager
+def serve_sandbox(*options: str) -> Iterator[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "jimeng.sandbox", "--port", "0", "--generate-delay", "0.1"],
+        [
+            sys.executable,
+            "-m",
+            "jimeng.sandbox",
+            "--port",
+            "0",
+            "--generate-delay",
+            "0.1",
+            *options,
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -48,10 +57,22 @@ def sandbox_url() -> Iterator[str]:
         process.communicate(timeout=10)
 
 
+@pytest.fixture
+def sandbox_url() -> Iterator[str]:
+    with serve_sandbox() as url:
+        yield url
+
+
+def stats(url: str) -> dict[str, Any]:
+    """The sandbox's counters, as the other process keeps them."""
+    with urllib.request.urlopen(f"{url}/_sandbox/stats", timeout=5) as answer:
+        data: dict[str, Any] = json.load(answer)
+        return data
+
+
 def tasks_created(url: str) -> int:
-    """Submits the sandbox accepted (one task each), as the other process counts them."""
-    with urllib.request.urlopen(f"{url}/_sandbox/health", timeout=5) as answer:
-        return int(json.load(answer)["tasks"])
+    """Submits the sandbox accepted (one task each)."""
+    return int(stats(url)["tasks"])
 
 
 def _write_lines(path: Path, count: int) -> None:
@@ -207,3 +228,26 @@ def test_three_workers_on_one_redis_and_one_killed(
         assert final[key]["ref"] == record["ref"]
         assert Path(final[key]["paths"][0]).is_file()
     redis.close()
+
+
+def test_three_workers_share_one_concurrency_limit(redis_url: str, tmp_path: Path) -> None:
+    cap, count = 4, 60
+    source = tmp_path / "capped.jsonl"
+    _write_lines(source, count)
+    with serve_sandbox("--max-concurrent-tasks", str(cap)) as url:
+        args = [str(source), "--out", str(tmp_path / "out"), "--sandbox-url", url,
+                "--store", redis_url, "--max-concurrency", str(cap)]  # fmt: skip
+        workers = [_batch(args, _env(tmp_path / f"home{n}")) for n in range(3)]
+        outputs = [worker.communicate(timeout=120) for worker in workers]
+        for worker, (_, stderr) in zip(workers, outputs, strict=True):
+            assert worker.returncode == 0, stderr
+        seen = stats(url)
+    assert seen["tasks"] == count
+    # Any submit past the cap would have been refused (50430) and counted.
+    assert seen["refused"].get("concurrency", 0) == 0
+    assert seen["peak_unfinished"] == cap
+    done_by = [
+        sum(not json.loads(line).get("skipped", True) for line in stdout.splitlines()[:-1])
+        for stdout, _ in outputs
+    ]
+    assert sum(done_by) == count

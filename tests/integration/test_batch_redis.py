@@ -219,3 +219,61 @@ def test_the_stream_source_needs_the_redis_extra_only_when_used() -> None:
             RedisLedger.from_url("redis://127.0.0.1:1/0")
         finally:
             builtins.__import__ = real
+
+
+async def test_one_concurrency_budget_for_every_worker(redis_url: str) -> None:
+    import time
+
+    from jimeng._limits import Limiter, Limits, LimitState
+
+    journals = [RedisJournal.from_url(redis_url) for _ in range(3)]
+    limiters = [
+        Limiter(Limits(max_concurrency=3, store=j.limits), "account", clock=time.time)
+        for j in journals
+    ]
+    active = 0
+    peak = 0
+
+    async def generation(limiter: Limiter) -> None:
+        nonlocal active, peak
+        async with limiter.slot():
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.01)
+            active -= 1
+
+    try:
+        await asyncio.gather(*(generation(limiters[n % 3]) for n in range(24)))
+        assert peak == 3
+        fresh = await limiters[0].store.update(
+            "account", LimitState.initial(limiters[0].limits), lambda s: (s, s)
+        )
+        assert fresh.in_flight == 0
+    finally:
+        for journal in journals:
+            await journal.aclose()
+
+
+async def test_a_dead_workers_slots_are_freed(redis_url: str) -> None:
+    from jimeng._limits import LimitState, admit, release
+    from jimeng.batch._redis import RedisLimitStore
+
+    limits = jimeng.Limits(max_concurrency=2)
+    redis = RedisJournal.from_url(redis_url).redis
+    dead = RedisLimitStore(redis, holder="dead", ttl=0.2)
+    alive = RedisLimitStore(redis, holder="alive", ttl=5)
+    initial = LimitState.initial(limits)
+    try:
+        assert await dead.update("acct", initial, lambda s: admit(s, limits))
+        assert await dead.update("acct", initial, lambda s: admit(s, limits))
+        assert not await alive.update("acct", initial, lambda s: admit(s, limits))
+        await dead.aclose()  # killed: it stops refreshing its mark
+        await asyncio.sleep(0.3)
+        assert await alive.update("acct", initial, lambda s: admit(s, limits))
+        assert await alive.update("acct", initial, lambda s: admit(s, limits))
+        assert not await alive.update("acct", initial, lambda s: admit(s, limits))
+        await alive.update("acct", initial, lambda s: (release(s), None))
+        assert alive.peek("acct").in_flight == 1
+    finally:
+        await alive.aclose()
+        await redis.aclose()
