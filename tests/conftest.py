@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import random
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ from typing import Any
 import aiohttp
 import aioresponses.core
 import pytest
+from hypothesis import HealthCheck, settings
 
 import jimeng
 from jimeng.sandbox import Sandbox, Stages
@@ -39,6 +41,26 @@ def _patch_aioresponses() -> None:
 
 
 _patch_aioresponses()
+
+# The edge fuzz suite (tests/test_fuzz_edge.py): a fixed, derandomized budget in CI; a long run
+# with fresh randomness when JIMENG_FUZZ_EXAMPLES (examples per test) or
+# HYPOTHESIS_PROFILE=fuzz-long is set.
+_FUZZ_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile(
+    "fuzz-ci",
+    max_examples=80,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=_FUZZ_HEALTH,
+)
+settings.register_profile(
+    "fuzz-long",
+    max_examples=int(os.environ.get("JIMENG_FUZZ_EXAMPLES") or 500),
+    deadline=None,
+    database=None,
+    suppress_health_check=_FUZZ_HEALTH,
+)
 
 
 class Sleeps:

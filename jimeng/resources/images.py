@@ -18,6 +18,7 @@ from jimeng.models import (
     TaskKind,
     Watermark,
 )
+from jimeng.models._checks import check_argument, instance, required
 from jimeng.resources._common import OnSubmit, check_wait_options, load_input, wait_for_result
 
 if TYPE_CHECKING:
@@ -168,6 +169,7 @@ class Images:
 
     async def submit_request(self, request: ImageRequest) -> TaskHandle[ImageResult]:
         """Submit a prebuilt :class:`~jimeng.ImageRequest`."""
+        check_argument("request", request, required(instance(ImageRequest, "a ImageRequest")))
         if request.images:
             loaded = [
                 await load_input(image, f"images[{index}]")

@@ -10,6 +10,7 @@ import attrs
 from jimeng._handle import OnUpdate, TaskHandle
 from jimeng._polling import PollPolicy
 from jimeng.models import AigcMeta, ImageInput, ImageInputLike, VideoRequest, VideoResult, Watermark
+from jimeng.models._checks import check_argument, instance, required
 from jimeng.models._task import TaskKind
 from jimeng.resources._common import OnSubmit, check_wait_options, load_input, wait_for_result
 
@@ -176,6 +177,7 @@ class Videos:
 
     async def submit_request(self, request: VideoRequest) -> TaskHandle[VideoResult]:
         """Submit a prebuilt :class:`~jimeng.VideoRequest`."""
+        check_argument("request", request, required(instance(VideoRequest, "a VideoRequest")))
         references = None
         if request.reference_images:
             loaded = [

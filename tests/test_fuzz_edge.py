@@ -1,0 +1,587 @@
+"""Property-based fuzzing of the edge: every parameter of images and videos generate/submit, on
+every protocol the sandbox speaks.
+
+Each example is a set of arguments in which every parameter is left out, given a value of the
+right type (which a backend may or may not support), or given a value that is invalid everywhere
+(a wrong type, NaN, an out-of-range number, a malformed URL, a missing or non-image file). The
+oracle:
+
+- nothing but a :class:`jimeng.JimengError` ever escapes (no untyped exception);
+- an example with an invalid value raises ``ValidationError`` (or ``NotSupportedError``) and not
+  one request reaches the sandbox (its request counters do not move);
+- an example of well-typed values either gets that typed refusal with zero requests, or reaches
+  the sandbox, and then every value it gave is on the wire with its own JSON type (a bool as a
+  bool, an integer as an integer) and no NaN or infinity anywhere.
+
+CI runs a fixed, derandomized budget (profile ``fuzz-ci``); ``JIMENG_FUZZ_EXAMPLES=N`` (or
+``HYPOTHESIS_PROFILE=fuzz-long``) runs N examples per test with fresh randomness. Counts are
+printed at the end of the module (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import math
+import os
+import random
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jimeng
+from jimeng.backends.ark._models import IMAGE_MODELS as ARK_IMAGE_MODELS
+from jimeng.backends.ark._models import VIDEO_MODELS as ARK_VIDEO_MODELS
+from jimeng.backends.dreamina._tables import IMAGE_MODELS as WEB_IMAGE_MODELS
+from jimeng.backends.dreamina._tables import VIDEO_MODELS as WEB_VIDEO_MODELS
+from jimeng.backends.volcengine._models import IMAGE_MODELS as VOLC_IMAGE_MODELS
+from jimeng.backends.volcengine._video import CAMERA_TEMPLATES, VIDEO_MODELS, VIDEO_MODES
+from jimeng.sandbox import Sandbox, Stages
+from tests._images import jpeg, png
+
+PROTOCOLS = (
+    "volcengine",
+    "volcengine-relay",
+    "ark",
+    "dreamina",
+    "gateway",
+    "gateway-sync",
+    "gateway-openai",
+)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or (
+    "fuzz-long" if os.environ.get("JIMENG_FUZZ_EXAMPLES") else "fuzz-ci"
+)
+FUZZ = settings.get_profile(PROFILE if PROFILE.startswith("fuzz-") else "fuzz-ci")
+
+#: Outcome counts over the whole module, printed at its end.
+COUNTS: Counter[str] = Counter()
+
+OMIT: Any = object()
+#: (verb, prompt, arguments, names of the invalid ones)
+Example = tuple[str, Any, dict[str, Any], list[str]]
+#: Replaced by the running sandbox's URL when an example is run.
+HOST = "{sandbox}"
+
+
+# -- values ---------------------------------------------------------------------------------------
+
+PNG = png(512, 512)
+JPEG = jpeg(640, 480)
+TEXT = st.text(
+    alphabet=st.characters(whitelist_categories=("L", "N", "Zs"), max_codepoint=0x9FFF),
+    min_size=1,
+    max_size=40,
+).filter(lambda s: s.strip() != "")
+NOT_NUMBERS = st.one_of(
+    st.text(max_size=5), st.booleans(), st.lists(st.integers(), max_size=2), st.just({})
+)
+NOT_STRINGS = st.one_of(
+    st.integers(), st.floats(allow_nan=True), st.booleans(), st.lists(TEXT, max_size=2)
+)
+NOT_BOOLS = st.one_of(
+    st.sampled_from(["no", "yes", "true", "false", "", "0", "1"]),
+    st.integers(-2, 2),
+    st.floats(allow_nan=True),
+    st.just([]),
+)
+NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
+
+
+def number(low: float, high: float, *, integral: bool = False) -> st.SearchStrategy[Any]:
+    if integral:
+        return st.integers(int(low), int(high))
+    return st.one_of(
+        st.floats(low, high, allow_nan=False, allow_infinity=False),
+        st.integers(math.ceil(low), int(high)),
+    )
+
+
+# Images given by reference: local files (made by the harness), bytes, and URLs served by the
+# sandbox itself (a mix of URLs and local files makes Volcengine fetch the URLs first).
+VALID_IMAGE = st.sampled_from(
+    [PNG, JPEG, "file:ref.png", "file:ref.jpg", f"{HOST}/media/ref.png", Path("file:ref.png")]
+)
+INVALID_IMAGE = st.one_of(
+    st.sampled_from(
+        [
+            "http://",
+            "https://",
+            "https:///nohost.png",
+            "ftp://host/a.png",
+            "file:///etc/hosts",
+            "",
+            "   ",
+            "file:missing.png",
+            "file:notes.txt",
+            "file:empty.png",
+            "file:.",
+            b"",
+            b"not an image at all",
+            b"<html>",
+        ]
+    ),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.just({"url": "https://a.test/x.png"}),
+    st.just(None).map(lambda _: object()),
+)
+
+WATERMARKS = st.one_of(
+    st.booleans(),
+    st.builds(
+        jimeng.Watermark,
+        position=st.sampled_from(list(jimeng.WatermarkPosition)),
+        language=st.sampled_from([0, 1]),
+        opacity=st.floats(0, 1),
+        text=st.none() | TEXT,
+    ),
+)
+AIGC_META = st.builds(jimeng.AigcMeta, producer_id=TEXT, content_producer=st.none() | TEXT)
+URLS = st.sampled_from(["https://hooks.test/cb", "http://127.0.0.1:9/hook?token=abc"])
+BAD_URLS = st.one_of(
+    st.sampled_from(["localhost:5000/cb", "ftp://hooks.test/cb", "http://", "hooks.test", ""]),
+    st.integers(),
+)
+RATIOS = st.sampled_from(["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "3:2", "2:3", "5:4", "7:3"])
+RESOLUTIONS = st.sampled_from(["1k", "2k", "4k", "720p", "1080p", "8k", "2K"])
+SEEDS = st.integers(-1, 2**33)
+BAD_SEEDS = st.one_of(
+    st.integers(max_value=-2),
+    st.integers(min_value=2**63),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.text(max_size=4),
+)
+
+#: parameter → (well-typed values, values invalid on every backend)
+COMMON: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
+    "seed": (SEEDS, BAD_SEEDS),
+    "watermark": (WATERMARKS, st.one_of(NOT_BOOLS, st.just("Watermark"), st.just({"text": "x"}))),
+    "aigc_meta": (AIGC_META, st.one_of(TEXT, st.just({"producer_id": "p"}), st.integers())),
+    "return_url": (st.booleans(), NOT_BOOLS),
+    "response_format": (st.sampled_from(["url", "b64_json"]), st.one_of(TEXT, st.integers())),
+    "callback_url": (URLS, BAD_URLS),
+    "resolution": (RESOLUTIONS, st.one_of(st.integers(), st.floats(), st.just(""), st.just(" "))),
+    "extra_body": (
+        st.just(OMIT),  # an escape hatch sent as given: only its invalid forms are fuzzed
+        st.sampled_from([{"x": math.nan}, {1: "a"}, "body", [("k", "v")], {"x": object()}]),
+    ),
+}
+
+IMAGE_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
+    **COMMON,
+    "model": (
+        st.sampled_from(
+            sorted(set(VOLC_IMAGE_MODELS) | set(WEB_IMAGE_MODELS) | set(ARK_IMAGE_MODELS) | {"x-9"})
+        ),
+        st.one_of(st.integers(), st.floats(), st.booleans(), st.just(""), st.just([])),
+    ),
+    "size": (
+        st.one_of(
+            st.sampled_from(["1K", "2K", "4K", "1k", "1024x1024", "2048x1152", "1328x1328"]),
+            st.builds("{}x{}".format, st.integers(1, 5000), st.integers(1, 5000)),
+        ),
+        st.one_of(
+            st.integers(),
+            st.floats(),
+            st.sampled_from(["0x0", "0x512", "big", "", "1024", "-5x5", "2K2"]),
+        ),
+    ),
+    "width": (st.integers(1, 5000), st.one_of(st.integers(max_value=0), st.floats(), NOT_NUMBERS)),
+    "height": (st.integers(1, 5000), st.one_of(st.integers(max_value=0), st.floats(), NOT_NUMBERS)),
+    "images": (
+        st.one_of(VALID_IMAGE, st.lists(VALID_IMAGE, min_size=1, max_size=3)),
+        st.one_of(
+            INVALID_IMAGE,
+            st.lists(INVALID_IMAGE, min_size=1, max_size=2),
+            st.tuples(VALID_IMAGE, INVALID_IMAGE).map(list),
+            st.just({"a": 1}),
+            st.just({PNG}),
+        ),
+    ),
+    "scale": (number(0, 100), st.one_of(NON_FINITE, st.floats(max_value=-0.001), NOT_NUMBERS)),
+    "force_single": (st.booleans(), NOT_BOOLS),
+    "use_pre_llm": (st.booleans(), NOT_BOOLS),
+    "intelligent_ratio": (st.booleans(), NOT_BOOLS),
+    "min_ratio": (
+        number(0.01, 20),
+        st.one_of(NON_FINITE, st.floats(max_value=0), st.integers(max_value=0), NOT_NUMBERS),
+    ),
+    "max_ratio": (
+        number(0.01, 20),
+        st.one_of(NON_FINITE, st.floats(max_value=0), st.integers(max_value=0), NOT_NUMBERS),
+    ),
+    "ratio": (RATIOS, st.one_of(st.integers(), st.floats(), st.just(""))),
+    "negative_prompt": (st.one_of(TEXT, st.just("")), NOT_STRINGS),
+    "max_images": (
+        st.integers(1, 20),
+        st.one_of(st.integers(max_value=0), st.floats(), NOT_NUMBERS),
+    ),
+    "multi_image": (st.booleans(), NOT_BOOLS),
+    "sample_strength": (
+        st.floats(0, 1),
+        st.one_of(
+            NON_FINITE, st.floats(min_value=1.0001), st.floats(max_value=-0.0001), NOT_NUMBERS
+        ),
+    ),
+}
+
+VIDEO_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
+    **COMMON,
+    "model": (
+        st.sampled_from(
+            sorted(set(VIDEO_MODELS) | set(WEB_VIDEO_MODELS) | set(ARK_VIDEO_MODELS) | {"v-9"})
+        ),
+        st.one_of(st.integers(), st.floats(), st.booleans(), st.just("")),
+    ),
+    "mode": (
+        st.sampled_from([*VIDEO_MODES, "t2v_4k"]),
+        st.one_of(st.integers(), st.floats(), st.booleans(), st.just("")),
+    ),
+    "duration": (
+        st.one_of(st.sampled_from([4, 5, 6, 8, 10, 12, 5.0, 10.0]), number(0.1, 30)),
+        st.one_of(NON_FINITE, st.floats(max_value=0), st.integers(max_value=0), NOT_NUMBERS),
+    ),
+    "fps": (
+        st.one_of(st.just(24), st.integers(1, 60)),
+        st.one_of(st.floats(), st.integers(max_value=0), NOT_NUMBERS),
+    ),
+    "frames": (
+        st.one_of(st.sampled_from([121, 241]), st.integers(1, 400)),
+        st.one_of(st.floats(), st.integers(max_value=0), NOT_NUMBERS),
+    ),
+    "aspect_ratio": (RATIOS, st.one_of(st.integers(), st.floats(), st.just(""))),
+    "ratio": (RATIOS, st.one_of(st.integers(), st.floats(), st.just(""))),
+    "image": (VALID_IMAGE, INVALID_IMAGE),
+    "reference_images": (
+        st.one_of(VALID_IMAGE, st.lists(VALID_IMAGE, min_size=1, max_size=3)),
+        st.one_of(INVALID_IMAGE, st.lists(INVALID_IMAGE, min_size=1, max_size=2), st.just({1})),
+    ),
+    "camera_fixed": (st.booleans(), NOT_BOOLS),
+    "generate_audio": (st.booleans(), NOT_BOOLS),
+    "ms_token": (TEXT, NOT_STRINGS),
+    "a_bogus": (TEXT, NOT_STRINGS),
+    "tail_image": (VALID_IMAGE, INVALID_IMAGE),
+    "camera": (
+        st.sampled_from([*CAMERA_TEMPLATES, "zoom"]),
+        st.one_of(st.integers(), st.floats(), st.just("")),
+    ),
+    "camera_strength": (
+        st.sampled_from(["weak", "medium", "strong", "max"]),
+        st.one_of(st.integers(), st.floats(), st.just("")),
+    ),
+    "function_mode": (
+        st.sampled_from(["first_last_frames", "omni_reference"]),
+        st.one_of(st.integers(), st.floats(), st.just("")),
+    ),
+}
+
+WAIT_OPTIONS: dict[str, st.SearchStrategy[Any]] = {
+    "poll": st.one_of(st.sampled_from(["fast", 1, 2.5, {"interval": 1}]), st.booleans()),
+    "on_submit": st.one_of(st.integers(), TEXT),
+    "on_update": st.one_of(st.integers(), TEXT),
+}
+
+
+@st.composite
+def arguments(
+    draw: st.DrawFn, parameters: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]]
+) -> Example:
+    verb = draw(st.sampled_from(["submit", "generate"]))
+    names = sorted(parameters)
+    some_invalid = draw(st.booleans())
+    # Few companions beside an invalid value, so that each parameter's refusal is exercised.
+    companions = draw(st.integers(0, 2 if some_invalid else 4))
+    given = draw(st.lists(st.sampled_from(names), unique=True, max_size=companions))
+    invalid = (
+        draw(st.lists(st.sampled_from(names), unique=True, min_size=1, max_size=2))
+        if some_invalid
+        else []
+    )
+    kwargs: dict[str, Any] = {}
+    for name in given:
+        valid, _ = parameters[name]
+        value = draw(valid)
+        if value is not OMIT:
+            kwargs[name] = value
+    for name in invalid:
+        _, bad = parameters[name]
+        kwargs[name] = draw(bad)
+    bad_names = list(invalid)
+    prompt: Any = draw(TEXT)
+    if draw(st.integers(0, 14)) == 0:
+        prompt = draw(st.sampled_from(["", "   ", None, 42, b"bytes", ["a cat"]]))
+        bad_names.append("prompt")
+    if verb == "generate" and draw(st.integers(0, 9)) == 0:
+        option = draw(st.sampled_from(sorted(WAIT_OPTIONS)))
+        kwargs[option] = draw(WAIT_OPTIONS[option])
+        bad_names.append(option)
+    return verb, prompt, kwargs, bad_names
+
+
+# -- the harness: one sandbox and one client per protocol, on a private event loop ---------------
+
+
+class Harness:
+    """A sandbox-backed client whose every request body is recorded at the socket level."""
+
+    def __init__(self, protocol: str, folder: Path):
+        self.protocol = protocol
+        self.folder = folder
+        self.loop = asyncio.new_event_loop()
+        self.wire: list[tuple[str, str, bytearray]] = []
+        self.sandbox = Sandbox(
+            protocol, stages=Stages(queue_polls=0, generate_polls=0), time_factor=0
+        )  # type: ignore[arg-type]
+        self.loop.run_until_complete(self._open())
+
+    async def _open(self) -> None:
+        trace = aiohttp.TraceConfig()
+
+        async def started(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
+            self.wire.append((params.method, str(params.url), bytearray()))
+
+        async def chunk(_: Any, __: Any, params: aiohttp.TraceRequestChunkSentParams) -> None:
+            if self.wire:
+                self.wire[-1][2].extend(params.chunk)
+
+        trace.on_request_start.append(started)
+        trace.on_request_chunk_sent.append(chunk)
+        self.session = aiohttp.ClientSession(trace_configs=[trace])
+
+        async def no_sleep(_: float) -> None:
+            return None
+
+        self.client = jimeng.Client(
+            self.sandbox, session=self.session, sleep=no_sleep, rng=random.Random(0)
+        )
+        await self.client.__aenter__()
+        self.sandbox.server.add_media("ref.png", "image/png", lambda: PNG)
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.run_until_complete(self.session.close())
+        self.loop.close()
+
+    def requests(self) -> int:
+        """Requests the sandbox counted from clients (its own webhook deliveries, which run in
+        the background after an earlier example, are not requests to it)."""
+        counts = self.sandbox.server.requests
+        return sum(count for label, count in counts.items() if label != "webhook")
+
+    def top_up(self) -> None:
+        """Dreamina sessions start with 100 credits; thousands of examples would spend them and
+        turn every later example into the same InsufficientCreditsError."""
+        if self.protocol == "dreamina":
+            for session in self.sandbox.server.protocol("dreamina").sessions.values():
+                session.gift = 10**6
+
+    def resolve(self, value: Any) -> Any:
+        """Placeholders → real paths and URLs of this harness."""
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if isinstance(value, Path) and str(value).startswith("file:"):
+            return self.folder / str(value)[5:]
+        if isinstance(value, str) and value.startswith("file:") and not value.startswith("file://"):
+            return str(self.folder / value[5:])
+        if isinstance(value, str) and value.startswith(HOST):
+            return value.replace(HOST, self.sandbox.server.url)
+        return value
+
+    def run(
+        self, verb: str, kind: str, prompt: Any, kwargs: dict[str, Any]
+    ) -> BaseException | None:
+        resource = self.client.images if kind == "image" else self.client.videos
+        call: Callable[..., Any] = getattr(resource, verb)
+        arguments = {name: self.resolve(value) for name, value in kwargs.items()}
+        self.wire.clear()
+        try:
+            self.loop.run_until_complete(asyncio.wait_for(call(prompt, **arguments), 30))
+        except Exception as error:
+            return error
+        return None
+
+
+@pytest.fixture(scope="module")
+def harnesses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Harness]]:
+    folder = tmp_path_factory.mktemp("fuzz-inputs")
+    (folder / "ref.png").write_bytes(PNG)
+    (folder / "ref.jpg").write_bytes(JPEG)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    made: dict[str, Harness] = {}
+    try:
+        for protocol in PROTOCOLS:
+            made[protocol] = Harness(protocol, folder)
+        yield made
+    finally:
+        for harness in made.values():
+            harness.close()
+        if COUNTS:
+            print(
+                f"\nfuzz ({PROFILE}): " + ", ".join(f"{k}={v}" for k, v in sorted(COUNTS.items()))
+            )
+
+
+# -- the oracle -----------------------------------------------------------------------------------
+
+#: Parameters every backend that takes them sends under their own name, as given.
+SAME_NAME = (
+    "force_single",
+    "use_pre_llm",
+    "intelligent_ratio",
+    "negative_prompt",
+    "seed",
+    "camera_fixed",
+    "generate_audio",
+)
+
+
+def _reject_constant(token: str) -> Any:
+    raise AssertionError(f"{token} on the wire")
+
+
+def decoded(body: bytes) -> Any:
+    """A JSON body with the JSON documents nested in its strings decoded too; ``None`` if not
+    JSON (multipart uploads, image bytes)."""
+    try:
+        document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return _expand(document)
+
+
+def _expand(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _expand(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item) for item in value]
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return _expand(json.loads(value, parse_constant=_reject_constant))
+        except ValueError:
+            return value
+    return value
+
+
+def occurrences(document: Any, key: str) -> Iterator[Any]:
+    if isinstance(document, dict):
+        for name, value in document.items():
+            if name == key:
+                yield value
+            yield from occurrences(value, key)
+    elif isinstance(document, list):
+        for item in document:
+            yield from occurrences(item, key)
+
+
+def check_wire(harness: Harness, kwargs: dict[str, Any]) -> None:
+    """Every value given went out with its own type; nothing non-finite went out."""
+    documents = [decoded(bytes(body)) for _, _, body in harness.wire if body]
+    documents = [d for d in documents if d is not None]
+    for name in SAME_NAME:
+        if name not in kwargs:
+            continue
+        expected = kwargs[name]
+        for document in documents:
+            for value in occurrences(document, name):
+                if name == "seed" and value != expected and harness.protocol == "dreamina":
+                    continue  # Dreamina's blend payload carries random seeds of its own
+                assert type(value) is type(expected) and value == expected, (
+                    f"{name}={expected!r} went out as {value!r}"
+                )
+    if harness.protocol.startswith("volcengine"):
+        for document in documents:
+            options = document.get("req_json") if isinstance(document, dict) else None
+            if isinstance(options, dict) and kwargs.get("return_url") is not None:
+                assert options.get("return_url") is kwargs["return_url"]
+            if isinstance(options, dict) and isinstance(kwargs.get("watermark"), jimeng.Watermark):
+                logo = options["logo_info"]
+                assert logo["add_logo"] is True and logo["language"] in (0, 1)
+                assert 0 <= logo["opacity"] <= 1
+
+
+#: ``videos.submit(ratio=…)`` is ``aspect_ratio`` in the request model.
+_SAME_FIELD = {"ratio": {"ratio", "aspect_ratio"}, "aspect_ratio": {"ratio", "aspect_ratio"}}
+
+
+def field_root(field: str) -> str:
+    """``images[1]`` → ``images``, ``extra_body key`` → ``extra_body``."""
+    return re.split(r"[\[. ]", field, maxsplit=1)[0]
+
+
+def judge(harness: Harness, kind: str, example: tuple[str, str, dict[str, Any], list[str]]) -> None:
+    verb, prompt, kwargs, bad = example
+    harness.top_up()
+    before = harness.requests()
+    error = harness.run(verb, kind, prompt, kwargs)
+    # The sandbox's counters, cross-checked with what the client's session put on the wire.
+    reached = max(harness.requests() - before, len(harness.wire))
+    COUNTS["examples"] += 1
+    if error is not None and not isinstance(error, jimeng.JimengError):
+        COUNTS["untyped exceptions"] += 1
+        raise AssertionError(f"untyped {type(error).__name__}: {error}") from error
+    refused = isinstance(error, jimeng.ValidationError | jimeng.NotSupportedError)
+    if bad:
+        COUNTS["invalid examples"] += 1
+        if reached:
+            COUNTS["invalid reaching the sandbox"] += 1
+        assert refused, f"invalid {bad} gave {error!r}"
+        assert reached == 0, f"invalid {bad}: {reached} requests reached the sandbox"
+        # Refused for the invalid value itself, not for another reason that happened first.
+        assert isinstance(error, jimeng.ValidationError), error
+        named = _SAME_FIELD.get(field_root(error.field), {field_root(error.field)})
+        assert named & set(bad), f"invalid {bad} refused for {error.field}: {error}"
+        return
+    COUNTS["valid examples"] += 1
+    if refused:
+        COUNTS["valid, refused before sending"] += 1
+        assert reached == 0, f"refused with {error!r} after {reached} requests"
+        return
+    assert reached >= 1, f"{error!r} without a request"
+    COUNTS["valid, reached the sandbox"] += 1
+    if error is not None:
+        COUNTS[f"valid, answered {type(error).__name__}"] += 1
+    check_wire(harness, kwargs)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@FUZZ
+@given(example=arguments(IMAGE_PARAMETERS))
+def test_image_arguments(
+    harnesses: dict[str, Harness],
+    protocol: str,
+    example: tuple[str, str, dict[str, Any], list[str]],
+) -> None:
+    judge(harnesses[protocol], "image", example)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@FUZZ
+@given(example=arguments(VIDEO_PARAMETERS))
+def test_video_arguments(
+    harnesses: dict[str, Harness],
+    protocol: str,
+    example: tuple[str, str, dict[str, Any], list[str]],
+) -> None:
+    judge(harnesses[protocol], "video", example)
+
+
+@pytest.mark.parametrize(
+    ("verb", "parameters"),
+    [("images", IMAGE_PARAMETERS), ("videos", VIDEO_PARAMETERS)],
+)
+def test_every_parameter_is_fuzzed(verb: str, parameters: dict[str, Any]) -> None:
+    """A parameter added to generate() must be added here too."""
+    for method in ("generate", "submit"):
+        signature = inspect.signature(getattr(getattr(jimeng.Client(Sandbox()), verb), method))
+        taken = set(signature.parameters) - {"prompt"}
+        assert taken <= set(parameters) | set(WAIT_OPTIONS), taken - set(parameters)
