@@ -9,6 +9,7 @@ plain line every few seconds; ``--json`` prints one JSON document per finished l
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -161,6 +162,14 @@ async def run_batch(run: _Run, client: jimeng.Client) -> int:
                 progress.item(item)
                 if run.json:
                     run.out(json.dumps(_item_doc(item), ensure_ascii=False))
+        except asyncio.CancelledError:  # Ctrl-C: the line states are saved; say how to go on
+            if progress is not None:
+                progress.close()
+            run.stderr.write(
+                "jimeng: batch stopped; run the same command again to continue (accepted tasks "
+                "are collected, not submitted again)\n"
+            )
+            raise
         except InputError as error:
             run.stderr.write(_problems_text(error) + "\n")
             if run.json:
