@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.with_redis import RedisServer, find_binary  # noqa: E402
+from scripts.with_redis import RedisServer, find_binary
 
 
 def serve(delay: float, cap: int) -> tuple[subprocess.Popen[str], str]:
