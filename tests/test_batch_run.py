@@ -245,3 +245,15 @@ def test_max_concurrency_is_checked() -> None:
     for bad in (0, -1, 2.5, True, "3"):
         with pytest.raises(jimeng.ValidationError, match="max_concurrency"):
             client.batch([], max_concurrency=bad)  # type: ignore[arg-type]
+
+
+async def test_files_take_the_extension_of_their_content(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    async with jimeng.Client(sandbox, sleep=sleeps, journal=True) as client:
+        (item,), _ = await _run(client, [{"id": "x", "prompt": "a cat"}], out=tmp_path)
+        (entry,) = await client.tasks.history()
+    assert [path.name for path in item.paths] == ["x.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl", "x.png"]
+    # The journal knows where the file ended up.
+    assert str((tmp_path / "x.png").resolve()) in entry.saved

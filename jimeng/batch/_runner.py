@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -163,6 +164,8 @@ class LocalSource:
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: Where a line's files are saved before they are renamed into place.
+STAGING = ".jimeng-batch"
 
 
 def _file_stem(line: BatchLine) -> str:
@@ -233,7 +236,11 @@ class Runner:
             while True:
                 room = self.window() - len(running)
                 if room > 0:
+                    busy = {delivery.line.key for delivery in running.values()}
                     for delivery in await source.take(room):
+                        if delivery.line.key in busy:
+                            continue  # handed out again while this worker still runs it
+                        busy.add(delivery.line.key)
                         task = asyncio.ensure_future(self._line(delivery, source))
                         running[task] = delivery
                 if not running:
@@ -281,8 +288,11 @@ class Runner:
         keeper = asyncio.ensure_future(self._keep_lease(line, delivery, source, work))
         try:
             return await work
+        except LostLease:
+            logger.warning("batch: line %s was taken over by another worker", line.id)
+            return None
         except asyncio.CancelledError:
-            if keeper.done() and keeper.result() is False:
+            if keeper.done() and not keeper.cancelled() and keeper.result() is False:
                 logger.warning("batch: line %s was taken over by another worker", line.id)
                 return None
             raise
@@ -333,9 +343,9 @@ class Runner:
                 )
             else:
                 result, ref = await self._generate(line)
-            paths = await self._save(line, result)
+            paths = await self._save(line, result, ref)
         except LostLease:
-            raise asyncio.CancelledError from None
+            raise
         except JimengError as error:
             return await self._finish_failed(line, error.task_ref or ref, error_info(error))
         except Exception as error:  # a bug: recorded on the line, the batch goes on
@@ -391,9 +401,32 @@ class Runner:
                 raise
         return result, accepted[0] if accepted else None
 
-    async def _save(self, line: BatchLine, result: ImageResult | VideoResult) -> list[Path]:
-        self.out.mkdir(parents=True, exist_ok=True)
+    async def _save(
+        self, line: BatchLine, result: ImageResult | VideoResult, ref: str | None
+    ) -> list[Path]:
+        """Save under ``<out>/<id>.<ext>`` (``<id>_<n>.<ext>`` for several), the extension
+        from the content: files are saved into a staging folder (atomically, with their real
+        type) and renamed into place."""
         stem = _file_stem(line)
+        staging = self.out / STAGING / stem
+        await asyncio.to_thread(shutil.rmtree, staging, True)  # a crashed earlier attempt
+        staged: list[Path]
         if isinstance(result, VideoResult):
-            return [await result.save(self.out / f"{stem}.mp4")]
-        return await result.save(self.out / f"{stem}.png")
+            staged = [await result.save(str(staging) + os.sep)]
+        else:
+            staged = await result.save(str(staging) + os.sep)
+        final: list[Path] = []
+        for index, path in enumerate(staged, start=1):
+            name = f"{stem}{path.suffix}" if len(staged) == 1 else f"{stem}_{index}{path.suffix}"
+            os.replace(path, self.out / name)
+            final.append(self.out / name)
+        await asyncio.to_thread(shutil.rmtree, staging, True)
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # once empty (other lines may be saving)
+        journal = self.client.journal
+        if journal is not None and ref is not None:
+            # Where the files ended up (the journal saw the staging names).
+            await journal.add_saved(
+                self.client.backend.name, ref, [str(p.resolve()) for p in final]
+            )
+        return final
