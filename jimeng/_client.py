@@ -495,9 +495,13 @@ class Client:
             await journal.observed(task, latest)
         return latest
 
-    def _poll_policy(self, kind: TaskKind) -> PollPolicy:
-        chosen = self._video_poll if kind is TaskKind.VIDEO else self._image_poll
-        return chosen or self._shared.backend.poll_policy(kind) or PollPolicy.for_kind(kind)
+    def _poll_policy(self, task: Task) -> PollPolicy:
+        """The client's policy for the task's kind when one was set, else the backend's advice
+        for this task (e.g. a verb's typical latency), else the kind's defaults."""
+        configured = self._video_poll if task.kind is TaskKind.VIDEO else self._image_poll
+        return (
+            configured or self._shared.backend.poll_policy(task) or PollPolicy.for_kind(task.kind)
+        )
 
     def _bind(
         self, result: ImageResult | VideoResult, task: Task | None = None

@@ -99,7 +99,7 @@ class TaskHandle(Generic[R]):
     def _policy(self, poll: PollPolicy | None) -> PollPolicy:
         if poll is not None and not isinstance(poll, PollPolicy):
             raise refuse("poll", "a PollPolicy", poll)
-        return poll or self._client._poll_policy(self._task.kind)
+        return poll or self._client._poll_policy(self._task)
 
     async def updates(self, *, poll: PollPolicy | None = None) -> AsyncIterator[Task]:
         """Yield the current observation, then one per status change, until a terminal state.

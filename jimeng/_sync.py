@@ -409,6 +409,12 @@ class SyncImages(_Namespace):
     generate = blocking(Images.generate)
     submit = blocking(Images.submit)
     submit_request = blocking(Images.submit_request)
+    edit = blocking(Images.edit)
+    submit_edit = blocking(Images.submit_edit)
+    upscale = blocking(Images.upscale)
+    submit_upscale = blocking(Images.submit_upscale)
+    outpaint = blocking(Images.outpaint)
+    submit_outpaint = blocking(Images.submit_outpaint)
 
 
 class SyncVideos(_Namespace):
@@ -417,6 +423,12 @@ class SyncVideos(_Namespace):
     generate = blocking(Videos.generate)
     submit = blocking(Videos.submit)
     submit_request = blocking(Videos.submit_request)
+    imitate_motion = blocking(Videos.imitate_motion)
+    submit_imitate_motion = blocking(Videos.submit_imitate_motion)
+    avatar = blocking(Videos.avatar)
+    submit_avatar = blocking(Videos.submit_avatar)
+    translate = blocking(Videos.translate)
+    submit_translate = blocking(Videos.submit_translate)
 
 
 class SyncTasks(_Namespace):

@@ -384,13 +384,19 @@ def test_web_poll_limits_follow_the_peers(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("JIMENG_MAX_POLL_ATTEMPTS", raising=False)
     monkeypatch.delenv("JIMENG_VIDEO_MAX_POLL_ATTEMPTS", raising=False)
     backend = jimeng.Dreamina(CN)
-    image = backend.poll_policy(jimeng.TaskKind.IMAGE)
-    video = backend.poll_policy(jimeng.TaskKind.VIDEO)
+
+    def task(kind: jimeng.TaskKind) -> jimeng.Task:
+        return jimeng.Task(
+            id="1", kind=kind, status=jimeng.TaskStatus.QUEUED, backend="dreamina", ref="1"
+        )
+
+    image = backend.poll_policy(task(jimeng.TaskKind.IMAGE))
+    video = backend.poll_policy(task(jimeng.TaskKind.VIDEO))
     assert image is not None and video is not None
     assert (image.deadline, image.max_attempts) == (1800.0, 900)
     assert (video.deadline, video.max_attempts) == (3600.0, 900)
     monkeypatch.setenv("JIMENG_MAX_POLL_ATTEMPTS", "7")
-    assert backend.poll_policy(jimeng.TaskKind.IMAGE) == jimeng.PollPolicy.for_kind(
+    assert backend.poll_policy(task(jimeng.TaskKind.IMAGE)) == jimeng.PollPolicy.for_kind(
         jimeng.TaskKind.IMAGE
     )
 

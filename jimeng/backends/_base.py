@@ -17,6 +17,7 @@ import attrs
 from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import JimengError
 from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
+from jimeng.models._transforms import AvatarRequest, TransformRequest
 
 if TYPE_CHECKING:
     from jimeng._http import Flow, Transport
@@ -106,6 +107,25 @@ class Backend(abc.ABC):
             id=ref, kind=TaskKind.IMAGE, status=TaskStatus.UNKNOWN, backend=self.name, ref=ref
         )
 
+    # -- transforms: edit, upscale, outpaint, motion, avatar, translate ------------------------
+
+    def validate_transform(self, request: TransformRequest) -> None:
+        """Raise :class:`~jimeng.errors.ValidationError` if ``request`` cannot be served, or
+        :class:`NotSupportedError` when the backend has no such verb (before any request)."""
+        raise NotSupportedError(
+            f"the {self.name} backend cannot {request.verb.replace('_', ' ')}: the Volcengine "
+            "backend (visual API) can"
+        )
+
+    def submit_transform(self, request: TransformRequest) -> Flow[Task]:
+        """Submit a transform (validated by :meth:`validate_transform` first)."""
+        raise NotSupportedError(f"the {self.name} backend cannot {request.verb}")
+
+    def check_subject(self, request: AvatarRequest) -> Flow[Task]:
+        """Submit the subject check that precedes an avatar video; the finished task's
+        ``context["subject"]`` says whether a person-like subject was found."""
+        raise NotSupportedError(f"the {self.name} backend has no subject check")
+
     def cancel(self, task: Task) -> Flow[Task]:
         raise NotSupportedError(f"the {self.name} backend cannot cancel tasks")
 
@@ -123,9 +143,10 @@ class Backend(abc.ABC):
     def check_sessions(self) -> Flow[Sequence[SessionStatus]]:
         raise NotSupportedError(f"the {self.name} backend has no web sessions to check")
 
-    def poll_policy(self, kind: TaskKind) -> PollPolicy | None:
-        """This backend's default polling for ``kind`` (``None``: the library's defaults).
-        A client's own ``poll=`` options always win."""
+    def poll_policy(self, task: Task) -> PollPolicy | None:
+        """This backend's default polling for ``task`` — by its kind, or by what it is (a verb's
+        typical latency); ``None``: the library's defaults. A client's own ``poll=`` options
+        always win."""
         return None
 
     def failure_error(self, task: Task) -> JimengError | None:

@@ -28,6 +28,8 @@ FEATURES: Mapping[str, str] = {
     "webhooks": "callback_url is called when a task ends",
     "omni": "omni reference video (Seedance 2.0 materials)",
     "multi_image": "several images from one prompt (a story, N张)",
+    "image_edits": "images.edit / upscale / outpaint on an image you have",
+    "video_transforms": "videos.imitate_motion / avatar / translate from media you have",
 }
 
 

@@ -37,7 +37,7 @@ from jimeng.cli._exit import (
     render_text,
 )
 from jimeng.cli._files import convert_webp, default_folder, image_size, is_webp
-from jimeng.cli._parser import build_parser, option_names
+from jimeng.cli._parser import build_parser, option_names, verb_words
 from jimeng.cli._progress import Progress
 from jimeng.cli._render import SavedMedia
 from jimeng.models import ImageResult, Task, VideoResult
@@ -156,7 +156,7 @@ class _Run:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jimeng`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code
     (:class:`~jimeng.cli.ExitCode`)."""
-    words = list(sys.argv[1:] if argv is None else argv)
+    words = verb_words(sys.argv[1:] if argv is None else argv)
     stdout, stderr = sys.stdout, sys.stderr
     parser = build_parser()
     try:
@@ -326,6 +326,71 @@ async def _video(run: _Run, client: jimeng.Client) -> None:
     await _collect(run, client, handle, prompt=args.prompt)
 
 
+async def _image_edit(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    if args.remove and args.prompt:
+        raise UsageError("give a PROMPT or --remove, not both", option="--remove")
+    prompt = jimeng.REMOVE_PROMPT if args.remove else args.prompt
+    if not prompt:
+        raise UsageError("say what to paint (PROMPT), or --remove", option="--remove")
+    run.progress.status("submitting")
+    handle = await client.images.submit_edit(
+        prompt, image=args.image, mask=args.mask, **_given(args, ("seed", "watermark"))
+    )
+    await _collect(run, client, handle, prompt=prompt)
+
+
+async def _image_upscale(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("submitting")
+    handle = await client.images.submit_upscale(
+        args.image, **_given(args, ("resolution", "detail", "watermark"))
+    )
+    await _collect(run, client, handle, prompt=None)
+
+
+async def _image_outpaint(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("submitting")
+    names = ("left", "right", "top", "bottom", "mask", "prompt", "seed", "watermark")
+    handle = await client.images.submit_outpaint(args.image, **_given(args, names))
+    await _collect(run, client, handle, prompt=args.prompt)
+
+
+async def _video_imitate(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("submitting")
+    handle = await client.videos.submit_imitate_motion(
+        image=args.image,
+        video=args.video,
+        **_given(args, ("model", "trim_start", "callback_url")),
+    )
+    await _collect(run, client, handle, prompt=None)
+
+
+async def _video_avatar(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("checking the portrait" if args.check else "submitting")
+    handle = await client.videos.submit_avatar(
+        image=args.image,
+        audio=args.audio,
+        check=args.check,
+        **_given(args, ("prompt", "resolution", "fast", "seed")),
+    )
+    await _collect(run, client, handle, prompt=args.prompt)
+
+
+async def _video_translate(run: _Run, client: jimeng.Client) -> None:
+    args = run.args
+    run.progress.status("submitting")
+    handle = await client.videos.submit_translate(
+        args.video,
+        target_language=args.target_language,
+        **_given(args, ("source_language",)),
+    )
+    await _collect(run, client, handle, prompt=None)
+
+
 async def _collect(
     run: _Run, client: jimeng.Client, handle: jimeng.TaskHandle[Any], *, prompt: str | None
 ) -> None:
@@ -460,7 +525,7 @@ async def _finish_video(run: _Run, task: Task, result: VideoResult, prompt: str 
     duration = result.video.duration
     duration = duration if duration is not None else getattr(args, "duration", None)
     fps = result.video.fps if result.video.fps is not None else getattr(args, "fps", None)
-    mode = getattr(args, "mode", None)
+    mode = getattr(args, "mode", None) or result.model
     if run.json:
         doc = _render.video_doc(
             task,
@@ -558,6 +623,12 @@ _COMMANDS: dict[str, Callable[[_Run, jimeng.Client], Awaitable[int | None]]] = {
     "batch": run_batch,
     "image": _image,
     "video": _video,
+    "image-edit": _image_edit,
+    "image-upscale": _image_upscale,
+    "image-outpaint": _image_outpaint,
+    "video-imitate": _video_imitate,
+    "video-avatar": _video_avatar,
+    "video-translate": _video_translate,
     "task get": _task_get,
     "task wait": _task_wait,
     "task cancel": _task_cancel,

@@ -13,7 +13,14 @@ from typing import Any, NoReturn
 from jimeng import __version__
 from jimeng.cli._exit import UsageError
 
-__all__ = ["BACKEND_CHOICES", "Parser", "build_parser", "option_names"]
+__all__ = [
+    "BACKEND_CHOICES",
+    "VERB_COMMANDS",
+    "Parser",
+    "build_parser",
+    "option_names",
+    "verb_words",
+]
 
 #: Shown in help; ``jimeng.backends.create`` decides what really exists.
 BACKEND_CHOICES = "volcengine, ark, dreamina, gateway, sandbox"
@@ -138,7 +145,8 @@ def _image_command(commands: Any) -> None:
     parser = commands.add_parser(
         "image",
         help="generate images",
-        description="Generate images from a prompt (and reference images).",
+        description="Generate images from a prompt (and reference images). To change an "
+        "image you have: jimeng image edit | upscale | outpaint (each has --help).",
     )
     parser.add_argument("prompt", metavar="PROMPT", help="what to draw")
     gen = parser.add_argument_group("generation (only the options you give are sent)")
@@ -177,7 +185,8 @@ def _video_command(commands: Any) -> None:
     parser = commands.add_parser(
         "video",
         help="generate a video",
-        description="Generate a video from a prompt (and first / last frame images).",
+        description="Generate a video from a prompt (and first / last frame images). From "
+        "media you have: jimeng video imitate | avatar | translate (each has --help).",
     )
     parser.add_argument("prompt", metavar="PROMPT", help="what happens in the video")
     gen = parser.add_argument_group("generation (only the options you give are sent)")
@@ -211,6 +220,144 @@ def _video_command(commands: Any) -> None:
     _submission(parser)
     _output(parser, what="video")
     _common(parser, top=False)
+
+
+#: ``jimeng image edit …`` is parsed as the command ``image-edit`` (see :func:`verb_words`), so
+#: that ``jimeng image "a prompt"`` keeps working.
+VERB_COMMANDS = {
+    "image": ("edit", "upscale", "outpaint"),
+    "video": ("imitate", "avatar", "translate"),
+}
+_VALUE_OPTIONS = ("--backend", "--sandbox-url", "--sandbox-protocol")
+
+
+def verb_words(words: Sequence[str]) -> list[str]:
+    """``image edit …`` → ``image-edit …`` (and the other verbs), for the parser."""
+    out = list(words)
+    for index, word in enumerate(out[:-1]):
+        if index and out[index - 1] in _VALUE_OPTIONS:
+            continue
+        if word.startswith("-"):
+            continue
+        # ``jimeng image edit`` alone is the prompt "edit"; a verb always has arguments.
+        if out[index + 1] in VERB_COMMANDS.get(word, ()) and len(out) > index + 2:
+            out[index : index + 2] = [f"{word}-{out[index + 1]}"]
+        break  # only the command word decides
+    return out
+
+
+def _image_verbs(commands: Any) -> None:
+    edit = commands.add_parser(
+        "image-edit",
+        prog="jimeng image edit",
+        help="jimeng image edit: repaint the white area of a mask (Volcengine)",
+        description="Inpainting: repaint the white area of --mask on --image with PROMPT; "
+        "--remove erases it instead.",
+    )
+    edit.add_argument("prompt", metavar="PROMPT", nargs="?", help="what to paint there")
+    gen = edit.add_argument_group("edit")
+    gen.add_argument("--image", required=True, metavar="URL_OR_PATH", help="the image")
+    gen.add_argument(
+        "--mask", required=True, metavar="URL_OR_PATH", help="white = repaint, black = keep"
+    )
+    gen.add_argument("--remove", action="store_true", help='erase the masked area ("删除")')
+    gen.add_argument("--seed", type=int, help="random seed")
+    _flag(gen, "--watermark", help='add the visible "AI generated" mark')
+    upscale = commands.add_parser(
+        "image-upscale",
+        prog="jimeng image upscale",
+        help="jimeng image upscale: to 4K or 8K (Volcengine)",
+        description="Upscale an image to 4K or 8K.",
+    )
+    upscale.add_argument("image", metavar="URL_OR_PATH", help="the image")
+    gen = upscale.add_argument_group("upscale")
+    gen.add_argument("--resolution", choices=("4k", "8k"), help="target (default 4k)")
+    gen.add_argument(
+        "--detail", type=_bounded(int, 0, 100), metavar="0..100", help="invented detail (50)"
+    )
+    _flag(gen, "--watermark", help='add the visible "AI generated" mark')
+    outpaint = commands.add_parser(
+        "image-outpaint",
+        prog="jimeng image outpaint",
+        help="jimeng image outpaint: extend an image beyond its borders (Volcengine)",
+        description="Outpainting: add --left/--right/--top/--bottom (fractions of the side) "
+        "around an image, or paint the white area of --mask on a padded canvas.",
+    )
+    outpaint.add_argument("image", metavar="URL_OR_PATH", help="the image (or padded canvas)")
+    gen = outpaint.add_argument_group("outpaint")
+    for side in ("left", "right", "top", "bottom"):
+        gen.add_argument(
+            f"--{side}", type=_bounded(float, 0, 1), metavar="0..1", help=f"add on the {side}"
+        )
+    gen.add_argument("--mask", metavar="URL_OR_PATH", help="instead of the fractions")
+    gen.add_argument("--prompt", metavar="TEXT", help="what to add")
+    gen.add_argument("--seed", type=int, help="random seed")
+    _flag(gen, "--watermark", help='add the visible "AI generated" mark')
+    for parser in (edit, upscale, outpaint):
+        task = parser.add_argument_group("task")
+        task.add_argument(
+            "--no-wait", action="store_true", help="submit, print the task id and return"
+        )
+        _output(parser, what="image")
+        _common(parser, top=False)
+
+
+def _video_verbs(commands: Any) -> None:
+    imitate = commands.add_parser(
+        "video-imitate",
+        prog="jimeng video imitate",
+        help="jimeng video imitate: move like a driving video (Volcengine)",
+        description="Motion imitation: make the subject of IMAGE move like the one in --video.",
+    )
+    imitate.add_argument("image", metavar="URL_OR_PATH", help="the portrait")
+    gen = imitate.add_argument_group("motion")
+    gen.add_argument("--video", required=True, metavar="URL", help="driving video URL (<= 30 s)")
+    gen.add_argument("--model", help="motion-2.0 (default) or motion-1.0")
+    gen.add_argument(
+        "--keep-start",
+        action="store_const",
+        const=False,
+        dest="trim_start",
+        help="keep the ~1 s transition at the start (2.0 trims it)",
+    )
+    avatar = commands.add_parser(
+        "video-avatar",
+        prog="jimeng video avatar",
+        help="jimeng video avatar: a portrait speaks an audio (OmniHuman, Volcengine)",
+        description="OmniHuman: make the portrait at IMAGE (a URL) speak --audio (a URL, < 60 s).",
+    )
+    avatar.add_argument("image", metavar="URL", help="the portrait")
+    gen = avatar.add_argument_group("avatar")
+    gen.add_argument("--audio", required=True, metavar="URL", help="the speech (< 60 s)")
+    gen.add_argument("--prompt", metavar="TEXT", help="steers picture, motion and camera")
+    gen.add_argument("--resolution", type=int, choices=(720, 1080), help="default 1080")
+    _flag(gen, "--fast", help="faster, lower quality")
+    gen.add_argument(
+        "--no-check",
+        action="store_false",
+        dest="check",
+        help="skip the subject check before the paid video",
+    )
+    gen.add_argument("--seed", type=int, help="random seed")
+    translate = commands.add_parser(
+        "video-translate",
+        prog="jimeng video translate",
+        help="jimeng video translate: dub a speaker into another language (Volcengine)",
+        description="Video translation: dub the speaker of VIDEO (a URL, 5–180 s) into --to.",
+    )
+    translate.add_argument("video", metavar="URL", help="the video")
+    gen = translate.add_argument_group("translate")
+    gen.add_argument("--to", required=True, dest="target_language", metavar="LANG", help="e.g. en")
+    gen.add_argument("--from", dest="source_language", metavar="LANG", help="default zh")
+    for parser in (imitate, avatar, translate):
+        task = parser.add_argument_group("task")
+        task.add_argument(
+            "--no-wait", action="store_true", help="submit, print the task id and return"
+        )
+        if parser is imitate:
+            task.add_argument("--callback-url", metavar="URL", help="called when the task ends")
+        _output(parser, what="video")
+        _common(parser, top=False)
 
 
 def _task_commands(commands: Any) -> None:
@@ -402,6 +549,8 @@ def build_parser() -> Parser:
     commands.required = True
     _image_command(commands)
     _video_command(commands)
+    _image_verbs(commands)
+    _video_verbs(commands)
     _task_commands(commands)
     _batch_command(commands)
     _credits_command(commands)

@@ -12,20 +12,38 @@ from jimeng.models._requests import (
     WatermarkPosition,
 )
 from jimeng.models._task import Task, TaskFailure, TaskKind, TaskStatus
+from jimeng.models._transforms import (
+    REMOVE_PROMPT,
+    AvatarRequest,
+    InpaintRequest,
+    MediaInput,
+    MotionRequest,
+    OutpaintRequest,
+    TranslateRequest,
+    UpscaleRequest,
+)
 
 __all__ = [
+    "REMOVE_PROMPT",
     "SIZE_PRESETS",
     "AigcMeta",
+    "AvatarRequest",
     "Image",
     "ImageInput",
     "ImageInputLike",
     "ImageRequest",
     "ImageResult",
+    "InpaintRequest",
     "Media",
+    "MediaInput",
+    "MotionRequest",
+    "OutpaintRequest",
     "Task",
     "TaskFailure",
     "TaskKind",
     "TaskStatus",
+    "TranslateRequest",
+    "UpscaleRequest",
     "Video",
     "VideoRequest",
     "VideoResult",

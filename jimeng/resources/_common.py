@@ -12,15 +12,16 @@ import attrs
 
 from jimeng._handle import attach_task
 from jimeng._polling import PollPolicy
-from jimeng.errors import ValidationError
-from jimeng.models import ImageInput, Task
+from jimeng.errors import InvalidRequestError, ValidationError
+from jimeng.models import ImageInput, Task, TaskStatus
 from jimeng.models._checks import callable_, check_argument, instance
 from jimeng.models._requests import check_image_data
+from jimeng.models._transforms import AvatarRequest, TransformRequest
 
 if TYPE_CHECKING:
     from jimeng._client import Client
 
-__all__ = ["OnSubmit", "check_wait_options", "load_input", "notify"]
+__all__ = ["OnSubmit", "check_wait_options", "load_input", "notify", "submit_transform"]
 
 T = TypeVar("T")
 OnSubmit = Callable[[Task], Awaitable[None] | None]
@@ -85,3 +86,42 @@ async def wait_for_result(
     except BaseException as error:
         attach_task(error, handle.task)
         raise
+
+
+async def submit_transform(client: Client, request: TransformRequest) -> Task:
+    """Read the local images of a transform, let the backend check it (before any request),
+    run the avatar subject check when asked, then submit through the client's submit path (so
+    the accepted task is logged and journalled like a generation)."""
+    changes: dict[str, Any] = {}
+    for field in ("image", "mask"):
+        image = getattr(request, field, None)
+        if isinstance(image, ImageInput):
+            changes[field] = await load_input(image, field)
+    request = attrs.evolve(request, **changes)
+    backend = client.backend
+    backend.validate_transform(request)
+    if isinstance(request, AvatarRequest) and request.check:
+        await _check_subject(client, request)
+    return await client._submit(backend.submit_transform(request), kind=request.kind)
+
+
+async def _check_subject(client: Client, request: AvatarRequest) -> None:
+    """protocols/volcengine.md §3.4.5 step 1: refuse a portrait without a person-like subject
+    before the paid video step."""
+    from jimeng._handle import TaskHandle
+
+    check = await client._run(client.backend.check_subject(request), kind=request.kind)
+    handle: TaskHandle[Any] = TaskHandle(client, check)
+    task = await handle.wait()
+    if task.status is not TaskStatus.SUCCEEDED:
+        raise client._task_error(task)
+    if not task.context.get("subject"):
+        raise InvalidRequestError(
+            "the subject check found no person, human-like or anthropomorphic subject in the "
+            "image; the avatar video was not submitted (pass check=False to submit anyway)",
+            code="no_subject",
+            backend=task.backend,
+            body=task.raw,
+            task_id=task.id,
+            task_ref=task.ref,
+        )

@@ -19,7 +19,14 @@ from jimeng.models import (
     Watermark,
 )
 from jimeng.models._checks import check_argument, instance, required
-from jimeng.resources._common import OnSubmit, check_wait_options, load_input, wait_for_result
+from jimeng.models._transforms import InpaintRequest, OutpaintRequest, UpscaleRequest
+from jimeng.resources._common import (
+    OnSubmit,
+    check_wait_options,
+    load_input,
+    submit_transform,
+    wait_for_result,
+)
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -180,3 +187,196 @@ class Images:
         backend.validate_image(request)
         task = await self._client._submit(backend.submit_image(request), kind=TaskKind.IMAGE)
         return TaskHandle(self._client, task, prompt=request.prompt)
+
+    # -- edits of an image the caller has (Volcengine visual API) ------------------------------
+
+    async def edit(
+        self,
+        prompt: str,
+        *,
+        image: ImageInputLike | ImageInput,
+        mask: ImageInputLike | ImageInput,
+        seed: int | None = None,
+        watermark: Watermark | bool | None = None,
+        aigc_meta: AigcMeta | None = None,
+        return_url: bool | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        poll: PollPolicy | None = None,
+        on_submit: OnSubmit | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> ImageResult:
+        """Repaint the white area of ``mask`` (black keeps, white repaints; the image's size)
+        with ``prompt``. The prompt ``jimeng.REMOVE_PROMPT`` (``"删除"``) erases it instead.
+        Images are URLs, paths or bytes."""
+        check_wait_options(poll, on_submit, on_update)
+        handle = await self.submit_edit(
+            prompt,
+            image=image,
+            mask=mask,
+            seed=seed,
+            watermark=watermark,
+            aigc_meta=aigc_meta,
+            return_url=return_url,
+            extra_body=extra_body,
+        )
+        result: ImageResult = await wait_for_result(
+            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
+        )
+        return result
+
+    async def submit_edit(
+        self,
+        prompt: str,
+        *,
+        image: ImageInputLike | ImageInput,
+        mask: ImageInputLike | ImageInput,
+        seed: int | None = None,
+        watermark: Watermark | bool | None = None,
+        aigc_meta: AigcMeta | None = None,
+        return_url: bool | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> TaskHandle[ImageResult]:
+        """Submit an edit and return at once with a :class:`~jimeng.TaskHandle`."""
+        request = InpaintRequest(
+            prompt=prompt,
+            image=image,
+            mask=mask,
+            seed=seed,
+            watermark=watermark,
+            aigc_meta=aigc_meta,
+            return_url=return_url,
+            extra=extra_body,
+        )
+        task = await submit_transform(self._client, request)
+        return TaskHandle(self._client, task, prompt=prompt)
+
+    async def upscale(
+        self,
+        image: ImageInputLike | ImageInput,
+        *,
+        resolution: str | None = None,
+        detail: int | None = None,
+        watermark: Watermark | bool | None = None,
+        aigc_meta: AigcMeta | None = None,
+        return_url: bool | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        poll: PollPolicy | None = None,
+        on_submit: OnSubmit | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> ImageResult:
+        """Upscale ``image`` to ``resolution`` ``"4k"`` (the default) or ``"8k"``; ``detail``
+        (0–100, default 50) is how much new detail the model may invent."""
+        check_wait_options(poll, on_submit, on_update)
+        handle = await self.submit_upscale(
+            image,
+            resolution=resolution,
+            detail=detail,
+            watermark=watermark,
+            aigc_meta=aigc_meta,
+            return_url=return_url,
+            extra_body=extra_body,
+        )
+        result: ImageResult = await wait_for_result(
+            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
+        )
+        return result
+
+    async def submit_upscale(
+        self,
+        image: ImageInputLike | ImageInput,
+        *,
+        resolution: str | None = None,
+        detail: int | None = None,
+        watermark: Watermark | bool | None = None,
+        aigc_meta: AigcMeta | None = None,
+        return_url: bool | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> TaskHandle[ImageResult]:
+        """Submit an upscale and return at once with a :class:`~jimeng.TaskHandle`."""
+        request = UpscaleRequest(
+            image=image,
+            resolution=resolution,
+            detail=detail,
+            watermark=watermark,
+            aigc_meta=aigc_meta,
+            return_url=return_url,
+            extra=extra_body,
+        )
+        task = await submit_transform(self._client, request)
+        return TaskHandle(self._client, task)
+
+    async def outpaint(
+        self,
+        image: ImageInputLike | ImageInput,
+        *,
+        left: float | None = None,
+        right: float | None = None,
+        top: float | None = None,
+        bottom: float | None = None,
+        prompt: str | None = None,
+        mask: ImageInputLike | ImageInput | None = None,
+        seed: int | None = None,
+        watermark: Watermark | bool | None = None,
+        aigc_meta: AigcMeta | None = None,
+        return_url: bool | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        poll: PollPolicy | None = None,
+        on_submit: OnSubmit | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> ImageResult:
+        """Extend ``image`` beyond its borders: ``left``/``right``/``top``/``bottom`` add that
+        fraction (0–1) of the original side. Or give ``mask`` for an image already padded to the
+        canvas (white where to paint). ``prompt`` describes what to add."""
+        check_wait_options(poll, on_submit, on_update)
+        handle = await self.submit_outpaint(
+            image,
+            left=left,
+            right=right,
+            top=top,
+            bottom=bottom,
+            prompt=prompt,
+            mask=mask,
+            seed=seed,
+            watermark=watermark,
+            aigc_meta=aigc_meta,
+            return_url=return_url,
+            extra_body=extra_body,
+        )
+        result: ImageResult = await wait_for_result(
+            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
+        )
+        return result
+
+    async def submit_outpaint(
+        self,
+        image: ImageInputLike | ImageInput,
+        *,
+        left: float | None = None,
+        right: float | None = None,
+        top: float | None = None,
+        bottom: float | None = None,
+        prompt: str | None = None,
+        mask: ImageInputLike | ImageInput | None = None,
+        seed: int | None = None,
+        watermark: Watermark | bool | None = None,
+        aigc_meta: AigcMeta | None = None,
+        return_url: bool | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> TaskHandle[ImageResult]:
+        """Submit an outpaint and return at once with a :class:`~jimeng.TaskHandle`."""
+        request = OutpaintRequest(
+            image=image,
+            left=left,
+            right=right,
+            top=top,
+            bottom=bottom,
+            prompt=prompt,
+            mask=mask,
+            seed=seed,
+            watermark=watermark,
+            aigc_meta=aigc_meta,
+            return_url=return_url,
+            extra=extra_body,
+        )
+        task = await submit_transform(self._client, request)
+        return TaskHandle(self._client, task, prompt=prompt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,7 +13,14 @@ from jimeng._polling import PollPolicy
 from jimeng.models import AigcMeta, ImageInput, ImageInputLike, VideoRequest, VideoResult, Watermark
 from jimeng.models._checks import check_argument, instance, required
 from jimeng.models._task import TaskKind
-from jimeng.resources._common import OnSubmit, check_wait_options, load_input, wait_for_result
+from jimeng.models._transforms import AvatarRequest, MediaInput, MotionRequest, TranslateRequest
+from jimeng.resources._common import (
+    OnSubmit,
+    check_wait_options,
+    load_input,
+    submit_transform,
+    wait_for_result,
+)
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -195,3 +203,181 @@ class Videos:
         backend.validate_video(request)
         task = await self._client._submit(backend.submit_video(request), kind=TaskKind.VIDEO)
         return TaskHandle(self._client, task, prompt=request.prompt)
+
+    # -- videos from media the caller has (Volcengine visual API) ------------------------------
+
+    async def imitate_motion(
+        self,
+        *,
+        image: ImageInputLike | ImageInput,
+        video: str | os.PathLike[str] | MediaInput,
+        model: str | None = None,
+        trim_start: bool | None = None,
+        callback_url: str | None = None,
+        aigc_meta: AigcMeta | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        poll: PollPolicy | None = None,
+        on_submit: OnSubmit | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> VideoResult:
+        """Make the subject of ``image`` move like the one in ``video`` (a public URL of a
+        driving video up to 30 s). ``model`` is ``"motion-2.0"`` (default: several people,
+        non-human subjects; the image may be a file) or ``"motion-1.0"`` (image by URL).
+        ``trim_start`` (2.0, default on) drops the ~1 s transition the model adds."""
+        check_wait_options(poll, on_submit, on_update)
+        handle = await self.submit_imitate_motion(
+            image=image,
+            video=video,
+            model=model,
+            trim_start=trim_start,
+            callback_url=callback_url,
+            aigc_meta=aigc_meta,
+            extra_body=extra_body,
+        )
+        result: VideoResult = await wait_for_result(
+            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
+        )
+        return result
+
+    async def submit_imitate_motion(
+        self,
+        *,
+        image: ImageInputLike | ImageInput,
+        video: str | os.PathLike[str] | MediaInput,
+        model: str | None = None,
+        trim_start: bool | None = None,
+        callback_url: str | None = None,
+        aigc_meta: AigcMeta | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> TaskHandle[VideoResult]:
+        """Submit a motion imitation and return at once with a :class:`~jimeng.TaskHandle`."""
+        request = MotionRequest(
+            image=image,
+            video=video,
+            model=model,
+            trim_start=trim_start,
+            callback_url=callback_url,
+            aigc_meta=aigc_meta,
+            extra=extra_body,
+        )
+        task = await submit_transform(self._client, request)
+        return TaskHandle(self._client, task)
+
+    async def avatar(
+        self,
+        *,
+        image: ImageInputLike | ImageInput,
+        audio: str | os.PathLike[str] | MediaInput,
+        prompt: str | None = None,
+        resolution: int | None = None,
+        fast: bool | None = None,
+        masks: Sequence[str] | None = None,
+        seed: int | None = None,
+        check: bool = True,
+        aigc_meta: AigcMeta | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        poll: PollPolicy | None = None,
+        on_submit: OnSubmit | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> VideoResult:
+        """Make the portrait in ``image`` speak ``audio`` (OmniHuman 1.5). Both are public URLs;
+        the audio must be shorter than 60 s. ``resolution`` is 720 or 1080 (default), ``fast``
+        trades quality for speed, ``masks`` pick the speaking subject. ``check`` (default) runs
+        the subject check first and refuses a portrait without a person-like subject before the
+        paid video is submitted."""
+        check_wait_options(poll, on_submit, on_update)
+        handle = await self.submit_avatar(
+            image=image,
+            audio=audio,
+            prompt=prompt,
+            resolution=resolution,
+            fast=fast,
+            masks=masks,
+            seed=seed,
+            check=check,
+            aigc_meta=aigc_meta,
+            extra_body=extra_body,
+        )
+        result: VideoResult = await wait_for_result(
+            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
+        )
+        return result
+
+    async def submit_avatar(
+        self,
+        *,
+        image: ImageInputLike | ImageInput,
+        audio: str | os.PathLike[str] | MediaInput,
+        prompt: str | None = None,
+        resolution: int | None = None,
+        fast: bool | None = None,
+        masks: Sequence[str] | None = None,
+        seed: int | None = None,
+        check: bool = True,
+        aigc_meta: AigcMeta | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> TaskHandle[VideoResult]:
+        """Run the subject check (unless ``check=False``), submit the avatar video and return at
+        once with its :class:`~jimeng.TaskHandle`."""
+        request = AvatarRequest(
+            image=image,
+            audio=audio,
+            prompt=prompt,
+            resolution=resolution,
+            fast=fast,
+            masks=masks,
+            seed=seed,
+            check=check,
+            aigc_meta=aigc_meta,
+            extra=extra_body,
+        )
+        task = await submit_transform(self._client, request)
+        return TaskHandle(self._client, task, prompt=prompt)
+
+    async def translate(
+        self,
+        video: str | os.PathLike[str] | MediaInput,
+        *,
+        target_language: str,
+        source_language: str | None = None,
+        aigc_meta: AigcMeta | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        poll: PollPolicy | None = None,
+        on_submit: OnSubmit | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> VideoResult:
+        """Dub the one front-facing speaker of ``video`` (a public URL, 5–180 s) into
+        ``target_language`` with lip sync. Languages are short codes (``"en"``, ``"ja"``…);
+        ``source_language`` defaults to ``"zh"``."""
+        check_wait_options(poll, on_submit, on_update)
+        handle = await self.submit_translate(
+            video,
+            target_language=target_language,
+            source_language=source_language,
+            aigc_meta=aigc_meta,
+            extra_body=extra_body,
+        )
+        result: VideoResult = await wait_for_result(
+            self._client, handle, on_submit=on_submit, poll=poll, on_update=on_update
+        )
+        return result
+
+    async def submit_translate(
+        self,
+        video: str | os.PathLike[str] | MediaInput,
+        *,
+        target_language: str,
+        source_language: str | None = None,
+        aigc_meta: AigcMeta | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> TaskHandle[VideoResult]:
+        """Submit a translation and return at once with a :class:`~jimeng.TaskHandle`."""
+        request = TranslateRequest(
+            video=video,
+            target_language=target_language,
+            source_language=source_language,
+            aigc_meta=aigc_meta,
+            extra=extra_body,
+        )
+        task = await submit_transform(self._client, request)
+        return TaskHandle(self._client, task)

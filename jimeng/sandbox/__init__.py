@@ -15,7 +15,7 @@ from jimeng._polling import PollPolicy
 from jimeng.backends._base import AccountBalance, Backend, Runtime, SessionStatus
 from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import ConfigurationError, JimengError
-from jimeng.models import ImageRequest, Task, TaskKind, VideoRequest
+from jimeng.models import ImageRequest, Task, VideoRequest
 from jimeng.models._checks import (
     check_argument,
     instance,
@@ -25,6 +25,7 @@ from jimeng.models._checks import (
     secret_list,
     text,
 )
+from jimeng.models._transforms import AvatarRequest, TransformRequest
 from jimeng.sandbox._ark import ARK_PREFIX, SANDBOX_ARK_KEY, ArkProtocol
 from jimeng.sandbox._clock import VirtualClock
 from jimeng.sandbox._dreamina import SANDBOX_TOKENS, DreaminaProtocol
@@ -267,6 +268,18 @@ class Sandbox(Backend):
     def cancel(self, task: Task) -> Flow[Task]:
         return self._inner.cancel(task)
 
+    def validate_transform(self, request: TransformRequest) -> None:
+        self._inner.validate_transform(request)
+
+    def submit_transform(self, request: TransformRequest) -> Flow[Task]:
+        return self._inner.submit_transform(request)
+
+    def check_subject(self, request: AvatarRequest) -> Flow[Task]:
+        return self._inner.check_subject(request)
+
+    def poll_policy(self, task: Task) -> PollPolicy | None:
+        return self._inner.poll_policy(task)
+
     def list_tasks(
         self, *, status: str | None, kind: str | None, limit: int | None
     ) -> Flow[Sequence[Task]]:
@@ -286,9 +299,6 @@ class Sandbox(Backend):
 
     def capabilities(self) -> Capabilities:
         return self._inner.capabilities()
-
-    def poll_policy(self, kind: TaskKind) -> PollPolicy | None:
-        return self._inner.poll_policy(kind)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "protocol": self.protocol, "url": self.url}

@@ -25,6 +25,7 @@ from aiohttp import web
 from jimeng._signing import VOLCENGINE_CV, SignatureMismatch, verify
 from jimeng.sandbox._media import render_mp4, render_png
 from jimeng.sandbox._server import SandboxServer, SandboxTask, abort, non_json_page, truncated_json
+from jimeng.sandbox._visual_keys import TRANSFORM_KEYS, check_transform
 from jimeng.sandbox._volcengine_keys import Rejection, check_submit
 
 __all__ = [
@@ -69,11 +70,32 @@ _BUSINESS_MESSAGES: Mapping[int, str] = {
 
 _SUBMIT = "CVSync2AsyncSubmitTask"
 _GET = "CVSync2AsyncGetResult"
+_CV_SUBMIT = "CVSubmitTask"
+_CV_GET = "CVGetResult"
 _CANCEL = "CVCancelTask"
 _VERSION = "2022-08-31"
-#: §2.1: CVCancelTask lives under another version than the submit/get-result pair.
-_VERSIONS: Mapping[str, str] = {_SUBMIT: _VERSION, _GET: _VERSION, _CANCEL: "2024-06-06"}
-_LABELS: Mapping[str, str] = {_SUBMIT: "submit", _GET: "poll", _CANCEL: "cancel"}
+#: §2.1: CVCancelTask lives under another version than the submit/get-result pairs.
+_VERSIONS: Mapping[str, str] = {
+    _SUBMIT: _VERSION,
+    _GET: _VERSION,
+    _CV_SUBMIT: _VERSION,
+    _CV_GET: _VERSION,
+    _CANCEL: "2024-06-06",
+}
+_LABELS: Mapping[str, str] = {
+    _SUBMIT: "submit",
+    _GET: "poll",
+    _CV_SUBMIT: "submit",
+    _CV_GET: "poll",
+    _CANCEL: "cancel",
+}
+#: §3.4.0: the Action pair each submit and get-result belongs to.
+_FAMILIES: Mapping[str, str] = {
+    _SUBMIT: "sync2async",
+    _GET: "sync2async",
+    _CV_SUBMIT: "cv",
+    _CV_GET: "cv",
+}
 
 #: Task stages in the official words (§2.3) and the relay's (gateway.md §10).
 _OFFICIAL_WORDS = {"queued": "in_queue", "running": "generating", "done": "done"}
@@ -215,7 +237,7 @@ class VolcengineProtocol:
             return self._gateway(
                 request, "InvalidActionOrVersion", f"Could not find operation {action}"
             )
-        if self.relay and action == _CANCEL:
+        if self.relay and action not in (_SUBMIT, _GET):
             # gateway.md §10 documents submit and query only.
             return self._relay_error(404, "unsupported_action", f"{action} is not supported")
         if not server.take_request_token():
@@ -234,10 +256,10 @@ class VolcengineProtocol:
         if not isinstance(payload, dict):
             return self._business(50204, status=400, message="Parse Args Error")
         if label == "submit":
-            return self.submit(payload)
+            return self.submit(payload, family=_FAMILIES[action])
         if label == "cancel":
             return self.cancel(payload)
-        return await self.get_result(payload)
+        return await self.get_result(payload, family=_FAMILIES[action])
 
     async def _apply(self, request: web.Request, fault: Any) -> web.StreamResponse | None:
         assert self.server is not None
@@ -259,34 +281,49 @@ class VolcengineProtocol:
 
     # -- actions -------------------------------------------------------------------------------
 
-    def submit(self, payload: dict[str, Any]) -> web.Response:
+    def submit(self, payload: dict[str, Any], *, family: str = "sync2async") -> web.Response:
         server = self.server
         assert server is not None
+        req_key = payload.get("req_key")
         try:
-            accepted = check_submit(payload, relay=self.relay)
+            if isinstance(req_key, str) and req_key in TRANSFORM_KEYS and not self.relay:
+                accepted = check_transform(req_key, payload, family=family)
+            else:
+                accepted = check_submit(payload, relay=self.relay, family=family)
         except Rejection as rejection:
             status = 400 if rejection.code < 50500 else 500
             return self._business(rejection.code, status=status, message=rejection.message)
-        prompt = str(payload["prompt"])
-        if BLOCK_INPUT in prompt:
+        prompt = str(payload.get("prompt") or "")
+        # Keys without a prompt carry the trigger words in their URLs.
+        words = (
+            prompt
+            + " "
+            + " ".join(
+                str(payload.get(name) or "") for name in ("image_url", "video_url", "audio_url")
+            )
+            + " ".join(str(url) for url in payload.get("image_urls") or ())
+        )
+        if BLOCK_INPUT in words:
             return self._business(50412, status=400)
         task = server.add_task(
             SandboxTask(
                 id=server.new_id("uuid" if self.relay else "numeric"),
                 kind=accepted.kind,
                 model=str(payload["req_key"]),
-                prompt=prompt,
+                prompt=prompt or str(req_key),
                 params=payload,
                 created=server.now(),
                 stages=server.stages,
-                extra={"submission": accepted, "relay": self.relay},
+                extra={"submission": accepted, "relay": self.relay, "family": family},
             )
         )
-        if BLOCK_OUTPUT in prompt:
+        if BLOCK_OUTPUT in words:
             code = 50516 if accepted.kind == "video" else 50511
             task.outcome = f"failed:{code}:{_BUSINESS_MESSAGES[code]}"
-        elif FAIL_TASK in prompt:
+        elif FAIL_TASK in words:
             task.outcome = "failed:50500:Internal Error"
+        elif accepted.outcome is not None:
+            task.outcome = accepted.outcome
         data: dict[str, Any] = {"task_id": task.id}
         if self.relay:
             data["status"] = "submitted"
@@ -324,11 +361,18 @@ class VolcengineProtocol:
         task.cancelled = True
         return self._business(10000, status=200, message="Success")
 
-    async def get_result(self, payload: dict[str, Any]) -> web.Response:
+    async def get_result(
+        self, payload: dict[str, Any], *, family: str = "sync2async"
+    ) -> web.Response:
         server = self.server
         assert server is not None
         words = _RELAY_WORDS if self.relay else _OFFICIAL_WORDS
         task = self._find(payload)
+        if task is not None and task.extra.get("family", "sync2async") != family:
+            # §3.4.0: a key polled on the other Action pair is not served there.
+            return self._business(
+                50200, status=400, message=f"Invalid args: req_key {task.model} not supported"
+            )
         if task is None or task.cancelled:
             # §2.3 lists no "cancelled" state: a cancelled task is no longer known.
             return self._business(
@@ -344,9 +388,10 @@ class VolcengineProtocol:
         server.polls[task.id] += 1
         stage = task.stage(server.now(), server.time_factor)
         if stage in ("queued", "running"):
-            return self._business(
-                10000, status=200, message="Success", data={"status": words[stage]}
-            )
+            word = words[stage]
+            if family == "cv" and stage == "queued" and task.polls == 1:
+                word = "processing"  # §3.4.5: OmniHuman's pre-processing, before in_queue
+            return self._business(10000, status=200, message="Success", data={"status": word})
         if task.outcome.startswith("failed:"):
             _, code, message = task.outcome.split(":", 2)
             if self.relay:  # the relay reports the upstream code with its own word
@@ -359,8 +404,13 @@ class VolcengineProtocol:
                 message=message,
                 data={"status": "done"},
             )
-        if task.kind == "video":
+        if task.kind == "check":
+            subject = task.extra["submission"].subject
+            data = {"resp_data": json.dumps({"status": int(bool(subject))})}
+        elif task.kind == "video":
             data = self._video(task, options)
+            if family == "cv":
+                data["resp_data"] = ""
         else:
             data = await self._images(task, options)
         data["status"] = words["done"]
@@ -379,7 +429,7 @@ class VolcengineProtocol:
                 width=accepted.width,
                 height=accepted.height,
                 frames=accepted.frames,
-                fps=24,
+                fps=accepted.fps,
             ),
         )
         data: dict[str, Any] = {"video_url": url}

@@ -19,7 +19,16 @@ import attrs
 
 from jimeng._imageinfo import sniff_image
 
-__all__ = ["IMAGE_KEYS", "VIDEO_KEYS", "Rejection", "Submission", "check_submit", "video_size"]
+__all__ = [
+    "IMAGE_KEYS",
+    "VIDEO_KEYS",
+    "Rejection",
+    "Submission",
+    "check_submit",
+    "decode_images",
+    "image_count",
+    "video_size",
+]
 
 _MB = 1024 * 1024
 _N_IMAGES = re.compile(r"(\d+)\s*(?:images|pictures|张)", re.IGNORECASE)
@@ -94,11 +103,16 @@ _RELAY_RESOLUTIONS = {"1k": 1024, "2k": 2048, "4k": 4096}
 class Submission:
     """An accepted submit: what kind of task, and what the result should look like."""
 
-    kind: str  # "image" or "video"
+    kind: str  # "image", "video" or "check" (the OmniHuman subject check, §3.4.5)
     width: int
     height: int
     count: int = 1
     frames: int = 121
+    fps: int = 24
+    #: The subject check's answer (a person-like subject found).
+    subject: bool | None = None
+    #: An outcome decided at submit (e.g. audio too long fails at get-result, §3.4.5).
+    outcome: str | None = None
 
 
 def _invalid(message: str) -> Rejection:
@@ -114,7 +128,7 @@ def _int(payload: Mapping[str, Any], name: str) -> int | None:
     return value
 
 
-def _decode_images(payload: Mapping[str, Any], max_base64: int | None) -> list[tuple[int, int]]:
+def decode_images(payload: Mapping[str, Any], max_base64: int | None) -> list[tuple[int, int]]:
     """Decode ``binary_data_base64``; return the (width, height) of each image."""
     encoded = payload.get("binary_data_base64")
     if encoded is None:
@@ -141,7 +155,7 @@ def _decode_images(payload: Mapping[str, Any], max_base64: int | None) -> list[t
     return sizes
 
 
-def _image_count(payload: Mapping[str, Any]) -> int:
+def image_count(payload: Mapping[str, Any]) -> int:
     urls = payload.get("image_urls")
     if urls is not None and (
         not isinstance(urls, list)
@@ -153,9 +167,15 @@ def _image_count(payload: Mapping[str, Any]) -> int:
     return len(urls or payload.get("binary_data_base64") or [])
 
 
-def check_submit(payload: Mapping[str, Any], *, relay: bool = False) -> Submission:
-    """Check a submit body as the server would; raise :class:`Rejection` when it is refused."""
+def check_submit(
+    payload: Mapping[str, Any], *, relay: bool = False, family: str = "sync2async"
+) -> Submission:
+    """Check a submit body as the server would; raise :class:`Rejection` when it is refused.
+    ``family`` is the Action pair it came in on: the generation keys answer on
+    ``CVSync2Async*`` only (§3.4.0)."""
     req_key = payload.get("req_key")
+    if family != "sync2async":
+        raise _invalid(f"req_key {req_key!r} not supported")
     prompt = payload.get("prompt")
     if not isinstance(req_key, str) or (req_key not in IMAGE_KEYS and req_key not in VIDEO_KEYS):
         raise _invalid(f"req_key {req_key!r}")
@@ -181,11 +201,11 @@ def _check_image(
     if relay and req_key == "jimeng_t2i_v40":
         allowed = allowed | _RELAY_EXTRAS
     _check_fields(payload, allowed)
-    count = _image_count(payload)
+    count = image_count(payload)
     limit = _MAX_IMAGES.get(req_key, 0)
     if count > limit or (req_key == "jimeng_i2i_v30" and count != 1):
         raise _invalid(f"{req_key} takes {'exactly 1' if limit == 1 else f'0-{limit}'} images")
-    _decode_images(payload, 15 * _MB * 4 // 3 + 4 if limit > 1 else int(4.7 * _MB))
+    decode_images(payload, 15 * _MB * 4 // 3 + 4 if limit > 1 else int(4.7 * _MB))
     if ("width" in payload) != ("height" in payload):
         raise _invalid("width and height go together")
     width, height = _int(payload, "width"), _int(payload, "height")
@@ -244,11 +264,11 @@ def _check_video(req_key: str, payload: Mapping[str, Any]) -> Submission:
     if key.camera:
         allowed = allowed | {"template_id", "camera_strength"}
     _check_fields(payload, frozenset(allowed))
-    count = _image_count(payload)
+    count = image_count(payload)
     low, high = key.images
     if not low <= count <= high:
         raise _invalid(f"{req_key} takes {low}-{high} images, got {count}")
-    sizes = _decode_images(payload, int(4.7 * _MB))
+    sizes = decode_images(payload, int(4.7 * _MB))
     for width, height in sizes:
         if min(width, height) < 320:
             raise _invalid(f"image {width}x{height}: the short side must be at least 320")

@@ -649,10 +649,10 @@ class Dreamina(Backend):
             )
         return statuses
 
-    def poll_policy(self, kind: TaskKind) -> PollPolicy:
+    def poll_policy(self, task: Task) -> PollPolicy:
         """§18: the peers wait 30 minutes for images and an hour for videos before they give
         up, so a slow queue is not reported as a failure. The environment still overrides."""
-        return _web_poll_policy(kind)
+        return _web_poll_policy(task.kind)
 
     # -- credits (§7) ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from yarl import URL
 from jimeng import _logging
 from jimeng._http import Call, Flow, Response
 from jimeng._imageinfo import ImageLimits
+from jimeng._polling import PollPolicy
 from jimeng._signing import VOLCENGINE_CV, Credentials, SigningProfile, sign
 from jimeng.backends._base import Backend, NotSupportedError
 from jimeng.backends._capabilities import Capabilities, ModelCapabilities
@@ -21,10 +22,18 @@ from jimeng.backends._endpoint import check_endpoint
 from jimeng.backends._sizing import RATIOS, RESOLUTIONS
 from jimeng.backends.volcengine import _wire
 from jimeng.backends.volcengine._errors import failure_class
+from jimeng.backends.volcengine._family import (
+    AVATAR_CHECK,
+    OUTPAINT_FIELDS,
+    TRANSFORMS,
+    TransformSpec,
+    transform_spec,
+)
 from jimeng.backends.volcengine._inputs import (
     build_fetch,
     check_local,
     check_same_ratio,
+    encode_images,
     fetched,
     needs_fetch,
 )
@@ -52,6 +61,7 @@ from jimeng.errors import (
     RateLimitError,
     ServerError,
     TaskExpiredError,
+    TaskFailedError,
     TaskNotCancellableError,
     ValidationError,
 )
@@ -65,6 +75,7 @@ from jimeng.models._checks import (
     secret_text,
     text,
 )
+from jimeng.models._transforms import AvatarRequest, TransformRequest
 
 __all__ = ["DEFAULT_ENDPOINT", "Volcengine", "check_endpoint"]
 
@@ -97,6 +108,7 @@ class Volcengine(Backend):
         endpoint: str | None = None,
         video_endpoint: str | None = None,
         req_keys: Mapping[str, str] | None = None,
+        outpaint_fields: Mapping[str, str] | None = None,
         allow_http: bool = False,
         profile: SigningProfile = VOLCENGINE_CV,
     ):
@@ -110,6 +122,7 @@ class Volcengine(Backend):
         check_argument("endpoint", endpoint, text())
         check_argument("video_endpoint", video_endpoint, text())
         check_argument("req_keys", req_keys, mapping_of_str())
+        check_argument("outpaint_fields", outpaint_fields, mapping_of_str())
         check_argument("allow_http", allow_http, required(boolean()))
         check_argument("profile", profile, required(instance(SigningProfile, "a SigningProfile")))
         self._api_key = api_key
@@ -141,7 +154,28 @@ class Volcengine(Backend):
         self.video_url = str(video_url.origin()) + (video_url.path or "/")
         self._video_endpoint = self._make_endpoint(video_url)
         overrides = dict(req_keys or {})
-        check_overrides(overrides, set(IMAGE_MODELS) | set(VIDEO_MODES))
+        check_overrides(
+            overrides, set(IMAGE_MODELS) | set(VIDEO_MODES) | set(TRANSFORMS) | {AVATAR_CHECK.name}
+        )
+        unknown = set(outpaint_fields or {}) - set(OUTPAINT_FIELDS)
+        if unknown:
+            raise ConfigurationError(
+                f"outpaint_fields: unknown {sorted(unknown)}; rename {sorted(OUTPAINT_FIELDS)}"
+            )
+        self._outpaint_fields = {**OUTPAINT_FIELDS, **(outpaint_fields or {})}
+        self._transforms = {
+            name: attrs.evolve(spec, req_key=overrides[name]) if name in overrides else spec
+            for name, spec in TRANSFORMS.items()
+        }
+        self._avatar_check = (
+            attrs.evolve(AVATAR_CHECK, req_key=overrides[AVATAR_CHECK.name])
+            if AVATAR_CHECK.name in overrides
+            else AVATAR_CHECK
+        )
+        #: req_key → its transform spec (Action family, polling, result options).
+        self._by_req_key = {
+            spec.req_key: spec for spec in (*self._transforms.values(), self._avatar_check)
+        }
         self._image_models = with_req_keys(IMAGE_MODELS, overrides)
         self._video_modes = {
             mode: attrs.evolve(spec, req_key=overrides[mode]) if mode in overrides else spec
@@ -154,6 +188,8 @@ class Volcengine(Backend):
         #: req_key → the public model name results report.
         self._names = {spec.req_key: spec.name for spec in self._image_models.values()}
         self._names.update({spec.req_key: spec.model for spec in self._video_modes.values()})
+        self._kinds.update({key: spec.kind for key, spec in self._by_req_key.items()})
+        self._names.update({key: spec.name for key, spec in self._by_req_key.items()})
 
     def _make_endpoint(self, url: URL) -> _wire.Endpoint:
         return _wire.Endpoint(
@@ -240,7 +276,11 @@ class Volcengine(Backend):
         return Capabilities(
             backend=self.name,
             models=(*images, *videos),
-            features=frozenset({"async_submit"} if self.relay else {"async_submit", "cancel"}),
+            features=frozenset(
+                {"async_submit"}
+                if self.relay
+                else {"async_submit", "cancel", "image_edits", "video_transforms"}
+            ),
             sizing="exact WxH; ratio × resolution → the recommended sizes; out-of-range "
             "sizes scaled, with a note",
         )
@@ -249,6 +289,17 @@ class Volcengine(Backend):
         """A task refused by output moderation is a :class:`ContentPolicyError` (with its id)."""
         if task.failure is None:
             return None
+        spec = self._by_req_key.get(task.model or "")
+        if spec is not None and spec.verb == "avatar" and str(task.failure.code) == "50215":
+            # §3.4.5: audio of 60 s or more is accepted at submit and refused here.
+            return TaskFailedError(
+                f"task {task.id} failed: {task.failure.message} (OmniHuman takes audio shorter "
+                "than 60 s, and image and audio URLs it can download)",
+                task_id=task.id,
+                task_ref=task.ref,
+                status=task.raw_status,
+                code=task.failure.code,
+            )
         cls = failure_class(task.failure.code)
         if cls is None:
             return None
@@ -355,11 +406,65 @@ class Volcengine(Backend):
 
     # -- tasks ---------------------------------------------------------------------------------
 
+    # -- transforms (§3.4) -----------------------------------------------------------------------
+
+    def validate_transform(self, request: TransformRequest) -> None:
+        spec = transform_spec(request, self._transforms)
+        if self.relay:
+            raise NotSupportedError(
+                f"relays of the official format document image and video generation only "
+                f"(gateway.md §10), not {spec.name}"
+            )
+        spec.fields(request, self._outpaint_fields)  # every check, no request
+
+    def submit_transform(self, request: TransformRequest) -> Flow[Task]:
+        spec = transform_spec(request, self._transforms)
+        pairs = spec.inputs(request)
+        images = [image for _, image in pairs]
+        if needs_fetch(images):
+            images = list((yield from self._inline(images, [f for f, _ in pairs], spec.limits)))
+        body = {**encode_images(images), **spec.fields(request, self._outpaint_fields)}
+        task = yield from self._submit_spec(spec, body)
+        if spec.result_options == "image":
+            options = _wire.req_json(
+                return_url=getattr(request, "return_url", None),
+                watermark=getattr(request, "watermark", None),
+                aigc_meta=request.aigc_meta,
+            )
+        else:
+            options = _wire.req_json(aigc_meta=request.aigc_meta, images=False)
+        return _with_context(task, req_json=options, model_name=spec.name)
+
+    def _submit_spec(self, spec: TransformSpec, body: Mapping[str, Any]) -> Flow[Task]:
+        submit, _ = _wire.ACTIONS[spec.family]
+        response: Response = yield _wire.build_submit(
+            self._endpoint_for(spec.kind), body, action=submit
+        )
+        return _wire.parse_submit(response, req_key=spec.req_key, kind=spec.kind, backend=self.name)
+
+    def check_subject(self, request: AvatarRequest) -> Flow[Task]:
+        """§3.4.5 step 1 (``CVSubmitTask``): does the portrait hold a person-like subject?"""
+        if self.relay:
+            raise NotSupportedError("relays of the official format have no OmniHuman check")
+        spec = self._avatar_check
+        task = yield from self._submit_spec(spec, spec.fields(request))
+        return _with_context(task, req_json="", model_name=spec.name)
+
+    def poll_policy(self, task: Task) -> PollPolicy | None:
+        spec = self._by_req_key.get(task.model or "")
+        return spec.poll if spec is not None else None
+
+    # -- tasks ---------------------------------------------------------------------------------
+
     def poll(self, task: Task) -> Flow[Task]:
         options = _options(task)
+        spec = self._by_req_key.get(task.model or "")
+        _, get_result = _wire.ACTIONS[spec.family if spec else "sync2async"]
         response: Response = yield _wire.build_get_result(
-            self._endpoint_for(task.kind), task.model or "", task.id, options
+            self._endpoint_for(task.kind), task.model or "", task.id, options, action=get_result
         )
+        if spec is self._avatar_check:
+            return _wire.parse_subject_check(response, task)
         updated = _wire.parse_result(response, task, now=datetime.now(timezone.utc))
         if updated.context.get("req_json") == options:  # parse_result kept the context
             return updated
@@ -399,6 +504,12 @@ class Volcengine(Backend):
         if self.relay:
             raise NotSupportedError(
                 "relays of the official format document no CVCancelTask (gateway.md §10); "
+                "the task keeps running"
+            )
+        spec = self._by_req_key.get(task.model or "")
+        if spec is not None and not spec.cancellable:
+            raise NotSupportedError(
+                f"{spec.name} runs on CVSubmitTask, which documents no cancel (§2.1); "
                 "the task keeps running"
             )
         req_key = task.model or ""

@@ -34,6 +34,9 @@ BUSINESS_CODES: Mapping[int, type[APIError]] = {
     50511: ContentPolicyError,
     50412: ContentPolicyError,
     50512: ContentPolicyError,
+    # §3.4.4: the motion and avatar keys' pre-checks of the driving video and the audio.
+    50513: ContentPolicyError,
+    50514: ContentPolicyError,
     50413: ContentPolicyError,
     50516: ContentPolicyError,
     50517: ContentPolicyError,

@@ -49,6 +49,14 @@ __all__ = [
 API_VERSION = "2022-08-31"
 SUBMIT = "CVSync2AsyncSubmitTask"
 GET_RESULT = "CVSync2AsyncGetResult"
+#: §3.4.5: the other async family (OmniHuman): same envelope, other Actions.
+CV_SUBMIT = "CVSubmitTask"
+CV_GET_RESULT = "CVGetResult"
+#: Submit and get-result Actions per family (§3.4.0).
+ACTIONS: Mapping[str, tuple[str, str]] = {
+    "sync2async": (SUBMIT, GET_RESULT),
+    "cv": (CV_SUBMIT, CV_GET_RESULT),
+}
 CANCEL = "CVCancelTask"
 CANCEL_VERSION = "2024-06-06"  # §2.1: the SDK's version for CVCancelTask (not in a doc page, §8.12)
 IMAGE_URL_LIFETIME = timedelta(hours=24)  # §5: image_urls valid 24 h
@@ -59,6 +67,7 @@ FPS = 24  # §3.2: frames = 24·n + 1
 _STATUS: Mapping[str, TaskStatus] = {
     "in_queue": TaskStatus.QUEUED,
     "submitted": TaskStatus.QUEUED,
+    "processing": TaskStatus.QUEUED,  # §3.4.5: OmniHuman's pre-processing, before in_queue
     "generating": TaskStatus.RUNNING,
     "done": TaskStatus.SUCCEEDED,
     "success": TaskStatus.SUCCEEDED,
@@ -109,9 +118,9 @@ def _call(endpoint: Endpoint, action: str, payload: Mapping[str, Any], **kwargs:
     )
 
 
-def build_submit(endpoint: Endpoint, body: Mapping[str, Any]) -> Call:
+def build_submit(endpoint: Endpoint, body: Mapping[str, Any], *, action: str = SUBMIT) -> Call:
     # A duplicate submit is billed: the engine may resend only when nothing was accepted.
-    return _call(endpoint, SUBMIT, body, idempotent=False, purpose="submit")
+    return _call(endpoint, action, body, idempotent=False, purpose="submit")
 
 
 def req_json(
@@ -148,12 +157,60 @@ def req_json(
     return json.dumps(options, ensure_ascii=False, separators=(",", ":"))
 
 
-def build_get_result(endpoint: Endpoint, req_key: str, task_id: str, options: str) -> Call:
+def build_get_result(
+    endpoint: Endpoint, req_key: str, task_id: str, options: str, *, action: str = GET_RESULT
+) -> Call:
     body = {"req_key": req_key, "task_id": task_id}
     if options:
         body["req_json"] = options  # optional (§2.3); left out when there is nothing to ask
     return _call(
-        endpoint, GET_RESULT, body, idempotent=True, purpose="poll", check=check_result_response
+        endpoint, action, body, idempotent=True, purpose="poll", check=check_result_response
+    )
+
+
+def resp_data(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data.resp_data``: a JSON document inside a string (§3.4.5), decoded; ``{}`` when
+    empty or not JSON."""
+    text = data.get("resp_data")
+    if isinstance(text, Mapping):
+        return text
+    if not isinstance(text, str) or not text.strip():
+        return {}
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, Mapping) else {}
+
+
+def parse_subject_check(response: Response, task: Task) -> Task:
+    """The OmniHuman subject check (§3.4.5 step 1): done with ``resp_data.status`` 1 (a person
+    or person-like subject) or 0 (none), kept in ``context["subject"]``."""
+    payload = _payload(response)
+    data = payload.get("data") or {}
+    if not isinstance(data, Mapping):
+        data = {}
+    raw_status = data.get("status") if isinstance(data.get("status"), str) else None
+    status = status_of(raw_status)
+    decoded = resp_data(data)
+    failure: TaskFailure | None = None
+    code = payload.get("code")
+    if status is TaskStatus.SUCCEEDED and code not in (None, SUCCESS):
+        status = TaskStatus.FAILED
+    if status is TaskStatus.FAILED:
+        failure = TaskFailure(
+            code=code, message=str(decoded.get("message") or payload.get("message") or "failed")
+        )
+    context = dict(task.context)
+    if status is TaskStatus.SUCCEEDED:
+        context["subject"] = decoded.get("status") in (1, "1", True)
+    return attrs.evolve(
+        task,
+        status=status,
+        raw_status=raw_status,
+        failure=failure,
+        raw=payload,
+        context=context,
     )
 
 
@@ -260,8 +317,11 @@ def parse_result(
             status = TaskStatus.FAILED
             failure = TaskFailure(code=payload.get("code"), message="task finished without output")
     elif status is TaskStatus.FAILED:
+        # A CVGetResult "failed" carries its reason in resp_data (§3.4.5, [3P]).
+        reason = resp_data(data).get("message") if code in (None, SUCCESS) else None
         failure = TaskFailure(
-            code=payload.get("code"), message=str(payload.get("message") or "generation failed")
+            code=payload.get("code"),
+            message=str(reason or payload.get("message") or "generation failed"),
         )
     return attrs.evolve(
         task,
