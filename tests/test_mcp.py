@@ -327,13 +327,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.subprocess
-async def test_http_transport_serves_the_same_tools(tmp_path: Path) -> None:
+async def test_http_transport_serves_a_gateway_with_list_and_credits(tmp_path: Path) -> None:
     import anyio
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
     port = _free_port()
-    command = [sys.executable, "-m", "jimeng", "mcp", "--sandbox", "--transport", "http"]
+    command = [sys.executable, "-m", "jimeng", "mcp", "--sandbox-protocol", "gateway"]
+    command += ["--transport", "http"]
     server = subprocess.Popen(  # noqa: ASYNC220 - started once; the test talks to it over HTTP
         [*command, "--port", str(port), "--output-dir", str(tmp_path)],
         env=_server_env(),
@@ -352,9 +353,24 @@ async def test_http_transport_serves_the_same_tools(tmp_path: Path) -> None:
         ):
             await session.initialize()
             listed = await session.list_tools()
-            assert "generate_image" in [tool.name for tool in listed.tools]
+            assert [tool.name for tool in listed.tools] == [
+                "generate_image",
+                "generate_video",
+                "get_task",
+                "wait_task",
+                "cancel_task",
+                "list_tasks",
+                "credits",
+            ]
             image = await session.call_tool("generate_image", {"prompt": "a fox", "save": False})
-            assert [item.type for item in image.content] == ["image", "text"]
+            urls = _text(image)["urls"]  # the web models draw four by default
+            assert [item.type for item in image.content] == ["image"] * len(urls) + ["text"]
+            assert len(urls) == 4
+            listing = _text(await session.call_tool("list_tasks", {"limit": 5}))
+            assert listing["source"] == "service"
+            assert _text(image)["ref"] in [task["ref"] for task in listing["tasks"]]
+            credits = _text(await session.call_tool("credits", {}))
+            assert [balance["total"] > 0 for balance in credits["balances"]] == [True]
     finally:
         server.terminate()
         server.communicate(timeout=10)
@@ -366,3 +382,14 @@ def test_missing_extra_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "mcp", None)
     with pytest.raises(jimeng.ConfigurationError, match=r"pip install 'jimeng\[mcp\]'"):
         _server._require_mcp()
+
+
+def test_a_bad_backend_fails_on_stderr_and_leaves_stdout_to_the_protocol(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from jimeng.cli import main
+
+    assert main(["mcp", "--json", "--backend", "nope"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "unknown backend 'nope'" in err
