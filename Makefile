@@ -41,8 +41,14 @@ docs: $(VENV)/.dev
 
 test: lint typecheck unit docs
 
+# Modest sizes (the machine is shared): each script prints its targets next to the measured
+# ratios with the min–max of its rounds. `pip install -e '.[bench]'` adds the official SDK.
 bench: $(VENV)/.runtime
-	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/imports.py --rounds 9
+	$(PY) benchmarks/overhead.py --count 300 --rounds 3
+	$(PY) benchmarks/polling.py --tasks 20
+	$(PY) benchmarks/limiter.py
+	$(PY) benchmarks/memory.py --rounds 3
 
 $(VENV)/.mutation: $(VENV)/.dev
 	$(PY) -m pip install -q -e '.[dev,mutation]'

@@ -1,9 +1,14 @@
-"""SDK overhead: generations per second through the public API versus a raw aiohttp loop.
+"""Client overhead: generations per second and client CPU per generation, jimeng versus a raw
+aiohttp loop sending the same signed requests (submit, then get-result until done).
 
-Both talk to the same sandbox served by a separate process (``python -m jimeng.sandbox``) with
-zero task delays, and send the same signed requests (submit, then get-result until done). The
-SDK run includes everything a user gets: validation, signing per attempt, retry controller,
-polling schedule and result parsing. Run with ``make bench`` or ``python benchmarks/overhead.py``.
+Both talk to ``benchmarks/stub_server.py`` in a separate process, which answers the Volcengine
+protocol at once, so the client is the bottleneck (the sandbox verifies signatures and draws
+images, and would hide the client's cost). The SDK run includes everything a user gets:
+validation, a fresh signature per attempt, the rate limiter, error mapping, the poll schedule
+and result parsing. Rounds are interleaved (raw, SDK, raw, SDK...) and the ratios are per round.
+Targets (issue 11): SDK/raw throughput >= 0.95 at concurrency 1 and 32, >= 0.9 at 256; client
+CPU per generation <= 1.1x raw; >= 8x the official ``volcengine`` SDK at concurrency 32 (run
+only when the ``bench`` extra is installed).
 """
 
 from __future__ import annotations
@@ -15,25 +20,30 @@ import statistics
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import NamedTuple
 
 import aiohttp
+from _report import line
 
 import jimeng
 from jimeng._signing import VOLCENGINE_CV, Credentials, canonical_query, sign
-from jimeng.sandbox import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
+
+ACCESS_KEY = "AKLTbenchmark0000000000000000000"
+SECRET_KEY = "benchmark-secret-key-0000000000000000=="
 
 PROMPT = "a red fox in snow"
-CREDENTIALS = Credentials(access_key=SANDBOX_ACCESS_KEY, secret_key=SANDBOX_SECRET_KEY)
+CREDENTIALS = Credentials(access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+HERE = Path(__file__).resolve().parent
 
 
-async def start_sandbox() -> tuple[asyncio.subprocess.Process, str]:
+async def start_stub() -> tuple[asyncio.subprocess.Process, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jimeng.sandbox", "--port", "0", stdout=asyncio.subprocess.PIPE
+        sys.executable, str(HERE / "stub_server.py"), stdout=asyncio.subprocess.PIPE
     )
     assert process.stdout is not None
-    line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-    return process, line.rsplit(" ", 1)[1].strip()
+    started = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+    return process, started.rsplit(" ", 1)[1].strip()
 
 
 class Rate(NamedTuple):
@@ -55,10 +65,8 @@ async def run_concurrently(count: int, concurrency: int, job: object) -> Rate:
 
 
 async def sdk_rate(url: str, count: int, concurrency: int) -> Rate:
-    backend = jimeng.Volcengine(
-        access_key=SANDBOX_ACCESS_KEY, secret_key=SANDBOX_SECRET_KEY, endpoint=url
-    )
-    poll = jimeng.PollPolicy(interval=0.0, max_attempts=100, deadline=60.0)
+    backend = jimeng.Volcengine(access_key=ACCESS_KEY, secret_key=SECRET_KEY, endpoint=url)
+    poll = jimeng.PollPolicy(interval=0.0, max_attempts=100, deadline=60.0, adaptive=False)
     async with jimeng.Client(backend, image_poll=poll) as client:
 
         async def job() -> None:
@@ -120,38 +128,110 @@ async def raw_rate(url: str, count: int, concurrency: int) -> Rate:
         return await run_concurrently(count, concurrency, job)
 
 
+def official_rate(url: str, count: int, concurrency: int) -> Rate | None:
+    """The official ``volcengine`` SDK (synchronous, one thread per concurrent caller, as its
+    users run it); ``None`` when it is not installed."""
+    try:
+        from volcengine.visual.VisualService import VisualService  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    import concurrent.futures
+
+    # VisualService is a singleton whose constructor resets its settings: make it once and
+    # share it between the threads (its requests session is shared too).
+    visual = VisualService()
+    visual.set_ak(ACCESS_KEY)
+    visual.set_sk(SECRET_KEY)
+    visual.set_host(url.split("://", 1)[1])
+    visual.set_scheme("http")
+
+    def job() -> None:
+        submitted = visual.cv_sync2async_submit_task(  # type: ignore[attr-defined]
+            {"req_key": "jimeng_t2i_v40", "prompt": PROMPT, "size": 1024 * 1024}
+        )
+        task_id = submitted["data"]["task_id"]
+        while True:
+            answer = visual.cv_sync2async_get_result(  # type: ignore[attr-defined]
+                {"req_key": "jimeng_t2i_v40", "task_id": task_id, "req_json": '{"return_url":true}'}
+            )
+            if answer["data"]["status"] == "done":
+                return
+
+    job()
+    started, cpu = time.perf_counter(), time.process_time()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda _: job(), range(count)))
+    elapsed = time.perf_counter() - started
+    return Rate(count / elapsed, (time.process_time() - cpu) / count * 1000)
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=400, help="generations per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="measurements per cell (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per cell")
+    parser.add_argument(
+        "--concurrency", type=int, nargs="*", default=[1, 32, 256], help="cells to measure"
+    )
     args = parser.parse_args()
-    process, url = await start_sandbox()
+    process, url = await start_stub()
+    results: list[str] = []
     try:
         print(
-            f"sandbox process {process.pid} at {url}; {args.count} generations x "
-            f"{args.rounds} rounds, median shown"
+            f"stub server process {process.pid} at {url}; {args.count} generations x "
+            f"{args.rounds} interleaved rounds per cell; client CPU from process_time()"
         )
         print(
-            f"{'concurrency':>11}  {'raw aiohttp/s':>13}  {'jimeng SDK/s':>12}  {'SDK/raw':>7}"
-            f"  {'raw CPU ms/gen':>14}  {'SDK CPU ms/gen':>14}"
+            f"{'concurrency':>11}  {'raw gen/s':>9}  {'SDK gen/s':>9}  {'raw CPU ms':>10}"
+            f"  {'SDK CPU ms':>10}"
         )
-        for concurrency in (1, 32):
+        for concurrency in args.concurrency:
             raws: list[Rate] = []
             sdks: list[Rate] = []
-            for _ in range(args.rounds):  # interleaved so drift affects both alike
+            for _ in range(args.rounds):
                 raws.append(await raw_rate(url, args.count, concurrency))
                 sdks.append(await sdk_rate(url, args.count, concurrency))
-            raw = statistics.median(r.per_second for r in raws)
-            sdk = statistics.median(r.per_second for r in sdks)
-            raw_cpu = statistics.median(r.cpu_ms for r in raws)
-            sdk_cpu = statistics.median(r.cpu_ms for r in sdks)
             print(
-                f"{concurrency:>11}  {raw:>13.1f}  {sdk:>12.1f}  {sdk / raw:>7.2f}"
-                f"  {raw_cpu:>14.3f}  {sdk_cpu:>14.3f}"
+                f"{concurrency:>11}  {statistics.median(r.per_second for r in raws):>9.0f}"
+                f"  {statistics.median(r.per_second for r in sdks):>9.0f}"
+                f"  {statistics.median(r.cpu_ms for r in raws):>10.3f}"
+                f"  {statistics.median(r.cpu_ms for r in sdks):>10.3f}"
+            )
+            speed = [s.per_second / r.per_second for r, s in zip(raws, sdks, strict=True)]
+            cpu = [s.cpu_ms / r.cpu_ms for r, s in zip(raws, sdks, strict=True)]
+            floor = 0.9 if concurrency >= 256 else 0.95
+            results.append(
+                line(
+                    f"throughput SDK/raw, concurrency {concurrency}",
+                    f">= {floor}",
+                    speed,
+                    statistics.median(speed) >= floor,
+                )
+            )
+            results.append(
+                line(
+                    f"client CPU per generation SDK/raw, conc. {concurrency}",
+                    "<= 1.1",
+                    cpu,
+                    statistics.median(cpu) <= 1.1,
+                )
+            )
+        official = official_rate(url, min(args.count, 200), 32)
+        if official is None:
+            results.append(
+                "SDK / official volcengine SDK (threads, conc. 32)  skipped: install the "
+                "'bench' extra (pip install -e '.[bench]') to compare"
+            )
+        else:
+            ours = await sdk_rate(url, min(args.count, 200), 32)
+            ratio = ours.per_second / official.per_second
+            results.append(
+                line("throughput SDK/official SDK, conc. 32", ">= 8", [ratio], ratio >= 8)
             )
     finally:
         process.terminate()
         await process.wait()
+    for text in results:
+        print(text)
     return 0
 
 

@@ -9,33 +9,15 @@
         print(await result.save("pic/"))
 """
 
+from typing import TYPE_CHECKING, Any
+
 from jimeng._client import Client, backend_from_env
 from jimeng._handle import TaskHandle
-from jimeng._journal import (
-    JournalEntry,
-    JournalStore,
-    JournalUpdate,
-    ResultLink,
-    SQLiteJournal,
-    journal_path,
-)
 from jimeng._limits import Limits, LimitSnapshot
 from jimeng._polling import PollPolicy
 from jimeng._retry import RetryPolicy
-from jimeng._sync import SyncClient
 from jimeng._version import __version__
-from jimeng.backends import (
-    AccountBalance,
-    Backend,
-    Capabilities,
-    ModelCapabilities,
-    NotSupportedError,
-    SessionStatus,
-)
-from jimeng.backends.ark import Ark
-from jimeng.backends.dreamina import Dreamina
-from jimeng.backends.gateway import Gateway
-from jimeng.backends.volcengine import Volcengine
+from jimeng.backends import AccountBalance, Backend, NotSupportedError, SessionStatus
 from jimeng.errors import (
     AntiBotError,
     APIConnectionError,
@@ -86,8 +68,60 @@ from jimeng.models import (
     Watermark,
     WatermarkPosition,
 )
-from jimeng.sandbox import Sandbox
-from jimeng.webhooks import WebhookReceiver
+
+if TYPE_CHECKING:
+    from jimeng._journal import (
+        JournalEntry,
+        JournalStore,
+        JournalUpdate,
+        ResultLink,
+        SQLiteJournal,
+        journal_path,
+    )
+    from jimeng._sync import SyncClient
+    from jimeng.backends._capabilities import Capabilities, ModelCapabilities
+    from jimeng.backends.ark import Ark
+    from jimeng.backends.dreamina import Dreamina
+    from jimeng.backends.gateway import Gateway
+    from jimeng.backends.volcengine import Volcengine
+    from jimeng.sandbox import Sandbox
+    from jimeng.webhooks import WebhookReceiver
+
+#: Imported on first use, so ``import jimeng`` stays light: the sandbox and the webhook
+#: receiver bring aiohttp's server, each backend its own tables.
+_LAZY = {
+    "Ark": "jimeng.backends.ark",
+    "Dreamina": "jimeng.backends.dreamina",
+    "Gateway": "jimeng.backends.gateway",
+    "Volcengine": "jimeng.backends.volcengine",
+    "Sandbox": "jimeng.sandbox",
+    "WebhookReceiver": "jimeng.webhooks",
+    "SyncClient": "jimeng._sync",
+    "Capabilities": "jimeng.backends._capabilities",
+    "ModelCapabilities": "jimeng.backends._capabilities",
+    "JournalEntry": "jimeng._journal",
+    "JournalStore": "jimeng._journal",
+    "JournalUpdate": "jimeng._journal",
+    "ResultLink": "jimeng._journal",
+    "SQLiteJournal": "jimeng._journal",
+    "journal_path": "jimeng._journal",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jimeng' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "REMOVE_PROMPT",

@@ -38,7 +38,7 @@ import contextvars
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import attrs
 
@@ -112,10 +112,10 @@ class Limits:
         return self.adaptive or self.max_concurrency is not None or self.max_rps is not None
 
 
-@attrs.frozen(kw_only=True)
-class LimitState:
+class LimitState(NamedTuple):
     """Everything the limiter knows about one account. Plain numbers, so a shared store can
-    serialise it (:meth:`to_dict` / :meth:`from_dict`). Times are the limiter clock's."""
+    serialise it (:meth:`to_dict` / :meth:`from_dict`). Times are the limiter clock's. A named
+    tuple: the limiter replaces it on every answer, and ``_replace`` is cheap."""
 
     #: The adaptive concurrency limit (a float: additive increase adds fractions).
     concurrency: float
@@ -149,14 +149,12 @@ class LimitState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            name: (None if value == -math.inf else value)
-            for name, value in attrs.asdict(self).items()
+            name: (None if value == -math.inf else value) for name, value in self._asdict().items()
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LimitState:
-        fields = {field.name for field in attrs.fields(cls)}
-        values = {key: value for key, value in data.items() if key in fields}
+        values = {key: value for key, value in data.items() if key in cls._fields}
         for name in ("last_concurrency_cut", "last_rate_cut"):
             if values.get(name) is None:
                 values[name] = -math.inf
@@ -185,13 +183,12 @@ def admit(state: LimitState, limits: Limits) -> tuple[LimitState, bool]:
     """Take a concurrency slot if one is free."""
     if state.in_flight >= concurrency_limit(state, limits):
         return state, False
-    return attrs.evolve(state, in_flight=state.in_flight + 1), True
+    return state._replace(in_flight=state.in_flight + 1), True
 
 
 def release(state: LimitState, *, accepted: bool = False) -> LimitState:
     """Give a slot back (``accepted``: its task had been accepted)."""
-    return attrs.evolve(
-        state,
+    return state._replace(
         in_flight=max(0, state.in_flight - 1),
         accepted=max(0, state.accepted - 1) if accepted else state.accepted,
     )
@@ -199,7 +196,7 @@ def release(state: LimitState, *, accepted: bool = False) -> LimitState:
 
 def mark_accepted(state: LimitState) -> LimitState:
     """The task of a held slot was accepted by the server."""
-    return attrs.evolve(state, accepted=state.accepted + 1)
+    return state._replace(accepted=state.accepted + 1)
 
 
 def pace(state: LimitState, limits: Limits, now: float) -> tuple[LimitState, float]:
@@ -209,7 +206,7 @@ def pace(state: LimitState, limits: Limits, now: float) -> tuple[LimitState, flo
     if rate is None:
         return state, 0.0
     at = max(state.next_send, now)
-    return attrs.evolve(state, next_send=at + 1.0 / rate), at - now
+    return state._replace(next_send=at + 1.0 / rate), at - now
 
 
 def accepted_rate(state: LimitState, now: float) -> float:
@@ -224,12 +221,12 @@ def accepted_rate(state: LimitState, now: float) -> float:
 
 def _count_accepted(state: LimitState, now: float) -> LimitState:
     if state.first_accepted is None:
-        return attrs.evolve(state, first_accepted=now, window_start=now, window_count=1)
+        return state._replace(first_accepted=now, window_start=now, window_count=1)
     elapsed = now - state.window_start
     if elapsed < 1.0:
-        return attrs.evolve(state, window_count=state.window_count + 1)
+        return state._replace(window_count=state.window_count + 1)
     previous = state.window_count if elapsed < 2.0 else 0
-    return attrs.evolve(state, window_start=now, window_count=1, previous_count=previous)
+    return state._replace(window_start=now, window_count=1, previous_count=previous)
 
 
 def observe(
@@ -249,8 +246,8 @@ def observe(
             return state
         if state.rate is not None and paced:
             step = 1.0 if state.probing_rate else limits.increase
-            state = attrs.evolve(state, rate=state.rate + step)
-        state = attrs.evolve(state, successes_since_cut=state.successes_since_cut + 1)
+            state = state._replace(rate=state.rate + step)
+        state = state._replace(successes_since_cut=state.successes_since_cut + 1)
         if state.in_flight >= concurrency_limit(state, limits) - 1:
             step = 1.0 / state.concurrency if state.cut_concurrency else 1.0
             grown = state.concurrency + step
@@ -258,9 +255,9 @@ def observe(
                 grown = min(grown, state.ceiling)
             if limits.max_concurrency is not None:
                 grown = min(grown, float(limits.max_concurrency))
-            state = attrs.evolve(state, concurrency=max(state.concurrency, grown))
+            state = state._replace(concurrency=max(state.concurrency, grown))
         return state
-    state = attrs.evolve(state, refusals=state.refusals + 1)
+    state = state._replace(refusals=state.refusals + 1)
     if not limits.adaptive:
         return state
     if signal == "concurrency":
@@ -271,8 +268,7 @@ def observe(
         # more than what it proved it holds.
         held = float(max(1, state.accepted))
         base = min(state.concurrency, float(max(1, state.in_flight)))
-        return attrs.evolve(
-            state,
+        return state._replace(
             concurrency=max(1.0, min(base * limits.decrease, held)),
             ceiling=held,
             successes_since_cut=0,
@@ -288,8 +284,7 @@ def observe(
         # An unpaced burst says little about the rate: start from what got through in the
         # last second and probe upwards (slow start).
         base, probing = max(1.0, accepted_rate(state, now)), True
-    return attrs.evolve(
-        state,
+    return state._replace(
         rate=max(limits.min_rps, base * limits.decrease),
         probing_rate=probing,
         last_rate_cut=now,

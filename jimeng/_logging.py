@@ -7,6 +7,7 @@ Backends register every secret they hold (keys, session ids, bearer tokens); a f
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -57,10 +58,39 @@ def scrub(value: Any) -> Any:
     replaced, at any depth. The same object comes back when there is nothing to replace, so a
     stored answer is copied only when it held a secret."""
     with _lock:
+        if not _secrets:
+            return value
+        version = len(_secrets)
         secrets = sorted(_secrets, key=len, reverse=True)
-    if not secrets:
+    if isinstance(value, str):
+        return _scrub(value, secrets)
+    key = id(value)
+    known = _clean.get(key)
+    if known is not None and known[0] is value and known[1] == version:
+        return value  # the same answer again (a model copied with attrs.evolve)
+    if _plainly_clean(value, secrets):
+        _clean[key] = (value, version)
+        if len(_clean) > _CLEAN_SIZE:
+            del _clean[next(iter(_clean))]
         return value
     return _scrub(value, secrets)
+
+
+#: Answers recently found clean (by identity), so copies of a model do not scan them again.
+_clean: dict[int, tuple[Any, int]] = {}
+_CLEAN_SIZE = 256
+
+
+def _plainly_clean(value: Any, secrets: list[str]) -> bool:
+    """A fast no: the answer's JSON text contains no secret. Only trusted when JSON keeps every
+    secret's characters as they are (no quotes, backslashes or control characters)."""
+    if any(not secret.isprintable() or '"' in secret or "\\" in secret for secret in secrets):
+        return False
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return False
+    return not any(secret in text for secret in secrets)
 
 
 def _scrub(value: Any, secrets: list[str]) -> Any:

@@ -10,9 +10,9 @@ estimate of the generation time (:class:`DurationEstimate`), fitted from tasks i
 A task's completion is only known to lie between the last poll that saw it unfinished and the
 first that saw it done; each such bracket updates the estimate by an EWMA of the expected
 log-duration inside the bracket (a stochastic EM step, so brackets that only bound the time from
-above do not drag the estimate down). The next task is polled at the estimate's 50th, 80th and
-95th percentiles, then with growing steps (:func:`planned_polls`). All of this is pure
-functions of the estimate, tested without a clock.
+above do not drag the estimate down). The next task is polled around its expected completion,
+polls a tenth of the generation time apart, then with growing steps (:func:`planned_polls`).
+All of this is pure functions of the estimate, tested without a clock.
 """
 
 from __future__ import annotations
@@ -127,9 +127,7 @@ def poll_schedule(policy: PollPolicy, hints: list[float | None]) -> list[float]:
     return waits
 
 
-#: Quantiles of the learned generation time at which a task is polled first.
-PLAN_QUANTILES = (0.5, 0.8, 0.95)
-_Z = {0.5: 0.0, 0.8: 0.8416212335729143, 0.95: 1.6448536269514722}
+_Z = {0.5: 0.0, 0.6: 0.2533471031357997, 0.95: 1.6448536269514722}
 #: Observations before the learned schedule replaces the cold one.
 WARM_AFTER = 2
 #: Bounds on the spread (standard deviation of the log-duration) the estimate may claim.
@@ -213,23 +211,33 @@ def learn(estimate: DurationEstimate | None, lower: float, upper: float) -> Dura
     return DurationEstimate(mu=mu, var=var, count=estimate.count + 1)
 
 
+def latency_budget(estimate: DurationEstimate) -> float:
+    """How late a result may be seen: a tenth of the generation time, at least a second."""
+    return max(0.1 * estimate.median, 1.0)
+
+
 def planned_polls(estimate: DurationEstimate, policy: PollPolicy) -> Iterator[float]:
-    """Ages (seconds since submit) at which to poll: the 50th, 80th and 95th percentiles of the
-    learned time, then steps of a tenth of the median growing 1.5x up to ``max_interval``."""
-    median = estimate.median
-    gap = max(0.05 * median, 0.1)
-    last = 0.0
-    for p in PLAN_QUANTILES:
-        at = estimate.quantile(p)
-        if at >= last + gap:
-            last = at
-            yield at
-    step = max(0.1 * median, 0.25)
-    cap = max(policy.max_interval, step)
+    """Ages (seconds since submit) at which to poll. Polls sit :func:`latency_budget` apart
+    around the expected completion: one just before, one at the 60th percentile (so most tasks
+    need at most two), then on through the 95th percentile; after that the steps grow 1.5x up
+    to ``max_interval``."""
+    gap = latency_budget(estimate)
+    anchor = estimate.quantile(0.6)
+    last = anchor - gap
+    if last > 0:
+        yield last
+    last = anchor
+    yield last
+    tail = estimate.quantile(0.95)
+    while last < tail:
+        last += gap
+        yield last
+    step = gap
+    cap = max(policy.max_interval, gap)
     while True:
+        step = min(step * 1.5, cap)
         last += step
         yield last
-        step = min(step * 1.5, cap)
 
 
 def next_wait(estimate: DurationEstimate, age: float, policy: PollPolicy) -> float:

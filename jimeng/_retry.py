@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_base
+
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, RetryCallState
 
 from jimeng.errors import APIConnectionError, APIError
 from jimeng.models._checks import boolean, integer, number, required
@@ -90,7 +91,9 @@ def compute_delay(
     return base * (1.0 - policy.jitter * rng.random())
 
 
-class _Wait(wait_base):
+class _Wait:
+    """tenacity's wait strategy (any callable of the retry state will do)."""
+
     def __init__(self, policy: RetryPolicy, rng: random.Random, offset: int = 0):
         self.policy = policy
         self.rng = rng
@@ -116,6 +119,9 @@ def retrying(
     ``attempts_made`` counts attempts already made outside the controller (they use up the
     budget and the backoff steps).
     """
+    # tenacity is imported here, on the first retry: most calls never need it.
+    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
     return AsyncRetrying(
         stop=stop_after_attempt(max(1, policy.max_attempts - attempts_made)),
         wait=_Wait(policy, rng, offset=attempts_made),

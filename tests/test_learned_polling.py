@@ -17,6 +17,7 @@ from jimeng._polling import (
     DurationEstimate,
     PollLearner,
     PollPolicy,
+    latency_budget,
     learn,
     next_wait,
     planned_polls,
@@ -59,32 +60,32 @@ def test_upper_bounds_alone_do_not_drag_the_estimate_down() -> None:
     median = estimate.median
     for _ in range(50):
         estimate = learn(estimate, 0.0, median)  # done by the first poll
-        estimate = learn(estimate, median, estimate.quantile(0.8))  # done by the second
+        estimate = learn(estimate, median, estimate.quantile(0.95))  # done by a later poll
     assert estimate.median == pytest.approx(10.0, rel=0.05)
 
 
-def test_planned_polls_sit_at_the_quantiles_then_back_off() -> None:
+def test_planned_polls_bracket_the_expected_completion_a_budget_apart_then_back_off() -> None:
     estimate = DurationEstimate(mu=math.log(20.0), var=0.1**2, count=5)
-    q80, q95 = 20 * math.exp(0.1 * 0.8416212), 20 * math.exp(0.1 * 1.6448536)
-    expected = [20.0, q80, q95, q95 + 2.0, q95 + 2.0 + 3.0, q95 + 2.0 + 3.0 + 4.5]
+    assert latency_budget(estimate) == pytest.approx(2.0)  # a tenth of 20 s
+    anchor = 20 * math.exp(0.1 * 0.2533471)  # the 60th percentile
+    expected = [anchor - 2, anchor, anchor + 2, anchor + 4, anchor + 7, anchor + 11.5]
     assert plan(estimate, 6) == [round(at, 3) for at in expected]
-    # A wide estimate spaces them out; the cap is the policy's max_interval.
+    # Short jobs: the budget is at least a second; wide estimates reach the cap.
+    short = DurationEstimate(mu=math.log(3.0), var=0.05**2, count=5)
+    assert latency_budget(short) == 1.0
     wide = DurationEstimate(mu=math.log(60.0), var=0.5**2, count=5)
-    steps = plan(wide, 8)
-    assert steps[:3] == [
-        60.0,
-        round(60 * math.exp(0.5 * 0.8416212), 3),
-        round(60 * math.exp(0.5 * 1.6448536), 3),
-    ]
+    steps = plan(wide, 30)
+    assert steps[1] - steps[0] == pytest.approx(6.0)
     gaps = [b - a for a, b in itertools.pairwise(steps)]
     assert gaps[-1] == pytest.approx(POLICY.max_interval)
 
 
 def test_next_wait_picks_the_next_planned_poll_for_any_age() -> None:
     estimate = DurationEstimate(mu=math.log(20.0), var=0.1**2, count=5)
-    assert next_wait(estimate, 0.0, POLICY) == pytest.approx(20.0)
-    assert next_wait(estimate, 20.0, POLICY) == pytest.approx(20 * math.exp(0.08416212) - 20)
-    assert next_wait(estimate, 5.0, POLICY) == pytest.approx(15.0)
+    anchor = 20 * math.exp(0.1 * 0.2533471)
+    assert next_wait(estimate, 0.0, POLICY) == pytest.approx(anchor - 2)
+    assert next_wait(estimate, anchor - 2, POLICY) == pytest.approx(2.0)
+    assert next_wait(estimate, 19.0, POLICY) == pytest.approx(anchor - 19.0)
     # A resumed task long past its plan: the backoff steps continue, capped.
     assert next_wait(estimate, 500.0, POLICY) <= POLICY.max_interval
 

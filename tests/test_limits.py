@@ -7,7 +7,6 @@ import asyncio
 import math
 import random
 
-import attrs
 import pytest
 
 import jimeng
@@ -41,28 +40,28 @@ def test_slots_are_granted_up_to_the_limit_then_refused() -> None:
 
 
 def test_slow_start_grows_one_per_success_while_full_then_one_per_round_after_a_cut() -> None:
-    state = attrs.evolve(LimitState.initial(LIMITS), in_flight=4)
+    state = LimitState.initial(LIMITS)._replace(in_flight=4)
     state = observe(state, LIMITS, "ok", sent_at=0, now=1)
     assert state.concurrency == 5.0
     # Not full: no growth (the limit is not what holds the client back).
-    idle = observe(attrs.evolve(state, in_flight=1), LIMITS, "ok", sent_at=1, now=2)
+    idle = observe(state._replace(in_flight=1), LIMITS, "ok", sent_at=1, now=2)
     assert idle.concurrency == 5.0
-    full = attrs.evolve(state, in_flight=5, accepted=5)
+    full = state._replace(in_flight=5, accepted=5)
     cut = observe(full, LIMITS, "concurrency", sent_at=1, now=2)
     assert cut.concurrency == pytest.approx(4.5) and cut.cut_concurrency and cut.ceiling == 5
     assert concurrency_limit(cut, LIMITS) == 4
-    grown = observe(attrs.evolve(cut, in_flight=4), LIMITS, "ok", sent_at=2, now=3)
+    grown = observe(cut._replace(in_flight=4), LIMITS, "ok", sent_at=2, now=3)
     assert grown.concurrency == pytest.approx(4.5 + 1 / 4.5)
 
 
 def test_a_concurrency_cut_never_keeps_more_than_the_server_holds_and_probes_rarely() -> None:
     limits = Limits(initial_concurrency=8, probe_after=3)
     # 8 submits in flight, the server accepted 3 and refused the rest (cap 3).
-    state = attrs.evolve(LimitState.initial(limits), in_flight=8, accepted=3)
+    state = LimitState.initial(limits)._replace(in_flight=8, accepted=3)
     cut = observe(state, limits, "concurrency", sent_at=0, now=1)
     assert cut.concurrency == 3.0 and cut.ceiling == 3.0
     # Full at the ceiling: growth waits for probe_after successes, then probes past it.
-    full = attrs.evolve(cut, in_flight=3)
+    full = cut._replace(in_flight=3)
     for _ in range(2):
         full = observe(full, limits, "ok", sent_at=2, now=2)
         assert full.concurrency == 3.0
@@ -73,7 +72,7 @@ def test_a_concurrency_cut_never_keeps_more_than_the_server_holds_and_probes_rar
 def test_slots_count_accepted_tasks_until_released() -> None:
     state = mark_accepted(admit(LimitState.initial(LIMITS), LIMITS)[0])
     assert (state.in_flight, state.accepted) == (1, 1)
-    assert release(state, accepted=True) == attrs.evolve(state, in_flight=0, accepted=0)
+    assert release(state, accepted=True) == state._replace(in_flight=0, accepted=0)
     assert release(state).accepted == 1
 
 
@@ -129,13 +128,13 @@ def test_fixed_caps_bound_the_adaptive_gauges_and_work_without_adaptation() -> N
     refused = observe(LimitState.initial(fixed), fixed, "rate", sent_at=0, now=0)
     assert refused.rate is None and refused.refusals == 1
     assert concurrency_limit(LimitState.initial(fixed), fixed) == 1 << 30
-    full = attrs.evolve(LimitState.initial(capped), in_flight=2, concurrency=2.0)
+    full = LimitState.initial(capped)._replace(in_flight=2, concurrency=2.0)
     assert observe(full, capped, "ok", sent_at=0, now=0).concurrency == 2.0
 
 
 def test_state_round_trips_through_a_plain_dict() -> None:
     state = observe(
-        attrs.evolve(LimitState.initial(LIMITS), in_flight=3), LIMITS, "rate", sent_at=0, now=1
+        LimitState.initial(LIMITS)._replace(in_flight=3), LIMITS, "rate", sent_at=0, now=1
     )
     data = state.to_dict()
     assert data["last_concurrency_cut"] is None and data["rate"] == pytest.approx(0.9)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import attrs
 
 from jimeng.backends._base import AccountBalance, Backend, NotSupportedError, Runtime, SessionStatus
-from jimeng.backends._capabilities import FEATURES, Capabilities, ModelCapabilities
 from jimeng.errors import ConfigurationError
 
 __all__ = [
@@ -20,6 +21,19 @@ __all__ = [
     "create",
     "reference_capabilities",
 ]
+
+if TYPE_CHECKING:
+    from jimeng.backends._capabilities import FEATURES, Capabilities, ModelCapabilities
+
+
+def __getattr__(name: str) -> Any:
+    # The capability tables load on first use (``import jimeng`` does not need them).
+    if name in ("FEATURES", "Capabilities", "ModelCapabilities"):
+        from jimeng.backends import _capabilities
+
+        return getattr(_capabilities, name)
+    raise AttributeError(f"module 'jimeng.backends' has no attribute {name!r}")
+
 
 NAMES = ("volcengine", "ark", "dreamina", "gateway", "sandbox")
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from jimeng.backends._capabilities import Capabilities
 from jimeng.errors import JimengError
 from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
 from jimeng.models._transforms import AvatarRequest, TransformRequest
@@ -22,6 +21,7 @@ from jimeng.models._transforms import AvatarRequest, TransformRequest
 if TYPE_CHECKING:
     from jimeng._http import Flow, Transport
     from jimeng._polling import PollPolicy
+    from jimeng.backends._capabilities import Capabilities
 
 __all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "SessionStatus"]
 
@@ -159,6 +159,8 @@ class Backend(abc.ABC):
         features, built from the same tables its validation reads (no network call).
 
         A backend that does not override this reports no models and no features."""
+        from jimeng.backends._capabilities import Capabilities
+
         return Capabilities(backend=self.name)
 
     def describe(self) -> dict[str, Any]:

@@ -7,7 +7,6 @@ never touches the network, so displaying a result is instant and works offline.
 from __future__ import annotations
 
 import base64
-import html
 from typing import TYPE_CHECKING
 
 from jimeng._imageinfo import sniff_image
@@ -143,6 +142,8 @@ def _source(media: Media, mime: str | None) -> str:
 
 
 def image_html(image: Image, *, caption: str | None = None) -> str:
+    import html  # only notebooks render HTML
+
     src = html.escape(_source(image, image_mime(image)), quote=True)
     alt = html.escape(caption or "generated image", quote=True)
     tag = f'<img src="{src}" alt="{alt}" style="max-width:100%;height:auto" loading="lazy"/>'
@@ -150,6 +151,8 @@ def image_html(image: Image, *, caption: str | None = None) -> str:
 
 
 def video_html(video: Video, *, caption: str | None = None) -> str:
+    import html
+
     src = html.escape(_source(video, video.content_type or "video/mp4"), quote=True)
     tag = f'<video src="{src}" controls style="max-width:100%" preload="metadata"></video>'
     return f"<figure style='margin:0'>{tag}{_figcaption(caption)}</figure>"
@@ -158,6 +161,8 @@ def video_html(video: Video, *, caption: str | None = None) -> str:
 def _figcaption(caption: str | None) -> str:
     if not caption:
         return ""
+    import html
+
     return f"<figcaption style='font-size:smaller'>{html.escape(caption)}</figcaption>"
 
 
