@@ -59,7 +59,7 @@ def batch_client_options(args: argparse.Namespace) -> dict[str, Any]:
             # The limiter's times are compared between machines: a wall clock.
             "monotonic": time.time,
         }
-    options: dict[str, Any] = {"journal": True}
+    options: dict[str, Any] = {}  # the journal: the command line's default (--no-journal)
     if args.max_concurrency is not None:
         options["limits"] = jimeng.Limits(max_concurrency=args.max_concurrency)
     return options
