@@ -9,7 +9,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,24 +68,25 @@ async def test_tools_offered_follow_the_backend_features(
     ("backend", "cost", "auth"),
     [
         (
-            jimeng.Volcengine(access_key="AKTEST", secret_key="SKTEST"),
+            lambda: jimeng.Volcengine(access_key="AKTEST", secret_key="SKTEST"),
             "billed to the Volcengine account",
             "VOLC_ACCESSKEY / VOLC_SECRETKEY",
         ),
-        (jimeng.Ark(api_key="ark-test-key"), "billed to the Ark account", "ARK_API_KEY"),
-        (jimeng.Dreamina("us-session0000"), "spends credits", "JIMENG_SESSION_ID"),
+        (lambda: jimeng.Ark(api_key="ark-test-key"), "billed to the Ark account", "ARK_API_KEY"),
+        (lambda: jimeng.Dreamina("us-session0000"), "spends credits", "JIMENG_SESSION_ID"),
         (
-            jimeng.Gateway("http://127.0.0.1:5100", token="us-session0000"),
+            lambda: jimeng.Gateway("http://127.0.0.1:5100", token="us-session0000"),
             "spends credits",
             "JIMENG_GATEWAY_URL",
         ),
-        (jimeng.Sandbox(), "Nothing is billed", "VOLC_ACCESSKEY"),
+        (jimeng.Sandbox, "Nothing is billed", "VOLC_ACCESSKEY"),
     ],
 )
 async def test_descriptions_say_side_effects_auth_limits_time_and_output(
-    backend: jimeng.Backend, cost: str, auth: str, tmp_path: Path
+    backend: Callable[[], jimeng.Backend], cost: str, auth: str, tmp_path: Path
 ) -> None:
-    async with jimeng.Client(backend, journal=False) as client:
+    # Built inside the test's loop: a backend made at collection would outlive its loop.
+    async with jimeng.Client(backend(), journal=False) as client:
         specs = {spec.name: spec for spec in JimengTools(client, output_dir=tmp_path).specs()}
     generate = specs["generate_image"].description
     assert cost in generate and auth in generate
