@@ -55,8 +55,9 @@ $(VENV)/.mutation: $(VENV)/.dev
 	touch $@
 
 # Mutation testing of the engine modules listed under [tool.mutmut] in pyproject.toml: every
-# mutant runs against the suite; prints the score per module and fails under 90 %. Minutes, not
-# seconds, so it is not part of `make test`. `mutmut results` / `mutmut show NAME` explain survivors.
+# mutant runs against the engine's tests listed there (a lower bound on the whole suite's score);
+# prints the score per module and fails under 90 %. Minutes, not seconds, so it is not part of
+# `make test`. `mutmut results` / `mutmut show NAME` explain survivors.
 mutation: $(VENV)/.mutation
 	rm -rf mutants
 	$(PY) -m mutmut run --max-children $$(nproc) > mutants.log 2>&1 || { tail -n 40 mutants.log; exit 1; }
