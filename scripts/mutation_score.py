@@ -45,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         other = ", ".join(
             f"{n} {s}" for s, n in sorted(counts.items()) if s not in NOTICED | MISSED
         )
-        score = 100.0 * noticed / counted if counted else 100.0
         all_noticed += noticed
         all_counted += counted
+        if not counted:  # nothing of this module was run: no score, and not a pass
+            print(f"| `{module}` | 0 / 0 | not run | {other or '-'} |")
+            failing.append(module)
+            continue
+        score = 100.0 * noticed / counted
         print(f"| `{module}` | {noticed} / {counted} | {score:.1f} % | {other or '-'} |")
         if score < args.target:
             failing.append(module)
