@@ -294,6 +294,19 @@ WAIT_OPTIONS: dict[str, st.SearchStrategy[Any]] = {
 }
 
 
+def conflicts(kwargs: dict[str, Any]) -> list[str]:
+    """Well-typed values that are invalid together, on every backend."""
+    found = []
+    if ("width" in kwargs) != ("height" in kwargs):
+        found += ["width", "height"]  # one without the other
+    if "size" in kwargs and ("width" in kwargs or "height" in kwargs):
+        found.append("size")  # a size two ways
+    ratio, aspect = kwargs.get("ratio"), kwargs.get("aspect_ratio")
+    if "aspect_ratio" in kwargs and ratio is not None and aspect is not None and ratio != aspect:
+        found.append("ratio")  # videos: two ratios that disagree
+    return found
+
+
 @st.composite
 def arguments(
     draw: st.DrawFn, parameters: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]]
@@ -318,7 +331,7 @@ def arguments(
     for name in invalid:
         _, bad = parameters[name]
         kwargs[name] = draw(bad)
-    bad_names = list(invalid)
+    bad_names = list(invalid) + conflicts(kwargs)
     prompt: Any = draw(TEXT)
     if draw(st.integers(0, 14)) == 0:
         prompt = draw(st.sampled_from(["", "   ", None, 42, b"bytes", ["a cat"]]))
