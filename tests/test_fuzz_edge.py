@@ -346,6 +346,10 @@ def arguments(
 # -- the harness: one sandbox and one client per protocol, on a private event loop ---------------
 
 
+#: What the sandbox counts of its own outgoing deliveries (gateway webhooks, Ark callbacks).
+_OUTBOUND = frozenset({"webhook", "callback"})
+
+
 class Harness:
     """A sandbox-backed client whose every request body is recorded at the socket level."""
 
@@ -388,10 +392,10 @@ class Harness:
         self.loop.close()
 
     def requests(self) -> int:
-        """Requests the sandbox counted from clients (its own webhook deliveries, which run in
-        the background after an earlier example, are not requests to it)."""
+        """Requests the sandbox counted from clients (its own webhook and callback deliveries,
+        which run in the background after an earlier example, are not requests to it)."""
         counts = self.sandbox.server.requests
-        return sum(count for label, count in counts.items() if label != "webhook")
+        return sum(count for label, count in counts.items() if label not in _OUTBOUND)
 
     def top_up(self) -> None:
         """Dreamina sessions start with 100 credits; thousands of examples would spend them and
