@@ -3,8 +3,10 @@
 WAL mode lets readers and one writer work at once; a busy timeout makes concurrent writers wait
 instead of failing. An accepted task is written with ``synchronous=FULL`` (on disk, even through
 a power cut, before ``submit()`` returns); later changes with ``NORMAL``, which survives a killed
-process and costs no fsync (a change lost to a power cut is seen again at the next poll). Every call runs on one worker thread owned by the store, so the event loop never waits
-on the disk and the connection is only ever used from that thread.
+process and costs no fsync (a change lost to a power cut is seen again at the next poll).
+
+Every call runs on one worker thread owned by the store, so the event loop never waits on the
+disk and the connection is only ever used from that thread.
 """
 
 from __future__ import annotations
