@@ -50,6 +50,8 @@ def _names(tools: JimengTools) -> list[str]:
         ("gateway", False, ["generate_image", "generate_video", "get_task", "wait_task",
                             "cancel_task", "list_tasks", "credits"]),
         ("gateway-openai", False, ["generate_image", "get_task", "wait_task"]),
+        ("ark", False, ["generate_image", "generate_video", "get_task", "wait_task",
+                        "cancel_task", "list_tasks"]),
     ],
 )  # fmt: skip
 async def test_tools_offered_follow_the_backend_features(
@@ -70,6 +72,7 @@ async def test_tools_offered_follow_the_backend_features(
             "billed to the Volcengine account",
             "VOLC_ACCESSKEY / VOLC_SECRETKEY",
         ),
+        (jimeng.Ark(api_key="ark-test-key"), "billed to the Ark account", "ARK_API_KEY"),
         (jimeng.Dreamina("us-session0000"), "spends credits", "JIMENG_SESSION_ID"),
         (
             jimeng.Gateway("http://127.0.0.1:5100", token="us-session0000"),

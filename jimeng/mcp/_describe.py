@@ -33,6 +33,15 @@ _VOLCENGINE = BackendFacts(
     limits="Accounts run 1 task at a time by default (2 on paid plans); more answers HTTP 429 "
     "(codes 50429/50430), which the server retries with backoff before reporting RateLimitError.",
 )
+_ARK = BackendFacts(
+    title="Volcengine Ark (Seedream images, Seedance videos)",
+    cost="Each generation is billed to the Ark account of the configured key (only images "
+    "actually produced are billed).",
+    auth="Authenticated with the Ark API key in ARK_API_KEY (ARK_REGION, ARK_BASE_URL optional), "
+    "set in the environment that starts this server.",
+    limits="Ark allows about 500 images per minute per model; HTTP 429 answers are retried with "
+    "backoff before reporting RateLimitError.",
+)
 _DREAMINA = BackendFacts(
     title="Dreamina / Jimeng web sessions",
     cost="Each generation spends credits of the configured web session(s) (about 1 per image "
@@ -61,7 +70,7 @@ _SANDBOX = BackendFacts(
     video_time="a few seconds",
 )
 
-_FACTS = {"volcengine": _VOLCENGINE, "dreamina": _DREAMINA, "gateway": _GATEWAY}
+_FACTS = {"volcengine": _VOLCENGINE, "ark": _ARK, "dreamina": _DREAMINA, "gateway": _GATEWAY}
 
 
 def backend_facts(name: str) -> BackendFacts:
