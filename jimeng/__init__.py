@@ -79,6 +79,7 @@ if TYPE_CHECKING:
         journal_path,
     )
     from jimeng._sync import SyncClient
+    from jimeng._task_progress import TaskProgress
     from jimeng.backends._capabilities import Capabilities, ModelCapabilities
     from jimeng.backends.ark import Ark
     from jimeng.backends.dreamina import Dreamina
@@ -97,6 +98,7 @@ _LAZY = {
     "Sandbox": "jimeng.sandbox",
     "WebhookReceiver": "jimeng.webhooks",
     "SyncClient": "jimeng._sync",
+    "TaskProgress": "jimeng._task_progress",
     "Capabilities": "jimeng.backends._capabilities",
     "ModelCapabilities": "jimeng.backends._capabilities",
     "JournalEntry": "jimeng._journal",
@@ -182,6 +184,7 @@ __all__ = [
     "TaskHandle",
     "TaskKind",
     "TaskNotCancellableError",
+    "TaskProgress",
     "TaskStatus",
     "TaskTimeoutError",
     "TranslateRequest",
