@@ -107,12 +107,28 @@ async def test_videos_with_and_without_frames(sync_client: jimeng.Client, tmp_pa
     assert clip.url
 
 
-async def test_the_gateway_itself_checks_what_the_client_would(sync_client: jimeng.Client) -> None:
+async def test_the_gateway_itself_checks_what_the_client_would(sleeps: Sleeps) -> None:
     # extra_body bypasses client validation: the sandbox answers like the real gateway (§8c).
-    with pytest.raises(jimeng.InvalidRequestError, match="该模型仅支持 5、10 秒时长，当前值: 7"):
-        await sync_client.videos.generate("p", model="jimeng-video-3.0", extra_body={"duration": 7})
-    with pytest.raises(jimeng.InvalidRequestError, match="不支持的参数: size"):
-        await sync_client.images.generate("p", extra_body={"size": "1024x1024"})
+    async with make_client(Sandbox("gateway-sync"), sleeps) as ipt:
+        with pytest.raises(
+            jimeng.InvalidRequestError, match="该模型仅支持 5、10 秒时长，当前值: 7"
+        ):
+            await ipt.videos.generate("p", model="jimeng-video-3.0", extra_body={"duration": 7})
+        with pytest.raises(jimeng.InvalidRequestError, match="不支持的参数: size"):
+            await ipt.images.generate("p", extra_body={"size": "1024x1024"})
+
+
+async def test_dz_maps_durations_inside_4_to_15_and_refuses_the_rest(
+    sync_client: jimeng.Client,
+) -> None:
+    # §21.5: DZ checks 4–15 for every model, then maps silently per model (3.0: 10 or else 5).
+    clip = await sync_client.videos.generate(
+        "p", model="jimeng-video-3.0", extra_body={"duration": 7}
+    )
+    assert round(mp4_info(await clip.read()).duration) == 5
+    for duration in (3, 16, 4.5, "7"):
+        with pytest.raises(jimeng.InvalidRequestError, match=r"Params body\.duration invalid"):
+            await sync_client.videos.generate("p", extra_body={"duration": duration})
 
 
 async def test_parameters_the_gateway_rejects_never_reach_it(sync_client: jimeng.Client) -> None:
@@ -244,10 +260,13 @@ async def test_a_gateway_without_task_mode_answers_through_the_same_handle(
 ) -> None:
     async with make_client(Sandbox("gateway-sync"), sleeps) as client:
         backend = client.backend._inner  # type: ignore[attr-defined]
-        assert backend.async_tasks is True and backend.task_mode is None
+        assert backend.async_tasks is None and backend.task_mode is None
         with caplog.at_level(logging.INFO, logger="jimeng"):
             handle = await client.images.submit("p", callback_url="http://127.0.0.1:1/hook")
+        # The probe (§21.7) said "no task mode": the submit waited, and the caller is told
+        # that the webhook will not come.
         assert handle.task.done and backend.task_mode is False
+        assert "has no task mode: submits wait for the result" in caplog.text
         assert "callback_url will never be called" in caplog.text
         assert len(await handle.result()) == 4
         clip = await client.videos.generate("v")
@@ -284,11 +303,18 @@ async def test_every_envelope_becomes_its_typed_error(
     sleeps: Sleeps, code: int, message: str, cls: type, async_tasks: bool
 ) -> None:
     sandbox = Sandbox("gateway", options={"async_tasks": async_tasks})
+    if cls is jimeng.ServerError and not async_tasks:
+        # Upstream failing under a synchronous call is a generation that ran and failed: a
+        # failed task with a local id, as in async mode (TaskFailedError with the id).
+        cls = jimeng.TaskFailedError
     async with make_client(sandbox, sleeps) as client:
         sandbox.server.inject("submit", code=code, message=message)
         with pytest.raises(cls) as caught:
             await client.images.generate("p")
         assert caught.value.code == code
+        if cls is jimeng.TaskFailedError:
+            assert str(caught.value.task_id).startswith("sync-failed-")
+            assert message in str(caught.value) and "may have reached" not in str(caught.value)
         assert sandbox.server.requests["submit"] == 1  # an error envelope is never resent
         if isinstance(caught.value, jimeng.APIError):
             assert caught.value.status_code == 200 and caught.value.backend == "gateway"

@@ -83,7 +83,7 @@ def reference_capabilities() -> list[Capabilities]:
         ("volcengine", Sandbox("volcengine", url=nowhere)),
         ("ark", Sandbox("ark", url=nowhere)),
         ("dreamina", Sandbox("dreamina", url=nowhere, tokens=every_site)),
-        ("gateway (task mode)", Sandbox("gateway", url=nowhere)),
+        ("gateway (task mode)", Sandbox("gateway", url=nowhere, options={"async_tasks": True})),
         ("gateway (sync)", Sandbox("gateway-sync", url=nowhere, options={"async_tasks": False})),
         ("openai relay", Sandbox("gateway-openai", url=nowhere)),
     )

@@ -11,7 +11,7 @@ from jimeng.models._requests import (
     Watermark,
     WatermarkPosition,
 )
-from jimeng.models._task import Task, TaskFailure, TaskKind, TaskStatus
+from jimeng.models._task import QueueStats, Task, TaskFailure, TaskKind, TaskStatus
 from jimeng.models._transforms import (
     REMOVE_PROMPT,
     AvatarRequest,
@@ -38,6 +38,7 @@ __all__ = [
     "MediaInput",
     "MotionRequest",
     "OutpaintRequest",
+    "QueueStats",
     "Task",
     "TaskFailure",
     "TaskKind",

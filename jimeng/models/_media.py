@@ -104,6 +104,13 @@ class Video(Media):
 
     duration: float | None = None
     fps: int | None = None
+    #: The upstream record and item (Dreamina ``history_id``/``item_id``), where a gateway
+    #: reports them: enough to find the video again on the site.
+    history_id: str | None = None
+    item_id: str | None = None
+    #: The preview and high-quality links a gateway may report beside ``url``.
+    preview_url: str | None = None
+    hq_url: str | None = None
 
     def _repr_html_(self) -> str:
         return _display.video_html(self)

@@ -14,7 +14,7 @@ from jimeng import _logging
 if TYPE_CHECKING:
     from jimeng.models._media import ImageResult, VideoResult
 
-__all__ = ["Task", "TaskFailure", "TaskKind", "TaskStatus"]
+__all__ = ["QueueStats", "Task", "TaskFailure", "TaskKind", "TaskStatus"]
 
 
 class TaskStatus(str, enum.Enum):
@@ -61,6 +61,16 @@ class TaskFailure:
 
 
 @attrs.frozen(kw_only=True)
+class QueueStats:
+    """A task server's queue when it answered (the gateway's ``queue_stats``): tasks running,
+    tasks waiting, and how many it runs at once."""
+
+    running: int = 0
+    queued: int = 0
+    max_concurrent: int | None = None
+
+
+@attrs.frozen(kw_only=True)
 class Task:
     """One observation of a server-side task.
 
@@ -84,6 +94,8 @@ class Task:
     #: What the backend changed to serve the request (e.g. a size it approximated); the
     #: result carries the same notes.
     notes: tuple[str, ...] = attrs.field(default=(), eq=False)
+    #: The server's queue when it answered, where it reports one (gateways in task mode).
+    queue: QueueStats | None = attrs.field(default=None, eq=False)
     #: Seconds the server asks the client to wait before the next poll, when it says so.
     poll_after: float | None = attrs.field(default=None, repr=False)
     #: The decoded answer, registered secrets scrubbed.

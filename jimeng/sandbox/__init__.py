@@ -222,7 +222,12 @@ class Sandbox(Backend):
             if self.protocol == "gateway-openai":
                 options["api_key"] = SANDBOX_API_KEY
             else:
-                options.update(token=SANDBOX_GATEWAY_TOKEN, async_tasks=True)
+                options["token"] = SANDBOX_GATEWAY_TOKEN
+                if self.protocol == "gateway":
+                    # This mount is known to run tasks. "gateway-sync" is left to the probe
+                    # (§21.7), as a real gateway would be; options={"async_tasks": None} makes
+                    # "gateway" ask too.
+                    options["async_tasks"] = True
             options.update(self._options)
             return Gateway(**options)
         from jimeng.backends.volcengine import Volcengine

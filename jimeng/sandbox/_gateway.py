@@ -23,6 +23,7 @@ import base64
 import functools
 import json
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -99,6 +100,38 @@ _VIDEO_SIZES: Mapping[str, tuple[int, int]] = {
     "9:16": (720, 1280),
     "21:9": (1680, 720),
 }
+
+
+_CLEANED_SPACES = re.compile("[\u00a0\u2000-\u200b]")
+_COMMA_BEFORE_CLOSE = re.compile(r",(?=\s*[}\]])")
+
+
+def clean_json(text: str) -> Any:
+    """The peers' JSON body cleaner (gateway.md §21.1, ``server.ts``), which edits the raw text
+    before parsing, inside string values too: CRLF → LF; NBSP and U+2000–U+200B → space; BOM
+    deleted; trimmed; a comma before ``}``/``]`` dropped. Raises ValueError like ``JSON.parse``
+    (an empty body: "Unexpected end of JSON input")."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CLEANED_SPACES.sub(" ", text).replace("\ufeff", "").strip()
+    text = _COMMA_BEFORE_CLOSE.sub("", text)
+    if not text:
+        raise ValueError("Unexpected end of JSON input")
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    # The fallback pass (single quotes, bare keys, repeated commas), then the real error.
+    relaxed = text.replace("'", '"')
+    relaxed = re.sub(r"([{,]\s*)([A-Za-z_$][\w$]*)\s*:", r'\1"\2":', relaxed)
+    relaxed = re.sub(r",\s*,+", ",", _COMMA_BEFORE_CLOSE.sub("", relaxed))
+    try:
+        return json.loads(relaxed)
+    except ValueError:
+        pass
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(error.msg) from None
 
 
 def _envelope(code: int, message: str, status: int = 200) -> web.Response:
@@ -267,6 +300,7 @@ class GatewayProtocol:
         )
 
     async def no_route(self, request: web.Request) -> web.Response:
+        self._server.requests["no_route"] += 1
         path = request.raw_path[len(self.prefix) :] or "/"
         return _envelope(
             -1000,
@@ -317,10 +351,14 @@ class GatewayProtocol:
                     fields[name] = str(value)
             return _Parsed(fields=fields, files=files, multipart=True)
         raw = await request.read()
+        if not request.content_type.endswith("json") and not raw:
+            return _Parsed(fields={}, files=[], multipart=False)
         try:
-            payload = json.loads(raw.decode("utf-8")) if raw else {}
-        except (UnicodeDecodeError, ValueError):
-            return _envelope(-1000, "请求体不是合法的JSON")
+            payload = clean_json(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return _envelope(-1000, "无效的JSON格式: invalid UTF-8")
+        except ValueError as error:
+            return _envelope(-1000, f"无效的JSON格式: {error}")
         if not isinstance(payload, dict):
             return _envelope(-1000, "请求体不是合法的JSON")
         return _Parsed(fields=payload, files=[], multipart=False)
@@ -349,7 +387,7 @@ class GatewayProtocol:
         tokens = self._tokens(request)
         if tokens is None:
             return _envelope(-2000, "Params headers.authorization invalid")
-        job = _job(route, parsed)
+        job = _job(route, parsed, dz=self.task_mode)
         if isinstance(job, web.Response):
             return job
         token = server.random.choice(tokens)  # IPT picks one session at random (§2.4)
@@ -398,6 +436,16 @@ class GatewayProtocol:
                 item["b64_json"] = base64.b64encode(render()).decode("ascii")
             else:
                 item["url"] = server.add_media(f"{name}/video.mp4", "video/mp4", render)
+            if self.task_mode:
+                # DZ's video extras (controllers/videos.ts): the upstream record and item, and
+                # the preview / high-quality links beside the chosen one.
+                preview = server.add_media(f"{name}/preview.mp4", "video/mp4", render)
+                item.update(
+                    history_id=str(server.new_id()),
+                    item_id=str(server.new_id()),
+                    preview_url=preview,
+                    hq_url=item.get("url") or preview,
+                )
             return {"created": _unix(), "data": [item]}
         width, height = job["size"]
         data = []
@@ -545,11 +593,11 @@ class GatewayProtocol:
         self._advance()
         status = request.query.get("status")
         kind = request.query.get("type")
-        raw_limit = request.query.get("limit")
-        try:
-            limit = int(raw_limit) if raw_limit else 100
-        except ValueError:
-            limit = 0  # parseInt gives NaN, and slice(0, NaN) is empty
+        # §21.3: parseInt(limit) of a non-empty string, then ``limit || 100``: 0 and NaN
+        # ("abc") mean 100; a negative one slices from the end (all but the last N).
+        match = re.match(r"\s*([+-]?\d+)", request.query.get("limit") or "")
+        limit = int(match.group(1)) if match else 0
+        limit = limit or 100
         tasks = [
             task
             for task in self.tasks.values()
@@ -557,7 +605,7 @@ class GatewayProtocol:
         ]
         # Newest first by whole seconds; a stable sort keeps same-second tasks oldest first.
         tasks.sort(key=lambda task: task.created_at, reverse=True)
-        tasks = tasks[: max(limit, 0)]
+        tasks = tasks[:limit]
         return web.json_response(
             {
                 "tasks": [task.record() for task in tasks],
@@ -573,6 +621,11 @@ class GatewayProtocol:
         injected = await self._fault(request, "cancel")
         if injected is not None:
             return injected
+        if request.content_type.endswith("json"):
+            # §21.2: a JSON POST with an empty body is refused before routing.
+            parsed = await self._parse(request)
+            if isinstance(parsed, web.Response):
+                return parsed
         task_id = request.match_info["task_id"]
         task = self.tasks.get(task_id)
         if task is None:
@@ -741,6 +794,16 @@ def _check_fields(route: str, parsed: _Parsed, *, async_mode: bool) -> str | Non
     else:
         if not number("duration"):
             return "body.duration"
+        if async_mode and fields.get("duration") is not None:
+            # §21.5: DZ takes an integer 4–15 only (a JSON number, or parseInt of a form value).
+            value = fields["duration"]
+            if parsed.multipart:
+                match = re.match(r"\s*([+-]?\d+)", str(value))
+                value = int(match.group(1)) if match else None
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool) or not 4 <= value <= 15:
+                return "body.duration"
         for name in ("file_paths", "filePaths"):
             value = fields.get(name)
             if value is not None and not (isinstance(value, list) and len(value) <= 2):
@@ -757,7 +820,20 @@ def _check_fields(route: str, parsed: _Parsed, *, async_mode: bool) -> str | Non
     return None
 
 
-def _job(route: str, parsed: _Parsed) -> dict[str, Any] | web.Response:
+def _dz_duration(model: str, asked: int) -> int:
+    """§21.5 (DZ ``controllers/videos.ts``): the duration a model really runs for."""
+    if "veo3" in model:
+        return 8
+    if "sora2" in model:
+        return asked if asked in (12, 8) else 4
+    if "seedance" in model:
+        return min(max(asked, 4), 15)
+    if model == "jimeng-video-3.5-pro":
+        return asked if asked in (12, 10) else 5
+    return 10 if asked == 10 else 5
+
+
+def _job(route: str, parsed: _Parsed, *, dz: bool = False) -> dict[str, Any] | web.Response:
     """What to generate, with the route's own checks (IPT controllers), or the error answer."""
     fields = parsed.fields
     job: dict[str, Any] = {
@@ -769,7 +845,11 @@ def _job(route: str, parsed: _Parsed) -> dict[str, Any] | web.Response:
         job["model"] = str(fields.get("model") or "jimeng-video-3.5-pro")
         model = VIDEO_MODELS.get(job["model"])
         duration = int(float(fields.get("duration") or (model.default_duration if model else 5)))
-        if model is not None and duration not in model.durations:
+        if dz:
+            # §21.5: DZ maps any accepted duration (4–15) per model, silently.
+            job.update(duration=_dz_duration(job["model"], duration))
+            duration = job["duration"]
+        elif model is not None and duration not in model.durations:
             if len(model.durations) > 3:
                 allowed = f"{model.durations[0]}~{model.durations[-1]}"
             else:

@@ -40,6 +40,7 @@ from jimeng.errors import (
     InvalidRequestError,
     JimengError,
     NotFoundError,
+    ServerError,
     TaskNotCancellableError,
 )
 from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
@@ -185,7 +186,8 @@ class Gateway(Backend):
         )
         self.url = str(parsed.with_query(None).with_fragment(None)).rstrip("/")
         if async_tasks is None:
-            async_tasks = _flag("JIMENG_GATEWAY_ASYNC") or False
+            async_tasks = _flag("JIMENG_GATEWAY_ASYNC")
+        #: ``True``/``False`` as configured; ``None``: asked of the gateway once (§21.7).
         self.async_tasks = async_tasks
         self.video_timeout = video_timeout
         self.image_timeout = image_timeout
@@ -266,7 +268,7 @@ class Gateway(Backend):
             if regions <= model.regions
         ]
         features = {"credits", "claim", "check", "omni"}
-        if self.async_tasks or self.task_mode:
+        if self.async_tasks or (self.async_tasks is None and self.task_mode):
             features |= {"async_submit", "cancel", "list", "webhooks"}
         return Capabilities(
             backend=self.name,
@@ -297,8 +299,26 @@ class Gateway(Backend):
 
     # -- submits -------------------------------------------------------------------------------
 
+    def _probe(self) -> Flow[None]:
+        """§21.7: once per backend, ``GET /v1/tasks/?limit=1`` tells a task-capable gateway
+        (DZ: a task list) from one without tasks (IPT: the -1000 route error). Harmless: no
+        auth, no upstream call. An explicit ``async_tasks=`` skips it."""
+        if self.async_tasks is not None or self.task_mode is not None:
+            return
+        response: Response = yield _wire.build_probe(self._endpoint)
+        self.task_mode = _wire.parse_probe(response)
+        _logging.logger.info(
+            "gateway at %s %s",
+            self.url,
+            "runs async tasks: submits return at once"
+            if self.task_mode
+            else "has no task mode: submits wait for the result",
+        )
+
     def _asks_async(self, callback_url: str | None) -> bool:
-        return self.async_tasks or callback_url is not None
+        if self.async_tasks is not None:
+            return self.async_tasks or callback_url is not None
+        return bool(self.task_mode) or callback_url is not None
 
     def submit_image(self, request: ImageRequest) -> Flow[Task]:
         images = request.images or ()
@@ -311,6 +331,7 @@ class Gateway(Backend):
                 timeout=self.image_timeout,
             )
             return (yield from self._submit(call, TaskKind.IMAGE, request.model, asked=False))
+        yield from self._probe()
         asked = self._asks_async(request.callback_url)
         sized, note = _params.image_size_fields(request, regions=self._regions)
         if note:
@@ -333,6 +354,7 @@ class Gateway(Backend):
     def submit_video(self, request: VideoRequest) -> Flow[Task]:
         if self.flavor == "openai":
             raise NotSupportedError("OpenAI-compatible relays expose images only")
+        yield from self._probe()
         asked = self._asks_async(request.callback_url)
         frames = [frame for frame in (request.image, request.tail_image) if frame is not None]
         call = _wire.build_video_submit(
@@ -352,9 +374,18 @@ class Gateway(Backend):
         try:
             response: Response = yield call
         except APIError as error:
-            if error.code in GENERATION_FAILED:
-                # The generation ran and failed: a failed task, as async mode reports it.
-                return _wire.failed_sync_task(error, kind=kind, model=model, backend=self.name)
+            ran = error.code in GENERATION_FAILED or (
+                not asked and isinstance(error, ServerError) and isinstance(error.code, int)
+            )
+            if ran:
+                # The generation ran and failed (-2007/-2008, or upstream failing under a
+                # synchronous call: -2001, -1000 "ENOTFOUND"): a failed task with a local id,
+                # as async mode reports it, so one ``except TaskFailedError`` serves both.
+                task = _wire.failed_sync_task(error, kind=kind, model=model, backend=self.name)
+                _logging.logger.info(
+                    "gateway: the synchronous generation failed (%s): task %s", error.code, task.id
+                )
+                return task
             raise
         return _wire.parse_submit(response, kind=kind, model=model, backend=self.name)
 
@@ -459,7 +490,19 @@ class Gateway(Backend):
         except APIError as error:
             error.attach_task(task.id, task.ref)
             raise
-        return _wire.parse_cancel(response, task, backend=self.name)
+        cancelled = _wire.parse_cancel(response, task, backend=self.name)
+        # The cancel answer carries only id and status; the record says what the task was
+        # (a task resumed by id alone is otherwise reported as an image with no model).
+        try:
+            record: Response = yield _wire.build_get_task(self._endpoint, task.id)
+        except APIError as error:
+            _logging.logger.info("gateway: task %s cancelled; record not read: %s", task.id, error)
+            return cancelled
+        payload = record.json()
+        if not isinstance(payload, Mapping) or payload.get("status") != cancelled.raw_status:
+            return cancelled
+        latest = _wire.parse_task(payload, backend=self.name)
+        return attrs.evolve(latest, kind=latest.kind if "type" in payload else task.kind)
 
     def list_tasks(
         self, *, status: str | None, kind: str | None, limit: int | None

@@ -7,7 +7,6 @@ I/O: builders return :class:`~jimeng._http.Call` objects, parsers take
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from jimeng.models import (
     Image,
     ImageInput,
     ImageResult,
+    QueueStats,
     Task,
     TaskFailure,
     TaskKind,
@@ -46,6 +46,7 @@ __all__ = [
     "build_image_submit",
     "build_list_tasks",
     "build_openai_image",
+    "build_probe",
     "build_token_check",
     "build_token_points",
     "build_token_receive",
@@ -56,6 +57,8 @@ __all__ = [
     "parse_balances",
     "parse_cancel",
     "parse_check",
+    "parse_probe",
+    "parse_queue_stats",
     "parse_submit",
     "parse_task",
     "parse_task_list",
@@ -99,9 +102,27 @@ class Endpoint:
         return checker
 
 
+def _encode(value: Any) -> str:
+    if isinstance(value, str):
+        # ensure_ascii: NBSP, U+2000–U+200B, U+FEFF, U+3000… travel as \uXXXX escapes, which
+        # the cleaner does not touch; a comma is escaped too, so none can precede a ] or }.
+        return json.dumps(value, ensure_ascii=True).replace(",", "\\u002c")
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{_encode(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_encode(item) for item in value) + "]"
+    return json.dumps(value, allow_nan=False)
+
+
 def dumps(payload: Any) -> bytes:
-    """Compact UTF-8 JSON."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact JSON that reaches a jimeng-api handler byte-identical.
+
+    The peers rewrite the raw body before parsing it, inside strings too (gateway.md §21.1):
+    raw NBSP and U+2000–U+200B become spaces, U+FEFF vanishes, ``,]``/``, }`` lose the comma.
+    Every non-ASCII character and every comma inside a string is therefore sent as a ``\\u``
+    escape, which JSON reads back as the same character and the cleaner leaves alone.
+    """
+    return _encode(payload).encode("ascii")
 
 
 def _call(
@@ -253,6 +274,18 @@ def build_openai_image(
         return _submit(endpoint, "/v1/images/generations", body, (), timeout=timeout)
     files = [_file_part("image", image, index) for index, image in enumerate(images, start=1)]
     return _submit(endpoint, "/v1/images/edits", body, files, timeout=timeout)
+
+
+def build_probe(endpoint: Endpoint) -> Call:
+    """§21.7: the one harmless request that tells DZ from IPT (no auth, no upstream call).
+    The answer's envelope is read by :func:`parse_probe`, not raised."""
+    call = _call(endpoint, "GET", "/v1/tasks/?limit=1", purpose="probe", idempotent=True)
+    return attrs.evolve(call, check=_probe_check)
+
+
+def _probe_check(response: Response) -> None:
+    if response.status >= 400 or response.json() is None:
+        check_response(response, backend="gateway")
 
 
 def build_get_task(endpoint: Endpoint, task_id: str) -> Call:
@@ -426,8 +459,23 @@ def parse_result(
         return None
     if kind is TaskKind.VIDEO:
         url, data = media[0]
+        first: Mapping[str, Any] = items[0] if items else {}
+
+        def extra(name: str) -> str | None:
+            # DZ's video extras (controllers/videos.ts): the record, the item, both links.
+            return str(first[name]) if first.get(name) else None
+
+        video = Video(
+            url=url,
+            data=data,
+            content_type="video/mp4",
+            history_id=extra("history_id"),
+            item_id=extra("item_id"),
+            preview_url=extra("preview_url"),
+            hq_url=extra("hq_url"),
+        )
         return VideoResult(
-            video=Video(url=url, data=data, content_type="video/mp4"),
+            video=video,
             task_id=task_id,
             model=model,
             backend=backend,
@@ -442,10 +490,10 @@ def parse_result(
     )
 
 
-def _sync_id(response: Response, payload: Mapping[str, Any]) -> str:
-    # A synchronous answer has no server task id; name it by its content (stable, local only).
-    digest = hashlib.sha256(response.body).hexdigest()[:12]
-    return f"sync-{payload.get('created') or 0}-{digest}"
+def _sync_id() -> str:
+    # A synchronous answer has no server task id: a local one, unique per answer (two identical
+    # answers are still two tasks).
+    return f"sync-{secrets.token_hex(8)}"
 
 
 def _sync_task(
@@ -456,7 +504,7 @@ def _sync_task(
     model: str | None,
     backend: str,
 ) -> Task:
-    task_id = _sync_id(response, payload)
+    task_id = _sync_id()
     result = parse_result(payload, kind=kind, task_id=task_id, model=model, backend=backend)
     created = _time(payload.get("created"))
     failure = None if result is not None else TaskFailure(message="answer holds no output")
@@ -506,6 +554,13 @@ def parse_submit(
     )
 
 
+def _envelope_message(error: APIError) -> str:
+    body = error.body
+    if isinstance(body, Mapping) and isinstance(body.get("message"), str) and body["message"]:
+        return str(body["message"])
+    return error.message
+
+
 def failed_sync_task(
     error: APIError, *, kind: TaskKind, model: str | None, backend: str = "gateway"
 ) -> Task:
@@ -522,7 +577,9 @@ def failed_sync_task(
         ref=task_id,
         model=model,
         raw_status="failed",
-        failure=TaskFailure(code=error.code, message=error.message),
+        # The gateway's own words: the engine's "may have been accepted" advice does not apply
+        # to a generation the gateway says ran and failed.
+        failure=TaskFailure(code=error.code, message=_envelope_message(error)),
         raw=error.body if isinstance(error.body, Mapping) else {},
         context={"sync": True},
     )
@@ -563,9 +620,29 @@ def parse_task(payload: Mapping[str, Any], *, backend: str = "gateway") -> Task:
         completed_at=_time(payload.get("completed_at")),
         failure=failure,
         result=result,
+        queue=parse_queue_stats(payload.get("queue_stats")),
         raw=payload,
         context={"type": type_word} if type_word else {},
     )
+
+
+def parse_queue_stats(value: Any) -> QueueStats | None:
+    """DZ's ``queue_stats: {running, queued, maxConcurrent}`` (§8b)."""
+    if not isinstance(value, Mapping):
+        return None
+    limit = value.get("maxConcurrent")
+    return QueueStats(
+        running=_int(value.get("running")),
+        queued=_int(value.get("queued")),
+        max_concurrent=_int(limit) if limit is not None else None,
+    )
+
+
+def parse_probe(response: Response) -> bool:
+    """§21.7: whether ``GET /v1/tasks/?limit=1`` showed a task store (DZ) or the route error
+    (IPT). Decided by the body's shape; the status is 200 either way."""
+    payload = response.json()
+    return isinstance(payload, Mapping) and isinstance(payload.get("tasks"), list)
 
 
 def parse_task_list(response: Response, *, backend: str = "gateway") -> list[Task]:
