@@ -68,6 +68,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sleeps: Any) -> Pa
     for key in list(os.environ):
         if key.startswith(("JIMENG_", "VOLC_")):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("JIMENG_HOME", str(tmp_path / "jimeng-home"))  # the journal lives here
     project = tmp_path / "project"
     project.mkdir()
     (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
@@ -137,7 +138,8 @@ def test_image_prints_generation_info_and_saves_under_pic(cli: Any, isolated: Pa
         )
         assert f"- File: {path}" in lines
     assert result.out.count("- Link: http://127.0.0.1:") == 2
-    assert result.err == ""  # not a terminal: no progress line
+    # Not a terminal: no progress line, only the ref the moment the task was accepted.
+    assert re.fullmatch(r"accepted: jimeng_t2i_v40:\d+\n", result.err)
 
 
 def test_project_root_is_found_from_a_subfolder(cli: Any, tmp_path: Path, monkeypatch: Any) -> None:
@@ -205,7 +207,7 @@ def test_json_is_one_document_and_stderr_stays_silent(cli: Any) -> None:
     assert doc["backend"] == "sandbox"
     assert doc["ref"].endswith(doc["task_id"])
     assert doc["urls"] == [image["url"] for image in doc["images"]]
-    assert result.err == ""
+    assert result.err == f"accepted: {doc['ref']}\n"  # stderr says only that
 
 
 def test_quiet_prints_only_paths(cli: Any, isolated: Path) -> None:
@@ -213,7 +215,7 @@ def test_quiet_prints_only_paths(cli: Any, isolated: Path) -> None:
 
     assert result.code == 0
     assert result.out.splitlines() == [str(pngs(isolated / "pic")[0])]
-    assert result.err == ""
+    assert re.fullmatch(r"accepted: \S+\n", result.err)
 
 
 def test_only_given_options_are_sent(cli: Any, served: SandboxServer) -> None:
@@ -292,7 +294,9 @@ def test_progress_line_on_a_terminal(
     for word in ("submitting", "queued (in_queue)", "running (generating)", "downloading"):
         assert word in line
     assert line.endswith("\r\x1b[K")  # erased before the result is printed
-    assert "\n" not in line
+    # One line stays: the ref, said the moment the task was accepted.
+    assert re.search(r"\r\x1b\[Kaccepted: jimeng_t2i_v40:\d+\n", line)
+    assert line.count("\n") == 1
     assert capsys.readouterr().out.startswith("**Generation Info:**")
 
 
@@ -304,7 +308,7 @@ def test_no_progress_with_json_or_quiet(
     monkeypatch.setattr(sys, "stderr", terminal)
 
     assert main(["image", "a cat", "--sandbox-url", served.url, flag]) == 0
-    assert terminal.getvalue() == ""
+    assert re.fullmatch(r"accepted: jimeng_t2i_v40:\d+\n", terminal.getvalue())
 
 
 def test_progress_counts_the_bytes_arriving(tmp_path: Path) -> None:
@@ -550,7 +554,9 @@ def test_unwritable_output_is_a_failed_save(
     result = cli("image", "a cat", "--output-dir", "blocker/shots", "--sandbox-url", served.url)
 
     assert result.code == ExitCode.DOWNLOAD
-    assert result.err.startswith("jimeng: error: cannot write to blocker/shots: Not a directory")
+    accepted, error = result.err.split("\n", 1)
+    assert accepted.startswith("accepted: ")
+    assert error.startswith("jimeng: error: cannot write to blocker/shots: Not a directory")
     assert "resume with: jimeng task wait jimeng_t2i_v40:" in result.err
     assert "Traceback" not in result.err
 
@@ -888,6 +894,7 @@ def test_serve_refuses_other_hosts(cli: Any) -> None:
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JIMENG_", "VOLC_"))}
+    env["JIMENG_HOME"] = os.environ["JIMENG_HOME"]  # the test's own journal folder
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     # A short first poll: the subprocess has no test seam and the sandbox answers at once.
     env["JIMENG_POLL_INTERVAL"] = "0.05"
@@ -916,7 +923,7 @@ def test_python_m_jimeng_json(isolated: Path) -> None:
     (saved,) = doc["saved"]
     assert Path(saved).parent == isolated / "pic"
     assert Path(saved).read_bytes().startswith(PNG)
-    assert done.stderr == ""
+    assert done.stderr == f"accepted: {doc['ref']}\n"
 
 
 @pytest.mark.subprocess

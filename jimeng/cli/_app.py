@@ -102,6 +102,15 @@ class _Run:
     notes: list[str] = attrs.field(factory=list)
     #: The client's backend name ("sandbox" even though its tasks speak another protocol).
     backend: str = ""
+    #: JSON documents gathered instead of printed (``task resume`` prints them as one).
+    docs: list[dict[str, Any]] | None = None
+    #: The signal (SIGTERM, SIGHUP) that stopped the command, if one did.
+    stopped_by: int | None = None
+
+    @property
+    def journal(self) -> bool:
+        """Whether this run keeps the task journal (the default; ``--no-journal`` opts out)."""
+        return not getattr(self.args, "no_journal", False)
 
     @property
     def json(self) -> bool:
@@ -146,6 +155,19 @@ class _Run:
         if self.in_process_sandbox:
             return None
         return " ".join(["jimeng", "task", "wait", *map(shlex.quote, [ref, *self.backend_args()])])
+
+    def accepted(self, task: Task) -> None:
+        """Say the task's ref the moment the server accepts it (on stderr, in every mode): a
+        process killed after this line can be resumed with ``jimeng task resume``."""
+        self.progress.clear()
+        self.stderr.write(f"accepted: {task.ref}\n")
+        self.stderr.flush()
+
+    def emit(self, doc: dict[str, Any]) -> None:
+        if self.docs is not None:
+            self.docs.append(doc)
+        else:
+            self.out(_render.dump_json(doc))
 
     def follow_up_args(self) -> list[str] | None:
         """``backend_args()`` for follow-up hints, or ``None`` when none can work."""
@@ -192,17 +214,57 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit-time flush is quiet
         return int(ExitCode.ERROR)
     except KeyboardInterrupt:
-        run.progress.clear()
-        stderr.write("jimeng: interrupted\n")
-        task = run.task
-        if task is not None and not task.done:
-            command = run.wait_command(task.ref)
-            stderr.write(
+        return _interrupted(run, signal.SIGINT)
+
+
+#: Signals handled like Ctrl-C, and what the command then exits with (128 + the signal number).
+_STOP_SIGNALS = {"SIGTERM": ExitCode.TERMINATED, "SIGHUP": ExitCode.HANGUP}
+
+
+def _interrupted(run: _Run, number: int) -> int:
+    """Ctrl-C, SIGTERM or SIGHUP: say how to pick the task up again, exit 130, 143 or 129."""
+    run.progress.clear()
+    name = signal.Signals(number).name
+    run.stderr.write(
+        "jimeng: interrupted\n" if name == "SIGINT" else f"jimeng: stopped by {name}\n"
+    )
+    task = run.task
+    if task is not None and not task.done:
+        command = run.wait_command(task.ref)
+        if command is None:
+            run.stderr.write(f"  {IN_PROCESS_SANDBOX}\n")
+        else:
+            run.stderr.write(
                 f"  task {task.id} keeps running server-side; resume with: {command}\n"
-                if command
-                else f"  {IN_PROCESS_SANDBOX}\n"
             )
+            if run.journal:
+                run.stderr.write("  or finish every unfinished task: jimeng task resume\n")
+    run.stderr.flush()
+    if name == "SIGINT":
         return int(ExitCode.INTERRUPTED)
+    return int(_STOP_SIGNALS[name])
+
+
+def _stop_on_signals(run: _Run) -> list[int]:
+    """Turn SIGTERM and SIGHUP into a cancellation of the command (like Ctrl-C), where the
+    platform lets the loop handle signals; return the signals handled."""
+    loop = asyncio.get_running_loop()
+    command = asyncio.current_task()
+    handled: list[int] = []
+
+    def stop(number: int) -> None:
+        if run.stopped_by is None and command is not None:
+            run.stopped_by = number
+            command.cancel()
+
+    for name in _STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is None or signal.getsignal(number) is signal.SIG_IGN:
+            continue  # no such signal here (Windows), or ignored on purpose (nohup)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(number, stop, number)
+            handled.append(number)
+    return handled
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -213,16 +275,42 @@ def _isatty(stream: TextIO) -> bool:
 
 
 async def _execute(run: _Run) -> int:
+    handled = _stop_on_signals(run)
     try:
+        return await _execute_command(run)
+    except asyncio.CancelledError:
+        if run.stopped_by is None:
+            raise
+        return _interrupted(run, run.stopped_by)
+    finally:
+        loop = asyncio.get_running_loop()
+        for number in handled:
+            loop.remove_signal_handler(number)
+
+
+def _journal_option(run: _Run) -> bool | None:
+    """The CLI journals by default; ``--no-journal`` opts out; ``JIMENG_JOURNAL`` (a path, or
+    ``0``) is honoured when set."""
+    if not run.journal:
+        return False
+    return None if os.environ.get("JIMENG_JOURNAL", "").strip() else True
+
+
+async def _execute_command(run: _Run) -> int:
+    try:
+        if _command_key(run.args) == "task list" and run.args.local:
+            await _task_list_local(run)
+            return int(ExitCode.OK)
         backend = _make_backend(run.args)
         run.backend = backend.name
-        async with jimeng.Client(backend, **_client_options) as client:
+        options = {"journal": _journal_option(run), **_client_options}
+        async with jimeng.Client(backend, **options) as client:
             run.progress.start()
             try:
-                await _COMMANDS[_command_key(run.args)](run, client)
+                code = await _COMMANDS[_command_key(run.args)](run, client)
             finally:
                 run.progress.stop()
-        return int(ExitCode.OK)
+        return int(code or ExitCode.OK)
     except (jimeng.JimengError, UsageError) as error:
         return _fail(run, error)
     except BrokenPipeError:
@@ -312,6 +400,7 @@ async def _image(run: _Run, client: jimeng.Client) -> None:
     args = run.args
     run.progress.status("submitting")
     handle = await client.images.submit(args.prompt, **_given(args, _IMAGE_PARAMS))
+    run.accepted(handle.task)
     await _collect(run, client, handle, prompt=args.prompt)
 
 
@@ -319,6 +408,7 @@ async def _video(run: _Run, client: jimeng.Client) -> None:
     args = run.args
     run.progress.status("submitting")
     handle = await client.videos.submit(args.prompt, **_given(args, _VIDEO_PARAMS))
+    run.accepted(handle.task)
     await _collect(run, client, handle, prompt=args.prompt)
 
 
@@ -481,7 +571,7 @@ async def _finish_images(run: _Run, task: Task, result: ImageResult, prompt: str
     if run.json:
         doc = _render.image_doc(task, result, media, prompt, backend=run.backend)
         doc["notes"] = run.notes
-        run.out(_render.dump_json(doc))
+        run.emit(doc)
     elif run.quiet:
         for item in media:
             run.out(str(item.path) if item.path is not None else item.url or "")
@@ -534,7 +624,7 @@ async def _finish_video(run: _Run, task: Task, result: VideoResult, prompt: str 
             mode=mode,
         )
         doc["notes"] = run.notes
-        run.out(_render.dump_json(doc))
+        run.emit(doc)
     elif run.quiet:
         run.out(str(path) if path is not None else result.url or "")
     else:
@@ -572,6 +662,83 @@ async def _task_cancel(run: _Run, client: jimeng.Client) -> None:
     task = await client.tasks.cancel(run.args.ref, model=run.args.model)
     run.task = task
     _print_task(run, task)
+
+
+async def _task_resume(run: _Run, client: jimeng.Client) -> int:
+    """Finish journalled tasks (all unfinished ones, or the refs given): wait, save, print."""
+    refs: list[str] = run.args.refs
+    if refs:
+        handles = [client.tasks.resume(ref, model=run.args.model) for ref in refs]
+    elif not run.journal:
+        raise UsageError(
+            "without REF, task resume reads the task journal: drop --no-journal or name the refs",
+            option="--no-journal",
+        )
+    else:
+        handles = await client.tasks.unfinished()
+    run.docs = [] if run.json else None
+    code = ExitCode.OK
+    if not handles and not run.json and not run.quiet:
+        run.stderr.write("jimeng: no unfinished tasks in the journal\n")
+    for number, handle in enumerate(handles, start=1):
+        if not run.quiet and not run.json:
+            run.progress.clear()
+            run.stderr.write(f"resuming {number}/{len(handles)}: {handle.ref}\n")
+            run.stderr.flush()
+        run.notes = []
+        try:
+            run.progress.status("checking")
+            await handle.refresh()
+            await _collect(run, client, handle, prompt=None)
+        except jimeng.JimengError as error:
+            info = describe(
+                error, options=run.options, task=handle.task, backend_args=run.follow_up_args()
+            )
+            info = {k: redact(v) if isinstance(v, str) else v for k, v in info.items()}
+            run.progress.clear()
+            run.stderr.write(render_text(info) + "\n")
+            if run.docs is not None:
+                run.docs.append({"ref": handle.ref, "error": info})
+            code = code or exit_code(error)
+    if run.docs is not None:
+        run.out(_render.dump_json({"tasks": run.docs}))
+    return int(code)
+
+
+async def _task_list_local(run: _Run) -> None:
+    """``task list --local``: the journal of this machine, every backend, newest first."""
+    args = run.args
+    raw = os.environ.get("JIMENG_JOURNAL", "").strip()
+    # JIMENG_JOURNAL may name another file; a switch (1, true, 0…) means the default one.
+    switch = raw.lower() in ("", "0", "1", "true", "false", "yes", "no", "on", "off")
+    store = jimeng.SQLiteJournal(None if switch else raw)
+    try:
+        entries = await store.history(
+            status=_parse_choice(jimeng.TaskStatus, args.status, "--status"),
+            kind=_parse_choice(jimeng.TaskKind, args.kind, "--kind"),
+            limit=args.limit,
+        )
+    finally:
+        await store.aclose()
+    if run.json:
+        run.out(
+            _render.dump_json({"journal": str(store.path), "tasks": [e.to_json() for e in entries]})
+        )
+    elif run.quiet:
+        for entry in entries:
+            run.out(entry.ref)
+    else:
+        run.out(_render.journal_markdown(entries, path=store.path))
+
+
+def _parse_choice(kind: Any, value: str | None, option: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return kind(value.strip().lower())
+    except ValueError:
+        allowed = ", ".join(item.value for item in kind)
+        raise UsageError(f"unknown value {value!r} (allowed: {allowed})", option=option) from None
 
 
 async def _task_list(run: _Run, client: jimeng.Client) -> None:
@@ -628,6 +795,7 @@ _COMMANDS = {
     "task wait": _task_wait,
     "task cancel": _task_cancel,
     "task list": _task_list,
+    "task resume": _task_resume,
     "credits": _credits,
 }
 

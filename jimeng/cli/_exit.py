@@ -43,7 +43,12 @@ class ExitCode(enum.IntEnum):
     NETWORK = 8
     UNAVAILABLE = 9
     DOWNLOAD = 10
+    #: SIGHUP (the terminal went away): 128 + 1.
+    HANGUP = 129
+    #: Ctrl-C (SIGINT): 128 + 2.
     INTERRUPTED = 130
+    #: SIGTERM (``kill``, a service manager stopping the command): 128 + 15.
+    TERMINATED = 143
 
 
 #: First match wins, so subclasses come before their bases.
@@ -230,5 +235,7 @@ _MEANING: Mapping[ExitCode, str] = {
     ExitCode.NETWORK: "network",
     ExitCode.UNAVAILABLE: "service busy or failing",
     ExitCode.DOWNLOAD: "download failed",
+    ExitCode.HANGUP: "hung up (SIGHUP)",
     ExitCode.INTERRUPTED: "interrupted",
+    ExitCode.TERMINATED: "terminated (SIGTERM)",
 }

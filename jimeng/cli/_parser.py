@@ -108,6 +108,12 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=False if top else argparse.SUPPRESS,
         help="no progress line and no notes; print only the saved paths (or URLs)",
     )
+    group.add_argument(
+        "--no-journal",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="do not record tasks in the task journal ($JIMENG_HOME/journal.sqlite3)",
+    )
 
 
 def _output(parser: argparse.ArgumentParser, *, what: str) -> None:
@@ -381,12 +387,35 @@ def _task_commands(commands: Any) -> None:
         if name == "wait":
             _output(action, what="result")
         _common(action, top=False)
+    resume = actions.add_parser(
+        "resume",
+        help="finish journalled tasks: wait, save and print them",
+        description="Finish tasks recorded in the task journal (every unfinished one by "
+        "default, or the refs given): wait for each, save its files and print it. Nothing is "
+        "submitted again.",
+    )
+    resume.add_argument(
+        "refs", nargs="*", metavar="REF", help="tasks to finish (default: every unfinished one)"
+    )
+    resume.add_argument(
+        "--model", help="the model the tasks were submitted with, when REFs are bare ids"
+    )
+    _output(resume, what="results")
+    _common(resume, top=False)
     listing = actions.add_parser(
-        "list", help="tasks the backend knows about", description="List tasks (newest first)."
+        "list",
+        help="tasks the backend (or, with --local, the journal) knows about",
+        description="List tasks (newest first).",
     )
     listing.add_argument("--status", help="only tasks in this state, e.g. queued")
     listing.add_argument("--kind", choices=("image", "video"), help="only images or videos")
-    listing.add_argument("--limit", type=int, help="at most this many")
+    listing.add_argument("--limit", type=_bounded(int, 1), help="at most this many")
+    listing.add_argument(
+        "--local",
+        action="store_true",
+        help="list the task journal of this machine instead (every backend; needs no "
+        "credentials): ref, backend, kind, model, status, saved files",
+    )
     _common(listing, top=False)
 
 
@@ -471,11 +500,7 @@ def _mcp_command(commands: Any) -> None:
         metavar="DIR",
         help="where results are saved (default $JIMENG_MCP_OUTPUT_DIR, else ~/jimeng/pic)",
     )
-    parser.add_argument(
-        "--no-journal",
-        action="store_true",
-        help="keep no task journal (list_tasks then needs a backend that lists tasks)",
-    )
+    # --no-journal comes with the common options (every command journals by default).
     _common(parser, top=False)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from jimeng import JournalEntry
 from jimeng.backends import AccountBalance
 from jimeng.models import ImageResult, Task, VideoResult
 
@@ -295,6 +296,34 @@ def tasks_markdown(tasks: Sequence[Task]) -> str:
             + " |"
         )
     return "\n".join(rows)
+
+
+def journal_markdown(entries: Sequence[JournalEntry], *, path: Path) -> str:
+    """``jimeng task list --local``: what the journal at ``path`` knows, newest first."""
+    if not entries:
+        return f"No tasks in the journal ({path})."
+    rows = [
+        "| ref | backend | kind | model | status | submitted | saved |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for entry in entries:
+        rows.append(
+            "| "
+            + " | ".join(
+                _cell(value)
+                for value in (
+                    entry.ref,
+                    entry.backend,
+                    entry.kind.value,
+                    entry.model,
+                    entry.status.value,
+                    _iso(entry.submitted_at),
+                    "<br>".join(entry.saved) or None,
+                )
+            )
+            + " |"
+        )
+    return "\n".join(rows) + f"\n\nJournal: {path}"
 
 
 def balances_doc(balances: Sequence[AccountBalance]) -> dict[str, Any]:

@@ -345,7 +345,10 @@ class SandboxServer:
     # -- routes shared by all protocols ----------------------------------------------------------
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "tasks": len(self.tasks)})
+        # Counters included: a test in another process checks what reached the server.
+        return web.json_response(
+            {"status": "ok", "tasks": len(self.tasks), "requests": dict(self.requests)}
+        )
 
     async def _serve_media(self, request: web.Request) -> web.StreamResponse:
         self.requests["download"] += 1
