@@ -48,6 +48,8 @@ from jimeng.resources.videos import Videos
 if TYPE_CHECKING:
     import PIL.Image
 
+    from jimeng._journal import JournalStore
+    from jimeng._limits import LimitSnapshot
     from jimeng._polling import PollPolicy
     from jimeng._retry import RetryPolicy
     from jimeng.backends._base import Backend
@@ -506,12 +508,12 @@ class SyncClient:
         return self._async.backend
 
     @property
-    def journal(self) -> Any:
+    def journal(self) -> JournalStore | None:
         """The task journal's store, or ``None`` (see :attr:`jimeng.Client.journal`)."""
         return self._async.journal
 
     @property
-    def limits(self) -> Any:
+    def limits(self) -> LimitSnapshot:
         """The rate limiter now (see :attr:`jimeng.Client.limits`)."""
         return self._async.limits
 

@@ -532,6 +532,10 @@ def test_expired_task(cli: Any) -> None:
 
     assert result.code == ExitCode.TASK_FAILED == 5
     assert "task id 42" in result.err
+    # in-process, the sandbox cannot know the task: say what would work instead
+    assert "  this sandbox started inside this command" in result.err
+    assert "'jimeng sandbox serve'" in result.err
+    assert "jimeng task" not in result.err
 
 
 def test_failed_download_leaves_no_file_and_can_be_resumed(

@@ -325,6 +325,13 @@ async def _execute_command(run: _Run) -> int:
 
 def _fail(run: _Run, error: BaseException) -> int:
     info = describe(error, options=run.options, task=run.task, backend_args=run.follow_up_args())
+    unknown = isinstance(error, jimeng.TaskExpiredError | jimeng.NotFoundError)
+    if unknown and run.args.command == "task" and run.in_process_sandbox:
+        info["note"] = (
+            "this sandbox started inside this command, so it knows no task from an earlier one; "
+            "run 'jimeng sandbox serve' in another terminal and pass --sandbox-url (or set "
+            "JIMENG_SANDBOX_URL) to every command"
+        )
     info = {key: redact(value) if isinstance(value, str) else value for key, value in info.items()}
     run.stderr.write(render_text(info) + "\n")
     if run.json:
