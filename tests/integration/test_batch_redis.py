@@ -223,30 +223,39 @@ def test_the_stream_source_needs_the_redis_extra_only_when_used() -> None:
 
 async def test_one_concurrency_budget_for_every_worker(redis_url: str) -> None:
     import time
+    import uuid
 
     from jimeng._limits import Limiter, Limits, LimitState
 
+    account = f"account-{uuid.uuid4().hex}"  # nothing left over from another run
     journals = [RedisJournal.from_url(redis_url) for _ in range(3)]
     limiters = [
-        Limiter(Limits(max_concurrency=3, store=j.limits), "account", clock=time.time)
+        Limiter(Limits(max_concurrency=3, store=j.limits), account, clock=time.time)
         for j in journals
     ]
     active = 0
     peak = 0
+    full = asyncio.Event()
 
     async def generation(limiter: Limiter) -> None:
         nonlocal active, peak
         async with limiter.slot():
             active += 1
             peak = max(peak, active)
-            await asyncio.sleep(0.01)
+            if active == 3:
+                full.set()
+            # The first holders keep their slots until the budget is used up, whatever the
+            # machine's speed; the rest pass through one at a time under the same budget.
+            await asyncio.wait_for(full.wait(), 30)
             active -= 1
 
     try:
-        await asyncio.gather(*(generation(limiters[n % 3]) for n in range(24)))
+        await asyncio.wait_for(
+            asyncio.gather(*(generation(limiters[n % 3]) for n in range(24))), 60
+        )
         assert peak == 3
         fresh = await limiters[0].store.update(
-            "account", LimitState.initial(limiters[0].limits), lambda s: (s, s)
+            account, LimitState.initial(limiters[0].limits), lambda s: (s, s)
         )
         assert fresh.in_flight == 0
     finally:
