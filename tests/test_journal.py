@@ -443,3 +443,15 @@ def test_the_suite_never_journals_in_the_users_data_folder(
     monkeypatch.setattr("sys.platform", "linux")
     assert Path.home() / ".local" / "share" not in default_home().parents
     assert default_home().name == "jimeng"
+
+
+async def test_a_cancelled_task_leaves_the_unfinished_list(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    async with client_for(server, tmp_path / "j.sqlite3") as client:
+        handle = await client.images.submit("a cat")
+        assert [h.ref for h in await client.tasks.unfinished()] == [handle.ref]
+        await handle.cancel()
+        assert await client.tasks.unfinished() == []
+        (entry,) = await client.tasks.history()
+        assert entry.status is TaskStatus.CANCELLED
