@@ -65,8 +65,10 @@ T = TypeVar("T")
 #: What an answer said about the limits: nothing, "too fast" or "too many at once".
 Signal = Literal["ok", "rate", "concurrency"]
 
-#: Volcengine's "API concurrent limit" code (protocols/volcengine.md §4.1).
-CONCURRENCY_CODES = frozenset({50430, "50430"})
+#: "Too many at once" codes: Volcengine's API concurrent limit (protocols/volcengine.md §4.1);
+#: Ark's tasks in flight and its queued-task quota (§12.4; only the rate-limit reading of
+#: QuotaExceeded is a RateLimitError, the used-up free quota is not).
+CONCURRENCY_CODES = frozenset({50430, "50430", "InflightBatchsizeExceeded", "QuotaExceeded"})
 #: Calls to other hosts than the API (media CDNs, upload services, input fetches).
 UNLIMITED_PURPOSES = frozenset({"download", "upload", "fetch", "fetch-input"})
 

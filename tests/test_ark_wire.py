@@ -221,3 +221,17 @@ def test_bodies_for_every_model_validate_their_own_defaults() -> None:
         request = VideoRequest(prompt="p", image=None if video.text else "https://e.com/a.png")
         video.validate(request)
         assert video.body(request, video.model_id)["content"][0] == {"type": "text", "text": "p"}
+
+
+def test_limits_are_per_key_and_queue_quotas_cut_concurrency() -> None:
+    from jimeng._limits import rate_limit_signal
+
+    ark = Ark("ark-secret-key-123", base_url="https://ark.example/api/v3")
+    key = ark.limit_key()
+    assert key.startswith("ark:") and key.endswith("@https://ark.example/api/v3")
+    assert "ark-secret-key-123" not in key + repr(ark) + str(ark.describe())
+    assert Ark("another-key-456").limit_key() != key
+    queued = error_class(429, "QuotaExceeded", "too many tasks in queued state")
+    assert rate_limit_signal(queued("x", code="QuotaExceeded")) == "concurrency"
+    rpm = error_class(429, "ModelAccountRpmRateLimitExceeded", "")
+    assert rate_limit_signal(rpm("x", code="ModelAccountRpmRateLimitExceeded")) == "rate"

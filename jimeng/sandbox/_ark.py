@@ -9,6 +9,7 @@ shows up as the server's refusal. Unknown body fields are refused (stricter than
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -24,15 +25,20 @@ import attrs
 from aiohttp import web
 
 from jimeng._imageinfo import sniff_image
+from jimeng.sandbox._callbacks import CallbackSender
 from jimeng.sandbox._media import render_mp4, render_png
 from jimeng.sandbox._server import SandboxServer, SandboxTask, abort, non_json_page
 from jimeng.sandbox._volcengine import BLOCK_INPUT, BLOCK_OUTPUT, FAIL_TASK
 from jimeng.sandbox._volcengine_keys import video_size
 
-__all__ = ["ARK_PREFIX", "SANDBOX_ARK_KEY", "ArkProtocol"]
+__all__ = ["ARK_PREFIX", "CALLBACK_RETRIES", "SANDBOX_ARK_KEY", "ArkProtocol"]
 
 ARK_PREFIX = "/ark/api/v3"
 SANDBOX_ARK_KEY = "ark-sandbox-0000000000000000000000000000"
+
+#: §12.3: a succeeded/failed callback is retried 3 times when not acknowledged within 5 s.
+CALLBACK_RETRIES = 3
+_TERMINAL = ("succeeded", "failed", "cancelled", "expired")
 
 _N_IMAGES = re.compile(r"(\d+)\s*(?:images|pictures|张)", re.IGNORECASE)
 _PRESET_SIDES = {"1K": 1024, "2K": 2048, "3K": 3072, "4K": 4096}
@@ -191,6 +197,8 @@ class ArkProtocol:
         self.deleted: set[str] = set()
         #: Bodies of the image requests received (video bodies are on their task records).
         self.image_bodies: list[dict[str, Any]] = []
+        self.callbacks: CallbackSender | None = None
+        self._announced: dict[str, str] = {}
 
     def install(self, server: SandboxServer) -> None:
         self.server = server
@@ -200,6 +208,30 @@ class ArkProtocol:
         router.add_get(ARK_PREFIX + "/contents/generations/tasks", self.list_tasks)
         router.add_get(ARK_PREFIX + "/contents/generations/tasks/{task_id}", self.get_task)
         router.add_delete(ARK_PREFIX + "/contents/generations/tasks/{task_id}", self.delete)
+        self.callbacks = CallbackSender(server)
+
+    # -- callbacks (§12.3) -------------------------------------------------------------------------
+
+    def _announce(self, task: SandboxTask, body: Mapping[str, Any]) -> None:
+        """POST the task body to its callback_url when its status changed since the last one."""
+        url = task.params.get("callback_url")
+        status = str(body["status"])
+        if not url or self._announced.get(task.id) == status:
+            return
+        self._announced[task.id] = status
+        assert self.callbacks is not None
+        retries = CALLBACK_RETRIES if status in ("succeeded", "failed") else 0
+        self.callbacks.post(task.id, status, str(url), body, retries=retries)
+
+    async def _watch(self, task: SandboxTask) -> None:
+        """Tasks move with time too: look again until the task ends (a poll also announces)."""
+        server = self.server
+        assert server is not None
+        while task.id in server.tasks and task.id not in self.deleted:
+            body = self._task_body(task)
+            if body["status"] in _TERMINAL:
+                return
+            await asyncio.sleep(0.05)
 
     # -- envelopes and gates ---------------------------------------------------------------------
 
@@ -542,6 +574,9 @@ class ArkProtocol:
             )
         elif FAIL_TASK in prompt:
             task.outcome = "failed:InternalServiceError:The service encountered an internal error."
+        if callback is not None and self.callbacks is not None:
+            self._announce(task, self._task_body(task))
+            self.callbacks.spawn(self._watch(task))
         return web.json_response({"id": task_id})
 
     @staticmethod
@@ -559,6 +594,12 @@ class ArkProtocol:
             raise _invalid("task_type t2v does not support model")
 
     def _task_body(self, task: SandboxTask) -> dict[str, Any]:
+        """The task object (get, list and callbacks share it); announces status changes."""
+        body = self._describe(task)
+        self._announce(task, body)
+        return body
+
+    def _describe(self, task: SandboxTask) -> dict[str, Any]:
         server = self.server
         assert server is not None
         stage = task.stage(server.now(), server.time_factor)

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from jimeng._signing import VOLCENGINE_CV, SignatureMismatch, verify
+from jimeng.sandbox._callbacks import CallbackSender
 from jimeng.sandbox._media import render_mp4, render_png
 from jimeng.sandbox._server import SandboxServer, SandboxTask, abort, non_json_page, truncated_json
 from jimeng.sandbox._visual_keys import TRANSFORM_KEYS, check_transform
@@ -126,10 +127,44 @@ class VolcengineProtocol:
         self.api_keys = api_keys
         self.max_skew = max_skew
         self.server: SandboxServer | None = None
+        self.callbacks: CallbackSender | None = None
 
     def install(self, server: SandboxServer) -> None:
         self.server = server
         server.app.router.add_post(self.path, self.handle)
+        self.callbacks = CallbackSender(server)
+
+    async def _call_back(self, task: SandboxTask, url: str) -> None:
+        """§3.4.4 (motion imitation 2.0): when the task ends, POST the get-result envelope with
+        an extra top-level ``task_id`` and ``data.resp_data`` ""; a failure keeps ``data``."""
+        server = self.server
+        assert server is not None
+        while True:
+            # Stages move with time as well as polls: look again until the task ends.
+            stage = task.stage(server.now(), server.time_factor)
+            if stage not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.05)
+        if stage == "cancelled":
+            return
+        code, message = 10000, "Success"
+        data: dict[str, Any] = {"status": "done", "resp_data": ""}
+        if task.outcome.startswith("failed:"):
+            _, number, message = task.outcome.split(":", 2)
+            code = int(number)
+        else:
+            data.update(self._video(task, {}))
+        body = {
+            "code": code,
+            "data": data,
+            "message": message,
+            "request_id": _request_id(server),
+            "status": code,
+            "time_elapsed": "1.234ms",
+            "task_id": task.id,
+        }
+        assert self.callbacks is not None
+        self.callbacks.post(task.id, "done", url, body)
 
     # -- envelopes -----------------------------------------------------------------------------
 
@@ -324,6 +359,9 @@ class VolcengineProtocol:
             task.outcome = "failed:50500:Internal Error"
         elif accepted.outcome is not None:
             task.outcome = accepted.outcome
+        callback = payload.get("callback_url")
+        if isinstance(callback, str) and self.callbacks is not None:
+            self.callbacks.spawn(self._call_back(task, callback))
         data: dict[str, Any] = {"task_id": task.id}
         if self.relay:
             data["status"] = "submitted"

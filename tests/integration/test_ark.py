@@ -403,3 +403,36 @@ async def test_a_wrong_key_is_an_authentication_error_without_the_key(ark: Sandb
     assert "ark-wrong-key-123456" not in str(caught.value)
     assert "ark-wrong-key-123456" not in repr(backend)
     assert SANDBOX_ARK_KEY not in repr(Sandbox("ark"))
+
+
+async def test_callbacks_post_the_task_on_each_status_change(
+    client: jimeng.Client, ark: Sandbox
+) -> None:
+    from aiohttp import web
+
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        clip = await client.videos.generate(
+            "a fox", duration=2, callback_url=f"http://127.0.0.1:{port}/hook?secret=s3"
+        )
+        protocol = ark.server.protocol("ark")
+        await protocol.callbacks.flush()
+    finally:
+        await runner.cleanup()
+
+    assert ark.server.tasks[clip.task_id or ""].params["callback_url"].endswith("?secret=s3")
+    assert [body["status"] for body in received] == ["queued", "running", "succeeded"]
+    assert received[-1]["content"]["video_url"] == clip.url
+    assert [c.outcome for c in protocol.callbacks.sent] == ["delivered"] * 3

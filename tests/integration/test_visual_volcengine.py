@@ -368,3 +368,39 @@ async def test_backends_without_the_verbs_refuse_before_the_network(
         with pytest.raises(jimeng.NotSupportedError):
             await client.videos.translate("https://example.com/t.mp4", target_language="en")
     assert requests(sandbox) == 0
+
+
+async def test_motion_2_calls_back_with_the_get_result_envelope(
+    client: jimeng.Client, sandbox: Sandbox
+) -> None:
+    from aiohttp import web
+
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/done", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        clip = await client.videos.imitate_motion(
+            image=PORTRAIT,
+            video="https://example.com/d_3s.mp4",
+            callback_url=f"http://127.0.0.1:{port}/done",
+        )
+        protocol = sandbox.server.protocol("volcengine")
+        await protocol.callbacks.flush()
+    finally:
+        await runner.cleanup()
+
+    assert sent(sandbox, clip.task_id)["callback_url"] == f"http://127.0.0.1:{port}/done"
+    [body] = received
+    assert (body["task_id"], body["code"]) == (clip.task_id, 10000)
+    assert body["data"]["status"] == "done" and body["data"]["resp_data"] == ""
+    assert body["data"]["video_url"] == clip.url

@@ -87,6 +87,7 @@ class Ark(Backend):
                 "Ark for Seedream and Seedance calls)"
             )
         _logging.register_secret(key)
+        self._key = key
         chosen = region or os.environ.get("ARK_REGION") or "cn"
         if chosen not in HOSTS:
             raise ConfigurationError(
@@ -109,6 +110,10 @@ class Ark(Backend):
 
     def __repr__(self) -> str:
         return f"Ark(base_url={self.base_url!r}, region={self.region!r})"
+
+    def limit_key(self) -> str:
+        """One limit per API key and host (§12.4: quotas are per account and model)."""
+        return f"{self.name}:{_logging.fingerprint(self._key)}@{self.base_url}"
 
     def describe(self) -> dict[str, Any]:
         return {
