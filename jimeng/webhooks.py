@@ -175,6 +175,7 @@ class WebhookReceiver:
 
     def callback_url(self, url: str) -> str:
         """``url`` with the shared secret added, to pass as ``callback_url=``."""
+        checks.check_url("url", url)
         if self._secret is None:
             return url
         return str(URL(url).update_query({self.secret_param: self._secret}))

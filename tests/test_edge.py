@@ -67,6 +67,10 @@ VIDEO_CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"tail_image": "https://"}, "tail_image", "'https://'"),
     ({"watermark": 1}, "watermark", "1"),
     ({"on_update": "print"}, "on_update", "'print'"),
+    ({"ratio": 169}, "ratio", "169"),
+    ({"ratio": "16:9", "aspect_ratio": "1:1"}, "ratio", "('16:9', '1:1')"),
+    ({"reference_images": 5}, "reference_images", "5"),
+    ({"camera_fixed": "yes"}, "camera_fixed", "'yes'"),
 ]
 
 
@@ -244,6 +248,12 @@ CONSTRUCTOR_CASES: list[tuple[Callable[[], Any], str, str]] = [
     (lambda: jimeng.Gateway(token="abcdefgh", video_timeout=0), "video_timeout", "0"),
     (lambda: jimeng.Gateway(token="abcdefgh", image_timeout=math.nan), "image_timeout", "nan"),
     (lambda: jimeng.Gateway(token="abcdefgh", flavor=1), "flavor", "1"),
+    (lambda: jimeng.Ark(api_key=12345678), "api_key", "a int"),
+    (lambda: jimeng.Ark(api_key="k" * 20, region=1), "region", "1"),
+    (lambda: jimeng.Ark(api_key="k" * 20, models={"m": 1}), "models['m']", "1"),
+    (lambda: jimeng.Ark(api_key="k" * 20, image_timeout=-1), "image_timeout", "-1"),
+    (lambda: jimeng.Ark(api_key="k" * 20, allow_http=1), "allow_http", "1"),
+    (lambda: jimeng.WebhookReceiver().callback_url("hooks.test/cb"), "url", "hooks.test"),
     (lambda: jimeng.Sandbox(protocol=1), "protocol", "1"),  # type: ignore[arg-type]
     (lambda: jimeng.Sandbox(time_factor=-1), "time_factor", "-1"),
     (lambda: jimeng.Sandbox(stages={"queue_polls": 1}), "stages", "queue_polls"),

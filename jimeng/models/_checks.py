@@ -240,14 +240,16 @@ def callable_(field: str | None = None) -> Check:
     return _optional(check, field)
 
 
-def mapping_of_str(field: str | None = None) -> Check:
-    """A mapping with string keys (values are the caller's business)."""
+def mapping_of_str(field: str | None = None, *, values: bool = False) -> Check:
+    """A mapping with string keys; with ``values``, string values too."""
 
     def check(name: str, value: Any) -> None:
         if not isinstance(value, Mapping):
             raise refuse(name, "a mapping (dict)", value)
-        for key in value:
+        for key, item in value.items():
             if not isinstance(key, str):
                 raise refuse(f"{name} key", "a string", key)
+            if values:
+                check_str(f"{name}[{key!r}]", item)
 
     return _optional(check, field)

@@ -10,8 +10,9 @@ import attrs
 
 from jimeng._handle import OnUpdate, TaskHandle
 from jimeng._polling import PollPolicy
+from jimeng.errors import ValidationError
 from jimeng.models import AigcMeta, ImageInput, ImageInputLike, VideoRequest, VideoResult, Watermark
-from jimeng.models._checks import check_argument, instance, required
+from jimeng.models._checks import check_argument, instance, required, text
 from jimeng.models._task import TaskKind
 from jimeng.models._transforms import AvatarRequest, MediaInput, MotionRequest, TranslateRequest
 from jimeng.resources._common import (
@@ -150,10 +151,7 @@ class Videos:
         extra_body: Mapping[str, Any] | None = None,
     ) -> TaskHandle[VideoResult]:
         """Submit and return at once with a :class:`~jimeng.TaskHandle`."""
-        if ratio is not None and aspect_ratio is not None and ratio != aspect_ratio:
-            from jimeng.errors import ValidationError
-
-            raise ValidationError("ratio", "ratio and aspect_ratio disagree; give one")
+        check_argument("ratio", ratio, text())
         request = VideoRequest(
             prompt=prompt,
             model=model,
@@ -181,6 +179,10 @@ class Videos:
             a_bogus=a_bogus,
             extra=extra_body,
         )
+        if ratio is not None and aspect_ratio is not None and ratio != aspect_ratio:
+            raise ValidationError(
+                "ratio", "ratio and aspect_ratio disagree; give one", value=(ratio, aspect_ratio)
+            )
         return await self.submit_request(request)
 
     async def submit_request(self, request: VideoRequest) -> TaskHandle[VideoResult]:

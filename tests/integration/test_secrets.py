@@ -91,6 +91,13 @@ async def test_canary_secret_never_leaks(
                 await client.images.submit("a fox", size="1K")
             assert "<redacted>" in repr(echoed.value.body)
             texts += exception_texts(echoed.value, "echoed error")
+            # A connection dropped on every attempt: the aiohttp exception behind it is walked too.
+            dropped = await client.images.submit("a hare", size="1K")
+            server.inject("poll", "reset", times=10)
+            with pytest.raises(jimeng.APIConnectionError) as reset:
+                await dropped.result()
+            assert len(chain(reset.value)) >= 2
+            texts += exception_texts(reset.value, "reset error")
 
         wrong = jimeng.Volcengine(access_key=CANARY_AK, secret_key="wrong", endpoint=server.url)
         async with jimeng.Client(wrong, sleep=sleeps) as client:

@@ -40,6 +40,15 @@ from jimeng.errors import (
     ValidationError,
 )
 from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
+from jimeng.models._checks import (
+    boolean,
+    check_argument,
+    mapping_of_str,
+    number,
+    required,
+    secret_text,
+    text,
+)
 
 __all__ = ["HOSTS", "Ark"]
 
@@ -80,6 +89,12 @@ class Ark(Backend):
         allow_http: bool = False,
         image_timeout: float = DEFAULT_IMAGE_TIMEOUT,
     ):
+        check_argument("api_key", api_key, secret_text())
+        check_argument("region", region, text())
+        check_argument("base_url", base_url, text())
+        check_argument("models", models, mapping_of_str(values=True))
+        check_argument("allow_http", allow_http, required(boolean()))
+        check_argument("image_timeout", image_timeout, required(number(positive=True)))
         key = api_key or os.environ.get("ARK_API_KEY")
         if not key:
             raise ConfigurationError(

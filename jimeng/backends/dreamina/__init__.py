@@ -136,9 +136,7 @@ class Dreamina(Backend):
             versions,
             instance((ClientVersions, Mapping), "ClientVersions or a mapping"),
         )
-        check_argument("base_urls", base_urls, mapping_of_str())
-        for region, base in (base_urls or {}).items():
-            check_argument(f"base_urls[{region!r}]", base, text())
+        check_argument("base_urls", base_urls, mapping_of_str(values=True))
         check_argument("web_id", web_id, text())
         check_argument("allow_http", allow_http, required(boolean()))
         check_argument("rng", rng, instance(random.Random, "a random.Random"))

@@ -121,7 +121,7 @@ class Volcengine(Backend):
             check_argument(field, value, secret_text())
         check_argument("endpoint", endpoint, text())
         check_argument("video_endpoint", video_endpoint, text())
-        check_argument("req_keys", req_keys, mapping_of_str())
+        check_argument("req_keys", req_keys, mapping_of_str(values=True))
         check_argument("outpaint_fields", outpaint_fields, mapping_of_str())
         check_argument("allow_http", allow_http, required(boolean()))
         check_argument("profile", profile, required(instance(SigningProfile, "a SigningProfile")))
