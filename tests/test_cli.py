@@ -792,7 +792,9 @@ def test_webp_is_kept_with_a_note_without_pillow(
     cli: Any, monkeypatch: pytest.MonkeyPatch, isolated: Path
 ) -> None:
     monkeypatch.setattr(_app, "_make_backend", lambda args: Double(webp=True))
-    monkeypatch.setitem(sys.modules, "PIL", None)  # import fails as if not installed
+    # Imports fail as if Pillow were not installed, even after another test imported it.
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)
 
     result = cli("image", "a cat")
 

@@ -221,6 +221,7 @@ def test_media_extension(head: bytes, ext: str | None) -> None:
         (b"????", " image/png ", None, ".png"),
         (b"????", "text/html", "https://h/a/x.JPEG?sig=1", ".jpg"),
         (b"????", None, "https://h/x.webp", ".webp"),
+        (b"????", None, "https://h/x.jpg", ".jpg"),
         (b"????", None, "https://h/x.gif", ".gif"),
         (b"????", None, "https://h/x.mp4", ".mp4"),
         (b"????", None, "https://h/x.PNG", ".png"),
@@ -261,6 +262,12 @@ def test_a_data_prefix_without_a_comma_is_not_stripped() -> None:
         decode_base64("data:aGVsbG8=")
 
 
+def test_only_the_first_comma_ends_a_data_prefix() -> None:
+    # Everything after the first comma is the payload: a second comma makes it invalid.
+    with pytest.raises(DownloadError):
+        decode_base64("data:image/png;base64,aGVs,bG8=")
+
+
 # -- names and leftovers -----------------------------------------------------------------------
 
 
@@ -295,3 +302,52 @@ def test_only_old_part_files_of_this_library_are_removed(tmp_path: Path) -> None
         [".jimeng-edge.part", ".jimeng-young.part", ".other-old.part", ".jimeng-dir.part"]
     )
     assert remove_stale_parts(tmp_path / "missing", now=now) == []
+
+
+async def test_a_refused_body_names_where_it_came_from_and_what_it_was(
+    mocked: aioresponses, downloader: Downloader
+) -> None:
+    mocked.get(URL_, status=200, body=b"<!doctype html><p>sign in</p>", content_type="text/html")
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.read(Image(url=URL_))
+
+    assert str(caught.value) == (
+        "the result from cdn.example.test is not an image or a video (Content-Type text/html, "
+        "starts with '<!doctype html><'); nothing was saved"
+    )
+
+
+async def test_a_save_creates_missing_folders_and_streams_through_a_part_file(
+    mocked: aioresponses, downloader: Downloader, tmp_path: Path
+) -> None:
+    folder = tmp_path / "a" / "b" / "c"
+    seen: list[list[str]] = []
+
+    def during(url: Any, **kwargs: Any) -> None:
+        seen.append(sorted(p.name for p in folder.iterdir()))
+
+    mocked.get(URL_, status=200, body=PNG, callback=during)
+
+    path = await downloader.save(
+        Image(url=URL_), folder, index=1, explicit=False, stamp="20250101_000000"
+    )
+
+    (during_names,) = seen
+    assert len(during_names) == 1
+    assert during_names[0].startswith(".jimeng-") and during_names[0].endswith(".part")
+    assert path == folder / "jimeng_20250101_000000_1.png"
+    assert sorted(p.name for p in folder.iterdir()) == [path.name]
+
+
+async def test_a_save_onto_a_folder_is_a_download_error_and_leaves_nothing(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    target = tmp_path / "taken.png"
+    target.mkdir()
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.save(Image(data=PNG), target, index=1, explicit=True)
+
+    assert str(caught.value).startswith(f"cannot save to {tmp_path}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]

@@ -18,9 +18,23 @@ from multidict import CIMultiDict
 from yarl import URL
 
 import jimeng
-from jimeng._http import Call, Response, Transport, map_transport_error
+from jimeng._http import (
+    Call,
+    Response,
+    Transport,
+    map_transport_error,
+    maybe_received,
+    unreadable_answer,
+)
 from jimeng._retry import RetryPolicy
-from jimeng.errors import APIConnectionError, APITimeoutError, ValidationError
+from jimeng.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    JimengError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
 from tests.conftest import Sleeps
 
 URL_ = "https://api.example.test/v1/thing?x=1"
@@ -246,3 +260,42 @@ def test_retry_after_as_an_http_date_without_a_zone_is_utc() -> None:
     seconds = answer({"Retry-After": value}).retry_after()
 
     assert seconds is not None and 290.0 <= seconds <= 300.0
+
+
+@pytest.mark.parametrize(
+    ("error", "maybe"),
+    [
+        (APIConnectionError("reset", sent=None), True),
+        (APITimeoutError("slow", sent=None), True),
+        (APIConnectionError("after the body", sent=True), True),
+        (APIConnectionError("refused", sent=False), False),
+        (APIConnectionError("bad certificate", sent=None, permanent=True), False),
+        (ServerError("bad gateway", status_code=502), True),
+        (RateLimitError("busy", code=50429), False),
+        (ValidationError("size", "bad"), False),
+    ],
+)
+def test_which_failures_may_have_reached_the_server(error: JimengError, maybe: bool) -> None:
+    assert maybe_received(error) is maybe
+
+
+def test_a_resend_safe_server_error_was_not_acted_on() -> None:
+    error = ServerError("internal", code=50500)
+    error.resend_safe = True
+    assert maybe_received(error) is False
+
+
+def test_an_unreadable_answer_names_its_type_size_and_start() -> None:
+    call = Call(method="POST", url=URL_, purpose="poll")
+    page = b"  <html><body>" + "é".encode() + b"x" * 100 + b"</body></html>"
+    html = Response(status=200, headers={"content-type": "text/html"}, body=page)
+    bare = Response(status=200, headers={}, body=b"\xff\xfe")
+
+    assert unreadable_answer(html, call).message == (
+        f"unexpected non-JSON answer to the poll (HTTP 200, text/html, {len(page)} bytes): "
+        f"{page[:80].decode('utf-8', 'replace').strip()!r}"
+    )
+    assert unreadable_answer(html, call).status_code == 200
+    assert unreadable_answer(bare, call).message == (
+        "unexpected non-JSON answer to the poll (HTTP 200, no Content-Type, 2 bytes): '��'"
+    )
