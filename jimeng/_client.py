@@ -41,7 +41,11 @@ from jimeng.models._checks import (
 from jimeng.models._media import bind_fetcher
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from pathlib import Path
+
     from jimeng._journal import JournalLike, JournalStore, Recorder
+    from jimeng.batch import BatchLine, BatchRun, Ledger
     from jimeng.resources.account import Account
     from jimeng.resources.images import Images
     from jimeng.resources.tasks import Tasks
@@ -395,6 +399,52 @@ class Client:
         from jimeng.resources.account import Account
 
         return Account(self)
+
+    def batch(
+        self,
+        requests: Iterable[BatchLine | Mapping[str, Any]],
+        *,
+        max_concurrency: int | None = None,
+        out: str | Path = "pic/",
+        name: str | None = None,
+        store: Ledger | None = None,
+        retry_failed: bool = False,
+        skip_invalid: bool = False,
+        kind: TaskKind | str = TaskKind.IMAGE,
+        lease: float = 30.0,
+    ) -> BatchRun:
+        """Generate many requests; iterate the returned run for each line's
+        :class:`~jimeng.batch.BatchItem` as it finishes::
+
+            async for item in client.batch(requests, out="shots/"):
+                print(item.id, item.status, item.paths or item.error)
+
+        ``requests`` are mappings of ``images.generate`` / ``videos.generate`` parameters (an
+        optional ``id`` and ``kind`` per line) or :class:`~jimeng.batch.BatchLine` objects.
+        Every line is validated before anything is submitted. ``max_concurrency`` caps the
+        lines in flight (``None``: the rate limiter decides). ``store`` keeps the line states
+        (:class:`~jimeng.batch.SQLiteLedger` to resume after a crash, a
+        :class:`~jimeng.batch.RedisLedger` to share the batch between workers; default: this
+        process only) under the batch ``name``. See docs/batch.md.
+        """
+        from jimeng.batch import BatchRun, default_ledger
+
+        if store is None:
+            store = default_ledger(self.journal)
+        limiter = getattr(self, "_limiter", None)
+        return BatchRun(
+            self,
+            requests,
+            out=out,
+            name=name,
+            ledger=store,
+            max_concurrency=max_concurrency,
+            retry_failed=retry_failed,
+            skip_invalid=skip_invalid,
+            kind=kind,
+            lease=lease,
+            slot=limiter.slot if limiter is not None else None,
+        )
 
     # -- engine glue used by resources and handles ---------------------------------------------
 

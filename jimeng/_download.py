@@ -176,7 +176,8 @@ class Downloader:
 
                 content_type[0] = await self._fetch(media.url, sink, reset=reset)
             handle.flush()
-            os.fsync(handle.fileno())
+            # Durable before the rename; off the event loop (an fsync can take tens of ms).
+            await asyncio.to_thread(os.fsync, handle.fileno())
             # NamedTemporaryFile is private (0600); a saved image gets the usual umask mode.
             os.chmod(handle.name, 0o666 & ~_UMASK)
             handle.close()

@@ -18,7 +18,7 @@ import builtins
 import concurrent.futures
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from jimeng._polling import PollPolicy
     from jimeng._retry import RetryPolicy
     from jimeng.backends._base import Backend
+    from jimeng.batch import BatchItem, BatchLine, Ledger
 
 __all__ = [
     "SyncClient",
@@ -546,6 +547,49 @@ class SyncClient:
             timeout=timeout, retry=retry, image_poll=image_poll, video_poll=video_poll
         )
         return SyncClient._sharing(copy, self._portal)
+
+    def batch(
+        self,
+        requests: Iterable[BatchLine | Mapping[str, Any]],
+        *,
+        max_concurrency: int | None = None,
+        out: str | Path = "pic/",
+        name: str | None = None,
+        store: Ledger | None = None,
+        retry_failed: bool = False,
+        skip_invalid: bool = False,
+        kind: TaskKind | str = TaskKind.IMAGE,
+        lease: float = 30.0,
+    ) -> Iterator[BatchItem]:
+        """Each line's :class:`~jimeng.batch.BatchItem` as it finishes (see
+        :meth:`jimeng.Client.batch`)."""
+        run = self._async.batch(
+            requests,
+            max_concurrency=max_concurrency,
+            out=out,
+            name=name,
+            store=store,
+            retry_failed=retry_failed,
+            skip_invalid=skip_invalid,
+            kind=kind,
+            lease=lease,
+        )
+        stream = run.__aiter__()
+
+        async def next_item() -> tuple[bool, BatchItem | None]:
+            try:
+                return True, await stream.__anext__()
+            except StopAsyncIteration:
+                return False, None
+
+        try:
+            while True:
+                more, item = self._portal.run(next_item())
+                if not more or item is None:
+                    return
+                yield item
+        finally:
+            self._portal.run(stream.aclose())  # type: ignore[attr-defined]
 
     def close(self) -> None:
         """Close the client, then stop its loop. Safe to call twice; media keep working."""

@@ -16,7 +16,7 @@ import shlex
 import signal
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +27,7 @@ from jimeng._logging import install_handler, redact
 from jimeng.backends import NAMES, Backend, create, reference_capabilities
 from jimeng.backends._capabilities import comparison_table
 from jimeng.cli import _render
+from jimeng.cli._batch import batch_client_options, run_batch
 from jimeng.cli._exit import (
     IN_PROCESS_SANDBOX,
     ExitCode,
@@ -304,6 +305,8 @@ async def _execute_command(run: _Run) -> int:
         backend = _make_backend(run.args)
         run.backend = backend.name
         options = {"journal": _journal_option(run), **_client_options}
+        if run.args.command == "batch":
+            options.update(batch_client_options(run.args))
         async with jimeng.Client(backend, **options) as client:
             run.progress.start()
             try:
@@ -789,7 +792,8 @@ async def _credits(run: _Run, client: jimeng.Client) -> None:
         run.out(_render.balances_markdown(balances))
 
 
-_COMMANDS = {
+_COMMANDS: dict[str, Callable[[_Run, jimeng.Client], Awaitable[int | None]]] = {
+    "batch": run_batch,
     "image": _image,
     "video": _video,
     "image-edit": _image_edit,

@@ -419,6 +419,64 @@ def _task_commands(commands: Any) -> None:
     _common(listing, top=False)
 
 
+def _batch_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "batch",
+        help="generate one request per line of a JSONL or CSV file",
+        description="Generate every line of a JSONL or CSV file (fields: the options of "
+        "'jimeng image' / 'jimeng video' by their library names, plus 'id' and 'kind'). Every "
+        "line is checked before anything is sent. Run the same command again to continue "
+        "after a crash: accepted tasks are collected, never submitted twice.",
+    )
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        help="requests: .jsonl (one JSON object per line) or .csv (a header row naming the fields)",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", required=True, help="folder for the files and results.jsonl"
+    )
+    parser.add_argument(
+        "--kind",
+        choices=("image", "video"),
+        default="image",
+        help="what lines without a 'kind' field generate (default image)",
+    )
+    parser.add_argument("--model", help="model for lines without a 'model' field")
+    parser.add_argument(
+        "--store",
+        metavar="URL_OR_PATH",
+        help="where line states and the task journal live: redis://host:port/db to share the "
+        "batch between workers, or a SQLite file (default: the journal, "
+        "$JIMENG_HOME/journal.sqlite3)",
+    )
+    parser.add_argument(
+        "--name", help="the batch's name in the store (default: FILE's name without extension)"
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=_bounded(int, 1),
+        metavar="N",
+        help="at most N generations in flight for the account (shared by the workers of a "
+        "Redis --store; default: the adaptive rate limiter decides)",
+    )
+    parser.add_argument(
+        "--lease",
+        type=_bounded(float, 0.1),
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a worker's claim on a line lasts without renewal; a worker that dies "
+        "leaves its lines to the others after this (default 30)",
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="submit lines that failed before again"
+    )
+    parser.add_argument(
+        "--skip-invalid", action="store_true", help="run the valid lines when some are invalid"
+    )
+    _common(parser, top=False)
+
+
 def _credits_command(commands: Any) -> None:
     parser = commands.add_parser(
         "credits",
@@ -519,6 +577,7 @@ def build_parser() -> Parser:
     _image_verbs(commands)
     _video_verbs(commands)
     _task_commands(commands)
+    _batch_command(commands)
     _credits_command(commands)
     _backends_command(commands)
     _sandbox_commands(commands)

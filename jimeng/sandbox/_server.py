@@ -164,6 +164,8 @@ class SandboxServer:
         self._unfinished: set[str] = set()
         #: Requests refused per limit (``"rate"``, ``"concurrency"``).
         self.refused: Counter[str] = Counter()
+        #: The most tasks that were unfinished at once (generating, by time).
+        self.peak_unfinished = 0
         self.tasks: dict[str, SandboxTask] = {}
         self.media: dict[str, MediaItem] = {}
         self.faults: list[Fault] = []
@@ -175,6 +177,7 @@ class SandboxServer:
         self.app = web.Application(client_max_size=200 * 1024 * 1024)
         self.app.router.add_get("/media/{name:.+}", self._serve_media)
         self.app.router.add_get("/_sandbox/health", self._health)
+        self.app.router.add_get("/_sandbox/stats", self._stats)
         self._runner: web.AppRunner | None = None
         self._socket: socket.socket | None = None
         self._protocols: list[Any] = []
@@ -275,8 +278,18 @@ class SandboxServer:
     def add_task(self, task: SandboxTask) -> SandboxTask:
         task.stages = task.stages.draw(self.random)
         self.tasks[task.id] = task
+        self._prune_unfinished()
         self._unfinished.add(task.id)
+        self.peak_unfinished = max(self.peak_unfinished, len(self._unfinished))
         return task
+
+    def _prune_unfinished(self) -> None:
+        now = self.now()
+        self._unfinished = {
+            task_id
+            for task_id in self._unfinished
+            if self.tasks[task_id].busy(now, self.time_factor)
+        }
 
     def take_request_token(self) -> bool:
         """Count one API request against ``max_rps``; False when it must be refused."""
@@ -300,12 +313,7 @@ class SandboxServer:
         whether or not anyone polls them)."""
         if self.max_concurrent_tasks is None:
             return True
-        now = self.now()
-        self._unfinished = {
-            task_id
-            for task_id in self._unfinished
-            if self.tasks[task_id].busy(now, self.time_factor)
-        }
+        self._prune_unfinished()
         if len(self._unfinished) >= self.max_concurrent_tasks:
             self.refused["concurrency"] += 1
             return False
@@ -349,6 +357,20 @@ class SandboxServer:
         return web.json_response(
             {"status": "ok", "tasks": len(self.tasks), "requests": dict(self.requests)}
         )
+
+    def stats(self) -> dict[str, Any]:
+        """The counters, for programs in other processes (``GET /_sandbox/stats``)."""
+        return {
+            "requests": dict(self.requests),
+            "refused": dict(self.refused),
+            "tasks": len(self.tasks),
+            "peak_unfinished": self.peak_unfinished,
+            "max_concurrent_tasks": self.max_concurrent_tasks,
+            "max_rps": self.max_rps,
+        }
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
 
     async def _serve_media(self, request: web.Request) -> web.StreamResponse:
         self.requests["download"] += 1

@@ -1,0 +1,366 @@
+"""Where each batch line's state lives: pending → submitting → accepted(ref) → done / failed.
+
+A worker *claims* a line before touching it: the claim is a lease with an expiry that the worker
+renews while it works, so a worker that dies leaves the line to the next one once the lease runs
+out, and a worker that lost its lease (stalled past it) can no longer write: every change names
+its owner and is refused otherwise. The decisions are pure functions over :class:`LineRecord`;
+a store applies them atomically (a SQLite transaction, a Redis ``WATCH``/``MULTI``).
+
+``submitting`` is written before the submit is sent and ``accepted`` with the ref as soon as the
+server answers: a line found in ``submitting`` after a crash may or may not have been accepted
+(and billed), so it is not submitted again unless the caller asks (``retry_failed``).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import functools
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import attrs
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = [
+    "Claim",
+    "Ledger",
+    "LineRecord",
+    "MemoryLedger",
+    "SQLiteLedger",
+    "claim_record",
+    "renew_record",
+    "update_record",
+]
+
+T = TypeVar("T")
+LineState = Literal["pending", "submitting", "accepted", "done", "failed"]
+#: What a claim means for the worker: work on the line, leave it (another worker holds it),
+#: or report it as it is (finished earlier).
+Claim = Literal["run", "busy", "done", "failed"]
+TERMINAL: frozenset[str] = frozenset({"done", "failed"})
+
+
+@attrs.frozen(kw_only=True)
+class LineRecord:
+    """One line's state. ``key`` is ``<id>#<fingerprint>`` (an edited line is a new record)."""
+
+    key: str
+    id: str
+    number: int
+    kind: str
+    state: LineState = "pending"
+    ref: str | None = None
+    owner: str | None = None
+    lease_until: float = 0.0
+    #: Submits made for this line (a retry of a failed line adds one).
+    submits: int = 0
+    submitted_at: float | None = None
+    finished_at: float | None = None
+    paths: tuple[str, ...] = ()
+    #: ``[{"url": ..., "expires_at": ISO text or None}]``
+    urls: tuple[Mapping[str, Any], ...] = ()
+    #: ``{"class": ..., "code": ..., "message": ..., "maybe_accepted": bool}``
+    error: Mapping[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+    def to_json(self) -> dict[str, Any]:
+        data = attrs.asdict(self, recurse=False)
+        data["paths"] = list(self.paths)
+        data["urls"] = [dict(url) for url in self.urls]
+        data["error"] = dict(self.error) if self.error is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LineRecord:
+        fields = {field.name for field in attrs.fields(cls)}
+        values = {key: value for key, value in data.items() if key in fields}
+        values["paths"] = tuple(values.get("paths") or ())
+        values["urls"] = tuple(values.get("urls") or ())
+        return cls(**values)
+
+
+def claim_record(
+    record: LineRecord | None,
+    *,
+    key: str,
+    line_id: str,
+    number: int,
+    kind: str,
+    owner: str,
+    now: float,
+    lease: float,
+    retry_failed: bool,
+    abandoned: Callable[[str], bool] = lambda owner: False,
+) -> tuple[LineRecord, Claim]:
+    """Take the line for ``owner`` unless it is finished or another owner's lease is live
+    (a lease whose owner is known to be gone, ``abandoned(owner)``, is not)."""
+    if record is None:
+        record = LineRecord(key=key, id=line_id, number=number, kind=kind)
+    if record.state == "done":
+        return record, "done"
+    if record.state == "failed" and not retry_failed:
+        return record, "failed"
+    if (
+        record.owner not in (None, owner)
+        and record.lease_until > now
+        and not abandoned(record.owner)
+    ):
+        return record, "busy"
+    if record.state == "failed":
+        # A retry submits again: the failed task (if any) is history.
+        record = attrs.evolve(record, state="pending", ref=None, error=None, finished_at=None)
+    return attrs.evolve(record, owner=owner, lease_until=now + lease), "run"
+
+
+def renew_record(
+    record: LineRecord | None, *, owner: str, now: float, lease: float
+) -> tuple[LineRecord | None, bool]:
+    """Extend ``owner``'s lease; False when the line is no longer theirs."""
+    if record is None or record.owner != owner or record.finished:
+        return record, False
+    return attrs.evolve(record, lease_until=now + lease), True
+
+
+def update_record(
+    record: LineRecord | None, *, owner: str, now: float, changes: Mapping[str, Any]
+) -> tuple[LineRecord | None, bool]:
+    """Apply ``changes`` for ``owner`` (refused when the lease went to someone else). A change
+    to a finished state releases the lease."""
+    if record is None or record.owner != owner:
+        return record, False
+    values = dict(changes)
+    if values.get("state") == "submitting":
+        values.setdefault("submits", record.submits + 1)
+        values.setdefault("submitted_at", now)
+    if values.get("state") in TERMINAL:
+        values.setdefault("finished_at", now)
+        values.update(owner=None, lease_until=0.0)
+    for name in ("paths", "urls"):
+        if name in values:
+            values[name] = tuple(values[name])
+    return attrs.evolve(record, **values), True
+
+
+class Ledger(abc.ABC):
+    """Line states of batches, keyed by batch name and line key. Every method is a coroutine
+    that never blocks the event loop; ``apply`` is the one atomic primitive."""
+
+    #: Seconds since the epoch, as the store sees them (a shared store: the server's clock).
+    async def now(self) -> float:
+        return time.time()
+
+    @abc.abstractmethod
+    async def apply(
+        self,
+        batch: str,
+        key: str,
+        change: Callable[[LineRecord | None, float], tuple[LineRecord | None, T]],
+    ) -> T:
+        """Run ``change(record, now)`` atomically and store the record it returns."""
+
+    @abc.abstractmethod
+    async def records(self, batch: str) -> dict[str, LineRecord]:
+        """Every record of ``batch`` by key."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and threads."""
+
+    async def claim(
+        self,
+        batch: str,
+        *,
+        key: str,
+        line_id: str,
+        number: int,
+        kind: str,
+        owner: str,
+        lease: float,
+        retry_failed: bool,
+        abandoned: Callable[[str], bool] = lambda owner: False,
+    ) -> tuple[LineRecord, Claim]:
+        return await self.apply(
+            batch,
+            key,
+            lambda record, now: _pair(
+                claim_record(
+                    record,
+                    key=key,
+                    line_id=line_id,
+                    number=number,
+                    kind=kind,
+                    owner=owner,
+                    now=now,
+                    lease=lease,
+                    retry_failed=retry_failed,
+                    abandoned=abandoned,
+                )
+            ),
+        )
+
+    async def renew(self, batch: str, key: str, *, owner: str, lease: float) -> bool:
+        return await self.apply(
+            batch,
+            key,
+            lambda record, now: renew_record(record, owner=owner, now=now, lease=lease),
+        )
+
+    async def update(self, batch: str, key: str, *, owner: str, **changes: Any) -> bool:
+        return await self.apply(
+            batch,
+            key,
+            lambda record, now: update_record(record, owner=owner, now=now, changes=changes),
+        )
+
+
+def _pair(result: tuple[LineRecord, Claim]) -> tuple[LineRecord, tuple[LineRecord, Claim]]:
+    return result[0], result
+
+
+class MemoryLedger(Ledger):
+    """Line states in this process only (a batch that cannot be resumed after a crash)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._batches: dict[str, dict[str, LineRecord]] = {}
+
+    async def now(self) -> float:
+        return self._clock()
+
+    async def apply(
+        self,
+        batch: str,
+        key: str,
+        change: Callable[[LineRecord | None, float], tuple[LineRecord | None, T]],
+    ) -> T:
+        records = self._batches.setdefault(batch, {})
+        record, result = change(records.get(key), self._clock())
+        if record is not None:
+            records[key] = record
+        return result
+
+    async def records(self, batch: str) -> dict[str, LineRecord]:
+        return dict(self._batches.get(batch, {}))
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batch_lines (
+    batch TEXT NOT NULL,
+    key TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (batch, key)
+);
+"""
+
+
+class SQLiteLedger(Ledger):
+    """Line states in a SQLite file (WAL; several processes on one machine may share it: each
+    change runs in an immediate transaction). Calls run on one worker thread."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0):
+        self.path = Path(path).expanduser()
+        self.busy_timeout = busy_timeout
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None
+        self._guard = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteLedger({str(self.path)!r})"
+
+    async def _call(self, work: Callable[..., T], *args: Any) -> T:
+        with self._guard:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="jimeng-batch-ledger"
+                )
+            executor = self._executor
+        return await asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(self._with_connection, work, *args)
+        )
+
+    def _with_connection(self, work: Callable[..., T], *args: Any) -> T:
+        if self._connection is None:
+            self._connection = self._connect()
+        return work(self._connection, *args)
+
+    def _connect(self) -> sqlite3.Connection:
+        import sqlite3
+
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        connection = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        # NORMAL survives a killed process (what resuming is about); the ref of an accepted
+        # task is also in the journal, which syncs every commit (FULL) against power loss.
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.executescript(_SCHEMA)
+        return connection
+
+    async def apply(
+        self,
+        batch: str,
+        key: str,
+        change: Callable[[LineRecord | None, float], tuple[LineRecord | None, T]],
+    ) -> T:
+        return await self._call(_apply_sqlite, batch, key, change)
+
+    async def records(self, batch: str) -> dict[str, LineRecord]:
+        return await self._call(_records_sqlite, batch)
+
+    async def aclose(self) -> None:
+        with self._guard:
+            executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(executor, self._close)
+        executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _apply_sqlite(
+    connection: sqlite3.Connection,
+    batch: str,
+    key: str,
+    change: Callable[[LineRecord | None, float], tuple[LineRecord | None, T]],
+) -> T:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        row = connection.execute(
+            "SELECT record FROM batch_lines WHERE batch = ? AND key = ?", (batch, key)
+        ).fetchone()
+        before = LineRecord.from_json(json.loads(row[0])) if row else None
+        after, result = change(before, time.time())
+        if after is not None and after != before:
+            connection.execute(
+                "INSERT OR REPLACE INTO batch_lines (batch, key, record) VALUES (?, ?, ?)",
+                (batch, key, json.dumps(after.to_json(), separators=(",", ":"))),
+            )
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _records_sqlite(connection: sqlite3.Connection, batch: str) -> dict[str, LineRecord]:
+    rows = connection.execute(
+        "SELECT key, record FROM batch_lines WHERE batch = ?", (batch,)
+    ).fetchall()
+    return {key: LineRecord.from_json(json.loads(text)) for key, text in rows}

@@ -1,0 +1,146 @@
+"""``jimeng batch``: exit codes, the report of bad lines, ``--json``, resuming, progress lines."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jimeng.batch import BatchItem
+from jimeng.cli import _app, main
+from jimeng.cli._batch import BatchProgress
+from jimeng.sandbox import FAIL_TASK
+from tests.conftest import Sleeps
+
+
+@pytest.fixture(autouse=True)
+def quiet_clients(monkeypatch: pytest.MonkeyPatch, sleeps: Sleeps, tmp_path: Path) -> None:
+    monkeypatch.setattr(_app, "_client_options", {"sleep": sleeps})
+    monkeypatch.setenv("JIMENG_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _jsonl(path: Path, *lines: dict[str, Any]) -> Path:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_a_batch_runs_then_resumes_as_skipped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = _jsonl(
+        tmp_path / "shots.jsonl",
+        {"id": "a", "prompt": "a cat", "size": "1K"},
+        {"id": "b", "prompt": "a dog", "size": "1K"},
+    )
+    code, out, err = _run(capsys, "batch", str(source), "--out", "shots", "--sandbox", "--json")
+    assert code == 0, err
+    *items, last = [json.loads(line) for line in out.splitlines()]
+    assert sorted((item["id"], item["status"], item["skipped"]) for item in items) == [
+        ("a", "done", False),
+        ("b", "done", False),
+    ]
+    assert last["summary"]["done"] == 2
+    assert last["summary"]["submits"] == 2
+    assert (tmp_path / "shots" / "a.png").is_file()
+    rows = (tmp_path / "shots" / "results.jsonl").read_text().splitlines()
+    assert [json.loads(row)["id"] for row in rows] == ["a", "b"]
+    # The line states are in the journal's file.
+    assert (tmp_path / "home" / "journal.sqlite3").is_file()
+
+    code, out, err = _run(capsys, "batch", str(source), "--out", "shots", "--sandbox")
+    assert code == 0, err
+    assert "2 done, 0 failed, 2 skipped" in out
+    assert "results: shots/results.jsonl" in out
+
+
+def test_bad_lines_are_all_reported_and_nothing_is_sent(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("id,prompt,scale,size\nok,a cat,0.5,1K\nx,,abc,1K\ny,a dog,,9K\n")
+    code, out, err = _run(capsys, "batch", str(source), "--out", "o", "--sandbox")
+    assert code == 2
+    assert "3 invalid lines" not in err
+    assert "2 invalid lines, nothing sent" in err
+    assert "line 3, prompt: missing" in err
+    assert "line 3, scale: expected a number, got 'abc'" in err
+    assert "line 4, size: " in err and "'9K'" in err
+    assert "--skip-invalid" in err
+    assert not (tmp_path / "o" / "results.jsonl").exists()
+
+    code, out, err = _run(capsys, "batch", str(source), "--out", "o", "--sandbox", "--json")
+    assert code == 2
+    problems = json.loads(out)["error"]["problems"]
+    assert [(p["line"], p["field"]) for p in problems] == [(3, "prompt"), (3, "scale"), (4, "size")]
+
+    code, out, err = _run(capsys, "batch", str(source), "--out", "o", "--sandbox", "--skip-invalid")
+    assert code == 0, err
+    assert "1 done, 0 failed, 0 skipped (finished before), 2 invalid" in out
+    assert "2 invalid lines skipped" in err
+
+
+def test_failed_lines_exit_5_and_are_retried_on_request(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = _jsonl(
+        tmp_path / "b.jsonl", {"id": "ok", "prompt": "a cat"}, {"id": "no", "prompt": FAIL_TASK}
+    )
+    code, out, err = _run(capsys, "batch", str(source), "--out", "o", "--sandbox")
+    assert code == 5
+    assert "1 lines failed" in err and "--retry-failed" in err
+    row = json.loads((tmp_path / "o" / "results.jsonl").read_text().splitlines()[1])
+    assert (row["status"], row["error"]["class"]) == ("failed", "TaskFailedError")
+
+    code, out, err = _run(capsys, "batch", str(source), "--out", "o", "--sandbox", "--json")
+    assert code == 5
+    assert json.loads(out.splitlines()[-1])["summary"]["submits"] == 2
+    code, out, err = _run(
+        capsys, "batch", str(source), "--out", "o", "--sandbox", "--json", "--retry-failed"
+    )
+    assert code == 5
+    assert json.loads(out.splitlines()[-1])["summary"]["submits"] == 3
+
+
+def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "batch", "missing.jsonl", "--out", "o", "--sandbox")
+    assert code == 2 and "no such file" in err
+    code, _, err = _run(capsys, "batch", "x.jsonl", "--sandbox")
+    assert code == 2 and "--out" in err
+    code, _, err = _run(capsys, "batch", "x.jsonl", "--out", "o", "--max-concurrency", "0")
+    assert code == 2 and "--max-concurrency" in err
+
+
+def _item(status: str, *, skipped: bool = False) -> BatchItem:
+    return BatchItem(id="a", line=1, status=status, skipped=skipped)  # type: ignore[arg-type]
+
+
+def test_plain_progress_lines_are_spaced() -> None:
+    stream = io.StringIO()
+    progress = BatchProgress(stream, total=3, mode="plain")
+    progress.item(_item("done"))
+    progress.item(_item("failed"))
+    assert stream.getvalue() == ""  # less than PLAIN_EVERY seconds: nothing yet
+    progress.item(_item("done", skipped=True))
+    text = stream.getvalue()
+    assert text.startswith("jimeng batch: 3/3 lines (1 done, 1 failed, 1 skipped), ")
+    assert text.endswith(" lines/s\n")
+
+
+def test_the_bar_is_tqdm_on_a_terminal() -> None:
+    tqdm = pytest.importorskip("tqdm")
+    stream = io.StringIO()
+    progress = BatchProgress(stream, total=2, mode="bar")
+    assert isinstance(progress._bar, tqdm.tqdm)
+    progress.item(_item("done"))
+    progress.close()
+    assert "1/2" in stream.getvalue()

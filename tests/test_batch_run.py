@@ -1,0 +1,259 @@
+"""``client.batch`` against the in-process sandbox: submits counted, resumes, failures, files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jimeng
+from jimeng.batch import BatchItem, InputError, LineRecord, MemoryLedger
+from jimeng.sandbox import FAIL_TASK, Stages
+from tests.conftest import Sleeps
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def sandbox() -> jimeng.Sandbox:
+    return jimeng.Sandbox(stages=Stages(generate_polls=1))
+
+
+async def _run(client: jimeng.Client, requests: Any, **options: Any) -> tuple[list[BatchItem], Any]:
+    run = client.batch(requests, **options)
+    items = [item async for item in run]
+    return items, run
+
+
+def _rows(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+async def test_every_line_once_then_a_rerun_skips_them(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    requests = [{"id": f"sku-{n}", "prompt": f"shoe {n}", "size": "1K"} for n in range(6)]
+    requests.append({"prompt": "a cat", "kind": "video", "duration": 5})
+    ledger = MemoryLedger()
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        items, run = await _run(client, requests, out=tmp_path, store=ledger, name="shoes")
+        server = sandbox.server
+        assert server.requests["submit"] == 7
+        assert {item.status for item in items} == {"done"}
+        assert {item.skipped for item in items} == {False}
+        video = next(item for item in items if item.line == 7)
+        assert [path.name for path in video.paths] == [f"{video.id}.mp4"]
+        shoe = next(item for item in items if item.id == "sku-3")
+        assert [path.name for path in shoe.paths] == ["sku-3.png"]
+        assert shoe.paths[0].read_bytes().startswith(b"\x89PNG")
+        assert shoe.ref is not None and shoe.urls[0]["url"].startswith("http://127.0.0.1:")
+        summary = run.summary
+        assert (summary.lines, summary.done, summary.failed, summary.skipped, summary.submits) == (
+            7,
+            7,
+            0,
+            0,
+            7,
+        )
+        rows = _rows(tmp_path)
+        assert [row["line"] for row in rows] == [1, 2, 3, 4, 5, 6, 7]
+        assert rows[3]["id"] == "sku-3" and rows[3]["status"] == "done"
+        assert rows[3]["paths"] == [str(tmp_path / "sku-3.png")]
+        assert rows[3]["urls"][0]["expires_at"] is not None
+
+        again, run = await _run(client, requests, out=tmp_path, store=ledger, name="shoes")
+        assert server.requests["submit"] == 7
+        assert {item.skipped for item in again} == {True}
+        assert (run.summary.done, run.summary.skipped) == (7, 7)
+
+
+async def test_an_accepted_line_is_polled_by_ref_never_resubmitted(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    clock = Clock()
+    ledger = MemoryLedger(clock)
+    request = {"id": "a", "prompt": "a cat"}
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        (line,), _ = jimeng.batch.parse_lines(json.dumps(request), fmt="jsonl")
+        # A worker claimed the line, submitted it and died before it finished.
+        await ledger.claim(
+            "b", key=line.key, line_id="a", number=1, kind="image", owner="dead", lease=30,
+            retry_failed=False,
+        )  # fmt: skip
+        handle = await client.images.submit("a cat")
+        await ledger.update("b", line.key, owner="dead", state="submitting")
+        await ledger.update("b", line.key, owner="dead", state="accepted", ref=handle.ref)
+        assert sandbox.server.requests["submit"] == 1
+        clock.now += 31  # its lease ran out
+        (item,), run = await _run(client, [request], out=tmp_path, store=ledger, name="b")
+    assert (item.status, item.ref, item.skipped) == ("done", handle.ref, False)
+    assert sandbox.server.requests["submit"] == 1
+    assert run.summary.submits == 1
+
+
+async def test_a_live_lease_is_left_to_its_owner(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    clock = Clock()
+    ledger = MemoryLedger(clock)
+    (line,), _ = jimeng.batch.parse_lines('{"id": "a", "prompt": "a cat"}', fmt="jsonl")
+    await ledger.claim(
+        "b", key=line.key, line_id="a", number=1, kind="image", owner="alive", lease=30,
+        retry_failed=False,
+    )  # fmt: skip
+
+    async def owner_finishes(seconds: float) -> None:
+        await ledger.update("b", line.key, owner="alive", state="done", paths=["elsewhere.png"])
+
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        run = client.batch([line], out=tmp_path, store=ledger, name="b")
+        run.sleep = owner_finishes
+        items = [item async for item in run]
+    assert sandbox.server.requests["submit"] == 0
+    assert [(i.status, i.skipped, i.paths) for i in items] == [
+        ("done", True, (Path("elsewhere.png"),))
+    ]
+
+
+async def test_a_submit_in_flight_at_a_crash_is_not_repeated_without_asking(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    clock = Clock()
+    ledger = MemoryLedger(clock)
+    request = {"id": "a", "prompt": "a cat"}
+    (line,), _ = jimeng.batch.parse_lines(json.dumps(request), fmt="jsonl")
+    await ledger.claim(
+        "b", key=line.key, line_id="a", number=1, kind="image", owner="dead", lease=30,
+        retry_failed=False,
+    )  # fmt: skip
+    await ledger.update("b", line.key, owner="dead", state="submitting")
+    clock.now += 31
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        (item,), run = await _run(client, [request], out=tmp_path, store=ledger, name="b")
+        assert sandbox.server.requests["submit"] == 0
+        assert item.status == "failed"
+        assert item.error is not None
+        assert (item.error["class"], item.error["maybe_accepted"]) == ("AmbiguousSubmit", True)
+        assert "--retry-failed" in item.error["message"]
+        assert run.summary.failed == 1
+
+        (item,), _ = await _run(
+            client, [request], out=tmp_path, store=ledger, name="b", retry_failed=True
+        )
+    assert item.status == "done"
+    assert sandbox.server.requests["submit"] == 1
+    record: LineRecord = (await ledger.records("b"))[line.key]
+    assert record.submits == 2  # the lost one and this one: both may have been billed
+
+
+async def test_failed_lines_keep_their_error_and_are_retried_only_when_asked(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    ledger = MemoryLedger()
+    requests = [{"id": "ok", "prompt": "a cat"}, {"id": "bad", "prompt": f"x {FAIL_TASK}"}]
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        items, run = await _run(client, requests, out=tmp_path, store=ledger, name="b")
+        failed = next(item for item in items if item.id == "bad")
+        assert failed.status == "failed"
+        assert failed.ref is not None
+        assert failed.error is not None and failed.error["class"] == "TaskFailedError"
+        row = next(row for row in _rows(tmp_path) if row["id"] == "bad")
+        assert (row["status"], row["ref"], row["error"]["class"]) == (
+            "failed",
+            failed.ref,
+            "TaskFailedError",
+        )
+        assert (run.summary.done, run.summary.failed) == (1, 1)
+
+        items, run = await _run(client, requests, out=tmp_path, store=ledger, name="b")
+        assert sandbox.server.requests["submit"] == 2
+        assert [(i.id, i.status, i.skipped) for i in sorted(items, key=lambda i: i.line)] == [
+            ("ok", "done", True),
+            ("bad", "failed", True),
+        ]
+        await _run(client, requests, out=tmp_path, store=ledger, name="b", retry_failed=True)
+        assert sandbox.server.requests["submit"] == 3
+
+
+async def test_invalid_lines_stop_everything_before_any_submit(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    requests = [
+        {"id": "ok", "prompt": "a cat"},
+        {"id": "big", "prompt": "a cat", "size": "9K"},
+        {"id": "typo", "prompt": "a cat", "sead": 3},
+    ]
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        with pytest.raises(InputError) as caught:
+            await _run(client, requests, out=tmp_path)
+        assert {(p.line, p.field) for p in caught.value.problems} == {(2, "size"), (3, "sead")}
+        assert sandbox.server.requests["submit"] == 0
+        assert not (tmp_path / "results.jsonl").exists()
+
+        items, run = await _run(client, requests, out=tmp_path, skip_invalid=True)
+    assert [item.id for item in items] == ["ok"]
+    assert sandbox.server.requests["submit"] == 1
+    assert (run.summary.done, run.summary.invalid) == (1, 2)
+    rows = _rows(tmp_path)
+    assert [(row["line"], row["status"]) for row in rows] == [
+        (1, "done"),
+        (2, "invalid"),
+        (3, "invalid"),
+    ]
+    assert rows[2]["error"]["fields"] == ["sead"]
+
+
+class CountingLedger(MemoryLedger):
+    """Tracks how many lines are between ``submitting`` and finished at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active: set[str] = set()
+        self.peak = 0
+
+    async def update(self, batch: str, key: str, *, owner: str, **changes: Any) -> bool:
+        state = changes.get("state")
+        if state == "submitting":
+            self.active.add(key)
+            self.peak = max(self.peak, len(self.active))
+        elif state in ("done", "failed"):
+            self.active.discard(key)
+        return await super().update(batch, key, owner=owner, **changes)
+
+
+async def test_max_concurrency_bounds_the_lines_in_flight(sleeps: Sleeps, tmp_path: Path) -> None:
+    sandbox = jimeng.Sandbox(stages=Stages(generate_polls=3))
+    ledger = CountingLedger()
+    requests = [{"prompt": f"cat {n}"} for n in range(9)]
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        items, _ = await _run(client, requests, out=tmp_path, store=ledger, max_concurrency=3)
+    assert len(items) == 9
+    assert ledger.peak == 3
+    assert sandbox.server.requests["submit"] == 9
+
+
+def test_max_concurrency_is_checked() -> None:
+    client = jimeng.Client(jimeng.Sandbox())
+    for bad in (0, -1, 2.5, True, "3"):
+        with pytest.raises(jimeng.ValidationError, match="max_concurrency"):
+            client.batch([], max_concurrency=bad)  # type: ignore[arg-type]
+
+
+async def test_files_take_the_extension_of_their_content(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    async with jimeng.Client(sandbox, sleep=sleeps, journal=True) as client:
+        (item,), _ = await _run(client, [{"id": "x", "prompt": "a cat"}], out=tmp_path)
+        (entry,) = await client.tasks.history()
+    assert [path.name for path in item.paths] == ["x.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl", "x.png"]
+    # The journal knows where the file ended up.
+    assert str((tmp_path / "x.png").resolve()) in entry.saved
