@@ -396,3 +396,26 @@ def test_a_bad_backend_fails_on_stderr_and_leaves_stdout_to_the_protocol(
     out, err = capsys.readouterr()
     assert out == ""
     assert "unknown backend 'nope'" in err
+
+
+async def test_images_too_large_for_one_message_are_saved_not_inlined(
+    tmp_path: Path, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jimeng.mcp import _tools
+
+    async with jimeng.Client(jimeng.Sandbox(), sleep=sleeps, journal=False) as client:
+        tools = JimengTools(client, output_dir=tmp_path)
+        probe = await tools.call(
+            "generate_image", {"prompt": "3 images of a fox", "size": "1K", "save": False}
+        )
+        sizes = [len(item.data) for item in probe.images]
+        assert len(sizes) == 3
+        # Room for the first two images only: the third is noted, not sent.
+        monkeypatch.setattr(_tools, "MAX_INLINE_TOTAL", sizes[0] + sizes[1])
+        result = await tools.call("generate_image", {"prompt": "3 images of a fox", "size": "1K"})
+    assert [len(item.data) for item in result.images] == sizes[:2]
+    assert result.data["notes"] == [
+        f"image 3 ({sizes[2]} bytes) not inlined: too large for one message; open the saved "
+        "file or the URL"
+    ]
+    assert len(result.data["saved"]) == 3

@@ -28,6 +28,8 @@ __all__ = ["MAX_INLINE_BYTES", "ImageItem", "JimengTools", "ToolResult", "ToolSp
 
 #: Images larger than this are saved and linked, not sent inline (keeps messages small).
 MAX_INLINE_BYTES = 4 * 1024 * 1024
+#: And all the images of one answer together (four 4K images would make a 30 MB message).
+MAX_INLINE_TOTAL = 12 * 1024 * 1024
 #: How long a generate/wait call waits by default before handing back the task ref. Many MCP
 #: clients give up on a request after 60 s, so the default stays below that.
 DEFAULT_WAIT_SECONDS = 50
@@ -244,7 +246,8 @@ class JimengTools:
             "type": "boolean",
             "default": True,
             "description": "Also return the images as MCP image content (each up to "
-            f"{MAX_INLINE_BYTES // (1024 * 1024)} MiB) so they can be looked at directly.",
+            f"{MAX_INLINE_BYTES // (1024 * 1024)} MiB, {MAX_INLINE_TOTAL // (1024 * 1024)} MiB "
+            "in all) so they can be looked at directly.",
         }
         description = (
             "Generate images from a text prompt (and optional reference images) and return them. "
@@ -558,11 +561,16 @@ class JimengTools:
                 data["saved"] = [str(path) for path in paths]
             if inline:
                 notes = []
+                total = 0
                 for index, image in enumerate(result.images):
                     content = await image.read()
-                    if len(content) > MAX_INLINE_BYTES:
-                        notes.append(f"image {index + 1} ({len(content)} bytes) not inlined")
+                    if len(content) > MAX_INLINE_BYTES or total + len(content) > MAX_INLINE_TOTAL:
+                        notes.append(
+                            f"image {index + 1} ({len(content)} bytes) not inlined: too large "
+                            "for one message; open the saved file or the URL"
+                        )
                         continue
+                    total += len(content)
                     images.append(ImageItem(data=content, mime_type=_mime(image.content_type)))
                 if notes:
                     data["notes"] = notes
