@@ -15,6 +15,7 @@ JSONL or CSV file. See docs/batch.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from jimeng.batch._input import (
 from jimeng.batch._ledger import Ledger, LineRecord, MemoryLedger, SQLiteLedger
 from jimeng.batch._redis import RedisJournal, RedisLedger
 from jimeng.batch._results import RESULTS_FILE, BatchSummary, ResultsFile
-from jimeng.batch._runner import BatchItem, LocalSource, Runner, Source, worker_name
+from jimeng.batch._runner import STAGING, BatchItem, LocalSource, Runner, Source, worker_name
 from jimeng.models import TaskKind
 
 if TYPE_CHECKING:
@@ -62,10 +63,6 @@ __all__ = [
     "request_for",
     "worker_name",
 ]
-
-#: How many lines a worker works on at once when neither ``max_concurrency`` nor the rate
-#: limiter says (the limiter's own concurrency decides how many of them submit at once).
-DEFAULT_WINDOW = 32
 
 
 def default_ledger(journal: Any) -> Ledger:
@@ -96,6 +93,13 @@ def as_lines(
         if line is not None:
             lines.append(line)
     return lines, problems
+
+
+async def _finished(source: Source) -> bool:
+    try:
+        return await source.exhausted()
+    except Exception:  # a store that cannot say: keep the folder
+        return False
 
 
 class BatchRun:
@@ -169,16 +173,6 @@ class BatchRun:
             self.problems.sort(key=lambda problem: problem.line)
             raise InputError(self.problems, source=self.name)
 
-    def _window(self) -> int:
-        if self.max_concurrency is not None:
-            return self.max_concurrency
-        snapshot = getattr(self.client, "limits", None)
-        concurrency = getattr(snapshot, "concurrency", None)
-        if isinstance(concurrency, int) and concurrency > 0:
-            # A few more lines than the limiter admits, so a freed slot is taken at once.
-            return concurrency + max(2, concurrency // 4)
-        return DEFAULT_WINDOW
-
     async def source(self) -> Source:
         make = getattr(self.ledger, "source", None)
         if make is not None:
@@ -206,16 +200,21 @@ class BatchRun:
             owner=self.owner,
             lease=self.lease,
             retry_failed=self.retry_failed,
-            window=self._window,
+            max_lines=self.max_concurrency,
             slot=self.slot,
             sleep=self.sleep,
         )
         skipped = 0
+        source = await self.source()
         try:
-            async for item in runner.run(await self.source()):
+            async for item in runner.run(source):
                 skipped += item.skipped
                 await results.maybe_write()
                 yield item
         finally:
+            if await _finished(source):
+                # Every line is finished (by every worker): no save can still need it.
+                with contextlib.suppress(OSError):
+                    (self.out / STAGING).rmdir()
             await results.write()
             self.summary = results.summary(skipped=skipped, seconds=time.monotonic() - started)

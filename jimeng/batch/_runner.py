@@ -200,9 +200,19 @@ class LostLease(Exception):
     """Another worker took the line over (this one stalled past its lease)."""
 
 
+#: Lines a worker keeps waiting for a limiter slot (more would only queue: with a limit shared
+#: between workers, every waiter re-checks the shared state).
+LOOKAHEAD = 4
+#: Lines in progress at most without ``max_lines`` (when the limiter is off, nothing else bounds
+#: them).
+MAX_LINES = 256
+
+
 class Runner:
     """Runs lines for one worker. ``lease`` is how long a claim lasts without renewal (renewed
-    every third of it); ``window`` how many lines this worker works on at once."""
+    every third of it). ``max_lines`` caps the lines this worker works on at once; without it,
+    the rate limiter decides: the worker starts a line whenever fewer than :data:`LOOKAHEAD` of
+    its lines wait for a slot."""
 
     def __init__(
         self,
@@ -214,7 +224,7 @@ class Runner:
         owner: str | None = None,
         lease: float = 30.0,
         retry_failed: bool = False,
-        window: Callable[[], int],
+        max_lines: int | None = None,
         slot: Slot | None = None,
         sleep: Any = None,
     ):
@@ -225,22 +235,37 @@ class Runner:
         self.owner = owner or worker_name()
         self.lease = lease
         self.retry_failed = retry_failed
-        self.window = window
+        self.max_lines = max_lines
         self.slot: Slot = slot or contextlib.nullcontext
         self._sleep = sleep or asyncio.sleep
+        #: Lines started that hold no limiter slot yet (claiming, or waiting for the limiter).
+        self._waiting: set[str] = set()
+        self._moved = asyncio.Event()
+
+    def _room(self, running: int) -> int:
+        if self.max_lines is not None:
+            return self.max_lines - running
+        return min(LOOKAHEAD - len(self._waiting), MAX_LINES - running)
+
+    def _not_waiting(self, key: str) -> None:
+        if key in self._waiting:
+            self._waiting.discard(key)
+            self._moved.set()
 
     async def run(self, source: Source) -> AsyncIterator[BatchItem]:
         """Work through ``source`` and yield each line's outcome as it finishes."""
         running: dict[asyncio.Task[BatchItem | None], Delivery] = {}
+        moved: asyncio.Task[Any] | None = None
         try:
             while True:
-                room = self.window() - len(running)
+                room = self._room(len(running))
                 if room > 0:
                     busy = {delivery.line.key for delivery in running.values()}
                     for delivery in await source.take(room):
                         if delivery.line.key in busy:
                             continue  # handed out again while this worker still runs it
                         busy.add(delivery.line.key)
+                        self._waiting.add(delivery.line.key)
                         task = asyncio.ensure_future(self._line(delivery, source))
                         running[task] = delivery
                 if not running:
@@ -248,10 +273,16 @@ class Runner:
                         return
                     await self._sleep(min(0.2, self.lease / 6))
                     continue
+                if moved is None or moved.done():
+                    # Wakes the loop when a line leaves the waiting room (takes a slot).
+                    self._moved.clear()
+                    moved = asyncio.ensure_future(self._moved.wait())
                 finished, _ = await asyncio.wait(
-                    running, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+                    [*running, moved], timeout=0.5, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in finished:
+                    if task is moved:
+                        continue
                     delivery = running.pop(task)
                     item = task.result()
                     if item is None:
@@ -260,6 +291,8 @@ class Runner:
                         await source.finish(delivery)
                         yield item
         finally:
+            if moved is not None:
+                moved.cancel()
             for task in running:
                 task.cancel()
             if running:
@@ -268,6 +301,12 @@ class Runner:
     # -- one line -------------------------------------------------------------------------------
 
     async def _line(self, delivery: Delivery, source: Source) -> BatchItem | None:
+        try:
+            return await self._claimed_line(delivery, source)
+        finally:
+            self._not_waiting(delivery.line.key)
+
+    async def _claimed_line(self, delivery: Delivery, source: Source) -> BatchItem | None:
         line = delivery.line
         record, claim = await self.ledger.claim(
             self.batch,
@@ -327,6 +366,7 @@ class Runner:
         ref = record.ref
         try:
             if record.state == "accepted" and ref is not None:
+                self._not_waiting(line.key)  # polls hold no slot
                 result = await self.client.tasks.resume(ref).result()
             elif record.state == "submitting" and not self.retry_failed:
                 return await self._finish_failed(
@@ -383,6 +423,7 @@ class Runner:
             await self._set(line, state="accepted", ref=task.ref)
 
         async with self.slot():
+            self._not_waiting(line.key)
             # Marked only now: a line waiting for the limiter has sent nothing.
             await self._set(line, state="submitting")
             try:
@@ -420,9 +461,9 @@ class Runner:
             name = f"{stem}{path.suffix}" if len(staged) == 1 else f"{stem}_{index}{path.suffix}"
             os.replace(path, self.out / name)
             final.append(self.out / name)
+        # The staging folder's parent stays while lines (of any worker) may still be saved into
+        # it: removing it here could pull it from under another save's mkdir.
         await asyncio.to_thread(shutil.rmtree, staging, True)
-        with contextlib.suppress(OSError):
-            staging.parent.rmdir()  # once empty (other lines may be saving)
         journal = self.client.journal
         if journal is not None and ref is not None:
             # Where the files ended up (the journal saw the staging names).
