@@ -436,3 +436,10 @@ async def test_callbacks_post_the_task_on_each_status_change(
     assert [body["status"] for body in received] == ["queued", "running", "succeeded"]
     assert received[-1]["content"]["video_url"] == clip.url
     assert [c.outcome for c in protocol.callbacks.sent] == ["delivered"] * 3
+
+
+async def test_a_non_json_poll_answer_is_retried(client: jimeng.Client, ark: Sandbox) -> None:
+    ark.server.inject("poll", "non_json", status=200)
+    clip = await client.videos.generate("a fox", duration=2)
+    assert clip.task_id is not None
+    assert ark.server.requests["poll"] == 3 + 1

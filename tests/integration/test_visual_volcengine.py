@@ -404,3 +404,30 @@ async def test_motion_2_calls_back_with_the_get_result_envelope(
     assert (body["task_id"], body["code"]) == (clip.task_id, 10000)
     assert body["data"]["status"] == "done" and body["data"]["resp_data"] == ""
     assert body["data"]["video_url"] == clip.url
+
+
+async def test_transforms_are_journalled_and_restored_after_a_crash(
+    sleeps: Sleeps, tmp_path: Path
+) -> None:
+    from jimeng.sandbox import build_server
+
+    path = tmp_path / "journal.sqlite3"
+    async with build_server(stages=Stages(queue_polls=1, generate_polls=1)) as server:
+        async with jimeng.Client(Sandbox(url=server.url), journal=path, sleep=sleeps) as first:
+            upscale = await first.images.submit_upscale(IMAGE, resolution="4k")
+            avatar = await first.videos.submit_avatar(
+                image=PORTRAIT, audio="https://example.com/hi_2s.mp3"
+            )
+        # A new process: only the paid tasks were journalled (not the subject check).
+        async with jimeng.Client(Sandbox(url=server.url), journal=path, sleep=sleeps) as second:
+            handles = await second.tasks.unfinished()
+            assert [h.ref for h in handles] == [upscale.ref, avatar.ref]
+            image = await handles[0].result()
+            clip = await handles[1].result()
+            history = await second.tasks.history()
+            assert png_size(await image.images[0].read()) == (4096, 2304)
+    assert image.model == "jimeng-upscale" and clip.model == "omnihuman-1.5"
+    assert {entry.ref: entry.status for entry in history} == {
+        upscale.ref: jimeng.TaskStatus.SUCCEEDED,
+        avatar.ref: jimeng.TaskStatus.SUCCEEDED,
+    }

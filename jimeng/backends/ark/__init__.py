@@ -258,7 +258,8 @@ class Ark(Backend):
             now=_now(),
             model_name=self._names.get(str(payload.get("model"))),
         )
-        return latest
+        # The id asked for is the id: a body that omits it still describes this task.
+        return attrs.evolve(latest, id=task.id, ref=task.ref)
 
     def resume(self, ref: str, *, model: str | None = None) -> Task:
         ref = ref.strip()

@@ -100,6 +100,8 @@ def _call(endpoint: Endpoint, method: str, path: str, **kwargs: Any) -> Call:
         headers=headers,
         body=_dumps(body) if body is not None else None,
         check=check_response,
+        # Every data-plane answer is JSON (a DELETE answers {}): anything else is a failure.
+        expects_json=True,
         **kwargs,
     )
 
