@@ -431,3 +431,21 @@ async def test_transforms_are_journalled_and_restored_after_a_crash(
         upscale.ref: jimeng.TaskStatus.SUCCEEDED,
         avatar.ref: jimeng.TaskStatus.SUCCEEDED,
     }
+
+
+async def test_a_paid_step_is_not_resent_after_an_ambiguous_failure(
+    client: jimeng.Client, sandbox: Sandbox, sleeps: Sleeps
+) -> None:
+    sandbox.server.inject("submit", "reset")
+    with pytest.raises(jimeng.APIConnectionError):
+        await client.videos.submit_avatar(
+            image=PORTRAIT, audio="https://example.com/a.mp3", check=False
+        )
+    assert sandbox.server.requests["submit"] == 1
+
+    # A concurrency refusal proves nothing was accepted: resent after the wait.
+    sandbox.server.inject("submit", status=429, code=50430, retry_after=2)
+    handle = await client.images.submit_upscale(IMAGE)
+    assert sandbox.server.requests["submit"] == 3
+    assert sandbox.server.tasks[handle.id].model == "jimeng_i2i_seed3_tilesr_cvtob"
+    assert sleeps.calls[-1] == 2.0
