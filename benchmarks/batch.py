@@ -48,7 +48,14 @@ def stats(url: str) -> dict[str, Any]:
         return data
 
 
-def run(workers: int, lines: int, delay: float, cap: int, redis_url: str | None) -> dict[str, Any]:
+def run(
+    workers: int,
+    lines: int,
+    delay: float,
+    cap: int,
+    redis_url: str | None,
+    max_concurrency: int | None = None,
+) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="jimeng-bench-batch-"))
     source = folder / "lines.jsonl"
     source.write_text(
@@ -63,6 +70,8 @@ def run(workers: int, lines: int, delay: float, cap: int, redis_url: str | None)
                 str(folder / "out"), "--sandbox-url", url, "-q"]  # fmt: skip
         if redis_url is not None:
             args += ["--store", redis_url, "--name", folder.name]
+        if max_concurrency is not None:
+            args += ["--max-concurrency", str(max_concurrency)]
         env = dict(os.environ, JIMENG_HOME=str(folder / "home"), JIMENG_POLL_INTERVAL="0.1")
         started = time.perf_counter()
         processes = [
@@ -93,6 +102,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--delay", type=float, default=1.0, help="generation seconds per task")
     parser.add_argument("--cap", type=int, default=32, help="sandbox concurrent-task cap")
+    parser.add_argument(
+        "--fixed",
+        action="store_true",
+        help="give the workers --max-concurrency CAP (else the adaptive limiter learns it)",
+    )
     options = parser.parse_args()
     binary = find_binary()
     if binary is None:
@@ -106,12 +120,16 @@ def main() -> int:
                 ("1 worker", 1, None),
                 ("3 workers, Redis", 3, redis.url),
             ):
-                outcome = run(workers, options.lines, options.delay, options.cap, url)
+                fixed = options.cap if options.fixed else None
+                outcome = run(workers, options.lines, options.delay, options.cap, url, fixed)
                 results[name].append(outcome)
                 print(f"round {round_ + 1} {name}: {json.dumps(outcome)}", flush=True)
     finally:
         redis.stop()
-    print(f"\n{options.lines} lines, generation {options.delay}s, sandbox cap {options.cap}:")
+    limit = f"--max-concurrency {options.cap}" if options.fixed else "adaptive limiter"
+    print(
+        f"\n{options.lines} lines, generation {options.delay}s, sandbox cap {options.cap}, {limit}:"
+    )
     for name, outcomes in results.items():
         rates = [o["lines_per_second"] for o in outcomes]
         print(

@@ -32,7 +32,7 @@ from jimeng.batch._input import (
     read_lines,
 )
 from jimeng.batch._ledger import Ledger, LineRecord, MemoryLedger, SQLiteLedger
-from jimeng.batch._redis import RedisJournal, RedisLedger
+from jimeng.batch._redis import RedisJournal, RedisLedger, RedisLimitStore
 from jimeng.batch._results import RESULTS_FILE, BatchSummary, ResultsFile
 from jimeng.batch._runner import STAGING, BatchItem, LocalSource, Runner, Source, worker_name
 from jimeng.models import TaskKind
@@ -53,6 +53,7 @@ __all__ = [
     "MemoryLedger",
     "RedisJournal",
     "RedisLedger",
+    "RedisLimitStore",
     "SQLiteLedger",
     "Source",
     "check_lines",
