@@ -136,6 +136,31 @@ def test_plain_progress_lines_are_spaced() -> None:
     assert text.endswith(" lines/s\n")
 
 
+def test_the_rate_counts_from_the_start_of_the_run_not_the_first_line() -> None:
+    # The first line finishes 12 s after the command started; three lines then finish at once.
+    clock = iter([112.0, 112.0, 112.0])
+    stream = io.StringIO()
+    progress = BatchProgress(
+        stream, total=3, mode="plain", started=100.0, monotonic=lambda: next(clock)
+    )
+    for status in ("done", "done", "failed"):
+        progress.item(_item(status))
+    assert stream.getvalue() == (
+        "jimeng batch: 1/3 lines (1 done, 0 failed, 0 skipped), 0.1 lines/s\n"
+        "jimeng batch: 3/3 lines (2 done, 1 failed, 0 skipped), 0.2 lines/s\n"
+    )
+
+
+def test_the_bar_counts_elapsed_time_from_the_start_of_the_run() -> None:
+    pytest.importorskip("tqdm")
+    stream = io.StringIO()
+    progress = BatchProgress(stream, total=2, mode="bar", started=100.0, monotonic=lambda: 142.0)
+    assert progress._bar is not None
+    elapsed = progress._bar.format_dict["elapsed"]  # type: ignore[attr-defined]
+    assert 42.0 <= elapsed < 43.0  # the 42 s before the first line, not 0
+    progress.close()
+
+
 def test_the_bar_is_tqdm_on_a_terminal() -> None:
     tqdm = pytest.importorskip("tqdm")
     stream = io.StringIO()

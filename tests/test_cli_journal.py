@@ -335,7 +335,8 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(
     assert command.returncode == code == {"SIGTERM": 143, "SIGHUP": 129}[name]
     assert f"jimeng: stopped by {name}" in err
     assert f"resume with: jimeng task wait {ref} --sandbox-url {sandbox_process}" in err
-    assert "or finish every unfinished task: jimeng task resume" in err
+    resume = f"jimeng task resume --sandbox-url {sandbox_process}"
+    assert f"or finish every unfinished task: {resume}\n" in err
     assert "Traceback" not in err
 
 

@@ -239,7 +239,10 @@ def _interrupted(run: _Run, number: int) -> int:
                 f"  task {task.id} keeps running server-side; resume with: {command}\n"
             )
             if run.journal:
-                run.stderr.write("  or finish every unfinished task: jimeng task resume\n")
+                # The same backend flags as the wait hint: without them a sandbox-url run
+                # would resume against no backend at all.
+                resume = ["jimeng", "task", "resume", *map(shlex.quote, run.backend_args())]
+                run.stderr.write(f"  or finish every unfinished task: {' '.join(resume)}\n")
     run.stderr.flush()
     if name == "SIGINT":
         return int(ExitCode.INTERRUPTED)

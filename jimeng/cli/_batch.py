@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
@@ -74,11 +75,22 @@ class _Bar(Protocol):
 class BatchProgress:
     """A tqdm bar on a terminal, plain lines elsewhere, nothing with ``--json``/``--quiet``."""
 
-    def __init__(self, stream: TextIO, *, total: int, mode: str):
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        total: int,
+        mode: str,
+        started: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self._stream = stream
         self._total = total
         self._mode = mode
-        self._started = time.monotonic()
+        self._monotonic = monotonic
+        # The bar appears with the first finished line (the total is known only then); rate
+        # and elapsed time still count from ``started``, when the command began the run.
+        self._started = monotonic() if started is None else started
         self._last_line = self._started
         self.done = self.failed = self.skipped = 0
         self._bar: _Bar | None = None
@@ -88,7 +100,9 @@ class BatchProgress:
             except ImportError:
                 self._mode = "plain"
             else:
-                self._bar = tqdm(total=total, file=stream, unit="line", dynamic_ncols=True)
+                bar = tqdm(total=total, file=stream, unit="line", dynamic_ncols=True)
+                bar.start_t -= monotonic() - self._started
+                self._bar = bar
 
     def item(self, item: BatchItem) -> None:
         if item.skipped:
@@ -102,7 +116,7 @@ class BatchProgress:
             self._bar.update(1)
             self._bar.set_postfix_str(counts, refresh=False)
         elif self._mode == "plain":
-            now = time.monotonic()
+            now = self._monotonic()
             finished = self.done + self.failed + self.skipped
             if now - self._last_line >= PLAIN_EVERY or finished == self._total:
                 self._last_line = now
@@ -154,11 +168,14 @@ async def run_batch(run: _Run, client: jimeng.Client) -> int:
     batch.base = None
     run.progress.stop()
     progress: BatchProgress | None = None
+    started = time.monotonic()
     try:
         try:
             async for item in batch:
                 if progress is None:
-                    progress = BatchProgress(run.stderr, total=len(batch.lines), mode=mode)
+                    progress = BatchProgress(
+                        run.stderr, total=len(batch.lines), mode=mode, started=started
+                    )
                 progress.item(item)
                 if run.json:
                     run.out(json.dumps(_item_doc(item), ensure_ascii=False))
