@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := jimeng tests examples scripts $(wildcard benchmarks)
 
-.PHONY: demo test lint typecheck unit docs bench mutation clean
+.PHONY: demo test lint typecheck unit docs bench mutation clean peer-test
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ needed"'
@@ -40,6 +40,12 @@ docs: $(VENV)/.dev
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 test: lint typecheck unit docs
+
+# Gateway integration tests against real jimeng-api peers running on loopback, named by
+# PEER_DZ (the async-task fork, started with TASK_MAX_CONCURRENT=1) and PEER_IPT; each test
+# is skipped, saying so, when its variable is unset. The peers are not part of this project.
+peer-test: $(VENV)/.dev
+	$(PY) -m pytest -v -rs tests/peers
 
 # Modest sizes (the machine is shared): each script prints its targets next to the measured
 # ratios with the min–max of its rounds. `pip install -e '.[bench]'` adds the official SDK.

@@ -418,3 +418,62 @@ async def test_the_web_deadline_raises_with_the_task_id(server: SandboxServer) -
         await slow.stop()
     assert caught.value.task_id
     assert 1800.0 <= clock[0] <= 1800.0 + 60.0
+
+
+async def test_omni_video_materials_go_through_vod(
+    server: SandboxServer, proto: DreaminaProtocol, tmp_path: Path
+) -> None:
+    from jimeng.sandbox._media import render_mp4
+
+    clip_file = tmp_path / "move.mp4"
+    clip_file.write_bytes(render_mp4("move", width=64, height=36, frames=48))
+    _, client = make(server, CN)
+    async with client:
+        clip = await client.videos.generate(
+            "@image_file_1 does what @video_file_1 shows",
+            model="jimeng-video-seedance-2.0",
+            function_mode="omni_reference",
+            reference_images=[render_png("a", 64, 48)],
+            reference_videos=[clip_file],
+            duration=5,
+            **BROWSER,
+        )
+    assert clip.url
+    (call,) = proto.generated
+    draft = json.loads(call["body"]["draft_content"])
+    params = draft["component_list"][0]["abilities"]["gen_video"]["text_to_video_params"]
+    unified = params["video_gen_inputs"][0]["unified_edit_input"]
+    image, video = unified["material_list"]
+    assert image["material_type"] == "image"
+    assert video["material_type"] == "video"
+    info = video["video_info"]
+    assert info["vid"] in proto.videos
+    assert (info["width"], info["height"], info["duration"], info["fps"]) == (64, 36, 2000, 0)
+    assert unified["meta_list"] == [
+        {"meta_type": "image", "text": "", "material_ref": {"material_idx": 0}},
+        {"meta_type": "text", "text": " does what "},
+        {"meta_type": "video", "text": "", "material_ref": {"material_idx": 1}},
+        {"meta_type": "text", "text": " shows"},
+    ]
+    scene = json.loads(json.loads(call["body"]["metrics_extra"])["sceneOptions"])[0]
+    assert scene["materialTypes"] == [1, 2]
+
+
+async def test_omni_videos_longer_than_15_s_in_all_are_refused(
+    server: SandboxServer, proto: DreaminaProtocol
+) -> None:
+    from jimeng.sandbox._media import render_mp4
+
+    long_clip = render_mp4("long", width=32, height=32, frames=24 * 8)
+    _, client = make(server, CN)
+    async with client:
+        with pytest.raises(jimeng.ValidationError, match="16 s together") as caught:
+            await client.videos.generate(
+                "p",
+                model="jimeng-video-seedance-2.0",
+                function_mode="omni_reference",
+                reference_videos=[long_clip, long_clip],
+                **BROWSER,
+            )
+    assert caught.value.field == "reference_videos"
+    assert proto.generated == []  # nothing was submitted

@@ -268,6 +268,13 @@ VIDEO_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]
         st.one_of(VALID_IMAGE, st.lists(VALID_IMAGE, min_size=1, max_size=3)),
         st.one_of(INVALID_IMAGE, st.lists(INVALID_IMAGE, min_size=1, max_size=2), st.just({1})),
     ),
+    "reference_videos": (
+        st.one_of(
+            st.just("https://video.example/clip.mp4"),
+            st.lists(st.just("https://video.example/clip.mp4"), min_size=1, max_size=3),
+        ),
+        st.one_of(st.integers(), st.floats(), st.just(b""), st.just({1})),
+    ),
     "camera_fixed": (st.booleans(), NOT_BOOLS),
     "generate_audio": (st.booleans(), NOT_BOOLS),
     "ms_token": (TEXT, NOT_STRINGS),

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 import jimeng
-from jimeng.backends.gateway import _wire
+from jimeng.backends.gateway import _params, _wire
 from jimeng.sandbox import SANDBOX_GATEWAY_TOKEN, Sandbox, Stages
 from jimeng.sandbox._gateway import GATEWAY_PREFIX, GatewayProtocol, clean_json
 from jimeng.sandbox._volcengine import FAIL_TASK
@@ -236,3 +236,51 @@ async def test_dz_video_durations(dz: jimeng.Client) -> None:
         dz, "POST", "/v1/videos/generations", json={**body, "duration": 15}, headers=headers
     )
     assert mount(dz).tasks[answer["task_id"]].job["duration"] == 5  # 3.5-pro: 12 or 10, else 5
+
+
+# -- omni materials and browser tokens on the fork (dreamina-web.md §11, §15) ---------------------
+
+
+async def test_omni_reference_images_and_browser_tokens_reach_the_fork() -> None:
+    from jimeng.sandbox._media import render_png
+
+    sandbox = Sandbox("gateway", options={"async_tasks": False})
+    async with jimeng.Client(sandbox, sleep=_no_sleep) as client:
+        clip = await client.videos.generate(
+            "@image_file_1 dances with @image_file_2",
+            model="jimeng-video-seedance-2.0",
+            function_mode="omni_reference",
+            reference_images=[render_png("a", 32, 32), render_png("b", 32, 32)],
+            ms_token="browser-ms-token",
+            a_bogus="browser-a-bogus",
+        )
+    assert clip.url
+    request = jimeng.VideoRequest(
+        prompt="p",
+        model="jimeng-video-seedance-2.0",
+        function_mode="omni_reference",
+        reference_images=[render_png("a", 32, 32)],
+        ms_token="m",
+        a_bogus="b",
+    )
+    fields = _params.video_fields(request)
+    assert (fields["functionMode"], fields["msToken"], fields["a_bogus"]) == (
+        "omni_reference",
+        "m",
+        "b",
+    )
+    call = _wire.build_video_submit(
+        _wire.Endpoint(base="http://127.0.0.1:1"),
+        fields,
+        list(request.reference_images or ()),
+        async_mode=False,
+    )
+    assert b'name="image_file_1"' in (call.body or b"")
+
+
+def test_reference_images_need_omni_mode_on_the_gateway() -> None:
+    gateway = jimeng.Gateway("http://127.0.0.1:5100", token="session")
+    request = jimeng.VideoRequest(prompt="p", reference_images=[b"\x89PNG\r\n\x1a\n" + bytes(40)])
+    with pytest.raises(jimeng.ValidationError) as caught:
+        gateway.validate_video(request)
+    assert caught.value.field == "reference_images"

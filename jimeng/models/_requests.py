@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -32,6 +32,9 @@ from jimeng.models._checks import (
     text,
     url,
 )
+
+if TYPE_CHECKING:
+    from jimeng.models._transforms import MediaInput
 
 __all__ = [
     "SIZE_PRESETS",
@@ -190,6 +193,22 @@ def _images(value: Any) -> tuple[ImageInput, ...] | None:
     if not value:
         return None
     return tuple(ImageInput.of(item, field=f"images[{index}]") for index, item in enumerate(value))
+
+
+def _reference_videos(value: Any) -> tuple[MediaInput, ...] | None:
+    from jimeng.models._transforms import MediaInput
+
+    if value is None:
+        return None
+    if isinstance(value, str | bytes | bytearray | memoryview | os.PathLike | MediaInput):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise refuse("reference_videos", "a URL, a path, MP4 bytes, or a list of them", value)
+    if not value:
+        return None
+    return tuple(
+        MediaInput.of(item, field=f"reference_videos[{index}]") for index, item in enumerate(value)
+    )
 
 
 def _reference_images(value: Any) -> tuple[ImageInput, ...] | None:
@@ -359,6 +378,11 @@ class VideoRequest:
     #: Dreamina omni reference materials, named ``@image_file_1``… in the prompt, §11).
     reference_images: tuple[ImageInput, ...] | None = attrs.field(
         default=None, converter=_reference_images
+    )
+    #: Dreamina omni reference videos (``@video_file_1``… in the prompt, ≤3, ≤15 s in all;
+    #: uploaded through VOD, dreamina-web.md §11): URLs, paths or MP4 bytes.
+    reference_videos: tuple[MediaInput, ...] | None = attrs.field(
+        default=None, converter=_reference_videos
     )
     #: Keep the camera still (Ark ``camera_fixed``).
     camera_fixed: bool | None = attrs.field(default=None, validator=boolean())

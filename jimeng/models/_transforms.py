@@ -74,24 +74,32 @@ def _watermark(value: Watermark | bool | None) -> Watermark | None:
 
 @attrs.frozen(kw_only=True)
 class MediaInput:
-    """A video or audio the server fetches itself: a public ``http(s)`` URL, or a local file that
-    the backend refuses with a clear error (none of these protocols takes the bytes)."""
+    """A video or audio: a public ``http(s)`` URL the server fetches itself, a local file, or
+    bytes. Backends that take no bytes refuse files with a clear error; Dreamina's omni mode
+    uploads them (``data`` is filled from ``path`` before the backend sees it)."""
 
     url: str | None = None
     path: str | None = None
+    data: bytes | None = attrs.field(default=None, repr=False)
 
     @classmethod
-    def of(cls, value: str | os.PathLike[str] | MediaInput, *, field: str) -> MediaInput:
+    def of(cls, value: str | os.PathLike[str] | bytes | MediaInput, *, field: str) -> MediaInput:
         if isinstance(value, MediaInput):
             return value
+        if isinstance(value, bytes | bytearray | memoryview):
+            if not value:
+                raise refuse(field, "non-empty bytes", value)
+            return cls(data=bytes(value))
         if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
             return cls(url=value)
         if isinstance(value, str | os.PathLike):
             return cls(path=os.fspath(value))
-        raise refuse(field, "a URL or a path", value)
+        raise refuse(field, "a URL, a path or bytes", value)
 
     def describe(self) -> str:
-        return self.url or self.path or ""
+        if self.url or self.path:
+            return self.url or self.path or ""
+        return f"<{len(self.data or b'')} bytes>"
 
 
 def _required_media(value: Any, field: str) -> MediaInput:

@@ -16,7 +16,7 @@ from jimeng.errors import InvalidRequestError, ValidationError
 from jimeng.models import ImageInput, Task, TaskStatus
 from jimeng.models._checks import callable_, check_argument, instance
 from jimeng.models._requests import check_image_data
-from jimeng.models._transforms import AvatarRequest, TransformRequest
+from jimeng.models._transforms import AvatarRequest, MediaInput, TransformRequest
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -30,7 +30,7 @@ OnSubmit = Callable[[Task], Awaitable[None] | None]
 MAX_LOCAL_FILE = 100 * 1024 * 1024
 
 
-def _read(path: Path, field: str) -> bytes:
+def _read(path: Path, field: str, *, image: bool = True) -> bytes:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -45,6 +45,8 @@ def _read(path: Path, field: str) -> bytes:
         data = path.read_bytes()
     except OSError as error:
         raise ValidationError(field, f"cannot read {path}: {error.strerror}") from None
+    if not image:
+        return data
     try:
         return check_image_data(field, data)
     except ValidationError as error:
@@ -66,6 +68,14 @@ async def load_input(image: ImageInput | None, field: str) -> ImageInput | None:
         return image
     data = await asyncio.to_thread(_read, image.path, field)
     return attrs.evolve(image, data=data)
+
+
+async def load_media(media: MediaInput, field: str) -> MediaInput:
+    """Read a local video's bytes (off the event loop); URLs and bytes pass through."""
+    if media.path is None or media.data is not None:
+        return media
+    data = await asyncio.to_thread(_read, Path(media.path).expanduser(), field, image=False)
+    return attrs.evolve(media, data=data)
 
 
 async def notify(callback: Callable[[Task], Any] | None, task: Task) -> None:

@@ -19,6 +19,7 @@ from jimeng.resources._common import (
     OnSubmit,
     check_wait_options,
     load_input,
+    load_media,
     submit_transform,
     wait_for_result,
 )
@@ -51,6 +52,11 @@ class Videos:
         image: ImageInputLike | ImageInput | None = None,
         tail_image: ImageInputLike | ImageInput | None = None,
         reference_images: Sequence[ImageInputLike | ImageInput] | ImageInputLike | None = None,
+        reference_videos: Sequence[str | os.PathLike[str] | bytes | MediaInput]
+        | str
+        | os.PathLike[str]
+        | bytes
+        | None = None,
         camera: str | None = None,
         camera_fixed: bool | None = None,
         generate_audio: bool | None = None,
@@ -101,6 +107,7 @@ class Videos:
                 image=image,
                 tail_image=tail_image,
                 reference_images=reference_images,
+                reference_videos=reference_videos,
                 camera=camera,
                 camera_fixed=camera_fixed,
                 generate_audio=generate_audio,
@@ -136,6 +143,11 @@ class Videos:
         image: ImageInputLike | ImageInput | None = None,
         tail_image: ImageInputLike | ImageInput | None = None,
         reference_images: Sequence[ImageInputLike | ImageInput] | ImageInputLike | None = None,
+        reference_videos: Sequence[str | os.PathLike[str] | bytes | MediaInput]
+        | str
+        | os.PathLike[str]
+        | bytes
+        | None = None,
         camera: str | None = None,
         camera_fixed: bool | None = None,
         generate_audio: bool | None = None,
@@ -165,6 +177,7 @@ class Videos:
             image=image,
             tail_image=tail_image,
             reference_images=reference_images,
+            reference_videos=reference_videos,
             camera=camera,
             camera_fixed=camera_fixed,
             generate_audio=generate_audio,
@@ -195,11 +208,20 @@ class Videos:
                 for index, image in enumerate(request.reference_images)
             ]
             references = tuple(image for image in loaded if image is not None)
+        videos = None
+        if request.reference_videos:
+            videos = tuple(
+                [
+                    await load_media(video, f"reference_videos[{index}]")
+                    for index, video in enumerate(request.reference_videos)
+                ]
+            )
         request = attrs.evolve(
             request,
             image=await load_input(request.image, "image"),
             tail_image=await load_input(request.tail_image, "tail_image"),
             reference_images=references,
+            reference_videos=videos,
         )
         backend = self._client.backend
         backend.validate_video(request)

@@ -39,7 +39,7 @@ from jimeng.backends.dreamina._tables import (
     Region,
     VideoModel,
 )
-from jimeng.sandbox._media import render_mp4, render_png, sniff_image
+from jimeng.sandbox._media import mp4_info, render_mp4, render_png, sniff_image
 from jimeng.sandbox._server import (
     Fault,
     SandboxServer,
@@ -98,6 +98,8 @@ for _region in REGIONS.values():
     _COMMERCE_HOSTS.setdefault(_region.commerce.split("://", 1)[1], []).append(_region)
     _IMAGEX_HOSTS.setdefault(_region.imagex.split("://", 1)[1], []).append(_region)
 _UPLOAD_HOSTS: Mapping[str, str] = {f"tos-{code}-upload.sandbox.invalid": code for code in REGIONS}
+#: §11: VOD is one host for every region.
+_VOD_HOST = "vod.bytedanceapi.com"
 _UPLOAD_HOST_OF = {code: host for host, code in _UPLOAD_HOSTS.items()}
 
 #: §6.1 / ZH: pixel sizes of 720p videos per ratio (1080p is 1.5×).
@@ -157,6 +159,16 @@ class _Grant:
     sid: str
     region: str
     service: str
+    vod: bool = False
+
+
+@attrs.define(kw_only=True)
+class _StoredVideo:
+    region: str
+    sid: str
+    width: int
+    height: int
+    seconds: float
 
 
 @attrs.define(kw_only=True)
@@ -209,6 +221,8 @@ class DreaminaProtocol:
         self._pending: dict[str, _Pending] = {}
         self._by_store_uri: dict[str, str] = {}
         self.store: dict[str, _Stored] = {}
+        #: Committed VOD uploads by ``Vid`` (§11).
+        self.videos: dict[str, _StoredVideo] = {}
 
     def install(self, server: SandboxServer) -> None:
         self.server = server
@@ -288,6 +302,8 @@ class DreaminaProtocol:
             return await self._store_upload(request, host, path, body)
         if host in _IMAGEX_HOSTS:
             return await self._imagex(request, host, body)
+        if host == _VOD_HOST:
+            return await self._vod(request, body)
         if host in _MAIN_HOSTS or host in _COMMERCE_HOSTS:
             return await self._web(request, host, path, body)
         return web.Response(status=404, text=f"unknown host {host}")
@@ -623,8 +639,8 @@ class DreaminaProtocol:
         model: VideoModel,
         draft: Mapping[str, Any],
         gen_input: Mapping[str, Any],
-    ) -> tuple[str, _Stored]:
-        """§11: an omni draft — the prompt rebuilt from ``meta_list``, the first material."""
+    ) -> tuple[str, _Stored | None]:
+        """§11: an omni draft — the prompt rebuilt from ``meta_list``, the first image."""
         if not model.omni or region.code != "cn":
             raise _Reject("4002", "param error: omni reference needs Seedance 2.0 on CN")
         if draft.get("version") != "3.3.9" or request.query.get("da_version") != "3.3.9":
@@ -636,14 +652,25 @@ class DreaminaProtocol:
         if not 1 <= len(materials) <= 12:
             raise _Reject("4002", "param error: material_list")
         stored_materials = []
+        kinds = []
         for material in materials:
+            kind = material.get("material_type")
+            kinds.append(kind)
+            if kind == "video":
+                video = (material.get("video_info") or {}).get("vid")
+                stored_video = self.videos.get(str(video))
+                if stored_video is None or stored_video.region != region.code:
+                    raise _Reject("4002", "param error: unknown video material")
+                continue
             info = material.get("image_info") or {}
             stored = self.store.get(str(info.get("image_uri")))
-            if material.get("material_type") != "image" or stored is None:
+            if kind != "image" or stored is None:
                 raise _Reject("4002", "param error: unknown material")
             if stored.region != region.code or info.get("uri") != info.get("image_uri"):
                 raise _Reject("4002", "param error: material uri")
             stored_materials.append(stored)
+        if kinds != sorted(kinds, key=lambda kind: kind == "video"):
+            raise _Reject("4002", "param error: images come before videos")
         text = []
         for meta in unified.get("meta_list") or []:
             if meta.get("meta_type") == "text":
@@ -652,10 +679,14 @@ class DreaminaProtocol:
                 index = (meta.get("material_ref") or {}).get("material_idx")
                 if not isinstance(index, int) or not 0 <= index < len(materials):
                     raise _Reject("4002", "param error: material_ref")
-                text.append(f"@image_file_{index + 1}")
+                if meta.get("meta_type") != kinds[index]:
+                    raise _Reject("4002", "param error: meta_type")
+                images = kinds.count("image")
+                number = index + 1 if kinds[index] == "image" else index - images + 1
+                text.append(f"@{kinds[index]}_file_{number}")
         if not text:
             raise _Reject("4002", "param error: meta_list")
-        return "".join(text), stored_materials[0]
+        return "".join(text), (stored_materials[0] if stored_materials else None)
 
     # -- polling -------------------------------------------------------------------------------
 
@@ -789,7 +820,8 @@ class DreaminaProtocol:
         session: SandboxSession,
         payload: dict[str, Any],
     ) -> web.Response:
-        if payload.get("scene") != 2:
+        scene = payload.get("scene")
+        if scene not in (1, 2):  # 2: ImageX images (§4.1); 1: VOD videos (§11)
             raise _Reject("4002", "param error: scene")
         access_key = "AKTP" + secrets.token_hex(16)
         grant = _Grant(
@@ -797,7 +829,8 @@ class DreaminaProtocol:
             token="STS2" + secrets.token_urlsafe(60),
             sid=session.sid,
             region=region.code,
-            service=region.default_upload_service,
+            service=region.default_upload_service if scene == 2 else "dreamina",
+            vod=scene == 1,
         )
         self._grants[access_key] = grant
         return self._ok(
@@ -805,7 +838,7 @@ class DreaminaProtocol:
                 "access_key_id": access_key,
                 "secret_access_key": grant.secret,
                 "session_token": grant.token,
-                region.upload_service_field: grant.service,
+                ("space_name" if scene == 1 else region.upload_service_field): grant.service,
                 "expired_time": int(time.time()) + 3600,
             }
         )
@@ -848,6 +881,102 @@ class DreaminaProtocol:
             return self._apply(request, grant, access_key)
         if action == "CommitImageUpload" and request.method == "POST":
             return self._commit(request, grant, access_key, body)
+        return self._imagex_error(request, "InvalidActionOrVersion", f"no action {action}", 404)
+
+    async def _vod(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """§11: ApplyUploadInner / CommitUploadInner, SigV4 with service ``vod``."""
+        assert self.server is not None
+        self.server.requests["upload"] += 1
+        try:
+            access_key = parse_authorization(request.headers.get("Authorization", "")).access_key
+        except ValueError:
+            return self._imagex_error(request, "MissingSignature", "no valid authorization", 401)
+        grant = self._grants.get(access_key)
+        if grant is None or not grant.vod:
+            return self._imagex_error(request, "InvalidAccessKey", "unknown access key", 401)
+        try:
+            verify(
+                method=request.method,
+                path=request.raw_path.split("?", 1)[0],
+                query=request.query_string,
+                headers=request.headers,
+                body=body,
+                secret_key_for=lambda key: grant.secret if key == access_key else None,
+                profile=imagex_profile(REGIONS[grant.region].aws_region, service="vod"),
+                now=datetime.now(timezone.utc),
+            )
+        except SignatureMismatch as error:
+            return self._imagex_error(request, "SignatureDoesNotMatch", error.reason, 401)
+        query = request.query
+        if query.get("SpaceName") != grant.service or query.get("Version") != "2020-11-19":
+            return self._imagex_error(request, "AccessDenied", "space not granted", 403)
+        action = query.get("Action")
+        if action == "ApplyUploadInner" and request.method == "GET":
+            size = query.get("FileSize", "")
+            if query.get("FileType") != "video" or query.get("IsInner") != "1":
+                return self._imagex_error(request, "InvalidParameter", "FileType/IsInner", 400)
+            if not size.isdigit() or int(size) <= 0:
+                return self._imagex_error(request, "InvalidParameter", "FileSize", 400)
+            store_uri = f"tos-{grant.region}-v-{grant.service}/{secrets.token_hex(16)}"
+            key = secrets.token_urlsafe(24)
+            pending = _Pending(
+                store_uri=store_uri,
+                auth="SpaceKey/" + secrets.token_urlsafe(24),
+                size=int(size),
+                access_key=access_key,
+            )
+            self._pending[key] = pending
+            self._by_store_uri[store_uri] = key
+            node = {
+                "UploadHost": _UPLOAD_HOST_OF[grant.region],
+                "StoreInfos": [{"StoreUri": store_uri, "Auth": pending.auth}],
+                "SessionKey": key,
+                "Vid": "v0" + secrets.token_hex(14),
+                "Type": "video",
+            }
+            return web.json_response(
+                {
+                    "ResponseMetadata": {"RequestId": secrets.token_hex(12), "Action": action},
+                    "Result": {"InnerUploadAddress": {"UploadNodes": [node]}},
+                }
+            )
+        if action == "CommitUploadInner" and request.method == "POST":
+            try:
+                fields = json.loads(body.decode("utf-8"))
+                key = fields.get("SessionKey")
+            except (UnicodeDecodeError, ValueError, AttributeError):
+                return self._imagex_error(request, "InvalidParameter", "body", 400)
+            upload = self._pending.get(str(key))
+            if upload is None or upload.access_key != access_key or upload.data is None:
+                return self._imagex_error(request, "InvalidParameter", "unknown SessionKey", 400)
+            if fields.get("Functions") != []:
+                return self._imagex_error(request, "InvalidParameter", "Functions", 400)
+            try:
+                info = mp4_info(upload.data)
+            except ValueError:
+                return self._imagex_error(request, "InvalidParameter", "not an MP4 video", 400)
+            vid = "v0" + secrets.token_hex(14)
+            self.videos[vid] = _StoredVideo(
+                region=grant.region,
+                sid=grant.sid,
+                width=info.width,
+                height=info.height,
+                seconds=info.duration,
+            )
+            del self._pending[str(key)]
+            meta = {
+                "Width": info.width,
+                "Height": info.height,
+                "Duration": info.duration,
+                "Format": "mp4",
+                "Size": len(upload.data),
+            }
+            return web.json_response(
+                {
+                    "ResponseMetadata": {"RequestId": secrets.token_hex(12), "Action": action},
+                    "Result": {"Results": [{"Vid": vid, "VideoMeta": meta}]},
+                }
+            )
         return self._imagex_error(request, "InvalidActionOrVersion", f"no action {action}", 404)
 
     def _apply(self, request: web.Request, grant: _Grant, access_key: str) -> web.Response:

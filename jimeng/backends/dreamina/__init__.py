@@ -71,6 +71,7 @@ from jimeng.models._checks import (
     secret_list,
     text,
 )
+from jimeng.models._transforms import MediaInput
 
 __all__ = ["DEFAULT_VERSIONS", "ClientVersions", "Dreamina"]
 
@@ -78,6 +79,8 @@ P = TypeVar("P", ImagePlan, VideoPlan)
 _SHANGHAI = datetime.timezone(datetime.timedelta(hours=8))
 #: §14: answers that mean "this benefit type is not yours" (DZ matches "prededuct" and 1000).
 _BENEFIT_REFUSALS = frozenset({"5001", "1000"})
+#: §11 (IPT): omni video materials may last 15 s in all.
+_OMNI_VIDEO_LIMIT_MS = 15_000
 _FEATURES = ("async_submit", "credits", "claim", "check", "omni", "multi_image")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".webp", ".gif")
 
@@ -326,6 +329,7 @@ class Dreamina(Backend):
         prompt: str,
         submit_id: str,
         uploads: Sequence[_wire.UploadedImage],
+        videos: Sequence[_wire.UploadedVideo] = (),
     ) -> dict[str, Any]:
         uris = [upload.uri for upload in uploads]
         ids = lambda: str(uuid.uuid4())  # noqa: E731
@@ -359,6 +363,7 @@ class Dreamina(Backend):
             seed=plan.seed if plan.seed is not None else self._rng.randrange(2**32),
             versions=self.versions,
             materials=uploads,
+            videos=videos,
         )
 
     def _submit(
@@ -391,8 +396,11 @@ class Dreamina(Backend):
                 inputs = plan.images if isinstance(plan, ImagePlan) else plan.frames
                 # Uploads belong to the account that made them, so each session uploads its own.
                 uploads = (yield from self._upload(session, inputs, fetched)) if inputs else []
+                videos: list[_wire.UploadedVideo] = []
+                if isinstance(plan, VideoPlan) and plan.videos:
+                    videos = yield from self._upload_videos(session, plan.videos, fetched)
                 submit_id = str(uuid.uuid4())  # a NEW submit_id for every session tried (MCP)
-                body = self._body(plan, prompt, submit_id, uploads)
+                body = self._body(plan, prompt, submit_id, uploads, videos)
                 response = yield from self._generate(session, plan, body, kind)
             except InsufficientCreditsError as error:
                 last = error
@@ -561,6 +569,43 @@ class Dreamina(Backend):
                     _logging.logger.info("dreamina: image check skipped: %s", error)
             uploads.append(uploaded)
         return uploads
+
+    def _upload_videos(
+        self, session: Session, videos: Sequence[MediaInput], fetched: dict[str, bytes]
+    ) -> Flow[list[_wire.UploadedVideo]]:
+        """§11: each omni video through VOD (token, apply, upload, commit), in order; the
+        committed lengths must stay within 15 s in all (IPT's limit)."""
+        grant = _wire.parse_vod_token((yield _wire.vod_token_call(self._context, session)))
+        uploaded: list[_wire.UploadedVideo] = []
+        for video in videos:
+            data = video.data
+            if data is None and video.url is not None:
+                if video.url not in fetched:
+                    fetched[video.url] = (yield _wire.fetch_call(video.url, session)).body
+                data = fetched[video.url]
+            if data is None:
+                raise ValidationError("reference_videos", "a local file must be read first")
+            nonce = "".join(self._rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=10))
+            target = _wire.parse_vod_apply(
+                (
+                    yield _wire.vod_apply_call(
+                        self._context, session, grant, size=len(data), nonce=nonce
+                    )
+                )
+            )
+            yield _wire.vod_store_call(self._context, session, target, data)
+            committed = yield _wire.vod_commit_call(
+                self._context, session, grant, target.session_key
+            )
+            uploaded.append(_wire.parse_vod_commit(committed))
+        total = sum(video.duration_ms for video in uploaded)
+        if total > _OMNI_VIDEO_LIMIT_MS:
+            raise ValidationError(
+                "reference_videos",
+                f"the videos last {total / 1000:g} s together; omni reference mode takes at "
+                f"most {_OMNI_VIDEO_LIMIT_MS // 1000} s",
+            )
+        return uploaded
 
     # -- tasks -------------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from jimeng.backends.dreamina._tables import (
 )
 from jimeng.errors import ValidationError
 from jimeng.models import ImageInput, ImageRequest, VideoRequest
+from jimeng.models._transforms import MediaInput
 
 __all__ = [
     "IMAGE_PARAMETERS",
@@ -64,12 +65,14 @@ IMAGE_PARAMETERS = frozenset(
 )
 VIDEO_PARAMETERS = frozenset(
     {"model", "duration", "aspect_ratio", "resolution", "seed", "image", "tail_image", "fps"}
-    | {"function_mode", "reference_images", "ms_token", "a_bogus"}
+    | {"function_mode", "reference_images", "reference_videos", "ms_token", "a_bogus"}
 )
 #: §12: the models IPT sends through the ImageMultiGenerate scene.
 MULTI_IMAGE_MODELS = ("jimeng-4.0", "jimeng-4.1", "jimeng-4.5")
-#: §11 (DZ's limit, the stricter for images): materials in one omni request.
+#: §11 (IPT): materials in one omni request — 9 images, 3 videos, 12 in all.
 MAX_OMNI_IMAGES = 9
+MAX_OMNI_VIDEOS = 3
+MAX_OMNI_MATERIALS = 12
 MAX_REFERENCES = 10  # §4.3: 1–10 input images
 DEFAULT_SAMPLE_STRENGTH = 0.5  # §3.1
 _SEED_LIMIT = 2**32
@@ -311,6 +314,8 @@ class VideoPlan:
     #: §11: omni reference mode, with its image materials in prompt-reference order.
     omni: bool = False
     references: tuple[ImageInput, ...] = ()
+    #: §11: omni video materials (uploaded through VOD), after the images in material order.
+    videos: tuple[MediaInput, ...] = ()
     #: §14: benefit types to offer, in order (the first is the model's own).
     benefit_types: tuple[str, ...] = ()
     #: §15: the caller's browser tokens for the generate call's query (CN only).
@@ -337,6 +342,7 @@ def plan_video(request: VideoRequest, region: Region) -> VideoPlan:
         )
     omni = mode == "omni_reference"
     references = request.reference_images or ()
+    videos = request.reference_videos or ()
     if omni:
         if not model.omni:
             raise ValidationError(
@@ -350,15 +356,29 @@ def plan_video(request: VideoRequest, region: Region) -> VideoPlan:
                 "omni reference mode takes its materials as reference_images (named in the "
                 "prompt as @image_file_1, @image_file_2…), not first/last frames",
             )
-        if not 1 <= len(references) <= MAX_OMNI_IMAGES:
+        if len(references) > MAX_OMNI_IMAGES:
             raise ValidationError(
                 "reference_images",
-                f"omni reference mode takes 1–{MAX_OMNI_IMAGES} images, got {len(references)}",
-                allowed=f"1–{MAX_OMNI_IMAGES} images",
+                f"omni reference mode takes at most {MAX_OMNI_IMAGES} images, got "
+                f"{len(references)}",
+                allowed=f"0–{MAX_OMNI_IMAGES} images",
             )
-    elif references:
+        if len(videos) > MAX_OMNI_VIDEOS:
+            raise ValidationError(
+                "reference_videos",
+                f"omni reference mode takes at most {MAX_OMNI_VIDEOS} videos, got {len(videos)}",
+                allowed=f"0–{MAX_OMNI_VIDEOS} videos",
+            )
+        if not 1 <= len(references) + len(videos) <= MAX_OMNI_MATERIALS:
+            raise ValidationError(
+                "reference_images",
+                "omni reference mode needs at least one material (reference_images or "
+                f"reference_videos) and takes at most {MAX_OMNI_MATERIALS}",
+                allowed=f"1–{MAX_OMNI_MATERIALS} materials",
+            )
+    elif references or videos:
         raise ValidationError(
-            "reference_images",
+            "reference_images" if references else "reference_videos",
             "are omni reference materials; pass function_mode='omni_reference' (Seedance 2.0)",
         )
     tokens = {
@@ -430,6 +450,7 @@ def plan_video(request: VideoRequest, region: Region) -> VideoPlan:
         extra=dict(request.extra or {}),
         omni=omni,
         references=tuple(references),
+        videos=tuple(videos),
         benefit_types=model.benefit_types(duration),
         browser_tokens=tokens,
     )

@@ -364,6 +364,7 @@ def video_generate_body(
     seed: int,
     versions: ClientVersions,
     materials: Sequence[UploadedImage] = (),
+    videos: Sequence[UploadedVideo] = (),
 ) -> dict[str, Any]:
     """The ``aigc_draft/generate`` body for text-to-video or first/last frames (§6.2)."""
     if plan.omni:
@@ -372,6 +373,7 @@ def video_generate_body(
             prompt=prompt,
             submit_id=submit_id,
             materials=materials or [UploadedImage(uri=uri) for uri in uris],
+            videos=videos,
             ids=ids,
             now_ms=now_ms,
             seed=seed,
@@ -470,7 +472,7 @@ def video_generate_body(
 
 
 _OMNI_VERSION = "3.3.9"  # §11: DRAFT_VERSION_OMNI, the draft and da_version of omni calls
-_OMNI_REFERENCE = re.compile(r"@(image_file_\d+)")
+_OMNI_REFERENCE = re.compile(r"@(image|video)_file_(\d+)")
 
 
 def _commerce(benefit_type: str) -> dict[str, Any]:
@@ -489,18 +491,22 @@ def set_benefit_type(body: dict[str, Any], benefit_type: str) -> None:
     extend["m_video_commerce_info_list"] = [_commerce(benefit_type)]
 
 
-def omni_meta_list(prompt: str, count: int) -> list[dict[str, Any]]:
-    """§11: the prompt cut at each ``@image_file_N`` that names a material; other ``@words``
-    stay text, and a prompt without references is one text piece."""
+def omni_meta_list(prompt: str, images: int, videos: int = 0) -> list[dict[str, Any]]:
+    """§11: the prompt cut at each ``@image_file_N`` / ``@video_file_N`` that names a material
+    (videos come after the images in material order); other ``@words`` stay text, and a prompt
+    without references is one text piece."""
     pieces: list[dict[str, Any]] = []
     position = 0
     for match in _OMNI_REFERENCE.finditer(prompt):
-        index = int(match.group(1).rsplit("_", 1)[1]) - 1
-        if not 0 <= index < count:
+        kind, number = match.group(1), int(match.group(2))
+        count, offset = (images, 0) if kind == "image" else (videos, images)
+        if not 1 <= number <= count:
             continue
         if match.start() > position:
             pieces.append({"meta_type": "text", "text": prompt[position : match.start()]})
-        pieces.append({"meta_type": "image", "text": "", "material_ref": {"material_idx": index}})
+        pieces.append(
+            {"meta_type": kind, "text": "", "material_ref": {"material_idx": offset + number - 1}}
+        )
         position = match.end()
     if position < len(prompt) or not pieces:
         pieces.append({"meta_type": "text", "text": prompt[position:]})
@@ -517,6 +523,7 @@ def _omni_body(
     now_ms: int,
     seed: int,
     versions: ClientVersions,
+    videos: Sequence[UploadedVideo] = (),
 ) -> dict[str, Any]:
     """The omni reference (全能参考) body of §11: materials plus the prompt as ``meta_list``."""
     model = plan.model
@@ -526,7 +533,7 @@ def _omni_body(
         "scene": "BasicVideoGenerateButton",
         "modelReqKey": model.internal,
         "videoDuration": plan.duration,
-        "materialTypes": [1 for _ in materials],  # 1 = image (2 would be a video)
+        "materialTypes": [1 for _ in materials] + [2 for _ in videos],  # 1 image, 2 video
         "reportParams": _report_params(model.internal),
     }
     metrics = dumps(
@@ -555,6 +562,20 @@ def _omni_body(
             },
         }
         for item in materials
+    ] + [
+        {
+            "material_type": "video",
+            "video_info": {
+                "type": "video",
+                "source_from": "upload",
+                "vid": video.vid,
+                "fps": 0,
+                "width": video.width,
+                "height": video.height,
+                "duration": video.duration_ms,
+            },
+        }
+        for video in videos
     ]
     gen_input: dict[str, Any] = _node(
         ids,
@@ -565,7 +586,7 @@ def _omni_body(
         duration_ms=plan.duration * 1000,
         unified_edit_input={
             "material_list": material_list,
-            "meta_list": omni_meta_list(prompt, len(materials)),
+            "meta_list": omni_meta_list(prompt, len(materials), len(videos)),
         },
         idip_meta_list=[],
     )
@@ -1106,6 +1127,186 @@ def algo_proxy_call(context: Context, session: Session, uri: str) -> Call:
     }
     return web_call(
         context, session, path=ALGO_PROXY, body=body, query={"babi_param": babi}, purpose="upload"
+    )
+
+
+# -- VOD video uploads (§11) -----------------------------------------------------------------------
+
+VOD = "https://vod.bytedanceapi.com"  # §11: the same host for every region
+VOD_VERSION = "2020-11-19"
+
+
+@attrs.frozen(kw_only=True)
+class UploadedVideo:
+    """A committed VOD upload: its ``vid`` and ``VideoMeta``."""
+
+    vid: str
+    width: int = 0
+    height: int = 0
+    duration_ms: int = 0
+
+
+def vod_token_call(context: Context, session: Session) -> Call:
+    # §11 step 1: scene 1 = VOD videos.
+    return web_call(context, session, path=UPLOAD_TOKEN, body={"scene": 1}, purpose="upload")
+
+
+def parse_vod_token(response: Response) -> UploadGrant:
+    data = _data(response)
+    access_key = data.get("access_key_id")
+    secret = data.get("secret_access_key")
+    token = data.get("session_token")
+    if not (access_key and secret and token):
+        raise APIError(
+            "get_upload_token (scene 1) answered without credentials",
+            status_code=response.status,
+            backend=BACKEND,
+        )
+    return UploadGrant(
+        credentials=Credentials(
+            access_key=str(access_key), secret_key=str(secret), session_token=str(token)
+        ),
+        service=str(data.get("space_name") or "dreamina"),
+    )
+
+
+def _sign_vod(
+    call: Call, now: datetime, *, credentials: Credentials, aws_region: str
+) -> Mapping[str, str]:
+    """§11: SigV4 with service ``vod``, through the shared signer."""
+    url = URL(call.url, encoded=True)
+    signed = sign(
+        method=call.method,
+        host=url.raw_authority,
+        path=url.raw_path or "/",
+        query=list(url.query.items()),
+        headers=call.headers,
+        body=call.body or b"",
+        credentials=credentials,
+        profile=imagex_profile(aws_region, service="vod"),
+        now=now,
+    )
+    return {k: v for k, v in signed.headers.items() if k not in call.headers}
+
+
+def _vod_call(
+    context: Context,
+    session: Session,
+    grant: UploadGrant,
+    *,
+    method: str,
+    query: Sequence[tuple[str, str]],
+    body: bytes | None,
+) -> Call:
+    origin = session.region.site
+    headers = {
+        "origin": origin,
+        "referer": f"{origin}/ai-tool/generate",
+        "sec-fetch-site": "cross-site",
+    }
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    return Call(
+        method=method,
+        url=context.router.route(f"{VOD}/?{canonical_query(list(query))}"),
+        headers=headers,
+        body=body,
+        sign=functools.partial(
+            _sign_vod, credentials=grant.credentials, aws_region=session.region.aws_region
+        ),
+        check=check_imagex,  # the same ResponseMetadata.Error envelope
+        purpose="upload",
+        proxy=session.proxy,
+    )
+
+
+def vod_apply_call(
+    context: Context, session: Session, grant: UploadGrant, *, size: int, nonce: str
+) -> Call:
+    query = [
+        ("Action", "ApplyUploadInner"),
+        ("Version", VOD_VERSION),
+        ("SpaceName", grant.service),
+        ("FileType", "video"),
+        ("IsInner", "1"),
+        ("FileSize", str(size)),
+        ("s", nonce),
+    ]
+    return _vod_call(context, session, grant, method="GET", query=query, body=None)
+
+
+def parse_vod_apply(response: Response) -> UploadTarget:
+    node = _dig(_result(response), "InnerUploadAddress", "UploadNodes", 0)
+    store = _dig(node, "StoreInfos", 0)
+    if not (
+        isinstance(node, Mapping)
+        and isinstance(store, Mapping)
+        and store.get("StoreUri")
+        and node.get("UploadHost")
+        and node.get("SessionKey")
+    ):
+        raise APIError(
+            "ApplyUploadInner answered without an upload node",
+            status_code=response.status,
+            backend=BACKEND,
+        )
+    return UploadTarget(
+        store_uri=str(store["StoreUri"]),
+        auth=str(store.get("Auth") or ""),
+        host=str(node["UploadHost"]),
+        session_key=str(node["SessionKey"]),
+    )
+
+
+def vod_store_call(context: Context, session: Session, target: UploadTarget, data: bytes) -> Call:
+    """§11 step 3: the raw bytes, the store's Authorization and a CRC32; no Content-Disposition."""
+    return Call(
+        method="POST",
+        url=context.router.route(f"https://{target.host}/upload/v1/{target.store_uri}"),
+        headers={
+            "Authorization": target.auth,
+            "Content-CRC32": f"{zlib.crc32(data) & 0xFFFFFFFF:08x}",
+            "Content-Type": "application/octet-stream",
+        },
+        body=data,
+        check=check_store,
+        purpose="upload",
+        proxy=session.proxy,
+    )
+
+
+def vod_commit_call(
+    context: Context, session: Session, grant: UploadGrant, session_key: str
+) -> Call:
+    query = [
+        ("Action", "CommitUploadInner"),
+        ("Version", VOD_VERSION),
+        ("SpaceName", grant.service),
+    ]
+    body = dumps({"SessionKey": session_key, "Functions": []}).encode("utf-8")
+    return _vod_call(context, session, grant, method="POST", query=query, body=body)
+
+
+def parse_vod_commit(response: Response) -> UploadedVideo:
+    first = _dig(_result(response), "Results", 0)
+    vid = _dig(first, "Vid")
+    if not vid:
+        raise APIError(
+            "CommitUploadInner answered without a Vid",
+            status_code=response.status,
+            backend=BACKEND,
+        )
+    meta = _dig(first, "VideoMeta")
+    meta = meta if isinstance(meta, Mapping) else {}
+    try:
+        duration_ms = round(float(meta.get("Duration") or 0) * 1000)
+    except (TypeError, ValueError):
+        duration_ms = 0
+    return UploadedVideo(
+        vid=str(vid),
+        width=_int(meta.get("Width")),
+        height=_int(meta.get("Height")),
+        duration_ms=duration_ms,
     )
 
 

@@ -356,7 +356,9 @@ class Gateway(Backend):
             raise NotSupportedError("OpenAI-compatible relays expose images only")
         yield from self._probe()
         asked = self._asks_async(request.callback_url)
-        frames = [frame for frame in (request.image, request.tail_image) if frame is not None]
+        frames = list(request.reference_images or ()) or [
+            frame for frame in (request.image, request.tail_image) if frame is not None
+        ]
         call = _wire.build_video_submit(
             self._endpoint,
             _params.video_fields(request),

@@ -74,8 +74,13 @@ _VIDEO_PARAMETERS = frozenset(
         "function_mode",
         "response_format",
         "callback_url",
+        "reference_images",
+        "ms_token",
+        "a_bogus",
     }
 )
+#: Omni materials one request may carry (IPT: 9 images; dreamina-web.md §11).
+_MAX_OMNI_IMAGES = 9
 _OPENAI_IMAGE_PARAMETERS = frozenset(
     {"model", "size", "width", "height", "ratio", "resolution", "images", "response_format"}
 )
@@ -367,6 +372,24 @@ def validate_video(request: VideoRequest, *, regions: frozenset[str]) -> None:
             "function_mode", f"unknown mode {mode!r}", allowed=VIDEO_FUNCTION_MODES
         )
     frames = [image for image in (request.image, request.tail_image) if image is not None]
+    references = list(request.reference_images or ())
+    if references:
+        if mode != "omni_reference":
+            raise ValidationError(
+                "reference_images",
+                "are omni reference materials; pass function_mode='omni_reference'",
+            )
+        if frames:
+            raise ValidationError(
+                "image", "omni reference mode takes its materials as reference_images only"
+            )
+        if len(references) > _MAX_OMNI_IMAGES:
+            raise ValidationError(
+                "reference_images",
+                f"omni reference mode takes at most {_MAX_OMNI_IMAGES} images, got "
+                f"{len(references)}",
+            )
+        frames = references
     if request.tail_image is not None and request.image is None:
         raise ValidationError("tail_image", "a last frame needs a first frame (image=)")
     if mode == "omni_reference":
@@ -412,6 +435,12 @@ def video_fields(request: VideoRequest) -> dict[str, Any]:
         fields["duration"] = int(request.duration)
     if request.function_mode is not None:
         fields["functionMode"] = request.function_mode
+    # dreamina-web.md §15: the async-task fork passes the caller's browser tokens on to the CN
+    # Seedance generate call; plain jimeng-api ignores them.
+    if request.ms_token:
+        fields["msToken"] = request.ms_token
+    if request.a_bogus:
+        fields["a_bogus"] = request.a_bogus
     if request.response_format is not None:
         fields["response_format"] = request.response_format
     return fields
