@@ -323,3 +323,11 @@ def test_valid_values_still_pass() -> None:
     assert request.images is not None and len(request.images) == 3
     assert ImageRequest(prompt="p", images=[]).images is None
     assert VideoRequest(prompt="p", duration=5, fps=24, frames=121).duration == 5
+
+
+async def test_saving_checks_the_path(client: jimeng.Client) -> None:
+    result = await client.images.generate("a cat")
+    for path in (123, None, "", b"pic/"):
+        with pytest.raises(jimeng.ValidationError) as caught:
+            await result.save(path)  # type: ignore[arg-type]
+        assert caught.value.field == "path"

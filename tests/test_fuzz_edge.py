@@ -301,6 +301,19 @@ WAIT_OPTIONS: dict[str, st.SearchStrategy[Any]] = {
 }
 
 
+def conflicts(kwargs: dict[str, Any]) -> list[str]:
+    """Well-typed values that are invalid together, on every backend."""
+    found = []
+    if ("width" in kwargs) != ("height" in kwargs):
+        found += ["width", "height"]  # one without the other
+    if "size" in kwargs and ("width" in kwargs or "height" in kwargs):
+        found.append("size")  # a size two ways
+    ratio, aspect = kwargs.get("ratio"), kwargs.get("aspect_ratio")
+    if "aspect_ratio" in kwargs and ratio is not None and aspect is not None and ratio != aspect:
+        found.append("ratio")  # videos: two ratios that disagree
+    return found
+
+
 @st.composite
 def arguments(
     draw: st.DrawFn, parameters: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]]
@@ -325,7 +338,7 @@ def arguments(
     for name in invalid:
         _, bad = parameters[name]
         kwargs[name] = draw(bad)
-    bad_names = list(invalid)
+    bad_names = list(invalid) + conflicts(kwargs)
     prompt: Any = draw(TEXT)
     if draw(st.integers(0, 14)) == 0:
         prompt = draw(st.sampled_from(["", "   ", None, 42, b"bytes", ["a cat"]]))
@@ -338,6 +351,10 @@ def arguments(
 
 
 # -- the harness: one sandbox and one client per protocol, on a private event loop ---------------
+
+
+#: What the sandbox counts of its own outgoing deliveries (gateway webhooks, Ark callbacks).
+_OUTBOUND = frozenset({"webhook", "callback"})
 
 
 class Harness:
@@ -382,10 +399,10 @@ class Harness:
         self.loop.close()
 
     def requests(self) -> int:
-        """Requests the sandbox counted from clients (its own webhook deliveries, which run in
-        the background after an earlier example, are not requests to it)."""
+        """Requests the sandbox counted from clients (its own webhook and callback deliveries,
+        which run in the background after an earlier example, are not requests to it)."""
         counts = self.sandbox.server.requests
-        return sum(count for label, count in counts.items() if label != "webhook")
+        return sum(count for label, count in counts.items() if label not in _OUTBOUND)
 
     def top_up(self) -> None:
         """Dreamina sessions start with 100 credits; thousands of examples would spend them and

@@ -12,6 +12,7 @@ import attrs
 
 from jimeng import _logging
 from jimeng.models import _display
+from jimeng.models._checks import refuse
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -149,7 +150,11 @@ def pil_image(data: bytes) -> PIL.Image.Image:
 
 def _target(path: PathLike) -> tuple[Path, bool]:
     """Decide whether ``path`` names a file (explicit) or a folder to name files in."""
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        raise refuse("path", "a file or folder name (str or Path)", path)
     text = os.fspath(path)
+    if not isinstance(text, str):
+        raise refuse("path", "a file or folder name (str or Path)", path)
     target = Path(text).expanduser()
     is_dir = text.endswith(("/", os.sep)) or target.is_dir() or not target.suffix
     return target, not is_dir

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from jimeng._handle import attach_task
+from jimeng._imageinfo import image_format
 from jimeng._polling import PollPolicy
 from jimeng.errors import InvalidRequestError, ValidationError
 from jimeng.models import ImageInput, Task, TaskStatus
 from jimeng.models._checks import callable_, check_argument, instance
-from jimeng.models._requests import check_image_data
 from jimeng.models._transforms import AvatarRequest, MediaInput, TransformRequest
 
 if TYPE_CHECKING:
@@ -47,11 +47,15 @@ def _read(path: Path, field: str, *, image: bool = True) -> bytes:
         raise ValidationError(field, f"cannot read {path}: {error.strerror}") from None
     if not image:
         return data
-    try:
-        return check_image_data(field, data)
-    except ValidationError as error:
-        reason = error.message.split(": ", 1)[-1]
-        raise ValidationError(field, f"the file {path} holds {reason}") from None
+    if not data:
+        raise ValidationError(field, f"the file {path} is empty")
+    if image_format(data) is None:
+        raise ValidationError(
+            field,
+            f"the file {path} is not an image this library can read (it starts with {data[:8]!r})",
+            allowed="PNG, JPEG, WebP, GIF or BMP",
+        )
+    return data
 
 
 def check_wait_options(poll: Any, on_submit: Any, on_update: Any) -> None:
