@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -123,3 +125,59 @@ async def test_inline_data_that_is_not_media_is_refused(
     with pytest.raises(jimeng.DownloadError, match="the result inline is not an image"):
         await result.save(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+KILLED_SAVE = """
+import asyncio, sys
+from pathlib import Path
+import jimeng
+from jimeng.sandbox import Sandbox, Stages
+
+async def main():
+    folder = Path(sys.argv[1])
+    backend = Sandbox(stages=Stages())
+    async with jimeng.Client(backend) as client:
+        result = await client.images.generate("a cat", force_single=True)
+        backend.server.inject("download", kind="delay", seconds=60)  # stalls half-way
+        saving = asyncio.create_task(result.save(folder))
+        while not any(p.stat().st_size for p in folder.glob(".jimeng-*.part")):
+            await asyncio.sleep(0.01)
+        print("saving", flush=True)
+        await saving
+
+asyncio.run(main())
+"""
+
+
+def killed_save(folder: Path) -> Path:
+    """Run a save in another process and SIGKILL it half-way; return the ``.part`` it left."""
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_SAVE, str(folder)],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "saving\n"
+        process.kill()  # in the middle of the download: no cleanup code runs
+    finally:
+        process.communicate(timeout=20)
+    (left,) = folder.glob(".jimeng-*.part")
+    return left
+
+
+@pytest.mark.subprocess
+async def test_no_part_survives_a_killed_save_followed_by_another_save(
+    client: jimeng.Client, tmp_path: Path
+) -> None:
+    left = killed_save(tmp_path)
+    assert left.stat().st_size > 0  # half a PNG, under the temporary name only
+    assert [p for p in tmp_path.iterdir() if not p.name.startswith(".jimeng-")] == []
+    # An hour later (by the client's clock), the next save into the folder clears it.
+    stamp = NOW.timestamp() - STALE_PART_SECONDS - 1
+    os.utime(left, (stamp, stamp))
+    (saved,) = await serve(client, "ok.png", "image/png", PNG).save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [saved.name]

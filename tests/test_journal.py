@@ -433,3 +433,15 @@ async def test_no_secret_reaches_the_journal_file(server: SandboxServer, tmp_pat
     ):
         assert secret.encode() not in data, secret
     assert os.environ.get("JIMENG_JOURNAL") is None
+
+
+async def test_a_cancelled_task_leaves_the_unfinished_list(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    async with client_for(server, tmp_path / "j.sqlite3") as client:
+        handle = await client.images.submit("a cat")
+        assert [h.ref for h in await client.tasks.unfinished()] == [handle.ref]
+        await handle.cancel()
+        assert await client.tasks.unfinished() == []
+        (entry,) = await client.tasks.history()
+        assert entry.status is TaskStatus.CANCELLED

@@ -124,7 +124,11 @@ class Tasks:
             task = self._client.backend.resume(task, model=model)
         elif not isinstance(task, Task):
             raise refuse("task", "a Task or a task ref (str)", task)
-        return await self._client._run(self._client.backend.cancel(task), kind=task.kind)
+        cancelled = await self._client._run(self._client.backend.cancel(task), kind=task.kind)
+        journal = self._client._shared.journal
+        if journal is not None:  # a cancelled task is no longer "unfinished"
+            await journal.observed(task, cancelled)
+        return cancelled
 
     async def list(
         self, *, status: str | None = None, kind: str | None = None, limit: int | None = None

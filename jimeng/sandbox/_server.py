@@ -34,7 +34,8 @@ class Fault:
     ``code``; ``"reset"`` drops the connection without answering; ``"non_json"`` answers an HTML
     page with ``status``; ``"truncate"`` sends half a download then drops it, and on API routes
     answers ``status`` with a JSON body cut in half (a proxy that lost the rest); ``"delay"`` waits
-    ``seconds`` (scaled by the time factor) before answering normally.
+    ``seconds`` (scaled by the time factor) before answering normally (a download sends half
+    its bytes first).
     """
 
     action: str
@@ -391,6 +392,15 @@ class SandboxServer:
             return web.Response(status=500)
         if fault is not None and fault.kind == "http":
             return web.Response(status=fault.status, text="injected failure")
+        if fault is not None and fault.kind == "delay":
+            # A download that stalls half-way (a slow CDN): the client holds a partial file.
+            response = web.StreamResponse(headers={"Content-Type": item.content_type})
+            response.content_length = len(data)
+            await response.prepare(request)
+            await response.write(data[: len(data) // 2])
+            await self.delay(fault.seconds)
+            await response.write(data[len(data) // 2 :])
+            return response
         return web.Response(body=data, content_type=item.content_type.split(";")[0])
 
 
