@@ -51,6 +51,7 @@ peer-test: $(VENV)/.dev
 # ratios with the min–max of its rounds. `pip install -e '.[bench]'` adds the official SDK.
 bench: $(VENV)/.runtime
 	$(PY) benchmarks/imports.py --rounds 9
+	$(PY) benchmarks/layers.py --rounds 5
 	$(PY) benchmarks/overhead.py --count 300 --rounds 3
 	$(PY) benchmarks/polling.py --tasks 20
 	$(PY) benchmarks/limiter.py

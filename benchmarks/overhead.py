@@ -73,7 +73,9 @@ async def sdk_rate(url: str, count: int, concurrency: int) -> Rate:
             result = await client.images.generate(PROMPT, size="1K")
             assert result.images
 
-        await job()  # warm up: session, connection pool
+        # Warm up at the measured concurrency: session, connection pool, and the rate
+        # limiter's slow start (it opens up from 8 generations at once as answers succeed).
+        await run_concurrently(concurrency, concurrency, job)
         return await run_concurrently(count, concurrency, job)
 
 
@@ -124,7 +126,7 @@ async def raw_rate(url: str, count: int, concurrency: int) -> Rate:
                     return
                 await asyncio.sleep(0)
 
-        await job()
+        await run_concurrently(concurrency, concurrency, job)  # the same warm-up
         return await run_concurrently(count, concurrency, job)
 
 
@@ -215,17 +217,27 @@ async def main() -> int:
                     statistics.median(cpu) <= 1.1,
                 )
             )
-        official = official_rate(url, min(args.count, 200), 32)
-        if official is None:
+        size = min(args.count, 200)
+        ratios: list[float] = []
+        for _ in range(args.rounds):
+            official = official_rate(url, size, 32)
+            if official is None:
+                break
+            ours = await sdk_rate(url, size, 32)
+            ratios.append(ours.per_second / official.per_second)
+        if not ratios:
             results.append(
                 "SDK / official volcengine SDK (threads, conc. 32)  skipped: install the "
                 "'bench' extra (pip install -e '.[bench]') to compare"
             )
         else:
-            ours = await sdk_rate(url, min(args.count, 200), 32)
-            ratio = ours.per_second / official.per_second
             results.append(
-                line("throughput SDK/official SDK, conc. 32", ">= 8", [ratio], ratio >= 8)
+                line(
+                    "throughput SDK/official SDK, conc. 32",
+                    ">= 8",
+                    ratios,
+                    statistics.median(ratios) >= 8,
+                )
             )
     finally:
         process.terminate()

@@ -37,7 +37,7 @@ import contextlib
 import contextvars
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import attrs
@@ -221,14 +221,15 @@ def accepted_rate(state: LimitState, now: float) -> float:
     return state.previous_count * (1.0 - elapsed) + state.window_count
 
 
-def _count_accepted(state: LimitState, now: float) -> LimitState:
+def _accepted_changes(state: LimitState, now: float) -> dict[str, Any]:
+    """The window fields after one more accepted request."""
     if state.first_accepted is None:
-        return state._replace(first_accepted=now, window_start=now, window_count=1)
+        return {"first_accepted": now, "window_start": now, "window_count": 1}
     elapsed = now - state.window_start
     if elapsed < 1.0:
-        return state._replace(window_count=state.window_count + 1)
+        return {"window_count": state.window_count + 1}
     previous = state.window_count if elapsed < 2.0 else 0
-    return state._replace(window_start=now, window_count=1, previous_count=previous)
+    return {"window_start": now, "window_count": 1, "previous_count": previous}
 
 
 def observe(
@@ -243,22 +244,23 @@ def observe(
     """Learn from one answer to a request sent at ``sent_at``. ``paced``: the request had to
     wait for the rate (only then is the rate what holds the client back, worth growing)."""
     if signal == "ok":
-        state = _count_accepted(state, now)
+        # One replace for the common answer: this runs for every request.
+        changes: dict[str, Any] = _accepted_changes(state, now)
         if not limits.adaptive:
-            return state
+            return state._replace(**changes)
         if state.rate is not None and paced:
-            step = 1.0 if state.probing_rate else limits.increase
-            state = state._replace(rate=state.rate + step)
-        state = state._replace(successes_since_cut=state.successes_since_cut + 1)
+            changes["rate"] = state.rate + (1.0 if state.probing_rate else limits.increase)
+        successes = state.successes_since_cut + 1
+        changes["successes_since_cut"] = successes
         if state.in_flight >= concurrency_limit(state, limits) - 1:
             step = 1.0 / state.concurrency if state.cut_concurrency else 1.0
             grown = state.concurrency + step
-            if state.ceiling is not None and state.successes_since_cut < limits.probe_after:
+            if state.ceiling is not None and successes < limits.probe_after:
                 grown = min(grown, state.ceiling)
             if limits.max_concurrency is not None:
                 grown = min(grown, float(limits.max_concurrency))
-            state = state._replace(concurrency=max(state.concurrency, grown))
-        return state
+            changes["concurrency"] = max(state.concurrency, grown)
+        return state._replace(**changes)
     state = state._replace(refusals=state.refusals + 1)
     if not limits.adaptive:
         return state
@@ -373,6 +375,32 @@ def holding_slot() -> bool:
     return _holding.get() is not None
 
 
+class _SlotHold:
+    """``async with limiter.slot():`` (a class: cheaper than a generator-based manager, and
+    this runs for every generation)."""
+
+    __slots__ = ("_held", "_limiter", "_token")
+
+    def __init__(self, limiter: Limiter):
+        self._limiter = limiter
+        self._held: _Slot | None = None
+        self._token: contextvars.Token[_Slot | None] | None = None
+
+    async def __aenter__(self) -> None:
+        limiter = self._limiter
+        if not limiter.limits.enabled or holding_slot():
+            return
+        await limiter._take_slot()
+        self._held = _Slot()
+        self._token = _holding.set(self._held)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._held is None or self._token is None:
+            return
+        _holding.reset(self._token)
+        await self._limiter._give_slot(self._held)
+
+
 #: Waiters of a shared store re-check at least this often (other processes release slots).
 SHARED_RECHECK = 0.05
 
@@ -421,12 +449,11 @@ class Limiter:
 
     # -- concurrency slots -----------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold a concurrency slot for the block."""
-        if not self.limits.enabled or holding_slot():
-            yield
-            return
+    def slot(self) -> _SlotHold:
+        """An async context manager holding a concurrency slot for its block."""
+        return _SlotHold(self)
+
+    async def _take_slot(self) -> None:
         limits = self.limits
         granted = await self._update(lambda state: admit(state, limits))
         if not granted:
@@ -437,14 +464,10 @@ class Limiter:
                     granted = await self._update(lambda state: admit(state, limits))
             finally:
                 self.queued -= 1
-        held = _Slot()
-        token = _holding.set(held)
-        try:
-            yield
-        finally:
-            _holding.reset(token)
-            await self._update(lambda state: (release(state, accepted=held.accepted), None))
-            self._wake()
+
+    async def _give_slot(self, held: _Slot) -> None:
+        await self._update(lambda state: (release(state, accepted=held.accepted), None))
+        self._wake()
 
     async def accepted(self) -> None:
         """The submit made under the current slot was accepted (the server now counts it)."""
@@ -503,6 +526,10 @@ class Limiter:
         force then) and sleeps until it, so nothing is booked far ahead at a stale rate."""
         if not self.limits.enabled:
             return self.clock(), False
+        if not self._pacers and self._local is not None:
+            state = self._local.states.get(self.key, self._initial)
+            if request_rate(state, self.limits) is None:
+                return self.clock(), False  # nothing to pace: no booking needed
         turn: asyncio.Future[None] | None = None
         if self._pacers:
             turn = asyncio.get_running_loop().create_future()
@@ -539,15 +566,25 @@ class Limiter:
             return
         now = self.clock()
         limits = self.limits
-        before = self.state()
-        after = await self._update(
-            lambda state: _same(
-                observe(state, limits, signal, sent_at=sent_at, now=now, paced=paced)
+        local = self._local
+        if local is not None:
+            before = local.states.get(self.key, self._initial)
+            after = observe(before, limits, signal, sent_at=sent_at, now=now, paced=paced)
+            local.states[self.key] = after
+        else:
+            before = self.state()
+            after = await self.store.update(
+                self.key,
+                self._initial,
+                lambda state: _same(
+                    observe(state, limits, signal, sent_at=sent_at, now=now, paced=paced)
+                ),
             )
-        )
         if signal != "ok":
             _log_cut(self.key, before, after, signal, limits)
-        if after.concurrency > before.concurrency or after.in_flight < before.in_flight:
+        if self._waiters and (
+            after.concurrency > before.concurrency or after.in_flight < before.in_flight
+        ):
             self._wake()
 
 
