@@ -153,7 +153,7 @@ def run_detached(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _fields(instance: Any) -> dict[str, Any]:
-    return {a.alias: getattr(instance, a.name) for a in attrs.fields(type(instance))}
+    return {a.alias: getattr(instance, a.name) for a in attrs.fields(type(instance)) if a.init}
 
 
 @attrs.frozen(kw_only=True, repr=False)

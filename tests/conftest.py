@@ -83,6 +83,8 @@ def jimeng_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     the environment."""
     home = tmp_path_factory.mktemp("jimeng-home")
     monkeypatch.setenv("JIMENG_HOME", str(home))
+    # The fallback when a test clears JIMENG_*: never the user's own ~/.local/share/jimeng.
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "xdg-data"))
     monkeypatch.delenv("JIMENG_JOURNAL", raising=False)
     return home
 

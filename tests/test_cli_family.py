@@ -24,6 +24,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sleeps: Any) -> It
     for key in list(os.environ):
         if key.startswith(("JIMENG_", "VOLC_", "ARK_")):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("JIMENG_HOME", str(tmp_path / "home"))  # the CLI journals by default
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(_app, "_client_options", {"sleep": sleeps})
     (tmp_path / "photo.png").write_bytes(png(640, 360, prompt="photo"))

@@ -6,6 +6,7 @@ import base64
 import random
 from typing import Any
 
+import attrs
 import pytest
 
 import jimeng
@@ -116,3 +117,22 @@ async def test_to_pil_reads_the_image(fox: Any) -> None:
     assert picture.size == (1024, 1024)
     remote = await linked.images[0].to_pil()  # downloaded first
     assert remote.size == (linked.images[0].width or 2048, linked.images[0].height or 2048)
+
+
+async def test_an_image_read_once_displays_from_its_bytes(fox: Any) -> None:
+    sandbox, _, linked, video = fox
+    image = linked.images[0]
+    assert image.content is None and f'src="{image.url}"' in image._repr_html_()
+    before = sandbox.server.requests["download"]
+    data = await image.read()
+    assert await image.read() == data  # kept: the second read downloads nothing
+    assert sandbox.server.requests["download"] == before + 1
+    assert image.content == data and image._repr_png_() == data
+    assert "data:image/png;base64," in image._repr_html_()
+    assert repr(image).startswith("<Image ") and " image/png " in repr(image)
+    assert image == attrs.evolve(image)  # equality and hashing ignore the kept bytes
+    assert hash(image) == hash(attrs.evolve(image))
+
+    await video.read()  # videos can be large: not kept
+    assert video.video.content is None
+    assert sandbox.server.requests["download"] == before + 2

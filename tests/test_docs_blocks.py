@@ -155,6 +155,7 @@ def sandbox_environment(folder: Path) -> Iterator[None]:
         if name.startswith(("JIMENG_", "VOLC_", "HOOK_")):
             del os.environ[name]
     os.environ["JIMENG_BACKEND"] = "sandbox"
+    os.environ["JIMENG_HOME"] = str(folder / ".jimeng-home")  # a journal of the page's own
     asyncio.sleep = _no_wait  # type: ignore[assignment]
     os.chdir(folder)
     try:
@@ -285,3 +286,10 @@ def test_a_block_marked_raises_must_raise(tmp_path: Path) -> None:
     folder.mkdir()
     with pytest.raises(AssertionError, match=r"page.md:2: ValidationError was not raised"):
         run_page(page, folder)
+
+
+def test_pages_journal_in_their_own_folder_not_the_users(tmp_path: Path) -> None:
+    # Blocks open journalled clients (docs/tasks.md): with the user's data folder, an unfinished
+    # task left there by any earlier run would be resumed against this run's sandbox.
+    with sandbox_environment(tmp_path):
+        assert jimeng.journal_path() == tmp_path / ".jimeng-home" / "journal.sqlite3"

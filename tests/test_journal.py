@@ -435,6 +435,16 @@ async def test_no_secret_reaches_the_journal_file(server: SandboxServer, tmp_pat
     assert os.environ.get("JIMENG_JOURNAL") is None
 
 
+def test_the_suite_never_journals_in_the_users_data_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A test that clears JIMENG_* (to isolate a CLI run) still lands in a temporary folder.
+    monkeypatch.delenv("JIMENG_HOME")
+    monkeypatch.setattr("sys.platform", "linux")
+    assert Path.home() / ".local" / "share" not in default_home().parents
+    assert default_home().name == "jimeng"
+
+
 async def test_a_cancelled_task_leaves_the_unfinished_list(
     server: SandboxServer, tmp_path: Path
 ) -> None:

@@ -68,9 +68,10 @@ def _name(model: object) -> str:
 
 def image_mime(media: Media) -> str | None:
     """The MIME type of an image's bytes (sniffed; the declared type as a fallback)."""
-    if media.data is None:
+    data = media.content
+    if data is None:
         return None
-    sniffed = sniff_image(media.data)
+    sniffed = sniff_image(data)
     if sniffed is not None:
         return _MIME[sniffed[0]]
     return media.content_type
@@ -91,7 +92,7 @@ def media_repr(media: Media) -> str:
     duration = getattr(media, "duration", None)
     if duration:
         parts.append(f"{duration:g}s")
-    kind = media.content_type or (image_mime(media) if media.data is not None else None)
+    kind = media.content_type or (image_mime(media) if media.content is not None else None)
     if kind:
         parts.append(kind)
     parts.append(media.url if media.url else f"{len(media.data or b'')} bytes")
@@ -134,9 +135,11 @@ def task_repr(task: Task, label: str = "Task") -> str:
 
 
 def _source(media: Media, mime: str | None) -> str:
-    """A data URI when the bytes are here, else the URL (the browser fetches it, not Python)."""
-    if media.data is not None:
-        encoded = base64.b64encode(media.data).decode("ascii")
+    """A data URI when the bytes are at hand, else the URL (the browser fetches it, not
+    Python)."""
+    data = media.content
+    if data is not None:
+        encoded = base64.b64encode(data).decode("ascii")
         return f"data:{mime or 'application/octet-stream'};base64,{encoded}"
     return media.url or ""
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
 
@@ -48,6 +48,10 @@ class Media:
     #: When the URL stops working (signed result links expire), if known.
     expires_at: datetime | None = None
     _fetcher: Fetcher | None = attrs.field(default=None, repr=False, eq=False, alias="fetcher")
+    #: Bytes downloaded by ``read()``, kept for displaying and reading again (images only).
+    _downloaded: bytes | None = attrs.field(default=None, init=False, repr=False, eq=False)
+    #: Whether ``read()`` keeps what it downloaded (images, not videos: those can be large).
+    _keeps_bytes: ClassVar[bool] = False
 
     def __attrs_post_init__(self) -> None:
         if self.url is None and self.data is None:
@@ -68,7 +72,17 @@ class Media:
         """Return the file's bytes, downloading them when only a URL is known."""
         if self.data is not None:
             return self.data
-        return await self._require_fetcher().read(self)
+        if self._downloaded is not None:
+            return self._downloaded
+        data = await self._require_fetcher().read(self)
+        if self._keeps_bytes:
+            object.__setattr__(self, "_downloaded", data)
+        return data
+
+    @property
+    def content(self) -> bytes | None:
+        """The bytes at hand without a network call: inline data, or what ``read()`` kept."""
+        return self.data if self.data is not None else self._downloaded
 
     async def save(self, path: PathLike) -> Path:
         """Save the file atomically and return where it went.
@@ -82,17 +96,19 @@ class Media:
 
 @attrs.frozen(kw_only=True, repr=False)
 class Image(Media):
-    """A generated image. In a notebook it displays inline (from its bytes when they are here,
-    else from its URL: displaying never downloads)."""
+    """A generated image. In a notebook it displays inline (from its bytes when they are here
+    or were read, else from its URL: displaying never downloads)."""
+
+    _keeps_bytes: ClassVar[bool] = True
 
     def _repr_html_(self) -> str:
         return _display.image_html(self)
 
     def _repr_png_(self) -> bytes | None:
-        return self.data if _display.image_mime(self) == "image/png" else None
+        return self.content if _display.image_mime(self) == "image/png" else None
 
     def _repr_jpeg_(self) -> bytes | None:
-        return self.data if _display.image_mime(self) == "image/jpeg" else None
+        return self.content if _display.image_mime(self) == "image/jpeg" else None
 
     async def to_pil(self) -> PIL.Image.Image:
         """The image as a Pillow image (reads it first if needed; needs ``jimeng[pillow]``)."""
