@@ -78,6 +78,7 @@ async def test_server_errors_and_rate_limits_are_retried(
 
     assert data == PNG
     assert len(attempts(mocked)) == 2
+    assert downloader.transport.attempts == {"download": 2}  # the transport's own counter
     assert sleeps.calls == [0.5]
 
 
