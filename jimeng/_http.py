@@ -77,9 +77,11 @@ class Response:
         the error check and the parser both read it)."""
         if not self._decoded:
             try:
-                self._decoded.append(json.loads(self.body.decode("utf-8")))
+                decoded = json.loads(self.body.decode("utf-8"))
             except (UnicodeDecodeError, ValueError):
-                self._decoded.append(None)
+                decoded = None
+            _logging.decoded_clean(decoded, self.body)
+            self._decoded.append(decoded)
         return self._decoded[0]
 
     def retry_after(self) -> float | None:
@@ -173,7 +175,7 @@ class Transport:
         server refused it raises an error marked :attr:`~jimeng.JimengError.maybe_accepted`.
         """
         limiter = self.limiter
-        if limiter is None or not limiter.limits.enabled or call.purpose in UNLIMITED_PURPOSES:
+        if limiter is None or not limiter.enabled or call.purpose in UNLIMITED_PURPOSES:
             return await self._execute(call, retry, self.send_once)
         if call.purpose == "submit" and not holding_slot():
             # A bare submit holds a generation slot for its request (generate() holds one

@@ -351,21 +351,24 @@ class Volcengine(Backend):
             fields = [f"images[{index}]" for index in range(len(images))]
             inline = yield from self._inline(images, fields, spec.limits)
             request = attrs.evolve(request, images=inline)
-        body = spec.body(request, relay=self.relay)
+        body, notes = spec.prepare(request, relay=self.relay)
         # Everything the task's polls need is built before the (billed) submit is sent.
-        options = _image_options(request)
-        response: Response = yield _wire.build_submit(self._endpoint, body)
-        task = _wire.parse_submit(
-            response, req_key=spec.req_key, kind=TaskKind.IMAGE, backend=self.name
-        )
-        context: dict[str, Any] = {"req_json": options, "model_name": spec.name}
+        context: dict[str, Any] = {"req_json": _image_options(request), "model_name": spec.name}
         if "width" in body and "height" in body:
             # An exact size is the output size; an area preset leaves the ratio to the model.
             context["pixels"] = (body["width"], body["height"])
-        notes = spec.notes(request, relay=self.relay)
+        response: Response = yield _wire.build_submit(self._endpoint, body)
+        task = _wire.parse_submit(
+            response,
+            req_key=spec.req_key,
+            kind=TaskKind.IMAGE,
+            backend=self.name,
+            context=context,
+            notes=notes,
+        )
         for note in notes:
             _logging.logger.info("volcengine: %s", note)
-        return attrs.evolve(_with_context(task, **context), notes=notes)
+        return task
 
     # -- videos --------------------------------------------------------------------------------
 
@@ -390,18 +393,15 @@ class Volcengine(Backend):
                     check_local(tail[0], spec.limits, field="tail_image"),
                 )
         body = spec.body(request)
-        options = _video_options(request)  # before the submit, as for images
-        frame_count = frames_for(request) or DEFAULT_FRAMES
+        context = {  # before the submit, as for images
+            "req_json": _video_options(request),
+            "frames": frames_for(request) or DEFAULT_FRAMES,
+            "mode": spec.mode,
+            "model_name": spec.model,
+        }
         response: Response = yield _wire.build_submit(self._video_endpoint, body)
-        task = _wire.parse_submit(
-            response, req_key=spec.req_key, kind=TaskKind.VIDEO, backend=self.name
-        )
-        return _with_context(
-            task,
-            req_json=options,
-            frames=frame_count,
-            mode=spec.mode,
-            model_name=spec.model,
+        return _wire.parse_submit(
+            response, req_key=spec.req_key, kind=TaskKind.VIDEO, backend=self.name, context=context
         )
 
     # -- tasks ---------------------------------------------------------------------------------

@@ -115,14 +115,20 @@ class ImageModelSpec:
 
     def body(self, request: ImageRequest, *, relay: bool = False) -> dict[str, Any]:
         """The submit body. Images must all be URLs or all be local (see ``_inputs``)."""
+        return self.prepare(request, relay=relay)[0]
+
+    def prepare(self, request: ImageRequest, *, relay: bool = False) -> Built:
+        """The submit body and the notes on what it changed from the request, in one pass."""
         body: dict[str, Any] = {"req_key": self.req_key, "prompt": request.prompt}
-        body.update(encode_images(request.images or ()))
-        body.update(self.build(self, request, relay)[0])
+        if request.images:
+            body.update(encode_images(request.images))
+        fields, notes = self.build(self, request, relay)
+        body.update(fields)
         if relay and self.relay_extras:
             body["model"] = self.name  # gateway.md §10: the relay's name is ours ("jimeng-4.0")
         if request.extra:
             body.update(request.extra)
-        return body
+        return body, notes
 
 
 # -- value checks shared by the builders ----------------------------------------------------------
