@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -250,7 +251,7 @@ class Transport:
         try:
             async with session.request(
                 call.method,
-                URL(call.url, encoded=True),
+                _url(call.url),
                 headers=headers,
                 data=call.body,
                 timeout=timeout,
@@ -268,14 +269,15 @@ class Transport:
             raise
         except Exception as error:
             raise map_transport_error(error, call.method, call.url) from error
-        _logging.debug(
-            "%s %s -> %d in %.3fs (%s)",
-            call.method,
-            _strip_query(call.url),
-            response.status,
-            time.perf_counter() - started,
-            call.purpose,
-        )
+        if _logging.logger.isEnabledFor(logging.DEBUG):
+            _logging.logger.debug(
+                "%s %s -> %d in %.3fs (%s)",
+                call.method,
+                _strip_query(call.url),
+                response.status,
+                time.perf_counter() - started,
+                call.purpose,
+            )
         if call.expects_json and 200 <= response.status < 300 and response.json() is None:
             raise unreadable_answer(response, call)
         if call.check is not None:
@@ -308,6 +310,13 @@ def maybe_received(error: JimengError) -> bool:
 @functools.lru_cache(maxsize=16)
 def _client_timeout(total: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=total)
+
+
+@functools.lru_cache(maxsize=256)
+def _url(url: str) -> URL:
+    """The URL to send, exactly as built (already encoded: the signed query stays as it is).
+    Cached: most calls go to a handful of URLs, and yarl objects are immutable."""
+    return URL(url, encoded=True)
 
 
 def map_transport_error(error: BaseException, method: str, url: str) -> JimengError:
