@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 import jimeng
-from jimeng._http import Response
+from jimeng._http import Call, Response
 from jimeng.backends.volcengine import _wire
 from jimeng.models import Task, TaskKind, TaskStatus
 
@@ -63,31 +64,31 @@ def test_bodies_are_compact_utf8_json() -> None:
 
 
 @pytest.mark.parametrize(
-    ("call", "action", "idempotent", "purpose", "body"),
+    ("build", "action", "idempotent", "purpose", "body"),
     [
         (
-            _wire.build_submit(ENDPOINT, {"req_key": "k", "prompt": "猫"}),
+            lambda: _wire.build_submit(ENDPOINT, {"req_key": "k", "prompt": "猫"}),
             "Action=CVSync2AsyncSubmitTask&Version=2022-08-31",
             False,
             "submit",
             '{"req_key":"k","prompt":"猫"}',
         ),
         (
-            _wire.build_get_result(ENDPOINT, "k", "42", '{"return_url":true}'),
+            lambda: _wire.build_get_result(ENDPOINT, "k", "42", '{"return_url":true}'),
             "Action=CVSync2AsyncGetResult&Version=2022-08-31",
             True,
             "poll",
             '{"req_key":"k","task_id":"42","req_json":"{\\"return_url\\":true}"}',
         ),
         (
-            _wire.build_get_result(ENDPOINT, "k", "42", ""),
+            lambda: _wire.build_get_result(ENDPOINT, "k", "42", ""),
             "Action=CVSync2AsyncGetResult&Version=2022-08-31",
             True,
             "poll",
             '{"req_key":"k","task_id":"42"}',
         ),
         (
-            _wire.build_cancel(ENDPOINT, "k", "42"),
+            lambda: _wire.build_cancel(ENDPOINT, "k", "42"),
             "Action=CVCancelTask&Version=2024-06-06",
             True,
             "cancel",
@@ -97,14 +98,17 @@ def test_bodies_are_compact_utf8_json() -> None:
     ids=["submit", "poll", "poll-without-options", "cancel"],
 )
 def test_each_call_by_value(
-    call: jimeng._http.Call, action: str, idempotent: bool, purpose: str, body: str
+    build: Callable[[], Call], action: str, idempotent: bool, purpose: str, body: str
 ) -> None:
+    # Built inside the test, not at collection: the call is what the code builds now.
+    call = build()
     assert call.method == "POST"
     assert call.url == f"https://visual.volcengineapi.com/?{action}"
     assert dict(call.headers) == {"Content-Type": "application/json"}
     assert call.idempotent is idempotent
     assert call.purpose == purpose
     assert call.body == body.encode()
+    assert call.expects_json is True
 
 
 def test_a_relay_host_header_and_extra_headers_are_kept() -> None:
@@ -348,3 +352,162 @@ def test_a_video_result_by_value() -> None:
         "rid-v",
     )
     assert result.raw == payload
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [({"status": ["done"]}, TaskStatus.UNKNOWN), ({"status": {"a": 1}}, TaskStatus.UNKNOWN)],
+    ids=["list", "object"],
+)
+def test_a_status_that_is_not_a_word_is_unknown(data: Any, status: TaskStatus) -> None:
+    task = _wire.parse_result(answer({"code": 10000, "data": data}), image_task(), now=NOW)
+    assert (task.status, task.raw_status, task.failure) == (status, None, None)
+
+
+def test_an_outer_error_code_wins_over_the_inner_reason() -> None:
+    inner = json.dumps({"message": "no face found"})
+    payload = {
+        "code": 50412,
+        "message": "Text Risk Not Pass",
+        "data": {"status": "failed", "resp_data": inner},
+    }
+    task = _wire.parse_result(answer(payload), video_task(), now=NOW)
+    assert task.failure == jimeng.models.TaskFailure(code=50412, message="Text Risk Not Pass")
+
+
+def test_a_submit_answer_carries_the_context_and_notes_given() -> None:
+    payload = {"code": 10000, "data": {"task_id": "42"}}
+    context = {"pixels": (1024, 1024)}
+    given = _wire.parse_submit(
+        answer(payload),
+        req_key="k",
+        kind=TaskKind.IMAGE,
+        backend="volcengine",
+        context=context,
+        notes=("size approximated",),
+    )
+    bare = _wire.parse_submit(answer(payload), req_key="k", kind=TaskKind.IMAGE, backend="v")
+
+    assert given.context is context
+    assert given.notes == ("size approximated",)
+    assert (bare.context, bare.notes) == ({}, ())
+
+
+# -- the JSON inside a string (§3.4.5) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "decoded"),
+    [
+        ('{"status": 1, "message": "ok"}', {"status": 1, "message": "ok"}),
+        ({"status": 0}, {"status": 0}),  # a relay that already decoded it
+        ("[1, 2]", {}),
+        ('"text"', {}),
+        ("null", {}),
+        ("{not json", {}),
+        ("   ", {}),
+        ("", {}),
+        (None, {}),
+        (7, {}),
+    ],
+    ids=repr,
+)
+def test_resp_data_decoded(value: Any, decoded: Any) -> None:
+    assert _wire.resp_data({"resp_data": value}) == decoded
+    assert _wire.resp_data({}) == {}
+
+
+def avatar_task() -> Task:
+    return Task(
+        id="7",
+        kind=TaskKind.VIDEO,
+        status=TaskStatus.QUEUED,
+        backend="volcengine",
+        ref="realman_avatar_picture_create_role_omni_v15:7",
+        model="realman_avatar_picture_create_role_omni_v15",
+        context={"image": "https://in.test/a.png"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("inner", "subject"),
+    [
+        ({"status": 1}, True),
+        ({"status": "1"}, True),
+        ({"status": True}, True),
+        ({"status": 0}, False),
+        ({"status": 2}, False),
+        ({"status": "0"}, False),
+        ({}, False),
+    ],
+    ids=repr,
+)
+def test_the_subject_check_by_value(inner: Any, subject: bool) -> None:
+    payload = {"code": 10000, "data": {"status": "done", "resp_data": json.dumps(inner)}}
+    before = avatar_task()
+
+    checked = _wire.parse_subject_check(answer(payload), before)
+
+    assert (checked.status, checked.raw_status, checked.failure) == (
+        TaskStatus.SUCCEEDED,
+        "done",
+        None,
+    )
+    assert checked.context == {"image": "https://in.test/a.png", "subject": subject}
+    assert before.context == {"image": "https://in.test/a.png"}  # the old observation unchanged
+    assert checked.raw == payload
+    assert checked.id == "7"
+
+
+@pytest.mark.parametrize(
+    ("payload", "failure"),
+    [
+        (
+            # "done" with an error code: the code decides (§2.3), the inner reason first.
+            {
+                "code": 50412,
+                "message": "Text Risk Not Pass",
+                "data": {"status": "done", "resp_data": '{"message": "no person"}'},
+            },
+            (50412, "no person"),
+        ),
+        (
+            {"code": 50412, "message": "Text Risk Not Pass", "data": {"status": "done"}},
+            (50412, "Text Risk Not Pass"),
+        ),
+        ({"code": 50500, "message": "", "data": {"status": "done"}}, (50500, "failed")),
+        ({"code": 10000, "data": {"status": "failed"}}, (10000, "failed")),
+        ({"data": {"status": "failed"}}, (None, "failed")),
+    ],
+    ids=["inner-reason", "outer-message", "no-message", "failed", "no-code"],
+)
+def test_a_failed_subject_check_by_value(payload: Any, failure: tuple[Any, str]) -> None:
+    checked = _wire.parse_subject_check(answer(payload), avatar_task())
+
+    assert checked.status is TaskStatus.FAILED
+    assert checked.failure == jimeng.models.TaskFailure(code=failure[0], message=failure[1])
+    assert checked.raw_status == payload["data"]["status"]
+    assert "subject" not in checked.context
+    assert checked.raw == payload
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "raw_status"),
+    [
+        ({"code": 10000, "data": {"status": "in_queue"}}, TaskStatus.QUEUED, "in_queue"),
+        # Unfinished: an odd outer code does not make it a failure yet.
+        ({"code": 50412, "data": {"status": "generating"}}, TaskStatus.RUNNING, "generating"),
+        ({"code": 10000, "data": {"status": 3}}, TaskStatus.UNKNOWN, None),
+        ({"code": 10000, "data": ["done"]}, TaskStatus.UNKNOWN, None),
+        ({"code": 10000, "data": None}, TaskStatus.UNKNOWN, None),
+    ],
+    ids=["queued", "running-odd-code", "number", "list", "none"],
+)
+def test_an_unfinished_subject_check(
+    payload: Any, status: TaskStatus, raw_status: str | None
+) -> None:
+    checked = _wire.parse_subject_check(answer(payload), avatar_task())
+
+    assert (checked.status, checked.raw_status, checked.failure) == (status, raw_status, None)
+    assert checked.context == {"image": "https://in.test/a.png"}
+    assert checked.raw == payload
