@@ -198,6 +198,34 @@ async def test_a_per_call_policy_can_also_retry_less_than_the_transport() -> Non
     assert len(session.requests) == 1 and sleeps.calls == []
 
 
+@pytest.mark.parametrize(
+    ("attempts", "sleeps_made"),
+    [
+        (1, []),
+        # Two attempts: the first failure is retried once, after its own Retry-After.
+        (2, [3.0]),
+        (3, [3.0, 3.0]),
+    ],
+)
+async def test_the_first_failure_is_retried_with_its_own_wait(
+    attempts: int, sleeps_made: list[float]
+) -> None:
+    sleeps = Sleeps()
+    session = FakeSession(*[json_answer() for _ in range(attempts)])
+
+    def check(response: Response) -> None:
+        raise RateLimitError("slow down", code=50429, status_code=429, retry_after=3.0)
+
+    call = Call(method="GET", url=URL_, purpose="poll", check=check)
+    policy = RetryPolicy(max_attempts=attempts, initial_delay=0.5, jitter=0.0)
+
+    with pytest.raises(RateLimitError):
+        await transport(session, sleeps).execute(call, retry=policy)
+
+    assert len(session.requests) == attempts
+    assert sleeps.calls == sleeps_made
+
+
 # -- the limiter's side ----------------------------------------------------------------------
 
 
