@@ -17,6 +17,7 @@ import pytest
 import jimeng
 from jimeng._http import Call, Response
 from jimeng.backends.volcengine import _wire
+from jimeng.backends.volcengine._errors import check_response, check_result_response
 from jimeng.models import Task, TaskKind, TaskStatus
 
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -109,6 +110,8 @@ def test_each_call_by_value(
     assert call.purpose == purpose
     assert call.body == body.encode()
     assert call.expects_json is True
+    # A poll leaves a finished task's own failure to the parser; the others raise on any error.
+    assert call.check is (check_result_response if purpose == "poll" else check_response)
 
 
 def test_a_relay_host_header_and_extra_headers_are_kept() -> None:
