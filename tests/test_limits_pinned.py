@@ -569,6 +569,16 @@ def test_observe_concurrency_refusal_cuts(before: dict[str, Any], changes: dict[
     )
 
 
+@pytest.mark.parametrize(("in_flight", "accepted"), [(1, 5), (0, 5), (1, 1)])
+def test_a_refusal_with_at_most_one_in_flight_cuts_to_one_slot(
+    in_flight: int, accepted: int
+) -> None:
+    limits = Limits(initial_concurrency=8)  # decrease 0.9: one slot x 0.9 rounds up to one
+    state = LimitState.initial(limits)._replace(in_flight=in_flight, accepted=accepted)
+    after = observe(state, limits, "concurrency", sent_at=0.0, now=1.0)
+    assert (after.concurrency, after.ceiling) == (1.0, float(accepted))
+
+
 @pytest.mark.parametrize("sent_at", [4.0, 3.0])
 def test_a_concurrency_refusal_sent_before_the_last_cut_is_only_counted(sent_at: float) -> None:
     state = BASE._replace(in_flight=8, accepted=3, last_concurrency_cut=4.0, refusals=2)
@@ -667,7 +677,8 @@ async def test_the_local_store_applies_changes_from_the_initial_state() -> None:
 
 class _JumpingSelector:
     """Never blocks: moves the loop's clock to the next timer instead. With nothing scheduled
-    every task waits for something that can never come, so that is an error, not a hang."""
+    every task waits for something that can never come, so that is an error, not a hang (and
+    so is a scenario that runs on for an hour of virtual time)."""
 
     def __init__(self, loop: VirtualTimeLoop) -> None:
         self._loop = loop
@@ -677,6 +688,8 @@ class _JumpingSelector:
         if timeout is None:
             raise RuntimeError("deadlock: every task waits and no timer is due")
         self._loop.now += timeout
+        if self._loop.now > 3600.0:  # every scenario ends within seconds
+            raise RuntimeError("the scenario never ends")
         return self._inner.select(0)
 
     def __getattr__(self, name: str) -> Any:
@@ -926,28 +939,24 @@ def test_requeue_after_a_cut_waits_until_the_cut_limit_has_room() -> None:
                 await rig.limiter.after_request("concurrency", 0.5)
                 await rig.limiter.requeue()
                 log.append(("a again", now()))
-                await at(5.0)
+                await asyncio.sleep(2.0)
             log.append(("a out", now()))
 
-        async def late() -> None:
-            await at(1.5)
-            await rig.hold(1.0, log, "c")
+        async def early() -> None:
+            await at(0.5)
+            await rig.hold(2.0, log, "c")  # queues before the requeue
 
         async def watch() -> None:
             await at(2.0)
             snap = rig.limiter.snapshot()
             seen.append((snap.in_flight, snap.queued, snap.concurrency))
 
-        await asyncio.gather(refused(), rig.hold(3.0, log, "b"), late(), watch())
-        assert log == [
-            ("a in", 0.0),
-            ("b in", 0.0),
-            ("b out", 3.0),
-            ("a again", 3.0),
-            ("a out", 5.0),
-            ("c in", 5.0),
-            ("c out", 6.0),
-        ]
+        await asyncio.gather(refused(), rig.hold(3.0, log, "b"), early(), watch())
+        # One slot at a time after the cut: one of the two waiters enters when b leaves, the
+        # other when that one leaves.
+        assert log[:3] == [("a in", 0.0), ("b in", 0.0), ("b out", 3.0)]
+        assert sorted(moment for name, moment in log if name in ("a again", "c in")) == [3.0, 5.0]
+        assert sorted(moment for name, moment in log if name in ("a out", "c out")) == [5.0, 7.0]
         assert seen == [(1, 2, 1)]
         assert rig.limiter.snapshot().queued == 0 and rig.state.in_flight == 0
 
