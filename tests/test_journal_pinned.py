@@ -567,7 +567,17 @@ async def test_the_stored_row(store: SQLiteJournal) -> None:
     assert found is not None and found.submitted_at == T0 and found.context["key"] == "<redacted>"
 
 
-def test_epoch_reads_naive_times_as_utc() -> None:
+@pytest.fixture
+def far_east(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's local time is UTC+8."""
+    monkeypatch.setenv("TZ", "CST-8")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_epoch_reads_naive_times_as_utc(far_east: None) -> None:
     assert _epoch(datetime(2026, 5, 1, 12, 0)) == EPOCH0
     assert _epoch(T0) == EPOCH0
     assert _epoch(datetime(2026, 5, 1, 20, 0, tzinfo=timezone(timedelta(hours=8)))) == EPOCH0
@@ -772,19 +782,22 @@ async def test_an_unreadable_entry_fails_its_calls_and_rolls_back(store: SQLiteJ
             "INSERT INTO tasks VALUES ('volcengine', 'bad:1', '1', 'image', 'queued', 0, '{oops')"
         )
     )
+    statements: list[str] = []
+    await store._call(lambda connection: connection.set_trace_callback(statements.append))
     with pytest.raises(json.JSONDecodeError):
-        await store.update(
-            "volcengine", "bad:1", JournalUpdate(status=TaskStatus.RUNNING, updated_at=T0)
-        )
+        await store.update("volcengine", "bad:1", RUNNING_AT_T0)
+    assert statements == [
+        "BEGIN IMMEDIATE",
+        "SELECT entry FROM tasks WHERE backend = 'volcengine' AND ref = 'bad:1'",
+        "ROLLBACK",
+    ]
     with pytest.raises(json.JSONDecodeError):
         await store.add_saved("volcengine", "bad:1", ["/a"])
     with pytest.raises(json.JSONDecodeError):
         await store.history()
     # The failed transactions were rolled back: the store writes on.
     assert await store._call(lambda c: c.in_transaction) is False
-    await store.update(
-        "volcengine", "key:1", JournalUpdate(status=TaskStatus.RUNNING, updated_at=T0)
-    )
+    await store.update("volcengine", "key:1", RUNNING_AT_T0)
     found = await store.get("key:1")
     assert found is not None and found.status is TaskStatus.RUNNING
     await store._call(
