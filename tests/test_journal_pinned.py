@@ -425,11 +425,43 @@ async def test_one_named_worker_thread_and_the_connection_settings(tmp_path: Pat
     await default.aclose()
 
 
-async def test_the_schema_is_created_once(tmp_path: Path) -> None:
+async def test_the_schema_is_created_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection: sqlite3.Connection = connect(*args, **kwargs)
+        connection.set_trace_callback(statements.append)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
     path = tmp_path / "j.sqlite3"
-    journal = SQLiteJournal(path)
+    journal = SQLiteJournal(path, busy_timeout=1.5)
     await journal.get("nothing")
     await journal.aclose()
+    settings = [
+        "PRAGMA busy_timeout = 1500",
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA user_version",
+    ]
+    assert [" ".join(s.split()[:6]) for s in statements[:-1]] == [
+        *settings,
+        "BEGIN IMMEDIATE",
+        "CREATE TABLE IF NOT EXISTS tasks",
+        "CREATE INDEX IF NOT EXISTS tasks_by_status",
+        "CREATE INDEX IF NOT EXISTS tasks_by_time",
+        "CREATE INDEX IF NOT EXISTS tasks_by_id",
+        "CREATE TABLE IF NOT EXISTS meta",
+        "PRAGMA user_version = 1",
+        "COMMIT",
+    ]
+    assert statements[-1].startswith("SELECT entry FROM tasks")
+    statements.clear()
+    again = SQLiteJournal(path, busy_timeout=1.5)
+    await again.get("nothing")
+    await again.aclose()
+    assert statements[:-1] == settings  # already current: no migration, no write lock
     names = raw_rows(path, "SELECT type, name FROM sqlite_master ORDER BY name")
     assert names == [
         ("table", "meta"),
