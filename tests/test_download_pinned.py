@@ -22,6 +22,7 @@ from yarl import URL
 from jimeng._download import (
     Downloader,
     _free_name,
+    _read_umask,
     decode_base64,
     media_extension,
     remove_stale_parts,
@@ -277,12 +278,10 @@ def test_only_the_first_comma_ends_a_data_prefix() -> None:
 
 
 def test_free_names_count_up_past_every_collision(tmp_path: Path) -> None:
-    names = []
-    for _ in range(4):
+    for name in ["jimeng_x_1.png", "jimeng_x_1-2.png", "jimeng_x_1-3.png", "jimeng_x_1-4.png"]:
         path = _free_name(tmp_path, "jimeng_x_1", ".png")
+        assert path == tmp_path / name  # checked before taking it: a wrong count cannot loop
         path.write_bytes(b"")
-        names.append(path.name)
-    assert names == ["jimeng_x_1.png", "jimeng_x_1-2.png", "jimeng_x_1-3.png", "jimeng_x_1-4.png"]
 
 
 def test_only_old_part_files_of_this_library_are_removed(tmp_path: Path) -> None:
@@ -911,3 +910,45 @@ def test_stale_parts_honour_a_given_age(tmp_path: Path, age: float, removed: boo
     os.utime(path, (now - 20, now - 20))
 
     assert remove_stale_parts(tmp_path, now=now, age=age) == ([path] if removed else [])
+
+
+def test_reading_the_umask_leaves_it_as_it_was() -> None:
+    previous = os.umask(0o027)
+    try:
+        assert _read_umask() == 0o027
+        assert os.umask(0o027) == 0o027  # still what it was before the read
+    finally:
+        os.umask(previous)
+
+
+async def test_a_part_file_removed_during_the_save_is_a_download_error(
+    mocked: aioresponses, downloader: Downloader, tmp_path: Path
+) -> None:
+    def remove_part(url: Any, **kwargs: Any) -> None:
+        for part in tmp_path.glob(".jimeng-*.part"):
+            part.unlink()  # another program cleaned the folder meanwhile
+
+    mocked.get(URL_, status=200, body=PNG, callback=remove_part)
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.save(Image(url=URL_), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert str(caught.value) == f"cannot save to {tmp_path}: No such file or directory"
+    assert isinstance(caught.value.__cause__, FileNotFoundError)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_failed_download_whose_part_file_was_removed_keeps_its_own_error(
+    mocked: aioresponses, downloader: Downloader, tmp_path: Path
+) -> None:
+    def remove_part(url: Any, **kwargs: Any) -> None:
+        for part in tmp_path.glob(".jimeng-*.part"):
+            part.unlink()
+
+    mocked.get(URL_, status=404, body=b"gone", callback=remove_part)
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.save(Image(url=URL_), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert str(caught.value) == "download answered HTTP 404 (the link may have expired)"
+    assert list(tmp_path.iterdir()) == []
