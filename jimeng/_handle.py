@@ -107,24 +107,31 @@ class TaskHandle(Generic[R]):
         Raises :class:`~jimeng.errors.TaskTimeoutError` (carrying the id) when polling runs out.
         """
         try:
-            age = self._age()
-            async for task in watch(
-                self._task,
-                self._client._poll_once,
-                policy=self._policy(poll),
-                sleep=self._client._sleep,
-                monotonic=self._client._monotonic,
-                learner=self._client._shared.learner if age is not None else None,
-                age=age or 0.0,
-            ):
-                if self._notes and not task.notes:
-                    task = attrs.evolve(task, notes=self._notes)
-                self._task = task
-                yield task
+            async for task in self._watch(poll):
+                yield self._seen(task)
         except BaseException as error:
             if not isinstance(error, GeneratorExit):
                 attach_task(error, self._task)
             raise
+
+    def _watch(self, poll: PollPolicy | None) -> AsyncIterator[Task]:
+        age = self._age()
+        return watch(
+            self._task,
+            self._client._poll_once,
+            policy=self._policy(poll),
+            sleep=self._client._sleep,
+            monotonic=self._client._monotonic,
+            learner=self._client._shared.learner if age is not None else None,
+            age=age or 0.0,
+        )
+
+    def _seen(self, task: Task) -> Task:
+        """Keep an observation (with the submit's notes, which polls do not repeat)."""
+        if self._notes and not task.notes:
+            task = attrs.evolve(task, notes=self._notes)
+        self._task = task
+        return task
 
     async def wait(
         self, *, poll: PollPolicy | None = None, on_update: OnUpdate | None = None
@@ -132,11 +139,17 @@ class TaskHandle(Generic[R]):
         """Poll until the task is terminal and return the last observation (no raise on failure)."""
         if on_update is not None and not callable(on_update):
             raise refuse("on_update", "callable", on_update)
-        async for task in self.updates(poll=poll):
-            if on_update is not None:
-                outcome = on_update(task)
-                if inspect.isawaitable(outcome):
-                    await outcome
+        # The same as iterating updates(), one generator fewer between the caller and the polls.
+        try:
+            async for task in self._watch(poll):
+                task = self._seen(task)
+                if on_update is not None:
+                    outcome = on_update(task)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+        except BaseException as error:
+            attach_task(error, self._task)
+            raise
         return self._task
 
     async def result(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -25,7 +26,7 @@ from yarl import URL
 
 from jimeng import _logging
 from jimeng._limits import UNLIMITED_PURPOSES, Limiter, holding_slot, rate_limit_signal
-from jimeng._retry import RetryPolicy, call_with_retry
+from jimeng._retry import RetryPolicy, retry_after_first, should_retry
 from jimeng.errors import APIConnectionError, APIError, APITimeoutError, JimengError, ServerError
 
 __all__ = ["Call", "Flow", "Response", "Transport", "drive"]
@@ -77,9 +78,11 @@ class Response:
         the error check and the parser both read it)."""
         if not self._decoded:
             try:
-                self._decoded.append(json.loads(self.body.decode("utf-8")))
+                decoded = json.loads(self.body.decode("utf-8"))
             except (UnicodeDecodeError, ValueError):
-                self._decoded.append(None)
+                decoded = None
+            _logging.decoded_clean(decoded, self.body)
+            self._decoded.append(decoded)
         return self._decoded[0]
 
     def retry_after(self) -> float | None:
@@ -173,33 +176,34 @@ class Transport:
         server refused it raises an error marked :attr:`~jimeng.JimengError.maybe_accepted`.
         """
         limiter = self.limiter
-        if limiter is None or not limiter.limits.enabled or call.purpose in UNLIMITED_PURPOSES:
-            return await self._execute(call, retry, self.send_once)
-        if call.purpose == "submit" and not holding_slot():
-            # A bare submit holds a generation slot for its request (generate() holds one
-            # through the whole wait instead).
-            async with limiter.slot():
-                return await self._execute(call, retry, self._limited(limiter))
-        return await self._execute(call, retry, self._limited(limiter))
+        send: Callable[[Call], Awaitable[Response]] = self.send_once
+        if limiter is not None and limiter.enabled and call.purpose not in UNLIMITED_PURPOSES:
+            send = self._send_limited
+            if call.purpose == "submit" and not holding_slot():
+                # A bare submit holds a generation slot for its request (generate() holds one
+                # through the whole wait instead).
+                async with limiter.slot():
+                    return await self._execute(call, retry, send)
+        return await self._execute(call, retry, send)
 
-    def _limited(self, limiter: Limiter) -> Callable[[Call], Awaitable[Response]]:
-        async def send(call: Call) -> Response:
-            sent_at, paced = await limiter.before_request()
-            try:
-                response = await self.send_once(call)
-            except JimengError as error:
-                signal = rate_limit_signal(error)
-                if signal is not None:
-                    await limiter.after_request(signal, sent_at, paced=paced)
-                    if signal == "concurrency" and call.purpose == "submit":
-                        await limiter.requeue()
-                raise
-            await limiter.after_request("ok", sent_at, paced=paced)
-            if call.purpose == "submit":
-                await limiter.accepted()
-            return response
-
-        return send
+    async def _send_limited(self, call: Call) -> Response:
+        """One attempt under the limiter: wait for the pace, then feed the answer back."""
+        limiter = self.limiter
+        assert limiter is not None
+        sent_at, paced = await limiter.before_request()
+        try:
+            response = await self.send_once(call)
+        except JimengError as error:
+            signal = rate_limit_signal(error)
+            if signal is not None:
+                await limiter.after_request(signal, sent_at, paced=paced)
+                if signal == "concurrency" and call.purpose == "submit":
+                    await limiter.requeue()
+            raise
+        await limiter.after_request("ok", sent_at, paced=paced)
+        if call.purpose == "submit":
+            await limiter.accepted()
+        return response
 
     async def _execute(
         self,
@@ -207,10 +211,21 @@ class Transport:
         retry: RetryPolicy | None,
         send: Callable[[Call], Awaitable[Response]],
     ) -> Response:
+        policy = retry or self.retry
         try:
-            return await call_with_retry(
+            # The first attempt runs here, without the retry machinery (most calls succeed).
+            try:
+                return await send(call)
+            except Exception as error:
+                if policy.max_attempts <= 1 or not should_retry(
+                    error, idempotent=call.idempotent, policy=policy
+                ):
+                    raise
+                first = error
+            return await retry_after_first(
                 lambda: send(call),
-                retry or self.retry,
+                first,
+                policy,
                 idempotent=call.idempotent,
                 sleep=self.sleep,
                 rng=self.rng,
@@ -230,13 +245,13 @@ class Transport:
         if call.sign is not None:
             headers.update(call.sign(call, self.clock()))
         self.attempts[call.purpose] = self.attempts.get(call.purpose, 0) + 1
-        session = await self.session()
+        session = await self._session()
         timeout = _client_timeout(call.timeout or self.timeout)
         started = time.perf_counter()
         try:
             async with session.request(
                 call.method,
-                URL(call.url, encoded=True),
+                _url(call.url),
                 headers=headers,
                 data=call.body,
                 timeout=timeout,
@@ -254,14 +269,15 @@ class Transport:
             raise
         except Exception as error:
             raise map_transport_error(error, call.method, call.url) from error
-        _logging.debug(
-            "%s %s -> %d in %.3fs (%s)",
-            call.method,
-            _strip_query(call.url),
-            response.status,
-            time.perf_counter() - started,
-            call.purpose,
-        )
+        if _logging.logger.isEnabledFor(logging.DEBUG):
+            _logging.logger.debug(
+                "%s %s -> %d in %.3fs (%s)",
+                call.method,
+                _strip_query(call.url),
+                response.status,
+                time.perf_counter() - started,
+                call.purpose,
+            )
         if call.expects_json and 200 <= response.status < 300 and response.json() is None:
             raise unreadable_answer(response, call)
         if call.check is not None:
@@ -294,6 +310,13 @@ def maybe_received(error: JimengError) -> bool:
 @functools.lru_cache(maxsize=16)
 def _client_timeout(total: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=total)
+
+
+@functools.lru_cache(maxsize=256)
+def _url(url: str) -> URL:
+    """The URL to send, exactly as built (already encoded: the signed query stays as it is).
+    Cached: most calls go to a handful of URLs, and yarl objects are immutable."""
+    return URL(url, encoded=True)
 
 
 def map_transport_error(error: BaseException, method: str, url: str) -> JimengError:

@@ -388,7 +388,7 @@ class _SlotHold:
 
     async def __aenter__(self) -> None:
         limiter = self._limiter
-        if not limiter.limits.enabled or holding_slot():
+        if not limiter.enabled or _holding.get() is not None:
             return
         await limiter._take_slot()
         self._held = _Slot()
@@ -420,6 +420,8 @@ class Limiter:
         self.key = key
         self.clock = clock
         self.sleep = sleep
+        #: ``limits.enabled``, read on every request (``Limits`` is frozen).
+        self.enabled = limits.enabled
         self.store: LimitStore = limits.store if limits.store is not None else LocalLimitStore()
         self._local = self.store if isinstance(self.store, LocalLimitStore) else None
         self._initial = LimitState.initial(limits)
@@ -455,7 +457,12 @@ class Limiter:
 
     async def _take_slot(self) -> None:
         limits = self.limits
-        granted = await self._update(lambda state: admit(state, limits))
+        local = self._local
+        if local is not None:  # the common case, without the store's indirection
+            state, granted = admit(local.states.get(self.key, self._initial), limits)
+            local.states[self.key] = state
+        else:
+            granted = await self._update(lambda state: admit(state, limits))
         if not granted:
             self.queued += 1
             try:
@@ -466,21 +473,32 @@ class Limiter:
                 self.queued -= 1
 
     async def _give_slot(self, held: _Slot) -> None:
-        await self._update(lambda state: (release(state, accepted=held.accepted), None))
-        self._wake()
+        local = self._local
+        if local is not None:
+            state = local.states.get(self.key, self._initial)
+            local.states[self.key] = release(state, accepted=held.accepted)
+        else:
+            await self._update(lambda state: (release(state, accepted=held.accepted), None))
+        if self._waiters:
+            self._wake()
 
     async def accepted(self) -> None:
         """The submit made under the current slot was accepted (the server now counts it)."""
         held = _holding.get()
-        if held is not None and not held.accepted and self.limits.enabled:
+        if held is not None and not held.accepted and self.enabled:
             held.accepted = True
-            await self._update(lambda state: (mark_accepted(state), None))
+            local = self._local
+            if local is not None:
+                state = local.states.get(self.key, self._initial)
+                local.states[self.key] = mark_accepted(state)
+            else:
+                await self._update(lambda state: (mark_accepted(state), None))
 
     async def requeue(self) -> None:
         """After a concurrency refusal: give the current slot back and queue for another, so
         the retry goes out only when the (cut) limit has room."""
         held = _holding.get()
-        if held is None or not self.limits.enabled:
+        if held is None or not self.enabled:
             return
         limits = self.limits
         await self._update(lambda state: (release(state, accepted=held.accepted), None))
@@ -524,7 +542,7 @@ class Limiter:
         """Wait for this request's turn under the rate; returns the send time and whether it
         had to wait. Waiters queue in order; only the head books a send time (at the rate in
         force then) and sleeps until it, so nothing is booked far ahead at a stale rate."""
-        if not self.limits.enabled:
+        if not self.enabled:
             return self.clock(), False
         if not self._pacers and self._local is not None:
             state = self._local.states.get(self.key, self._initial)
@@ -562,7 +580,7 @@ class Limiter:
 
     async def after_request(self, signal: Signal, sent_at: float, *, paced: bool = True) -> None:
         """Feed an answer back (``"ok"`` or a refusal signal)."""
-        if not self.limits.enabled:
+        if not self.enabled:
             return
         now = self.clock()
         limits = self.limits

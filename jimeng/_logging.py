@@ -25,6 +25,26 @@ _secrets: set[str] = set()
 _REDACTED = "<redacted>"
 
 
+class _Ordered:
+    """The registered secrets, longest first (so a secret inside another is replaced after
+    it), with what the fast checks need. Replaced as a whole on registration, so readers need
+    no lock."""
+
+    __slots__ = ("as_bytes", "json_safe", "texts")
+
+    def __init__(self, texts: tuple[str, ...]):
+        self.texts = texts
+        self.as_bytes = tuple(text.encode("utf-8") for text in texts)
+        #: JSON keeps these secrets' characters as they are (no quotes, backslashes or
+        #: control characters), so a JSON text without the secret decodes to values without it.
+        self.json_safe = all(
+            text.isprintable() and '"' not in text and "\\" not in text for text in texts
+        )
+
+
+_ordered = _Ordered(())
+
+
 def fingerprint(secret: str) -> str:
     """A short, stable, non-reversible label for a secret (safe in logs and errors)."""
     digest = hashlib.sha256(secret.encode("utf-8")).hexdigest()[:8]
@@ -38,16 +58,17 @@ MIN_SECRET_LENGTH = 8
 
 def register_secret(value: str | None) -> None:
     """Make sure ``value`` is scrubbed from log records and error messages."""
+    global _ordered
     if value and len(value) >= MIN_SECRET_LENGTH:
         with _lock:
-            _secrets.add(value)
+            if value not in _secrets:
+                _secrets.add(value)
+                _ordered = _Ordered(tuple(sorted(_secrets, key=len, reverse=True)))
 
 
 def redact(text: str) -> str:
     """Replace every registered secret in ``text``."""
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _ordered.texts:
         if secret in text:
             text = text.replace(secret, _REDACTED)
     return text
@@ -57,43 +78,61 @@ def scrub(value: Any) -> Any:
     """``value`` (a decoded server answer: dicts, lists, strings) with every registered secret
     replaced, at any depth. The same object comes back when there is nothing to replace, so a
     stored answer is copied only when it held a secret."""
-    with _lock:
-        if not _secrets:
-            return value
-        version = len(_secrets)
-        secrets = sorted(_secrets, key=len, reverse=True)
+    ordered = _ordered
+    if not ordered.texts or not value:
+        return value
+    secrets = ordered.texts
     if isinstance(value, str):
         return _scrub(value, secrets)
-    key = id(value)
-    known = _clean.get(key)
-    if known is not None and known[0] is value and known[1] == version:
-        return value  # the same answer again (a model copied with attrs.evolve)
-    if _plainly_clean(value, secrets):
-        _clean[key] = (value, version)
-        if len(_clean) > _CLEAN_SIZE:
-            del _clean[next(iter(_clean))]
+    known = _clean.get(id(value))
+    if known is not None and known[0] is value and known[1] is ordered:
+        return value  # known clean: decoded from a clean body, or copied with attrs.evolve
+    if _plainly_clean(value, ordered):
+        _remember_clean(value, ordered)
         return value
     return _scrub(value, secrets)
 
 
-#: Answers recently found clean (by identity), so copies of a model do not scan them again.
-_clean: dict[int, tuple[Any, int]] = {}
+#: Answers recently found clean (by identity, for the secrets registered then), so copies of a
+#: model do not scan them again.
+_clean: dict[int, tuple[Any, _Ordered]] = {}
 _CLEAN_SIZE = 256
 
 
-def _plainly_clean(value: Any, secrets: list[str]) -> bool:
+def _remember_clean(value: Any, ordered: _Ordered) -> None:
+    _clean[id(value)] = (value, ordered)
+    if len(_clean) > _CLEAN_SIZE:
+        del _clean[next(iter(_clean))]
+
+
+def decoded_clean(value: Any, text: bytes) -> None:
+    """``value`` was just decoded from the JSON ``text``: when the text holds no secret and no
+    escape (so every decoded string is a slice of it), remember the value as clean, sparing
+    :func:`scrub` a scan of it."""
+    ordered = _ordered
+    if (
+        ordered.texts
+        and ordered.json_safe
+        and isinstance(value, dict | list)
+        and b"\\" not in text
+        and not any(secret in text for secret in ordered.as_bytes)
+    ):
+        _remember_clean(value, ordered)
+
+
+def _plainly_clean(value: Any, ordered: _Ordered) -> bool:
     """A fast no: the answer's JSON text contains no secret. Only trusted when JSON keeps every
     secret's characters as they are (no quotes, backslashes or control characters)."""
-    if any(not secret.isprintable() or '"' in secret or "\\" in secret for secret in secrets):
+    if not ordered.json_safe:
         return False
     try:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         return False
-    return not any(secret in text for secret in secrets)
+    return not any(secret in text for secret in ordered.texts)
 
 
-def _scrub(value: Any, secrets: list[str]) -> Any:
+def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, str):
         for secret in secrets:
             if secret in value:

@@ -164,6 +164,23 @@ async def call_with_retry(
         ):
             raise
         first = error
+    return await retry_after_first(
+        attempt, first, policy, idempotent=idempotent, sleep=sleep, rng=rng, on_retry=on_retry
+    )
+
+
+async def retry_after_first(
+    attempt: Callable[[], Awaitable[T]],
+    first: Exception,
+    policy: RetryPolicy,
+    *,
+    idempotent: bool,
+    sleep: Sleep,
+    rng: random.Random,
+    on_retry: OnRetry | None = None,
+) -> T:
+    """The rest of :func:`call_with_retry` after a first attempt failed with the retryable
+    ``first`` (for callers that run the first attempt themselves, without a closure)."""
     delay = compute_delay(1, first, policy, rng)
     if on_retry is not None:
         on_retry(1, first)

@@ -76,7 +76,7 @@ class Credentials:
     session_token: str | None = attrs.field(default=None, repr=_token_repr)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)
 class SigningProfile:
     """Everything that differs between the Volcengine and AWS flavours of the V4 scheme."""
 

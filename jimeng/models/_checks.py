@@ -8,6 +8,7 @@ Ranges here hold on every backend; a backend's own table narrows them further.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable, Collection, Mapping
@@ -158,7 +159,13 @@ def _optional(check: Callable[[str, Any], Any], field: str | None) -> Check:
 
 def check_argument(name: str, value: Any, check: Check) -> None:
     """Run a validator of this module on a plain function argument called ``name``."""
-    check(None, SimpleNamespace(name=name), value)
+    check(None, _argument(name), value)
+
+
+@functools.lru_cache(maxsize=256)
+def _argument(name: str) -> SimpleNamespace:
+    """What a validator reads of an attribute (its name), for an argument (made once)."""
+    return SimpleNamespace(name=name)
 
 
 def required(check: Check) -> Check:

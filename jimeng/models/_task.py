@@ -113,4 +113,4 @@ class Task:
     @property
     def done(self) -> bool:
         """True once the task reached a terminal state."""
-        return self.status.is_terminal
+        return self.status in _TERMINAL

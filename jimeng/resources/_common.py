@@ -61,6 +61,8 @@ def _read(path: Path, field: str, *, image: bool = True) -> bytes:
 def check_wait_options(poll: Any, on_submit: Any, on_update: Any) -> None:
     """What ``generate()`` uses after the submit is checked before it: a bad ``poll`` must not
     cost a billed task."""
+    if poll is None and on_submit is None and on_update is None:
+        return  # nothing given: nothing to check
     check_argument("poll", poll, instance(PollPolicy, "a PollPolicy"))
     check_argument("on_submit", on_submit, callable_())
     check_argument("on_update", on_update, callable_())

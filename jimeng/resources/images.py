@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Images"]
 
+_IS_REQUEST = required(instance(ImageRequest, "a ImageRequest"))
+
 
 class Images:
     """Image generation. Parameters left at ``None`` are not sent: the backend's defaults apply."""
@@ -176,7 +178,7 @@ class Images:
 
     async def submit_request(self, request: ImageRequest) -> TaskHandle[ImageResult]:
         """Submit a prebuilt :class:`~jimeng.ImageRequest`."""
-        check_argument("request", request, required(instance(ImageRequest, "a ImageRequest")))
+        check_argument("request", request, _IS_REQUEST)
         if request.images:
             loaded = [
                 await load_input(image, f"images[{index}]")

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Videos"]
 
+_IS_REQUEST = required(instance(VideoRequest, "a VideoRequest"))
+
 
 class Videos:
     """Video generation. Parameters left at ``None`` are not sent: the backend's defaults apply."""
@@ -200,7 +202,7 @@ class Videos:
 
     async def submit_request(self, request: VideoRequest) -> TaskHandle[VideoResult]:
         """Submit a prebuilt :class:`~jimeng.VideoRequest`."""
-        check_argument("request", request, required(instance(VideoRequest, "a VideoRequest")))
+        check_argument("request", request, _IS_REQUEST)
         references = None
         if request.reference_images:
             loaded = [

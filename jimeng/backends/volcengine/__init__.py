@@ -39,6 +39,7 @@ from jimeng.backends.volcengine._inputs import (
 )
 from jimeng.backends.volcengine._models import (
     IMAGE_MODELS,
+    Built,
     ImageModelSpec,
     check_overrides,
     image_spec,
@@ -126,6 +127,8 @@ class Volcengine(Backend):
         check_argument("allow_http", allow_http, required(boolean()))
         check_argument("profile", profile, required(instance(SigningProfile, "a SigningProfile")))
         self._api_key = api_key
+        #: The last image request validate_image() checked, with what its checks built.
+        self._checked: tuple[ImageRequest, Built] | None = None
         if api_key is None:
             access_key = access_key or os.environ.get("VOLC_ACCESSKEY")
             secret_key = secret_key or os.environ.get("VOLC_SECRETKEY")
@@ -341,8 +344,10 @@ class Volcengine(Backend):
         return image_spec(model, self._image_models)
 
     def validate_image(self, request: ImageRequest) -> None:
-        self._image_spec(request.model).validate(request, relay=self.relay)
+        built = self._image_spec(request.model).validate(request, relay=self.relay)
         _image_options(request)
+        # The submit of this very request (the next call, as a rule) reuses the checked fields.
+        self._checked = (request, built)
 
     def submit_image(self, request: ImageRequest) -> Flow[Task]:
         spec = self._image_spec(request.model)
@@ -351,21 +356,26 @@ class Volcengine(Backend):
             fields = [f"images[{index}]" for index in range(len(images))]
             inline = yield from self._inline(images, fields, spec.limits)
             request = attrs.evolve(request, images=inline)
-        body = spec.body(request, relay=self.relay)
+        checked, self._checked = self._checked, None
+        built = checked[1] if checked is not None and checked[0] is request else None
+        body, notes = spec.prepare(request, relay=self.relay, built=built)
         # Everything the task's polls need is built before the (billed) submit is sent.
-        options = _image_options(request)
-        response: Response = yield _wire.build_submit(self._endpoint, body)
-        task = _wire.parse_submit(
-            response, req_key=spec.req_key, kind=TaskKind.IMAGE, backend=self.name
-        )
-        context: dict[str, Any] = {"req_json": options, "model_name": spec.name}
+        context: dict[str, Any] = {"req_json": _image_options(request), "model_name": spec.name}
         if "width" in body and "height" in body:
             # An exact size is the output size; an area preset leaves the ratio to the model.
             context["pixels"] = (body["width"], body["height"])
-        notes = spec.notes(request, relay=self.relay)
+        response: Response = yield _wire.build_submit(self._endpoint, body)
+        task = _wire.parse_submit(
+            response,
+            req_key=spec.req_key,
+            kind=TaskKind.IMAGE,
+            backend=self.name,
+            context=context,
+            notes=notes,
+        )
         for note in notes:
             _logging.logger.info("volcengine: %s", note)
-        return attrs.evolve(_with_context(task, **context), notes=notes)
+        return task
 
     # -- videos --------------------------------------------------------------------------------
 
@@ -390,18 +400,15 @@ class Volcengine(Backend):
                     check_local(tail[0], spec.limits, field="tail_image"),
                 )
         body = spec.body(request)
-        options = _video_options(request)  # before the submit, as for images
-        frame_count = frames_for(request) or DEFAULT_FRAMES
+        context = {  # before the submit, as for images
+            "req_json": _video_options(request),
+            "frames": frames_for(request) or DEFAULT_FRAMES,
+            "mode": spec.mode,
+            "model_name": spec.model,
+        }
         response: Response = yield _wire.build_submit(self._video_endpoint, body)
-        task = _wire.parse_submit(
-            response, req_key=spec.req_key, kind=TaskKind.VIDEO, backend=self.name
-        )
-        return _with_context(
-            task,
-            req_json=options,
-            frames=frame_count,
-            mode=spec.mode,
-            model_name=spec.model,
+        return _wire.parse_submit(
+            response, req_key=spec.req_key, kind=TaskKind.VIDEO, backend=self.name, context=context
         )
 
     # -- tasks ---------------------------------------------------------------------------------

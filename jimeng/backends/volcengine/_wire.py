@@ -91,9 +91,13 @@ class Endpoint:
     host: str = ""
 
 
+#: One encoder for every body (``json.dumps`` with options builds a new one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(payload: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON; the bytes hashed for the signature are exactly these."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(payload).encode("utf-8")
 
 
 @functools.lru_cache(maxsize=32)
@@ -123,6 +127,7 @@ def build_submit(endpoint: Endpoint, body: Mapping[str, Any], *, action: str = S
     return _call(endpoint, action, body, idempotent=False, purpose="submit")
 
 
+@functools.lru_cache(maxsize=64)  # the same few option sets for every task
 def req_json(
     *,
     return_url: bool | None = None,
@@ -154,7 +159,7 @@ def req_json(
         }
     if not options:
         return ""
-    return json.dumps(options, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(options)
 
 
 def build_get_result(
@@ -233,7 +238,16 @@ def _payload(response: Response) -> Mapping[str, Any]:
     return payload
 
 
-def parse_submit(response: Response, *, req_key: str, kind: TaskKind, backend: str) -> Task:
+def parse_submit(
+    response: Response,
+    *,
+    req_key: str,
+    kind: TaskKind,
+    backend: str,
+    context: Mapping[str, Any] | None = None,
+    notes: tuple[str, ...] = (),
+) -> Task:
+    """The accepted task; ``context`` (what its polls need) and ``notes`` go on it."""
     payload = _payload(response)
     data = payload.get("data") or {}
     task_id = data.get("task_id") if isinstance(data, Mapping) else None
@@ -256,6 +270,8 @@ def parse_submit(response: Response, *, req_key: str, kind: TaskKind, backend: s
         model=req_key,
         raw_status=raw_status or "in_queue",
         raw=payload,
+        context=context if context is not None else {},
+        notes=notes,
     )
 
 
