@@ -1399,3 +1399,20 @@ def test_queued_counts_slot_waiters_and_paced_requests_alike() -> None:
         assert rig.limiter.snapshot().queued == 0
 
     run(scenario)
+
+
+def test_slots_on_a_shared_store_count_their_accepted_tasks_there() -> None:
+    async def scenario() -> None:
+        store = SharedStore()
+        rig = shared_rig(Limits(initial_concurrency=2), store)
+        async with rig.limiter.slot():
+            await rig.limiter.accepted()
+            await rig.limiter.accepted()
+            assert (store.states["acct"].in_flight, store.states["acct"].accepted) == (1, 1)
+            await rig.limiter.requeue()
+            assert (store.states["acct"].in_flight, store.states["acct"].accepted) == (1, 0)
+            await rig.limiter.accepted()
+            assert (store.states["acct"].in_flight, store.states["acct"].accepted) == (1, 1)
+        assert (store.states["acct"].in_flight, store.states["acct"].accepted) == (0, 0)
+
+    run(scenario)
