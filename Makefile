@@ -48,11 +48,14 @@ peer-test: $(VENV)/.dev
 	$(PY) -m pytest -v -rs tests/peers
 
 # Modest sizes (the machine is shared): each script prints its targets next to the measured
-# ratios with the min–max of its rounds. `pip install -e '.[bench]'` adds the official SDK.
+# ratios with the min–max of its rounds; instructions.py counts CPU instructions under valgrind
+# (a figure the machine's load does not move; skipped without valgrind).
+# `pip install -e '.[bench]'` adds the official SDK.
 bench: $(VENV)/.runtime
 	$(PY) benchmarks/imports.py --rounds 9
 	$(PY) benchmarks/layers.py --rounds 5
 	$(PY) benchmarks/overhead.py --count 300 --rounds 3
+	$(PY) benchmarks/instructions.py
 	$(PY) benchmarks/polling.py --tasks 20
 	$(PY) benchmarks/limiter.py
 	$(PY) benchmarks/memory.py --rounds 3

@@ -5,7 +5,9 @@ Both talk to ``benchmarks/stub_server.py`` in a separate process, which answers 
 protocol at once, so the client is the bottleneck (the sandbox verifies signatures and draws
 images, and would hide the client's cost). The SDK run includes everything a user gets:
 validation, a fresh signature per attempt, the rate limiter, error mapping, the poll schedule
-and result parsing. Rounds are interleaved (raw, SDK, raw, SDK...) and the ratios are per round.
+and result parsing. Both follow the same schedule (the SDK's with a zero poll interval: a yield
+to the event loop before each get-result). Rounds are interleaved (raw, SDK, raw, SDK...) and
+the ratios are per round.
 Targets (issue 11): SDK/raw throughput >= 0.95 at concurrency 1 and 32, >= 0.9 at 256; client
 CPU per generation <= 1.1x raw; >= 8x the official ``volcengine`` SDK at concurrency 32 (run
 only when the ``bench`` extra is installed).
@@ -113,6 +115,8 @@ async def raw_rate(url: str, count: int, concurrency: int) -> Rate:
             )
             task_id = submitted["data"]["task_id"]  # type: ignore[index]
             while True:
+                # The SDK's schedule with a zero interval: yield to the loop before each poll.
+                await asyncio.sleep(0)
                 answer = await post(
                     "CVSync2AsyncGetResult",
                     {
@@ -124,7 +128,6 @@ async def raw_rate(url: str, count: int, concurrency: int) -> Rate:
                 if answer["data"]["status"] == "done":  # type: ignore[index]
                     assert answer["data"]["image_urls"]  # type: ignore[index]
                     return
-                await asyncio.sleep(0)
 
         await run_concurrently(concurrency, concurrency, job)  # the same warm-up
         return await run_concurrently(count, concurrency, job)

@@ -449,7 +449,9 @@ class Client:
     # -- engine glue used by resources and handles ---------------------------------------------
 
     async def _run(self, flow: Flow[T], *, kind: TaskKind | None = None) -> T:
-        await self._ensure_open()
+        shared = self._shared
+        if shared.closed or not shared.opened:
+            await self._ensure_open()
         transport = self._transport
         if kind is TaskKind.VIDEO:
             transport = transport.evolve(timeout=max(self._video_timeout, transport.timeout))
@@ -479,8 +481,10 @@ class Client:
         return task
 
     async def _poll_once(self, task: Task) -> Task:
-        await self._ensure_open()  # before the backend builds the request
-        journal = self._shared.journal
+        shared = self._shared
+        if shared.closed or not shared.opened:
+            await self._ensure_open()  # before the backend builds the request
+        journal = shared.journal
         if journal is not None:
             task = await journal.restore(task)
         latest = await self._run(self._shared.backend.poll(task), kind=task.kind)

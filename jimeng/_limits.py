@@ -467,7 +467,7 @@ class Limiter:
             self.queued += 1
             try:
                 while not granted:
-                    await self._wait(None)
+                    await self._wait()
                     granted = await self._update(lambda state: admit(state, limits))
             finally:
                 self.queued -= 1
@@ -509,22 +509,22 @@ class Limiter:
             self.queued += 1
             try:
                 while not granted:
-                    await self._wait(None)
+                    await self._wait()
                     granted = await self._update(lambda state: admit(state, limits))
             finally:
                 self.queued -= 1
 
-    async def _wait(self, timeout: float | None) -> None:
+    async def _wait(self) -> None:
+        """Until a slot may have been freed: a wake-up here, or (a shared store, where other
+        processes free slots too) at most ``SHARED_RECHECK`` seconds."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
-        if self._local is None:
-            timeout = SHARED_RECHECK if timeout is None else min(timeout, SHARED_RECHECK)
         try:
-            if timeout is None:
+            if self._local is not None:
                 await future
             else:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(future, timeout)
+                    await asyncio.wait_for(future, SHARED_RECHECK)
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(future)

@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from jimeng.models import (
 )
 from jimeng.sandbox import BLOCK_INPUT, BLOCK_OUTPUT, FAIL_TASK, SandboxServer, Stages, build_server
 from jimeng.sandbox._media import render_mp4, render_png
+from tests._processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -963,8 +963,7 @@ def test_sandbox_serve_in_the_foreground(isolated: Path) -> None:
         assert waited.returncode == 0, waited.stderr
         assert json.loads(waited.stdout)["ref"] == ref
     finally:
-        server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=20)
+        _, err = stop(server)
     assert server.returncode == 0
     assert "stopped" in err
 

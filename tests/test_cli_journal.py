@@ -25,6 +25,7 @@ import pytest
 import jimeng
 from jimeng.cli import ExitCode, _app, main
 from jimeng.sandbox import SandboxServer, Stages, build_server
+from tests._processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -181,8 +182,7 @@ def sandbox_process(isolated: Path) -> Iterator[str]:
         assert banner.startswith("jimeng sandbox serving on http://127.0.0.1:"), banner
         yield banner.split()[-1]
     finally:
-        server.send_signal(signal.SIGINT)
-        server.communicate(timeout=20)
+        stop(server)
 
 
 def health(url: str) -> dict[str, Any]:

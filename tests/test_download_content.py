@@ -131,18 +131,31 @@ KILLED_SAVE = """
 import asyncio, sys
 from pathlib import Path
 import jimeng
+from jimeng._download import Downloader
 from jimeng.sandbox import Sandbox, Stages
 
 async def main():
     folder = Path(sys.argv[1])
+    on_disk = asyncio.Event()
+    fetch = Downloader._fetch
+
+    async def watched(self, url, sink, *, reset):
+        # Look at the folder after each chunk is written, instead of polling it on a timer.
+        async def sink_and_look(chunk):
+            await sink(chunk)
+            if any(p.stat().st_size for p in folder.glob(".jimeng-*.part")):
+                on_disk.set()
+        return await fetch(self, url, sink_and_look, reset=reset)
+
+    Downloader._fetch = watched
     backend = Sandbox(stages=Stages())
     async with jimeng.Client(backend) as client:
         result = await client.images.generate("a cat", force_single=True)
         backend.server.inject("download", kind="delay", seconds=60)  # stalls half-way
         saving = asyncio.create_task(result.save(folder))
-        while not any(p.stat().st_size for p in folder.glob(".jimeng-*.part")):
-            await asyncio.sleep(0.01)
-        print("saving", flush=True)
+        seen = asyncio.create_task(on_disk.wait())
+        await asyncio.wait({saving, seen}, return_when=asyncio.FIRST_COMPLETED)
+        print("saving" if seen.done() else "finished before any byte was seen", flush=True)
         await saving
 
 asyncio.run(main())

@@ -3,10 +3,14 @@ socket timeouts it sets, how media are recognised and how names are chosen."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
+import re
+import stat
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from yarl import URL
 from jimeng._download import (
     Downloader,
     _free_name,
+    _read_umask,
     decode_base64,
     media_extension,
     remove_stale_parts,
@@ -25,7 +30,7 @@ from jimeng._download import (
 )
 from jimeng._http import Transport
 from jimeng._retry import RetryPolicy
-from jimeng.errors import DownloadError
+from jimeng.errors import APIConnectionError, APITimeoutError, DownloadError, ServerError
 from jimeng.models import Image
 from tests.conftest import Sleeps
 
@@ -273,12 +278,10 @@ def test_only_the_first_comma_ends_a_data_prefix() -> None:
 
 
 def test_free_names_count_up_past_every_collision(tmp_path: Path) -> None:
-    names = []
-    for _ in range(4):
+    for name in ["jimeng_x_1.png", "jimeng_x_1-2.png", "jimeng_x_1-3.png", "jimeng_x_1-4.png"]:
         path = _free_name(tmp_path, "jimeng_x_1", ".png")
+        assert path == tmp_path / name  # checked before taking it: a wrong count cannot loop
         path.write_bytes(b"")
-        names.append(path.name)
-    assert names == ["jimeng_x_1.png", "jimeng_x_1-2.png", "jimeng_x_1-3.png", "jimeng_x_1-4.png"]
 
 
 def test_only_old_part_files_of_this_library_are_removed(tmp_path: Path) -> None:
@@ -352,3 +355,600 @@ async def test_a_save_onto_a_folder_is_a_download_error_and_leaves_nothing(
 
     assert str(caught.value).startswith(f"cannot save to {tmp_path}: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]
+
+
+# -- errors by value ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_a_server_error_at_the_budget_is_a_download_error_caused_by_it(
+    mocked: aioresponses, downloader: Downloader, sleeps: Sleeps, status: int
+) -> None:
+    for _ in range(3):
+        mocked.get(URL_, status=status, body=b"busy")
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.read(Image(url=URL_))
+
+    assert str(caught.value) == (
+        f"download failed: download answered HTTP {status} (http={status})"
+    )
+    assert caught.value.url == URL_
+    cause = caught.value.__cause__
+    assert isinstance(cause, ServerError)
+    assert cause.status_code == status
+    assert cause.__cause__ is None  # raised as is, not re-wrapped by the transport mapping
+    assert downloader.transport.attempts == {"download": 3}
+    assert sleeps.calls == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 499])
+async def test_a_client_error_is_raised_unwrapped_after_one_attempt(
+    mocked: aioresponses, downloader: Downloader, sleeps: Sleeps, status: int
+) -> None:
+    mocked.get(URL_, status=status, body=b"gone")
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.read(Image(url=URL_))
+
+    assert str(caught.value) == f"download answered HTTP {status} (the link may have expired)"
+    assert caught.value.url == URL_
+    assert caught.value.__cause__ is None
+    assert downloader.transport.attempts == {"download": 1}
+    assert sleeps.calls == []
+
+
+async def test_size_errors_name_the_sizes_and_the_url(
+    mocked: aioresponses, downloader: Downloader, sleeps: Sleeps
+) -> None:
+    mocked.get(URL_, status=200, body=PNG, headers={"Content-Length": "1001"})
+    mocked.get(URL_, status=200, body=PNG + b"\x00" * 953)  # 1001 bytes, undeclared
+
+    with pytest.raises(DownloadError) as declared:
+        await downloader.read(Image(url=URL_))
+    with pytest.raises(DownloadError) as streamed:
+        await downloader.read(Image(url=URL_))
+
+    assert str(declared.value) == "file is 1001 bytes, above the 1000-byte limit"
+    assert str(streamed.value) == "file exceeds the 1000-byte limit"
+    assert declared.value.url == streamed.value.url == URL_
+    assert declared.value.__cause__ is None and streamed.value.__cause__ is None
+    assert downloader.transport.attempts == {"download": 2}  # neither is retried
+    assert sleeps.calls == []
+
+
+async def test_a_truncation_at_the_budget_keeps_its_sizes_and_says_the_request_was_sent(
+    mocked: aioresponses, downloader: Downloader, sleeps: Sleeps
+) -> None:
+    for _ in range(3):
+        mocked.get(URL_, status=200, body=PNG[:20], headers={"Content-Length": str(len(PNG))})
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.read(Image(url=URL_))
+
+    assert str(caught.value) == f"download failed: download truncated: 20 of {len(PNG)} bytes"
+    assert caught.value.url == URL_
+    cause = caught.value.__cause__
+    assert type(cause) is APIConnectionError
+    assert cause.sent is True
+    assert cause.__cause__ is None
+    assert len(attempts(mocked)) == 3
+    assert sleeps.calls == [0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("error", "message", "kind"),
+    [
+        (
+            aiohttp.ClientConnectionError("reset by peer"),
+            "connection failed for GET https://cdn.example.test/out/1.png: reset by peer",
+            APIConnectionError,
+        ),
+        (
+            asyncio.TimeoutError(),
+            "timed out waiting for GET https://cdn.example.test/out/1.png",
+            APITimeoutError,
+        ),
+        (
+            ValueError("odd"),
+            "request failed for GET https://cdn.example.test/out/1.png: ValueError",
+            APIConnectionError,
+        ),
+    ],
+)
+async def test_transport_failures_are_mapped_retried_and_name_the_host_without_the_query(
+    mocked: aioresponses,
+    downloader: Downloader,
+    sleeps: Sleeps,
+    error: Exception,
+    message: str,
+    kind: type[Exception],
+) -> None:
+    for _ in range(3):
+        mocked.get(URL_, exception=error)
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.read(Image(url=URL_))
+
+    assert str(caught.value) == f"download failed: {message}"
+    assert caught.value.url == URL_
+    cause = caught.value.__cause__
+    assert type(cause) is kind
+    assert cause.__cause__ is error
+    assert downloader.transport.attempts == {"download": 3}
+    assert sleeps.calls == [0.5, 1.0]
+
+
+async def test_a_transport_failure_then_success_reads_the_second_answer(
+    mocked: aioresponses, downloader: Downloader, sleeps: Sleeps
+) -> None:
+    mocked.get(URL_, exception=aiohttp.ServerDisconnectedError())
+    mocked.get(URL_, status=200, body=PNG)
+
+    assert await downloader.read(Image(url=URL_)) == PNG
+    assert downloader.transport.attempts == {"download": 2}
+    assert sleeps.calls == [0.5]
+
+
+async def test_a_cancelled_download_is_not_retried_and_leaves_no_part(
+    mocked: aioresponses, downloader: Downloader, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    mocked.get(URL_, exception=asyncio.CancelledError())
+    mocked.get(URL_, status=200, body=PNG)
+
+    with pytest.raises(asyncio.CancelledError):
+        await downloader.save(Image(url=URL_), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert downloader.transport.attempts == {"download": 1}
+    assert sleeps.calls == []
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_jittered_delays_come_from_the_transports_random_source(
+    mocked: aioresponses, sleeps: Sleeps
+) -> None:
+    for _ in range(2):
+        mocked.get(URL_, status=502, body=b"busy")
+    mocked.get(URL_, status=200, body=PNG)
+    draws = random.Random(7)
+    expected = [0.5 * (1 - 0.5 * draws.random()), 1.0 * (1 - 0.5 * draws.random())]
+
+    async with aiohttp.ClientSession() as session:
+
+        async def get() -> aiohttp.ClientSession:
+            return session
+
+        transport = Transport(
+            session=get,
+            timeout=5.0,
+            retry=RetryPolicy(max_attempts=3, initial_delay=0.5, jitter=0.5),
+            sleep=sleeps,
+            rng=random.Random(7),
+        )
+        assert await Downloader(transport).read(Image(url=URL_)) == PNG
+
+    assert sleeps.calls == expected
+
+
+async def test_the_attempt_counter_adds_to_the_transports_other_counters(
+    mocked: aioresponses, downloader: Downloader
+) -> None:
+    downloader.transport.attempts.update({"poll": 4, "download": 5})
+    mocked.get(URL_, status=200, body=PNG)
+
+    await downloader.read(Image(url=URL_))
+
+    assert downloader.transport.attempts == {"poll": 4, "download": 6}
+
+
+# -- sessions and the request ------------------------------------------------------------------
+
+
+class CountingSession:
+    """The transport's session, handed out through a counter; records what ``get`` was given."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.handed_out = 0
+        self.urls: list[Any] = []
+
+    async def __call__(self) -> Any:
+        self.handed_out += 1
+        return self
+
+    def get(self, url: Any, **kwargs: Any) -> Any:
+        self.urls.append(url)
+        return self.session.get(url, **kwargs)
+
+
+@pytest.fixture
+async def counted(sleeps: Sleeps) -> AsyncIterator[tuple[Transport, CountingSession]]:
+    async with aiohttp.ClientSession() as session:
+        counter = CountingSession(session)
+        transport = Transport(
+            session=counter,
+            timeout=33.0,
+            retry=RetryPolicy(max_attempts=3, initial_delay=0.5, jitter=0.0),
+            sleep=sleeps,
+        )
+        yield transport, counter
+
+
+async def test_an_attached_download_takes_the_clients_session_once_for_all_its_attempts(
+    mocked: aioresponses, counted: tuple[Transport, CountingSession]
+) -> None:
+    transport, counter = counted
+    mocked.get(URL_, status=503, body=b"busy")
+    mocked.get(URL_, status=200, body=PNG)
+
+    assert await Downloader(transport).read(Image(url=URL_)) == PNG
+
+    assert counter.handed_out == 1
+    assert len(counter.urls) == 2
+
+
+async def test_a_signed_url_is_requested_exactly_as_given(
+    mocked: aioresponses, counted: tuple[Transport, CountingSession]
+) -> None:
+    transport, counter = counted
+    signed = "https://cdn.example.test/out/%41b.png?sig=a%2Bb%3D&t=%7e1"
+    mocked.get(re.compile(r"https://cdn\.example\.test/out/.*"), status=200, body=PNG)
+
+    await Downloader(transport).read(Image(url=signed))
+
+    (url,) = counter.urls
+    assert str(url) == signed  # not re-quoted: a CDN signature covers the bytes as sent
+
+
+@pytest.mark.parametrize("trust_env", [False, True])
+async def test_a_detached_download_opens_and_closes_a_session_of_its_own(
+    mocked: aioresponses,
+    counted: tuple[Transport, CountingSession],
+    monkeypatch: pytest.MonkeyPatch,
+    sleeps: Sleeps,
+    trust_env: bool,
+) -> None:
+    transport, counter = counted
+    opened: list[tuple[dict[str, Any], aiohttp.ClientSession]] = []
+    real = aiohttp.ClientSession
+
+    def spy(**kwargs: Any) -> aiohttp.ClientSession:
+        session = real(**kwargs)
+        opened.append((kwargs, session))
+        return session
+
+    monkeypatch.setattr(aiohttp, "ClientSession", spy)
+    mocked.get(URL_, status=503, body=b"busy")
+    mocked.get(URL_, status=200, body=PNG)
+    if trust_env:
+        downloader = Downloader(transport, detached=lambda: True, trust_env=True)
+    else:
+        downloader = Downloader(transport, detached=lambda: True)
+
+    assert await downloader.read(Image(url=URL_)) == PNG
+
+    ((kwargs, session),) = opened
+    assert kwargs == {"trust_env": trust_env}
+    assert session.closed
+    assert counter.handed_out == 0
+    assert transport.attempts == {"download": 2}
+    assert sleeps.calls == [0.5]
+
+
+# -- saving ------------------------------------------------------------------------------------
+
+
+async def test_a_retried_save_keeps_only_the_last_attempts_bytes_and_head(
+    mocked: aioresponses, downloader: Downloader, tmp_path: Path
+) -> None:
+    # The first attempt writes 60 bytes of a JPEG before it is cut; the second is a short PNG.
+    small_png = PNG[:12]
+    mocked.get(URL_, status=200, body=JPEG + b"\x01" * 16, headers={"Content-Length": "90"})
+    mocked.get(URL_, status=200, body=small_png, headers={"Content-Type": "image/png"})
+
+    path = await downloader.save(Image(url=URL_), tmp_path, index=2, explicit=False, stamp="s")
+
+    assert path == tmp_path / "jimeng_s_2.png"
+    assert path.read_bytes() == small_png
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jimeng_s_2.png"]
+
+
+async def test_a_saved_file_gets_the_usual_umask_mode(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    mask = os.umask(0o022)
+    os.umask(mask)
+
+    path = await downloader.save(Image(data=PNG), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+async def test_an_explicit_target_keeps_its_name_and_replaces_what_was_there(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    target = tmp_path / "new" / "cover.png"  # a JPEG under the name the caller chose
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+
+    path = await downloader.save(Image(data=JPEG), target, index=7, explicit=True)
+
+    assert path == target
+    assert target.read_bytes() == JPEG
+    assert sorted(p.name for p in target.parent.iterdir()) == ["cover.png"]
+
+
+async def test_an_explicit_target_creates_its_folder(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    target = tmp_path / "a" / "b" / "cover.jpg"
+
+    assert await downloader.save(Image(data=JPEG), target, index=1, explicit=True) == target
+    assert target.read_bytes() == JPEG
+
+
+async def test_default_names_use_the_injected_clock_and_count_past_collisions(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    clocked = Downloader(downloader.transport, now=lambda: datetime(2026, 1, 2, 3, 4, 5))
+    (tmp_path / "jimeng_20260102_030405_2.png").write_bytes(b"taken")
+
+    assert clocked.stamp() == "20260102_030405"
+    first = await clocked.save(Image(data=PNG), tmp_path, index=2, explicit=False)
+    second = await clocked.save(Image(data=PNG), tmp_path, index=2, explicit=False)
+    given = await clocked.save(Image(data=PNG), tmp_path, index=2, explicit=False, stamp="x")
+
+    assert first.name == "jimeng_20260102_030405_2-2.png"
+    assert second.name == "jimeng_20260102_030405_2-3.png"
+    assert given.name == "jimeng_x_2.png"
+
+
+async def test_stale_parts_are_judged_by_the_downloaders_clock(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    later = datetime.now() + timedelta(hours=2)
+    clocked = Downloader(downloader.transport, now=lambda: later)
+    left = tmp_path / ".jimeng-left.part"
+    left.write_bytes(b"half")  # written just now: two hours old by the downloader's clock
+
+    saved = await clocked.save(Image(data=PNG), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == [saved.name]
+
+
+async def test_a_folder_that_cannot_be_made_is_a_download_error_naming_it(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"x")
+
+    with pytest.raises(DownloadError) as under_a_file:
+        await downloader.save(Image(data=PNG), blocker / "sub", index=1, explicit=False)
+    with pytest.raises(DownloadError) as is_a_file:
+        await downloader.save(Image(data=PNG), blocker, index=1, explicit=False)
+
+    assert str(under_a_file.value) == f"cannot write to {blocker / 'sub'}: Not a directory"
+    assert str(is_a_file.value) == f"cannot write to {blocker}: File exists"
+    assert isinstance(under_a_file.value.__cause__, NotADirectoryError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+async def test_a_save_that_cannot_be_renamed_names_the_folder_and_the_reason(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    target = tmp_path / "taken.png"
+    target.mkdir()
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.save(Image(data=PNG), target, index=1, explicit=True)
+
+    assert str(caught.value) == f"cannot save to {tmp_path}: Is a directory"
+    assert isinstance(caught.value.__cause__, IsADirectoryError)
+
+
+# -- refusing what is not media ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("served", "declared", "shown"),
+    [
+        ("text/html; charset=utf-8", "image/png", "text/html; charset=utf-8"),
+        ("", "image/png", "image/png"),
+        ("", None, "not given"),
+    ],
+)
+async def test_a_refused_save_names_the_servers_content_type_else_the_declared_one(
+    mocked: aioresponses,
+    downloader: Downloader,
+    tmp_path: Path,
+    served: str,
+    declared: str | None,
+    shown: str,
+) -> None:
+    mocked.get(URL_, status=200, body=b"<html>denied</html>", content_type=served)
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.save(
+            Image(url=URL_, content_type=declared), tmp_path, index=1, explicit=False, stamp="s"
+        )
+
+    assert str(caught.value) == (
+        f"the result from cdn.example.test is not an image or a video (Content-Type {shown}, "
+        "starts with '<html>denied</ht'); nothing was saved"
+    )
+    assert caught.value.url == URL_
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "message"),
+    [
+        (
+            b"not an image at all",
+            None,
+            "the result inline is not an image or a video (Content-Type not given, "
+            "starts with 'not an image at '); nothing was saved",
+        ),
+        (
+            b"\xff\xfe\x00ok",
+            "image/png",
+            "the result inline is not an image or a video (Content-Type image/png, "
+            "starts with '\ufffd\ufffd\\x00ok'); nothing was saved",
+        ),
+        (
+            b"",
+            "image/jpeg",
+            "the result inline is not an image or a video (Content-Type image/jpeg, "
+            "starts with ''); nothing was saved",
+        ),
+    ],
+)
+async def test_inline_data_that_is_not_media_is_refused_by_value(
+    downloader: Downloader, tmp_path: Path, data: bytes, content_type: str | None, message: str
+) -> None:
+    with pytest.raises(DownloadError) as caught:
+        await downloader.save(
+            Image(data=data, content_type=content_type), tmp_path, index=1, explicit=False
+        )
+
+    assert str(caught.value) == message
+    assert caught.value.url is None
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- pure functions ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"RIFX\x10\x00\x00\x00WEBPVP8 ",  # WEBP without a RIFF header
+        b"RIFF\x10\x00\x00WEBPVP8 ",  # WEBP at the wrong offset
+        b"GIF88a" + b"\x00" * 10,
+        b"\x00\x00\x00\x18\x00ftypisom",  # ftyp one byte late
+        b"\xff\xd8\x00\xe0",
+        b"\x89PNG\r\n\x1a\x00",
+    ],
+)
+def test_near_misses_are_not_media(head: bytes) -> None:
+    assert media_extension(head) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "data"),
+    [
+        ("aGVsbA==", b"hell"),
+        ("aGVsbG8h", b"hello!"),
+        ("aGVsbG8hIQ", b"hello!!"),
+        ("  aGVs bG8h\t", b"hello!"),
+        ("data:,aGVsbG8h", b"hello!"),
+    ],
+)
+def test_decode_base64_pads_only_what_is_missing(text: str, data: bytes) -> None:
+    assert decode_base64(text) == data
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("aGVs*bG8=", "result is not valid base64: Only base64 data is allowed"),
+        (
+            "aGVsbG8h,aGVsbG8h",  # a comma is only a separator after "data:"
+            "result is not valid base64: Only base64 data is allowed",
+        ),
+        (
+            "a",
+            "result is not valid base64: Invalid base64-encoded string: number of data "
+            "characters (1) cannot be 1 more than a multiple of 4",
+        ),
+        (
+            "aGVsbG8é",
+            "result is not valid base64: string argument should contain only ASCII characters",
+        ),
+    ],
+)
+def test_decode_base64_errors_by_value(text: str, message: str) -> None:
+    with pytest.raises(DownloadError) as caught:
+        decode_base64(text)
+    assert str(caught.value) == message
+    assert caught.value.url is None
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+def test_a_part_that_vanishes_while_stale_parts_are_cleared_does_not_stop_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = time.time()
+    names = [".jimeng-a.part", ".jimeng-b.part", ".jimeng-c.part"]
+    for name in names:
+        path = tmp_path / name
+        path.write_bytes(b"x")
+        os.utime(path, (now - 7200, now - 7200))
+    real = Path.lstat
+    vanished: list[Path] = []
+
+    def lstat(self: Path) -> os.stat_result:
+        if not vanished:  # the first one looked at was removed by another process meanwhile
+            vanished.append(self)
+            self.unlink()
+        return real(self)
+
+    monkeypatch.setattr(Path, "lstat", lstat)
+
+    removed = remove_stale_parts(tmp_path, now=now)
+
+    assert len(vanished) == 1
+    assert sorted(removed) == sorted(tmp_path / n for n in names if tmp_path / n != vanished[0])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("age", "removed"), [(10.0, True), (30.0, False)])
+def test_stale_parts_honour_a_given_age(tmp_path: Path, age: float, removed: bool) -> None:
+    now = time.time()
+    path = tmp_path / ".jimeng-x.part"
+    path.write_bytes(b"x")
+    os.utime(path, (now - 20, now - 20))
+
+    assert remove_stale_parts(tmp_path, now=now, age=age) == ([path] if removed else [])
+
+
+def test_reading_the_umask_leaves_it_as_it_was() -> None:
+    previous = os.umask(0o027)
+    try:
+        assert _read_umask() == 0o027
+        assert os.umask(0o027) == 0o027  # still what it was before the read
+    finally:
+        os.umask(previous)
+
+
+async def test_a_part_file_removed_during_the_save_is_a_download_error(
+    mocked: aioresponses, downloader: Downloader, tmp_path: Path
+) -> None:
+    def remove_part(url: Any, **kwargs: Any) -> None:
+        for part in tmp_path.glob(".jimeng-*.part"):
+            part.unlink()  # another program cleaned the folder meanwhile
+
+    mocked.get(URL_, status=200, body=PNG, callback=remove_part)
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.save(Image(url=URL_), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert str(caught.value) == f"cannot save to {tmp_path}: No such file or directory"
+    assert isinstance(caught.value.__cause__, FileNotFoundError)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_failed_download_whose_part_file_was_removed_keeps_its_own_error(
+    mocked: aioresponses, downloader: Downloader, tmp_path: Path
+) -> None:
+    def remove_part(url: Any, **kwargs: Any) -> None:
+        for part in tmp_path.glob(".jimeng-*.part"):
+            part.unlink()
+
+    mocked.get(URL_, status=404, body=b"gone", callback=remove_part)
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.save(Image(url=URL_), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert str(caught.value) == "download answered HTTP 404 (the link may have expired)"
+    assert list(tmp_path.iterdir()) == []

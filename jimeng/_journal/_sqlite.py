@@ -253,9 +253,8 @@ def _add_saved(connection: sqlite3.Connection, backend: str, ref: str, paths: li
     import attrs
 
     def add(entry: JournalEntry) -> JournalEntry:
-        saved = list(entry.saved)
-        saved += [path for path in paths if path not in saved]
-        return attrs.evolve(entry, saved=tuple(saved))
+        # In order, each path once (also when ``paths`` repeats one).
+        return attrs.evolve(entry, saved=tuple(dict.fromkeys((*entry.saved, *paths))))
 
     _change(connection, backend, ref, add)
 

@@ -39,6 +39,7 @@ from jimeng.backends.volcengine._inputs import (
 )
 from jimeng.backends.volcengine._models import (
     IMAGE_MODELS,
+    Built,
     ImageModelSpec,
     check_overrides,
     image_spec,
@@ -126,6 +127,8 @@ class Volcengine(Backend):
         check_argument("allow_http", allow_http, required(boolean()))
         check_argument("profile", profile, required(instance(SigningProfile, "a SigningProfile")))
         self._api_key = api_key
+        #: The last image request validate_image() checked, with what its checks built.
+        self._checked: tuple[ImageRequest, Built] | None = None
         if api_key is None:
             access_key = access_key or os.environ.get("VOLC_ACCESSKEY")
             secret_key = secret_key or os.environ.get("VOLC_SECRETKEY")
@@ -341,8 +344,10 @@ class Volcengine(Backend):
         return image_spec(model, self._image_models)
 
     def validate_image(self, request: ImageRequest) -> None:
-        self._image_spec(request.model).validate(request, relay=self.relay)
+        built = self._image_spec(request.model).validate(request, relay=self.relay)
         _image_options(request)
+        # The submit of this very request (the next call, as a rule) reuses the checked fields.
+        self._checked = (request, built)
 
     def submit_image(self, request: ImageRequest) -> Flow[Task]:
         spec = self._image_spec(request.model)
@@ -351,7 +356,9 @@ class Volcengine(Backend):
             fields = [f"images[{index}]" for index in range(len(images))]
             inline = yield from self._inline(images, fields, spec.limits)
             request = attrs.evolve(request, images=inline)
-        body, notes = spec.prepare(request, relay=self.relay)
+        checked, self._checked = self._checked, None
+        built = checked[1] if checked is not None and checked[0] is request else None
+        body, notes = spec.prepare(request, relay=self.relay, built=built)
         # Everything the task's polls need is built before the (billed) submit is sent.
         context: dict[str, Any] = {"req_json": _image_options(request), "model_name": spec.name}
         if "width" in body and "height" in body:

@@ -77,7 +77,9 @@ class ImageModelSpec:
     relay_extras: bool = False
     build: Builder = attrs.field(repr=False)
 
-    def validate(self, request: ImageRequest, *, relay: bool = False) -> None:
+    def validate(self, request: ImageRequest, *, relay: bool = False) -> Built:
+        """Refuse what this model cannot take; return the submit fields and notes the checks
+        computed (:meth:`prepare` can reuse them)."""
         given = request.given()
         given.pop("model", None)
         for name in sorted(given):
@@ -107,7 +109,7 @@ class ImageModelSpec:
             )
         for index, image in enumerate(images):
             check_local(image, self.limits, field=f"images[{index}]")
-        self.build(self, request, relay)  # runs the value checks
+        return self.build(self, request, relay)  # runs the value checks
 
     def notes(self, request: ImageRequest, *, relay: bool = False) -> tuple[str, ...]:
         """What the submit body changes from the request (e.g. a size scaled into range)."""
@@ -117,12 +119,15 @@ class ImageModelSpec:
         """The submit body. Images must all be URLs or all be local (see ``_inputs``)."""
         return self.prepare(request, relay=relay)[0]
 
-    def prepare(self, request: ImageRequest, *, relay: bool = False) -> Built:
-        """The submit body and the notes on what it changed from the request, in one pass."""
+    def prepare(
+        self, request: ImageRequest, *, relay: bool = False, built: Built | None = None
+    ) -> Built:
+        """The submit body and the notes on what it changed from the request, in one pass
+        (``built``: what :meth:`validate` returned for this very request)."""
         body: dict[str, Any] = {"req_key": self.req_key, "prompt": request.prompt}
         if request.images:
             body.update(encode_images(request.images))
-        fields, notes = self.build(self, request, relay)
+        fields, notes = built if built is not None else self.build(self, request, relay)
         body.update(fields)
         if relay and self.relay_extras:
             body["model"] = self.name  # gateway.md §10: the relay's name is ours ("jimeng-4.0")
