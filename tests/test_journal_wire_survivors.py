@@ -1,0 +1,97 @@
+"""The SQLite journal's closing, pinned: ``aclose()`` closes the connection on the store's own
+worker, after every call already handed to it, without borrowing the loop's default executor;
+and a call made while a close is still waiting for the worker is not lost."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jimeng._journal import JournalEntry, SQLiteJournal
+from jimeng.models import TaskKind, TaskStatus
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def entry(ref: str) -> JournalEntry:
+    return JournalEntry(
+        ref=ref,
+        task_id=ref.rpartition(":")[2],
+        backend="volcengine",
+        protocol="volcengine",
+        fingerprint="f" * 16,
+        kind=TaskKind.IMAGE,
+        status=TaskStatus.QUEUED,
+        submitted_at=T0,
+        updated_at=T0,
+        model="key",
+    )
+
+
+def stored_refs(path: Path) -> list[str]:
+    connection = sqlite3.connect(path)
+    try:
+        return [ref for (ref,) in connection.execute("SELECT ref FROM tasks ORDER BY ref")]
+    finally:
+        connection.close()
+
+
+class RefusingExecutor(ThreadPoolExecutor):
+    """A loop default executor that takes no work (the application's, busy or shut down)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        raise AssertionError("the journal used the loop's default executor")
+
+
+async def test_close_runs_on_the_worker_after_the_writes_handed_to_it(tmp_path: Path) -> None:
+    asyncio.get_running_loop().set_default_executor(RefusingExecutor(max_workers=1))
+    path = tmp_path / "j.sqlite3"
+    journal = SQLiteJournal(path)
+    await journal.record(entry("key:1"))
+    gate = threading.Event()
+    held = asyncio.ensure_future(journal._call(lambda connection: gate.wait(10)))
+    try:
+        await asyncio.sleep(0)  # the worker is busy until the gate opens
+        write = asyncio.ensure_future(journal.record(entry("key:2")))
+        await asyncio.sleep(0)  # the write waits behind it
+        closing = asyncio.ensure_future(journal.aclose())
+        await asyncio.sleep(0)  # the close waits behind the write
+        assert not write.done() and not closing.done()
+    finally:
+        gate.set()
+    assert await held is True
+    await closing
+    assert write.done() and write.exception() is None
+    # The write landed before the connection closed, and that was the last connection.
+    assert stored_refs(path) == ["key:1", "key:2"]
+    assert not Path(f"{path}-wal").exists()
+    assert journal._connection is None and journal._executor is None
+
+
+async def test_a_call_made_while_close_waits_for_the_worker_still_lands(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = SQLiteJournal(path)
+    await journal.record(entry("key:1"))  # the connection is open, made on the first worker
+    gate = threading.Event()
+    held = asyncio.ensure_future(journal._call(lambda connection: gate.wait(10)))
+    try:
+        await asyncio.sleep(0)  # the first worker is busy until the gate opens
+        closing = asyncio.ensure_future(journal.aclose())
+        await asyncio.sleep(0)  # the close waits behind it; the store has no worker now
+        # A new worker takes this call, with the connection the close has not reached yet.
+        await journal.record(entry("key:2"))
+        assert not closing.done()
+    finally:
+        gate.set()
+    assert await held is True
+    await closing
+    assert stored_refs(path) == ["key:1", "key:2"]
+    assert await journal.get("key:2") == entry("key:2")  # opened again on use
+    await journal.aclose()
+    assert not Path(f"{path}-wal").exists()
