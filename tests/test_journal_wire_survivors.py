@@ -1,6 +1,7 @@
 """The SQLite journal's closing, pinned: ``aclose()`` closes the connection on the store's own
 worker, after every call already handed to it, without borrowing the loop's default executor;
-and a call made while a close is still waiting for the worker is not lost."""
+and a call made while a close is still waiting for the worker is not lost, nor broken by the
+close (each worker has its own connection)."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ async def test_a_call_made_while_close_waits_for_the_worker_still_lands(tmp_path
         await asyncio.sleep(0)  # the first worker is busy until the gate opens
         closing = asyncio.ensure_future(journal.aclose())
         await asyncio.sleep(0)  # the close waits behind it; the store has no worker now
-        # A new worker takes this call, with the connection the close has not reached yet.
+        # A new worker takes this call, with a connection of its own.
         await journal.record(entry("key:2"))
         assert not closing.done()
     finally:
@@ -95,3 +96,56 @@ async def test_a_call_made_while_close_waits_for_the_worker_still_lands(tmp_path
     assert await journal.get("key:2") == entry("key:2")  # opened again on use
     await journal.aclose()
     assert not Path(f"{path}-wal").exists()
+
+
+async def test_a_close_never_closes_the_connection_of_a_call_running_on_a_new_worker(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = SQLiteJournal(path)
+    await journal.record(entry("key:1"))  # a connection opened on the first worker
+    first_gate, second_gate = threading.Event(), threading.Event()
+    held = asyncio.ensure_future(journal._call(lambda connection: first_gate.wait(10)))
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(journal.aclose())  # queued behind the held call
+    await asyncio.sleep(0)
+
+    def count_after_the_close(connection: sqlite3.Connection) -> int:
+        second_gate.wait(10)  # the close runs on the first worker meanwhile
+        return int(connection.execute("SELECT count(*) FROM tasks").fetchone()[0])
+
+    counting = asyncio.ensure_future(journal._call(count_after_the_close))
+    await asyncio.sleep(0)
+    first_gate.set()
+    await held
+    await closing  # the first worker closed its connection
+    second_gate.set()
+    assert await counting == 1  # the second worker's own connection is still open
+    await journal.aclose()
+
+
+async def test_a_ledger_close_never_closes_the_connection_of_a_call_on_a_new_worker(
+    tmp_path: Path,
+) -> None:
+    from jimeng.batch._ledger import SQLiteLedger
+
+    ledger = SQLiteLedger(tmp_path / "ledger.sqlite3")
+    assert await ledger.records("b") == {}  # a connection opened on the first worker
+    first_gate, second_gate = threading.Event(), threading.Event()
+    held = asyncio.ensure_future(ledger._call(lambda connection: first_gate.wait(10)))
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(ledger.aclose())
+    await asyncio.sleep(0)
+
+    def tables_after_the_close(connection: sqlite3.Connection) -> int:
+        second_gate.wait(10)
+        return int(connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+
+    counting = asyncio.ensure_future(ledger._call(tables_after_the_close))
+    await asyncio.sleep(0)
+    first_gate.set()
+    await held
+    await closing
+    second_gate.set()
+    assert await counting >= 1
+    await ledger.aclose()

@@ -68,6 +68,39 @@ def _epoch(when: datetime) -> float:
     return when.timestamp()
 
 
+class SQLiteWorker:
+    """One thread and the SQLite connection that only it uses (opened on its first call).
+
+    A store swaps its worker out to close it; a call made meanwhile gets a new worker with a
+    connection of its own, so a close never pulls a connection from under a running call.
+    """
+
+    def __init__(self, name: str, connect: Callable[[], sqlite3.Connection]):
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.connection: sqlite3.Connection | None = None
+        self._connect = connect
+
+    async def call(self, work: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, functools.partial(self._run, work, *args)
+        )
+
+    def _run(self, work: Callable[..., T], *args: Any) -> T:
+        if self.connection is None:
+            self.connection = self._connect()
+        return work(self.connection, *args)
+
+    async def aclose(self) -> None:
+        """Close the connection on the worker, after every call already handed to it."""
+        await asyncio.get_running_loop().run_in_executor(self.executor, self._close)
+        self.executor.shutdown(wait=False)
+
+    def _close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
 class SQLiteJournal(JournalStore):
     """The journal in a SQLite file (default ``$JIMENG_HOME/journal.sqlite3``, see
     :func:`jimeng.journal_path`). The folder is created private to the user (0700), the file
@@ -76,8 +109,7 @@ class SQLiteJournal(JournalStore):
     def __init__(self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = 30.0):
         self.path = Path(path).expanduser() if path is not None else journal_path()
         self.busy_timeout = busy_timeout
-        self._executor: ThreadPoolExecutor | None = None
-        self._connection: sqlite3.Connection | None = None
+        self._worker: SQLiteWorker | None = None
         self._guard = threading.Lock()
 
     def __repr__(self) -> str:
@@ -85,22 +117,21 @@ class SQLiteJournal(JournalStore):
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    @property
+    def _executor(self) -> ThreadPoolExecutor | None:
+        return self._worker.executor if self._worker is not None else None
+
+    @property
+    def _connection(self) -> sqlite3.Connection | None:
+        return self._worker.connection if self._worker is not None else None
+
     async def _call(self, work: Callable[..., T], *args: Any) -> T:
         with self._guard:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="jimeng-journal"
-                )
-            executor = self._executor
+            if self._worker is None:
+                self._worker = SQLiteWorker("jimeng-journal", self._connect)
+            worker = self._worker
         # A cancelled caller does not stop the write: the worker finishes it.
-        return await asyncio.get_running_loop().run_in_executor(
-            executor, functools.partial(self._with_connection, work, *args)
-        )
-
-    def _with_connection(self, work: Callable[..., T], *args: Any) -> T:
-        if self._connection is None:
-            self._connection = self._connect()
-        return work(self._connection, *args)
+        return await worker.call(work, *args)
 
     def _connect(self) -> sqlite3.Connection:
         import sqlite3
@@ -133,17 +164,9 @@ class SQLiteJournal(JournalStore):
 
     async def aclose(self) -> None:
         with self._guard:
-            executor, self._executor = self._executor, None
-        if executor is None:
-            return
-
-        def close() -> None:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-        await asyncio.get_running_loop().run_in_executor(executor, close)
-        executor.shutdown(wait=False)
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.aclose()
 
     # -- tasks ---------------------------------------------------------------------------------
 

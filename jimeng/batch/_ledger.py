@@ -14,18 +14,17 @@ server answers: a line found in ``submitting`` after a crash may or may not have
 from __future__ import annotations
 
 import abc
-import asyncio
-import functools
 import json
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
+
+from jimeng._journal._sqlite import SQLiteWorker
 
 if TYPE_CHECKING:
     import sqlite3
@@ -271,8 +270,7 @@ class SQLiteLedger(Ledger):
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0):
         self.path = Path(path).expanduser()
         self.busy_timeout = busy_timeout
-        self._executor: ThreadPoolExecutor | None = None
-        self._connection: sqlite3.Connection | None = None
+        self._worker: SQLiteWorker | None = None
         self._guard = threading.Lock()
 
     def __repr__(self) -> str:
@@ -280,19 +278,10 @@ class SQLiteLedger(Ledger):
 
     async def _call(self, work: Callable[..., T], *args: Any) -> T:
         with self._guard:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="jimeng-batch-ledger"
-                )
-            executor = self._executor
-        return await asyncio.get_running_loop().run_in_executor(
-            executor, functools.partial(self._with_connection, work, *args)
-        )
-
-    def _with_connection(self, work: Callable[..., T], *args: Any) -> T:
-        if self._connection is None:
-            self._connection = self._connect()
-        return work(self._connection, *args)
+            if self._worker is None:
+                self._worker = SQLiteWorker("jimeng-batch-ledger", self._connect)
+            worker = self._worker
+        return await worker.call(work, *args)
 
     def _connect(self) -> sqlite3.Connection:
         import sqlite3
@@ -322,16 +311,9 @@ class SQLiteLedger(Ledger):
 
     async def aclose(self) -> None:
         with self._guard:
-            executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        await asyncio.get_running_loop().run_in_executor(executor, self._close)
-        executor.shutdown(wait=True)
-
-    def _close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.aclose()
 
 
 def _apply_sqlite(
