@@ -149,3 +149,27 @@ async def test_a_ledger_close_never_closes_the_connection_of_a_call_on_a_new_wor
     second_gate.set()
     assert await counting >= 1
     await ledger.aclose()
+
+
+async def test_calls_run_one_at_a_time_on_the_same_worker_thread(tmp_path: Path) -> None:
+    """A SQLite connection is used by one thread only: a call waits for the one before it."""
+    journal = SQLiteJournal(tmp_path / "j.sqlite3")
+    gate = threading.Event()
+    order: list[tuple[str, int]] = []
+
+    def first(connection: sqlite3.Connection) -> None:
+        gate.wait(10)
+        order.append(("first", threading.get_ident()))
+
+    def second(connection: sqlite3.Connection) -> None:
+        order.append(("second", threading.get_ident()))
+
+    held = asyncio.ensure_future(journal._call(first))
+    await asyncio.sleep(0)
+    queued = asyncio.ensure_future(journal._call(second))
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(held, queued)
+    assert [name for name, _ in order] == ["first", "second"]
+    assert order[0][1] == order[1][1] != threading.get_ident()
+    await journal.aclose()
