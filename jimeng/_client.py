@@ -499,6 +499,11 @@ class Client:
             await journal.observed(task, latest)
         return latest
 
+    async def _saved_file_replaced(self, task: Task, old: Path, new: Path) -> None:
+        """Tell the journal that a file saved from ``task`` was converted into ``new``."""
+        if self._shared.journal is not None:
+            await self._shared.journal.replaced(task.ref, old, new)
+
     def _poll_policy(self, task: Task) -> PollPolicy:
         """The client's policy for the task's kind when one was set, else the backend's advice
         for this task (e.g. a verb's typical latency), else the kind's defaults."""

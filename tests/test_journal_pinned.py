@@ -716,6 +716,46 @@ async def test_add_saved_appends_without_duplicates(store: SQLiteJournal) -> Non
     assert [e.ref for e in await store.history()] == ["key:1"]
 
 
+@pytest.mark.parametrize(
+    ("saved", "old", "new", "expected"),
+    [
+        (("/a.png", "/b.webp", "/c.png"), "/b.webp", "/b.png", ("/a.png", "/b.png", "/c.png")),
+        (("/a.webp",), "/a.webp", "/a.webp", ("/a.webp",)),  # the same path: unchanged
+        (("/a.png", "/b.webp"), "/b.webp", "/a.png", ("/a.png",)),  # each path once
+        (("/a.png",), "/x.webp", "/x.png", ("/a.png", "/x.png")),  # old unknown: appended
+        ((), "/x.webp", "/x.png", ("/x.png",)),
+    ],
+)
+def test_a_saved_path_replaced_keeps_its_place(
+    saved: tuple[str, ...], old: str, new: str, expected: tuple[str, ...]
+) -> None:
+    assert entry(saved=saved).with_saved_replaced(old, new).saved == expected
+
+
+async def test_replace_saved_rewrites_the_stored_entry_only(store: SQLiteJournal) -> None:
+    await store.record(entry(saved=("/out/0.webp", "/out/1.png")))
+    await store.record(entry("key:2", saved=("/out/0.webp",)))
+    await store.replace_saved("volcengine", "key:1", "/out/0.webp", "/out/0.png")
+    await store.replace_saved("dreamina", "key:2", "/out/0.webp", "/out/0.png")  # not its backend
+    await store.replace_saved("volcengine", "key:3", "/out/0.webp", "/out/0.png")  # unknown
+    first, second = await store.get("key:1"), await store.get("key:2")
+    assert first is not None and first.saved == ("/out/0.png", "/out/1.png")
+    assert first.status is TaskStatus.QUEUED and first.updated_at == T0
+    assert second is not None and second.saved == ("/out/0.webp",)
+    assert sorted(e.ref for e in await store.history()) == ["key:1", "key:2"]  # none added
+
+
+async def test_a_store_without_replace_saved_adds_the_new_path() -> None:
+    calls: list[tuple[str, str, list[str]]] = []
+
+    class OlderStore(MemoryStore):
+        async def add_saved(self, backend: str, ref: str, paths: Sequence[str]) -> None:
+            calls.append((backend, ref, list(paths)))
+
+    await OlderStore().replace_saved("volcengine", "key:1", "/a.webp", "/a.png")
+    assert calls == [("volcengine", "key:1", ["/a.png"])]
+
+
 async def test_update_only_touches_its_own_task(store: SQLiteJournal) -> None:
     await store.record(entry("key:1"))
     await store.record(entry("key:1", backend="dreamina"))

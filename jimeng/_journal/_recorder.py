@@ -182,6 +182,16 @@ class Recorder:
             "add saved files to", ref, self.store.add_saved(self.backend_name, ref, text)
         )
 
+    async def replaced(self, ref: str, old: Path, new: Path) -> None:
+        """A saved file was converted into ``new`` (and ``old`` removed)."""
+        await self._safely(
+            "replace a saved file of",
+            ref,
+            self.store.replace_saved(
+                self.backend_name, ref, str(old.resolve()), str(new.resolve())
+            ),
+        )
+
     async def restore(self, task: Task) -> Task:
         """A task from ``resume(ref)``, with what the journal recorded at submit time (kind,
         model, poll options). Looked up once per ref; a task with a journal entry and one

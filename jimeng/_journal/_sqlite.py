@@ -179,6 +179,9 @@ class SQLiteJournal(JournalStore):
     async def add_saved(self, backend: str, ref: str, paths: Sequence[str]) -> None:
         await self._call(_add_saved, backend, ref, list(paths))
 
+    async def replace_saved(self, backend: str, ref: str, old: str, new: str) -> None:
+        await self._call(_replace_saved, backend, ref, old, new)
+
     async def get(self, ref: str, *, backend: str | None = None) -> JournalEntry | None:
         return await self._call(_get, ref, backend)
 
@@ -280,6 +283,12 @@ def _add_saved(connection: sqlite3.Connection, backend: str, ref: str, paths: li
         return attrs.evolve(entry, saved=tuple(dict.fromkeys((*entry.saved, *paths))))
 
     _change(connection, backend, ref, add)
+
+
+def _replace_saved(
+    connection: sqlite3.Connection, backend: str, ref: str, old: str, new: str
+) -> None:
+    _change(connection, backend, ref, lambda entry: entry.with_saved_replaced(old, new))
 
 
 def _get(connection: sqlite3.Connection, ref: str, backend: str | None) -> JournalEntry | None:

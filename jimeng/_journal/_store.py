@@ -173,6 +173,14 @@ class JournalEntry:
             failure=data.get("failure"),
         )
 
+    def with_saved_replaced(self, old: str, new: str) -> JournalEntry:
+        """This entry with ``new`` in ``old``'s place among the saved files (each path once;
+        appended when ``old`` is not there)."""
+        saved = self.saved if old in self.saved else (*self.saved, old)
+        return attrs.evolve(
+            self, saved=tuple(dict.fromkeys(new if path == old else path for path in saved))
+        )
+
     def evolve(self, change: JournalUpdate) -> JournalEntry:
         """This entry after ``change`` (a terminal status is never replaced by a live one: a
         slower process must not resurrect a finished task)."""
@@ -224,6 +232,11 @@ class JournalStore(abc.ABC):
     @abc.abstractmethod
     async def add_saved(self, backend: str, ref: str, paths: Sequence[str]) -> None:
         """Remember files saved from a task's result (appended, without duplicates)."""
+
+    async def replace_saved(self, backend: str, ref: str, old: str, new: str) -> None:
+        """A saved file became another (the command line turns WebP into PNG): ``new`` takes
+        ``old``'s place. Stores that predate this method only add ``new``."""
+        await self.add_saved(backend, ref, [new])
 
     @abc.abstractmethod
     async def get(self, ref: str, *, backend: str | None = None) -> JournalEntry | None:

@@ -305,6 +305,9 @@ class RedisJournal(JournalStore):
 
         await self._change(backend, ref, add)
 
+    async def replace_saved(self, backend: str, ref: str, old: str, new: str) -> None:
+        await self._change(backend, ref, lambda entry: entry.with_saved_replaced(old, new))
+
     async def _load(self, keys: Sequence[str]) -> list[JournalEntry]:
         entries: list[JournalEntry] = []
         for start in range(0, len(keys), 500):

@@ -506,7 +506,7 @@ async def _collect(
     if isinstance(result, VideoResult):
         await _finish_video(run, handle.task, result, prompt)
     else:
-        await _finish_images(run, handle.task, result, prompt)
+        await _finish_images(run, client, handle.task, result, prompt)
 
 
 def _print_submitted(run: _Run, client: jimeng.Client, task: Task) -> None:
@@ -559,7 +559,9 @@ def _requested_size(args: argparse.Namespace) -> tuple[int, int] | None:
     return None
 
 
-async def _finish_images(run: _Run, task: Task, result: ImageResult, prompt: str | None) -> None:
+async def _finish_images(
+    run: _Run, client: jimeng.Client, task: Task, result: ImageResult, prompt: str | None
+) -> None:
     args = run.args
     media: list[SavedMedia] = []
     if getattr(args, "no_save", False):
@@ -571,6 +573,8 @@ async def _finish_images(run: _Run, task: Task, result: ImageResult, prompt: str
             paths = await result.save(target)
         for image, path in zip(result.images, paths, strict=True):
             final = _as_png(run, path).resolve()
+            if final != path.resolve():
+                await client._saved_file_replaced(task, path, final)
             size = image_size(final)
             media.append(
                 SavedMedia(

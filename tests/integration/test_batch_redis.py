@@ -168,12 +168,13 @@ async def test_the_journal_in_redis(redis_url: str) -> None:
         await journal.update("sandbox", "a", done)
         late = JournalUpdate(status=TaskStatus.RUNNING, updated_at=done.updated_at)
         await journal.update("sandbox", "a", late)  # a slower process cannot resurrect it
-        await journal.add_saved("sandbox", "a", ["/p/1.png", "/p/1.png"])
+        await journal.add_saved("sandbox", "a", ["/p/1.png", "/p/1.png", "/p/2.webp"])
+        await journal.replace_saved("sandbox", "a", "/p/2.webp", "/p/2.png")
         entry = await journal.get("a")
         assert entry is not None
         assert (entry.status, entry.saved, entry.results[0].url) == (
             TaskStatus.SUCCEEDED,
-            ("/p/1.png",),
+            ("/p/1.png", "/p/2.png"),
             "http://x/1.png",
         )
         assert [e.ref for e in await journal.unfinished()] == ["b"]
