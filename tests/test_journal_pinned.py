@@ -1335,6 +1335,28 @@ async def test_saved_records_resolved_paths(
     ]
 
 
+async def test_replaced_passes_resolved_paths_to_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    calls: list[tuple[str, ...]] = []
+
+    class Store(MemoryStore):
+        async def replace_saved(self, backend: str, ref: str, old: str, new: str) -> None:
+            calls.append((backend, ref, old, new))
+            if self.failure is not None:
+                raise self.failure
+
+    await recorder(Store()).replaced("key:7", Path("out/a.webp"), Path("out/a.png"))
+    here = tmp_path.resolve()
+    assert calls == [("sandbox", "key:7", str(here / "out/a.webp"), str(here / "out/a.png"))]
+    caplog.set_level(logging.WARNING, logger="jimeng")
+    await recorder(Store(failure=DISK_FULL)).replaced("key:7", Path("a.webp"), Path("a.png"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "journal: could not replace a saved file of task key:7: [Errno 28] No space left on device"
+    ]
+
+
 async def test_restore_brings_back_what_was_submitted_once_per_ref() -> None:
     store = MemoryStore()
     store.entries["key:7"] = entry(
