@@ -176,10 +176,9 @@ class JournalEntry:
     def with_saved_replaced(self, old: str, new: str) -> JournalEntry:
         """This entry with ``new`` in ``old``'s place among the saved files (each path once;
         appended when ``old`` is not there)."""
-        saved = self.saved if old in self.saved else (*self.saved, old)
-        return attrs.evolve(
-            self, saved=tuple(dict.fromkeys(new if path == old else path for path in saved))
-        )
+        # ``old`` once more at the end: ``new`` lands in its place, or at the end when absent.
+        paths = (new if path == old else path for path in (*self.saved, old))
+        return attrs.evolve(self, saved=tuple(dict.fromkeys(paths)))
 
     def evolve(self, change: JournalUpdate) -> JournalEntry:
         """This entry after ``change`` (a terminal status is never replaced by a live one: a
