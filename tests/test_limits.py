@@ -192,6 +192,29 @@ async def test_with_options_copies_share_one_limiter() -> None:
         assert client.limits.concurrency == 3 and client.limits.key == "sandbox:volcengine"
 
 
+SID_A, SID_B, SID_C = "a" * 24, "b" * 24, "c" * 24
+
+
+async def test_web_session_limits_are_keyed_by_their_sessions_never_naming_them() -> None:
+    pool = jimeng.Dreamina(tokens=f"us-{SID_A},{SID_B}")
+    same = jimeng.Dreamina(tokens=[SID_B, f"us-{SID_A}"])  # the same pool, in another order
+    other = jimeng.Dreamina(tokens=SID_C)
+    region = jimeng.Dreamina(tokens=f"hk-{SID_A},{SID_B}")  # the same id on another site
+    assert pool.limit_key() == same.limit_key()
+    assert len({pool.limit_key(), other.limit_key(), region.limit_key()}) == 3
+    assert pool.limit_key().startswith("dreamina:…")
+    one = jimeng.Gateway(token=SID_A, url="http://127.0.0.1:8000", allow_http=True)
+    two = jimeng.Gateway(token=SID_A, url="http://127.0.0.1:8001", allow_http=True)
+    three = jimeng.Gateway(token=SID_C, url="http://127.0.0.1:8000", allow_http=True)
+    assert one.limit_key().endswith("@http://127.0.0.1:8000")
+    assert len({one.limit_key(), two.limit_key(), three.limit_key()}) == 3
+    for backend in (pool, other, region, one, two, three):
+        key = backend.limit_key()
+        assert SID_A not in key and SID_B not in key and SID_C not in key
+    async with jimeng.Client(pool, limits=Limits(max_concurrency=2)) as client:
+        assert client.limits.key == same.limit_key()
+
+
 async def test_capped_sandbox_submits_finish_without_storming_the_limit() -> None:
     """400 submits against 20 requests/s: all accepted, few refusals, near the cap."""
     clock = VirtualClock()

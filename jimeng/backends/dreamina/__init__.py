@@ -172,6 +172,12 @@ class Dreamina(Backend):
     def __repr__(self) -> str:
         return f"Dreamina(sessions={[s.label() for s in self._sessions]!r})"
 
+    def limit_key(self) -> str:
+        """One limit per pool of sessions (a fingerprint of its region-qualified session ids,
+        in any order): clients of the same sessions share a limit store's state, others not."""
+        ids = sorted(f"{session.region.code}-{session.sid}" for session in self._sessions)
+        return f"{self.name}:{_logging.fingerprint(','.join(ids))}"
+
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.name,

@@ -181,6 +181,7 @@ class Gateway(Backend):
             bearer = ",".join(self._tokens)  # §2.4: several sessions, comma-separated
         for secret in (*self._tokens, self._api_key, bearer):
             _logging.register_secret(secret)
+        self._account = _logging.fingerprint(bearer)
         parsed = check_endpoint(
             url or os.environ.get("JIMENG_GATEWAY_URL") or DEFAULT_URL, allow_http=allow_http
         )
@@ -222,6 +223,10 @@ class Gateway(Backend):
     def regions(self) -> frozenset[str]:
         """The sites of the session ids (``cn``, ``us``, ``hk``, ``jp``, ``sg``)."""
         return self._regions
+
+    def limit_key(self) -> str:
+        """One limit per credential (session ids or relay key, fingerprinted) and gateway."""
+        return f"{self.name}:{self._account}@{self.url}"
 
     def describe(self) -> dict[str, Any]:
         return {
