@@ -409,14 +409,14 @@ async def test_one_named_worker_thread_and_the_connection_settings(tmp_path: Pat
 
     try:
         assert await journal._call(settings) == ("jimeng-journal_0", 2500, "wal", 1, False, None)
-        executor = journal._executor
-        assert executor is not None and executor._max_workers == 1
+        worker = journal._worker
+        assert worker is not None and worker.executor._max_workers == 1
         await journal.record(entry())  # FULL for this commit only, then NORMAL again
         assert await journal._call(settings) == ("jimeng-journal_0", 2500, "wal", 1, False, None)
-        assert journal._executor is executor
+        assert journal._worker is worker
     finally:
         await journal.aclose()
-    assert journal._executor is None
+    assert journal._worker is None
     # Used again after closing: a fresh worker and connection.
     assert await journal._call(settings) == ("jimeng-journal_0", 2500, "wal", 1, False, None)
     await journal.aclose()
@@ -821,7 +821,8 @@ async def test_a_journal_locked_while_opening_is_opened_by_the_next_call(tmp_pat
     try:
         with pytest.raises(sqlite3.OperationalError, match="database is locked"):
             await journal.record(entry())
-        assert journal._connection is None  # the half-opened connection was dropped
+        # The half-opened connection was dropped.
+        assert journal._worker is not None and journal._worker.connection is None
     finally:
         other.execute("ROLLBACK")
         other.close()
@@ -887,7 +888,7 @@ async def test_close_releases_the_file_and_is_idempotent(tmp_path: Path) -> None
     await journal.record(entry())
     assert Path(f"{path}-wal").exists()
     await journal.aclose()
-    assert journal._connection is None and journal._executor is None
+    assert journal._worker is None
     assert not Path(f"{path}-wal").exists()  # the last connection closed: WAL folded in
     await journal.aclose()
     assert await journal.get("key:1") == entry()
@@ -1468,7 +1469,7 @@ async def test_a_locked_journal_loses_only_the_write_it_could_not_make(
         LATER,
     )
     await journal.aclose()  # owned: closed with the recorder
-    assert store._executor is None
+    assert store._worker is None
 
 
 async def test_aclose_closes_only_an_owned_store() -> None:

@@ -72,7 +72,7 @@ async def test_close_runs_on_the_worker_after_the_writes_handed_to_it(tmp_path: 
     # The write landed before the connection closed, and that was the last connection.
     assert stored_refs(path) == ["key:1", "key:2"]
     assert not Path(f"{path}-wal").exists()
-    assert journal._connection is None and journal._executor is None
+    assert journal._worker is None
 
 
 async def test_a_call_made_while_close_waits_for_the_worker_still_lands(tmp_path: Path) -> None:

@@ -117,14 +117,6 @@ class SQLiteJournal(JournalStore):
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    @property
-    def _executor(self) -> ThreadPoolExecutor | None:
-        return self._worker.executor if self._worker is not None else None
-
-    @property
-    def _connection(self) -> sqlite3.Connection | None:
-        return self._worker.connection if self._worker is not None else None
-
     async def _call(self, work: Callable[..., T], *args: Any) -> T:
         with self._guard:
             if self._worker is None:
