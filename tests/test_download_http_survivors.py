@@ -13,6 +13,7 @@ from aiohttp import web
 from jimeng._http import Call, Response, Transport, drive, unreadable_answer
 from jimeng._retry import RetryPolicy
 from jimeng.errors import RateLimitError, ServerError
+from tests._servers import loopback
 from tests.conftest import Sleeps
 
 # -- header names: looked up by their canonical spelling -----------------------------------------
@@ -72,15 +73,8 @@ async def echo() -> AsyncIterator[tuple[str, list[list[tuple[bytes, bytes]]]]]:
 
     app = web.Application()
     app.router.add_get("/v1", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1", seen
-    finally:
-        await runner.cleanup()
+    async with loopback(app) as base:
+        yield f"{base}/v1", seen
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import jimeng
 from jimeng.sandbox import SANDBOX_ARK_KEY, Sandbox, Stages
 from jimeng.sandbox._media import mp4_info, png_size
 from tests._images import png
+from tests._servers import loopback
 from tests.conftest import Sleeps
 
 
@@ -418,19 +419,12 @@ async def test_callbacks_post_the_task_on_each_status_change(
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with loopback(app) as base:
         clip = await client.videos.generate(
-            "a fox", duration=2, callback_url=f"http://127.0.0.1:{port}/hook?secret=s3"
+            "a fox", duration=2, callback_url=f"{base}/hook?secret=s3"
         )
         protocol = ark.server.protocol("ark")
         await protocol.callbacks.flush()
-    finally:
-        await runner.cleanup()
 
     assert ark.server.tasks[clip.task_id or ""].params["callback_url"].endswith("?secret=s3")
     assert [body["status"] for body in received] == ["queued", "running", "succeeded"]

@@ -17,6 +17,7 @@ import jimeng
 from jimeng.sandbox import Sandbox, Stages
 from jimeng.sandbox._media import mp4_info, png_size
 from tests._images import png
+from tests._servers import loopback
 from tests.conftest import Sleeps
 
 IMAGE = png(640, 360, prompt="photo")
@@ -383,23 +384,16 @@ async def test_motion_2_calls_back_with_the_get_result_envelope(
 
     app = web.Application()
     app.router.add_post("/done", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with loopback(app) as base:
         clip = await client.videos.imitate_motion(
             image=PORTRAIT,
             video="https://example.com/d_3s.mp4",
-            callback_url=f"http://127.0.0.1:{port}/done",
+            callback_url=f"{base}/done",
         )
         protocol = sandbox.server.protocol("volcengine")
         await protocol.callbacks.flush()
-    finally:
-        await runner.cleanup()
 
-    assert sent(sandbox, clip.task_id)["callback_url"] == f"http://127.0.0.1:{port}/done"
+    assert sent(sandbox, clip.task_id)["callback_url"] == f"{base}/done"
     [body] = received
     assert (body["task_id"], body["code"]) == (clip.task_id, 10000)
     assert body["data"]["status"] == "done" and body["data"]["resp_data"] == ""
