@@ -39,6 +39,7 @@ from jimeng.models._checks import (
     required,
 )
 from jimeng.models._media import bind_fetcher
+from jimeng.models._replace import replace
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -469,7 +470,7 @@ class Client:
             raise
         try:
             now = self._clock()
-            task = attrs.evolve(task, created_at=task.created_at or now, updated_at=now)
+            task = replace(task, created_at=task.created_at or now, updated_at=now)
             logger.info(
                 "accepted %s task %s (ref %s) on %s", task.kind, task.id, task.ref, task.backend
             )
@@ -488,7 +489,7 @@ class Client:
         if journal is not None:
             task = await journal.restore(task)
         latest = await self._run(self._shared.backend.poll(task), kind=task.kind)
-        latest = attrs.evolve(
+        latest = replace(
             latest,
             created_at=latest.created_at or task.created_at,
             updated_at=latest.updated_at or self._clock(),

@@ -6,8 +6,6 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-import attrs
-
 from jimeng._polling import PollPolicy, watch
 from jimeng.errors import (
     JimengError,
@@ -18,6 +16,7 @@ from jimeng.errors import (
 from jimeng.models import ImageResult, Task, TaskKind, TaskStatus, VideoResult
 from jimeng.models._checks import refuse
 from jimeng.models._display import task_repr
+from jimeng.models._replace import replace
 
 if TYPE_CHECKING:
     from jimeng._client import Client
@@ -129,7 +128,7 @@ class TaskHandle(Generic[R]):
     def _seen(self, task: Task) -> Task:
         """Keep an observation (with the submit's notes, which polls do not repeat)."""
         if self._notes and not task.notes:
-            task = attrs.evolve(task, notes=self._notes)
+            task = replace(task, notes=self._notes)
         self._task = task
         return task
 
@@ -161,9 +160,9 @@ class TaskHandle(Generic[R]):
             if task.status is TaskStatus.SUCCEEDED and task.result is not None:
                 result = task.result
                 if self._prompt is not None and result.prompt is None:
-                    result = attrs.evolve(result, prompt=self._prompt)
+                    result = replace(result, prompt=self._prompt)
                 if self._notes and not result.notes:
-                    result = attrs.evolve(result, notes=self._notes)
+                    result = replace(result, notes=self._notes)
                 return cast(R, self._client._bind(result, task))
             error = self._client._task_error(task)
         except BaseException as bug:

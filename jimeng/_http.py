@@ -190,7 +190,12 @@ class Transport:
         """One attempt under the limiter: wait for the pace, then feed the answer back."""
         limiter = self.limiter
         assert limiter is not None
-        sent_at, paced = await limiter.before_request()
+        # The common case (nothing to pace, a local store) runs without suspending.
+        sent_at = limiter.unpaced_now()
+        if sent_at is None:
+            sent_at, paced = await limiter.before_request()
+        else:
+            paced = False
         try:
             response = await self.send_once(call)
         except JimengError as error:
@@ -200,9 +205,11 @@ class Transport:
                 if signal == "concurrency" and call.purpose == "submit":
                     await limiter.requeue()
             raise
-        await limiter.after_request("ok", sent_at, paced=paced)
-        if call.purpose == "submit":
-            await limiter.accepted()
+        submit = call.purpose == "submit"
+        if not limiter.answered_ok(sent_at, paced=paced, submit=submit):
+            await limiter.after_request("ok", sent_at, paced=paced)
+            if submit:
+                await limiter.accepted()
         return response
 
     async def _execute(

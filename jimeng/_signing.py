@@ -41,6 +41,7 @@ __all__ = [
     "parse_query",
     "select_signed_headers",
     "sign",
+    "sign_headers",
     "signature",
     "signing_key_chain",
     "string_to_sign",
@@ -123,7 +124,8 @@ def _as_utc(moment: datetime) -> datetime:
 
 def format_x_date(moment: datetime) -> str:
     """``20250101T000000Z``; a naive datetime is taken to be UTC already."""
-    moment = _as_utc(moment)
+    if moment.tzinfo is not timezone.utc:
+        moment = _as_utc(moment)
     # Formatted by hand: strftime("%Y") does not zero-pad years below 1000 on glibc.
     return (
         f"{moment.year:04d}{moment.month:02d}{moment.day:02d}"
@@ -354,6 +356,139 @@ def _sends_content_hash(body: bytes, profile: SigningProfile) -> bool:
     return bool(body)
 
 
+#: Stand-ins for the per-attempt values while a plan is built (no header may hold a NUL).
+_DATE_SLOT = "\x00date\x00"
+_HASH_SLOT = "\x00hash\x00"
+
+
+@attrs.frozen
+class _Plan:
+    """What does not change between attempts of one request shape: the headers to send besides
+    the per-attempt ones, the canonical request as a template (``{0}`` the date, ``{1}`` the
+    payload hash), the signed header names and the scope's fixed tail."""
+
+    static: tuple[tuple[str, str], ...]
+    added: tuple[tuple[str, str], ...]
+    template: str
+    signed: tuple[str, ...]
+    scope_tail: str
+    sends_hash: bool
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(
+    method: str,
+    host: str,
+    path: str,
+    query: str,
+    headers: tuple[tuple[str, str], ...],
+    profile: SigningProfile,
+    token: str | None,
+    sends_hash: bool,
+) -> _Plan:
+    replaced = {
+        _AUTHORIZATION,
+        profile.date_header.lower(),
+        profile.content_hash_header.lower(),
+        profile.token_header.lower(),
+    }
+    static = {name: value for name, value in headers if name.lower() not in replaced}
+    added: dict[str, str] = {}
+    if not any(name.lower() == "host" for name in static):
+        added["Host"] = host
+        static = {"Host": host, **static}
+    out = dict(static)
+    out[profile.date_header] = _DATE_SLOT
+    if sends_hash:
+        out[profile.content_hash_header] = _HASH_SLOT
+    if token:
+        # protocols/volcengine.md §1.6: the STS token is sent and signed.
+        out[profile.token_header] = token
+    signed = select_signed_headers(out, profile)
+    creq = canonical_request(
+        method=method,
+        path=path,
+        query=query,
+        headers=out,
+        signed=signed,
+        payload_hash=_HASH_SLOT,
+    )
+    template = (
+        creq.replace("{", "{{")
+        .replace("}", "}}")
+        .replace(_DATE_SLOT, "{0}")
+        .replace(_HASH_SLOT, "{1}")
+    )
+    return _Plan(
+        static=tuple(static.items()),
+        added=tuple(added.items()),
+        template=template,
+        signed=tuple(signed),
+        scope_tail=f"{profile.region}/{profile.service}/{profile.terminator}",
+        sends_hash=sends_hash,
+    )
+
+
+def _attempt(
+    plan: _Plan,
+    out: dict[str, str],
+    *,
+    body: bytes,
+    credentials: Credentials,
+    profile: SigningProfile,
+    now: datetime,
+) -> tuple[str, str, str]:
+    """Add this attempt's date, hash and ``Authorization`` to ``out``; return the canonical
+    request, the string to sign and the signature."""
+    x_date = format_x_date(now)
+    payload_hash = hash_payload(body)
+    out[profile.date_header] = x_date
+    if plan.sends_hash:
+        out[profile.content_hash_header] = payload_hash
+    if credentials.session_token:
+        out[profile.token_header] = credentials.session_token
+    creq = plan.template.format(x_date, payload_hash)
+    # protocols/volcengine.md §1.5: the scope date is the first 8 characters of the same reading.
+    date = x_date[:8]
+    scope = f"{date}/{plan.scope_tail}"
+    sts = string_to_sign(profile=profile, x_date=x_date, scope=scope, canonical_request=creq)
+    _, _, _, k_signing = signing_key_chain(credentials.secret_key, date, profile)
+    sig = signature(k_signing, sts)
+    out["Authorization"] = authorization_header(
+        profile=profile,
+        access_key=credentials.access_key,
+        scope=scope,
+        signed=plan.signed,
+        signature=sig,
+    )
+    return creq, sts, sig
+
+
+def _plan_for(
+    *,
+    method: str,
+    host: str,
+    path: str,
+    query: QueryInput | str,
+    headers: Mapping[str, str],
+    body: bytes,
+    credentials: Credentials,
+    profile: SigningProfile,
+) -> tuple[_Plan, str]:
+    query_string = _canonical_raw(query) if isinstance(query, str) else canonical_query(query)
+    plan = _plan(
+        method,
+        host,
+        path,
+        query_string,
+        tuple(headers.items()),
+        profile,
+        credentials.session_token,
+        _sends_content_hash(body, profile),
+    )
+    return plan, query_string
+
+
 def sign(
     *,
     method: str,
@@ -375,51 +510,61 @@ def sign(
     Stale ``Authorization``, date, content-hash and token headers from an earlier attempt are
     dropped first. ``Host`` is added from ``host`` unless present. Send ``SignedRequest.query``
     verbatim (already encoded) so the request sent is the request signed.
+
+    What does not change between attempts (the canonical headers but the date and the payload
+    hash, the signed header names) is worked out once per request shape and cached; every
+    attempt still gets its own date, payload hash and signature.
     """
-    replaced = {
-        _AUTHORIZATION,
-        profile.date_header.lower(),
-        profile.content_hash_header.lower(),
-        profile.token_header.lower(),
-    }
-    out = {name: value for name, value in headers.items() if name.lower() not in replaced}
-    if not any(name.lower() == "host" for name in out):
-        out = {"Host": host, **out}
-
-    x_date = format_x_date(now)
-    payload_hash = hash_payload(body)
-    out[profile.date_header] = x_date
-    if _sends_content_hash(body, profile):
-        out[profile.content_hash_header] = payload_hash
-    if credentials.session_token:
-        # protocols/volcengine.md §1.6: the STS token is sent and signed.
-        out[profile.token_header] = credentials.session_token
-
-    query_string = _canonical_raw(query) if isinstance(query, str) else canonical_query(query)
-    signed = select_signed_headers(out, profile)
-    creq = canonical_request(
+    plan, query_string = _plan_for(
         method=method,
+        host=host,
         path=path,
-        query=query_string,
-        headers=out,
-        signed=signed,
-        payload_hash=payload_hash,
-    )
-    # protocols/volcengine.md §1.5: the scope date is the first 8 characters of the same reading.
-    scope = credential_scope(x_date[:8], profile)
-    sts = string_to_sign(profile=profile, x_date=x_date, scope=scope, canonical_request=creq)
-    _, _, _, k_signing = signing_key_chain(credentials.secret_key, x_date[:8], profile)
-    sig = signature(k_signing, sts)
-    out["Authorization"] = authorization_header(
+        query=query,
+        headers=headers,
+        body=body,
+        credentials=credentials,
         profile=profile,
-        access_key=credentials.access_key,
-        scope=scope,
-        signed=signed,
-        signature=sig,
+    )
+    out = dict(plan.static)
+    creq, sts, sig = _attempt(
+        plan, out, body=body, credentials=credentials, profile=profile, now=now
     )
     return SignedRequest(
         headers=out, query=query_string, canonical_request=creq, string_to_sign=sts, signature=sig
     )
+
+
+def sign_headers(
+    *,
+    method: str,
+    host: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    credentials: Credentials,
+    profile: SigningProfile,
+    now: datetime,
+) -> dict[str, str]:
+    """The headers :func:`sign` adds to ``headers`` (``Host`` when absent, the date, payload
+    hash, token and ``Authorization``), for a transport that sends the others already.
+    ``query`` must be the URL's query string in canonical form (``ValueError`` if not): the
+    query sent is then byte for byte the query signed."""
+    plan, query_string = _plan_for(
+        method=method,
+        host=host,
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
+        credentials=credentials,
+        profile=profile,
+    )
+    if query_string != query:
+        raise ValueError("the URL query is not in canonical form")
+    out = dict(plan.added)
+    _attempt(plan, out, body=body, credentials=credentials, profile=profile, now=now)
+    return out
 
 
 # --- verification (server side) ----------------------------------------------------------------

@@ -80,6 +80,12 @@ class RecordingLimiter:
     def slot(self) -> RecordingSlot:
         return RecordingSlot(self.events)
 
+    def unpaced_now(self) -> float | None:
+        return None  # no fast path: every request takes the awaited one below
+
+    def answered_ok(self, sent_at: float, *, paced: bool, submit: bool) -> bool:
+        return False
+
     async def before_request(self) -> tuple[float, bool]:
         self.events.append("before")
         return self.sent_at, self.paced

@@ -37,9 +37,9 @@ class TaskStatus(str, enum.Enum):
         return self.value
 
 
-_TERMINAL = frozenset(
-    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED}
-)
+# A tuple, not a set: membership then compares by identity first, where a set would hash the
+# member with the Python-level ``Enum.__hash__`` (read for every poll).
+_TERMINAL = (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED)
 
 
 class TaskKind(str, enum.Enum):

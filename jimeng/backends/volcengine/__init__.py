@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -15,7 +16,7 @@ from jimeng import _logging
 from jimeng._http import Call, Flow, Response
 from jimeng._imageinfo import ImageLimits
 from jimeng._polling import PollPolicy
-from jimeng._signing import VOLCENGINE_CV, Credentials, SigningProfile, sign
+from jimeng._signing import VOLCENGINE_CV, Credentials, SigningProfile, sign_headers
 from jimeng.backends._base import Backend, NotSupportedError
 from jimeng.backends._capabilities import Capabilities, ModelCapabilities
 from jimeng.backends._endpoint import check_endpoint
@@ -234,13 +235,14 @@ class Volcengine(Backend):
     def _sign(self, call: Call, now: datetime) -> Mapping[str, str]:
         """Sign one attempt at time ``now`` (a retry gets a fresh X-Date and signature)."""
         assert self._credentials is not None
-        target, _, raw_query = call.url.partition("?")
+        path, raw_query = _split_target(call.url)
         # Host and path of *this* call: the video endpoint may differ from the image one.
-        path = "/" + target.split("://", 1)[-1].partition("/")[2]
-        signed = sign(
+        # protocols/volcengine.md §1.3: the URL already carries the canonical query, so the
+        # query sent is byte for byte the query signed (sign_headers checks it).
+        return sign_headers(
             method=call.method,
             host=call.headers.get("Host") or self._endpoint.host,
-            path=unquote(path),
+            path=path,
             query=raw_query,
             headers=call.headers,
             body=call.body or b"",
@@ -248,10 +250,6 @@ class Volcengine(Backend):
             profile=self._profile,
             now=now,
         )
-        # protocols/volcengine.md §1.3: the URL already carries the canonical query, so the
-        # query sent is byte for byte the query signed.
-        assert signed.query == raw_query, "URL query is not in canonical form"
-        return {k: v for k, v in signed.headers.items() if k not in call.headers}
 
     def capabilities(self) -> Capabilities:
         images = [
@@ -612,3 +610,11 @@ def _options(task: Task) -> str:
 def _with_context(task: Task, **values: Any) -> Task:
     """Carry backend state (get-result options, frames) from submit to every poll."""
     return attrs.evolve(task, context={**task.context, **values})
+
+
+@functools.lru_cache(maxsize=64)
+def _split_target(url: str) -> tuple[str, str]:
+    """The decoded path and the raw query string of a call's URL (a client sends to a handful
+    of URLs, so this is worked out once per URL)."""
+    target, _, raw_query = url.partition("?")
+    return unquote("/" + target.split("://", 1)[-1].partition("/")[2]), raw_query

@@ -31,6 +31,7 @@ from jimeng.models import (
     VideoResult,
     Watermark,
 )
+from jimeng.models._replace import replace
 
 __all__ = [
     "API_VERSION",
@@ -209,7 +210,7 @@ def parse_subject_check(response: Response, task: Task) -> Task:
     context = dict(task.context)
     if status is TaskStatus.SUCCEEDED:
         context["subject"] = decoded.get("status") in (1, "1", True)
-    return attrs.evolve(
+    return replace(
         task,
         status=status,
         raw_status=raw_status,
@@ -339,7 +340,7 @@ def parse_result(
             code=payload.get("code"),
             message=str(reason or payload.get("message") or "generation failed"),
         )
-    return attrs.evolve(
+    return replace(
         task,
         status=status,
         raw_status=raw_status if isinstance(raw_status, str) else None,
