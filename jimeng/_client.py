@@ -489,12 +489,13 @@ class Client:
         if journal is not None:
             task = await journal.restore(task)
         latest = await self._run(self._shared.backend.poll(task), kind=task.kind)
+        now = self._clock()
         latest = replace(
             latest,
             created_at=latest.created_at or task.created_at,
-            updated_at=latest.updated_at or self._clock(),
+            updated_at=latest.updated_at or now,
             completed_at=latest.completed_at
-            or (self._clock() if latest.done and not task.done else task.completed_at),
+            or (now if latest.done and not task.done else task.completed_at),
         )
         if journal is not None:
             await journal.observed(task, latest)

@@ -110,14 +110,14 @@ def decoded_clean(value: Any, text: bytes) -> None:
     escape (so every decoded string is a slice of it), remember the value as clean, sparing
     :func:`scrub` a scan of it."""
     ordered = _ordered
-    if (
-        ordered.texts
-        and ordered.json_safe
-        and isinstance(value, dict | list)
-        and b"\\" not in text
-        and not any(secret in text for secret in ordered.as_bytes)
-    ):
-        _remember_clean(value, ordered)
+    if not (ordered.texts and ordered.json_safe and isinstance(value, dict | list)):
+        return
+    if b"\\" in text:
+        return
+    for secret in ordered.as_bytes:  # a loop, not any(): this runs for every answer
+        if secret in text:
+            return
+    _remember_clean(value, ordered)
 
 
 def _plainly_clean(value: Any, ordered: _Ordered) -> bool:
