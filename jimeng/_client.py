@@ -164,7 +164,9 @@ class Client:
 
     Without a backend, one is chosen from the environment (see :func:`backend_from_env`).
     ``session`` borrows the caller's aiohttp session (never closed by the client); otherwise the
-    client creates one inside the running loop and closes it on exit.
+    client creates one inside the running loop and closes it on exit. The client's own session
+    keeps no cookies: each request carries only the cookies its backend puts in it (a borrowed
+    session keeps its own cookie jar).
 
     ``limits`` sets the client-side rate limiter (:class:`~jimeng.Limits`: adaptive by
     default, optional ``max_concurrency`` / ``max_rps`` caps); ``client.limits`` shows it.
@@ -296,7 +298,11 @@ class Client:
             shared.lock = asyncio.Lock()
         async with shared.lock:
             if shared.session is None:
-                shared.session = aiohttp.ClientSession(trust_env=shared.trust_env)
+                # No cookie jar: a request carries the cookies its backend puts in it and
+                # nothing a server set for another call (or another session of a pool).
+                shared.session = aiohttp.ClientSession(
+                    trust_env=shared.trust_env, cookie_jar=aiohttp.DummyCookieJar()
+                )
                 shared.loop = loop
         return shared.session
 

@@ -228,7 +228,9 @@ class Downloader:
         if not self._detached():
             yield await self.transport.session()
             return
-        async with aiohttp.ClientSession(trust_env=self._trust_env) as session:
+        async with aiohttp.ClientSession(
+            trust_env=self._trust_env, cookie_jar=aiohttp.DummyCookieJar()
+        ) as session:
             yield session
 
     async def _fetch_once(

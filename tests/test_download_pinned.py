@@ -628,6 +628,8 @@ async def test_a_detached_download_opens_and_closes_a_session_of_its_own(
     assert await downloader.read(Image(url=URL_)) == PNG
 
     ((kwargs, session),) = opened
+    jar = kwargs.pop("cookie_jar")
+    assert isinstance(jar, aiohttp.DummyCookieJar)  # a download sends no cookies
     assert kwargs == {"trust_env": trust_env}
     assert session.closed
     assert counter.handed_out == 0
