@@ -361,11 +361,12 @@ _DATE_SLOT = "\x00date\x00"
 _HASH_SLOT = "\x00hash\x00"
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class _Plan:
     """What does not change between attempts of one request shape: the headers to send besides
     the per-attempt ones, the canonical request as a template (``{0}`` the date, ``{1}`` the
-    payload hash), the signed header names and the scope's fixed tail."""
+    payload hash), the signed header names and the scope's fixed tail. No ``repr`` of its
+    fields: the template holds the session token when there is one."""
 
     static: tuple[tuple[str, str], ...]
     added: tuple[tuple[str, str], ...]

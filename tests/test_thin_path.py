@@ -335,3 +335,13 @@ async def test_a_waiter_gets_the_slot_a_grown_limit_opens() -> None:
         order.append("first still in")
     await waiter
     assert order == ["second in", "first still in"]
+
+
+def test_a_cached_plan_shows_no_token_in_its_repr() -> None:
+    from jimeng._signing import _plan
+
+    plan = _plan(
+        "POST", "h", "/", QUERY, tuple(HEADERS.items()), VOLCENGINE_CV, "tok:secret-token", True
+    )
+    assert "tok:secret-token" in plan.template  # signed, as §1.6 says
+    assert "tok:secret-token" not in repr(plan)
