@@ -406,7 +406,7 @@ class _SlotHold:
         if not limiter.enabled or _holding.get() is not None:
             return
         if not limiter._take_local_slot():
-            await limiter._take_slot()
+            await limiter._take_slot(tried=limiter._local is not None)
         self._held = _Slot()
         self._token = _holding.set(self._held)
 
@@ -493,14 +493,10 @@ class Limiter:
             self._wake()
         return True
 
-    async def _take_slot(self) -> None:
+    async def _take_slot(self, *, tried: bool = False) -> None:
+        """Wait for a slot (``tried``: a first attempt just found none)."""
         limits = self.limits
-        local = self._local
-        if local is not None:  # the common case, without the store's indirection
-            state, granted = admit(local.states.get(self.key, self._initial), limits)
-            local.states[self.key] = state
-        else:
-            granted = await self._update(lambda state: admit(state, limits))
+        granted = False if tried else await self._update(lambda state: admit(state, limits))
         if not granted:
             self.queued += 1
             try:
@@ -511,12 +507,7 @@ class Limiter:
                 self.queued -= 1
 
     async def _give_slot(self, held: _Slot) -> None:
-        local = self._local
-        if local is not None:
-            state = local.states.get(self.key, self._initial)
-            local.states[self.key] = release(state, accepted=held.accepted)
-        else:
-            await self._update(lambda state: (release(state, accepted=held.accepted), None))
+        await self._update(lambda state: (release(state, accepted=held.accepted), None))
         if self._waiters:
             self._wake()
 
@@ -525,12 +516,7 @@ class Limiter:
         held = _holding.get()
         if held is not None and not held.accepted and self.enabled:
             held.accepted = True
-            local = self._local
-            if local is not None:
-                state = local.states.get(self.key, self._initial)
-                local.states[self.key] = mark_accepted(state)
-            else:
-                await self._update(lambda state: (mark_accepted(state), None))
+            await self._update(lambda state: (mark_accepted(state), None))
 
     async def requeue(self) -> None:
         """After a concurrency refusal: give the current slot back and queue for another, so
@@ -538,19 +524,10 @@ class Limiter:
         held = _holding.get()
         if held is None or not self.enabled:
             return
-        limits = self.limits
         await self._update(lambda state: (release(state, accepted=held.accepted), None))
         held.accepted = False
         self._wake()
-        granted = await self._update(lambda state: admit(state, limits))
-        if not granted:
-            self.queued += 1
-            try:
-                while not granted:
-                    await self._wait()
-                    granted = await self._update(lambda state: admit(state, limits))
-            finally:
-                self.queued -= 1
+        await self._take_slot()
 
     async def _wait(self) -> None:
         """Until a slot may have been freed: a wake-up here, or (a shared store, where other

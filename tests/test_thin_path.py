@@ -11,9 +11,12 @@ from typing import Any
 
 import attrs
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from jimeng import _logging
+from jimeng._http import Call, Transport
 from jimeng._limits import Limiter, Limits, LimitState, _with, holding_slot
+from jimeng._retry import RetryPolicy
 from jimeng._signing import (
     VOLCENGINE_CV,
     Credentials,
@@ -139,7 +142,7 @@ def test_host_is_added_when_the_call_has_none() -> None:
 
 
 def test_a_query_not_in_canonical_form_is_refused() -> None:
-    with pytest.raises(ValueError, match="not in canonical form"):
+    with pytest.raises(ValueError, match=r"^the URL query is not in canonical form$"):
         _signed(b"{}", query="Version=2022-08-31&Action=CVSync2AsyncSubmitTask")
 
 
@@ -345,3 +348,46 @@ def test_a_cached_plan_shows_no_token_in_its_repr() -> None:
     )
     assert "tok:secret-token" in plan.template  # signed, as §1.6 says
     assert "tok:secret-token" not in repr(plan)
+
+
+async def test_only_a_paced_answer_grows_the_learned_rate() -> None:
+    limiter = Limiter(Limits(), "acct", clock=Clock())
+    limiter.store.states["acct"] = LimitState(concurrency=8.0, rate=5.0)  # type: ignore[attr-defined]
+    assert limiter.answered_ok(99.0, paced=False, submit=False) is True
+    assert limiter.state().rate == 5.0
+    assert limiter.answered_ok(99.0, paced=True, submit=False) is True
+    assert limiter.state().rate == 6.0  # still probing: +1 per paced success
+
+
+class _Answer:
+    status = 200
+    headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+
+    async def read(self) -> bytes:
+        return b'{"ok":true}'
+
+    async def __aenter__(self) -> _Answer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+async def test_a_request_sent_unpaced_does_not_grow_a_rate_set_while_it_was_out() -> None:
+    limiter = Limiter(Limits(), "acct", clock=Clock())
+
+    class Session:
+        def request(self, method: str, url: Any, **kwargs: Any) -> _Answer:
+            # Meanwhile another request was refused for rate: the limiter now paces at 5/s.
+            limiter.store.states["acct"] = _with(limiter.state(), rate=5.0)  # type: ignore[attr-defined]
+            return _Answer()
+
+    async def session() -> Any:
+        return Session()
+
+    transport = Transport(
+        session=session, timeout=30.0, retry=RetryPolicy.disabled(), limiter=limiter
+    )
+    call = Call(method="GET", url="https://api.example.test/v1", purpose="poll")
+    assert (await transport.execute(call)).status == 200
+    assert limiter.state().rate == 5.0 and limiter.state().window_count == 1
