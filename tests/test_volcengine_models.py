@@ -164,6 +164,15 @@ def test_refused_parameters(model: str, kwargs: dict[str, Any], field: str) -> N
     assert info.value.field == field
 
 
+def test_of_several_refused_parameters_the_first_by_name_is_named() -> None:
+    """The same field whatever order the call gave them in (here neither is a 4.0 parameter)."""
+    request = ImageRequest(prompt="p", seed=3, negative_prompt="blur", callback_url=URL)
+    with pytest.raises(ValidationError) as info:
+        image_spec("jimeng-4.0").validate(request)
+    assert info.value.field == "callback_url"
+    assert "is not a parameter of jimeng-4.0 (jimeng_t2i_v40) on Volcengine" in str(info.value)
+
+
 def test_prompt_limit() -> None:
     image_spec("jimeng-3.0").validate(ImageRequest(prompt="x" * 800))
     with pytest.raises(ValidationError) as info:

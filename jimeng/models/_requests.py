@@ -351,12 +351,23 @@ class ImageRequest:
 
     def given(self) -> dict[str, Any]:
         """The parameters the caller set (everything but ``prompt`` that is not ``None``)."""
-        return {
-            field.name: value
-            for field in attrs.fields(type(self))
-            if field.name not in ("prompt", "extra")
-            and (value := getattr(self, field.name)) is not None
-        }
+        return _given(self)
+
+
+_GIVEN_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _given(request: Any) -> dict[str, Any]:
+    """The fields of a request the caller set (not ``None``), ``prompt`` and ``extra`` aside;
+    the names are read from the class once."""
+    cls = type(request)
+    names = _GIVEN_NAMES.get(cls)
+    if names is None:
+        names = tuple(
+            field.name for field in attrs.fields(cls) if field.name not in ("prompt", "extra")
+        )
+        _GIVEN_NAMES[cls] = names
+    return {name: value for name in names if (value := getattr(request, name)) is not None}
 
 
 @attrs.frozen(kw_only=True)
@@ -408,9 +419,4 @@ class VideoRequest:
 
     def given(self) -> dict[str, Any]:
         """The parameters the caller set (everything but ``prompt`` that is not ``None``)."""
-        return {
-            field.name: value
-            for field in attrs.fields(type(self))
-            if field.name not in ("prompt", "extra")
-            and (value := getattr(self, field.name)) is not None
-        }
+        return _given(self)

@@ -97,7 +97,8 @@ async def wait_for_result(
     """``on_submit``, then ``handle.result()``, leaving the task id on any exception (a
     cancellation, a library error, a bug) from the moment the server accepted the task."""
     try:
-        await notify(on_submit, handle.task)
+        if on_submit is not None:
+            await notify(on_submit, handle.task)
         return await handle.result(**kwargs)
     except BaseException as error:
         attach_task(error, handle.task)

@@ -82,13 +82,14 @@ class ImageModelSpec:
         computed (:meth:`prepare` can reuse them)."""
         given = request.given()
         given.pop("model", None)
-        for name in sorted(given):
-            if name not in self.accepts:
-                raise ValidationError(
-                    name,
-                    f"is not a parameter of {self.name} ({self.req_key}) on Volcengine",
-                    allowed=sorted(self.accepts),
-                )
+        unknown = given.keys() - self.accepts
+        if unknown:
+            name = min(unknown)  # the first in name order, whatever the call's order
+            raise ValidationError(
+                name,
+                f"is not a parameter of {self.name} ({self.req_key}) on Volcengine",
+                allowed=sorted(self.accepts),
+            )
         if len(request.prompt) > self.max_prompt:
             raise ValidationError(
                 "prompt",
