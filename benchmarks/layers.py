@@ -2,8 +2,10 @@
 
 Each line is microseconds per operation (median of ``--rounds``), without any network:
 building the submit (validation, body, the call), signing one attempt, parsing the answers,
-a task model with its scrubbed answer, the limiter's bookkeeping for one request, and the
-wait loop around an instant poll. ``overhead.py`` measures the whole against a raw loop.
+a task model with its scrubbed answer, the limiter's bookkeeping for one generation, the
+wait loop around an instant poll, and the transport's one attempt at a submit (signing,
+sending to an in-memory session, reading and checking the answer, the limiter) next to what
+a hand-written loop does for it. ``overhead.py`` measures the whole against a raw loop.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 import jimeng
-from jimeng._http import Response
+from jimeng._http import Response, Transport
 from jimeng._limits import Limiter, Limits
 from jimeng._polling import PollPolicy, watch
+from jimeng._retry import RetryPolicy
 from jimeng._signing import VOLCENGINE_CV, Credentials, canonical_query, sign
 from jimeng.backends.volcengine import _wire
 from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus
@@ -140,6 +145,57 @@ async def wait_loop(count: int) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
+class _Answer:
+    """An aiohttp answer already read (what an in-memory session hands back)."""
+
+    status = 200
+    headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+
+    async def read(self) -> bytes:
+        return DONE
+
+    async def json(self) -> object:
+        return json.loads(DONE)
+
+    async def __aenter__(self) -> _Answer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _Session:
+    def request(self, method: str, url: object, **kwargs: object) -> _Answer:
+        return _Answer()
+
+    def post(self, url: object, **kwargs: object) -> _Answer:
+        return _Answer()
+
+
+async def transport_ops(count: int, *, bare: bool) -> float:
+    session = _Session()
+
+    async def get() -> _Session:
+        return session
+
+    transport = Transport(
+        session=get,  # type: ignore[arg-type]
+        timeout=30.0,
+        retry=RetryPolicy(),
+        limiter=Limiter(Limits(), "bench"),
+    )
+    started = time.perf_counter()
+    if bare:
+        for _ in range(count):  # what a raw loop does per request: sign, post, decode
+            headers = sign_attempt()
+            async with session.post(CALL.url, data=CALL.body, headers=headers) as answer:
+                await answer.json()
+    else:
+        for _ in range(count):
+            await transport.execute(CALL)  # type: ignore[arg-type]
+    return (time.perf_counter() - started) / count * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=2000)
@@ -154,6 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         ("task model with scrubbed answer", lambda: per_op(task_model, args.count)),
         ("limiter: slot + pace + feedback", lambda: asyncio.run(limiter_ops(args.count))),
         ("wait loop, one instant poll", lambda: asyncio.run(wait_loop(args.count))),
+        (
+            "transport: one attempt, in memory",
+            lambda: asyncio.run(transport_ops(args.count, bare=False)),
+        ),
+        (
+            "the same by hand (sign, post, decode)",
+            lambda: asyncio.run(transport_ops(args.count, bare=True)),
+        ),
     ]
     print(f"{'layer':<40} {'µs/op (median)':>14}  min–max over {args.rounds} rounds")
     for name, case in cases:

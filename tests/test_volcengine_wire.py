@@ -222,6 +222,13 @@ def test_done_without_output_is_a_failure() -> None:
             "SignatureDoesNotMatch",
         ),
         (
+            # The gateway's error wins over a success code next to it.
+            401,
+            {"code": 10000, "ResponseMetadata": {"Error": {"Code": "SignatureDoesNotMatch"}}},
+            jimeng.AuthenticationError,
+            "SignatureDoesNotMatch",
+        ),
+        (
             403,
             {"ResponseMetadata": {"Error": {"Code": "AccessDenied", "Message": "no"}}},
             jimeng.PermissionDeniedError,

@@ -98,8 +98,14 @@ def error_for(response: Response, payload: Any, *, backend: str) -> APIError | N
 
 
 def _error_for(response: Response, payload: Any, *, backend: str) -> APIError | None:
-    retry_after = response.retry_after()
+    if (
+        type(payload) is dict
+        and payload.get("code") == SUCCESS
+        and "ResponseMetadata" not in payload
+    ):
+        return None  # the common answer, told at once
     if not isinstance(payload, Mapping):
+        retry_after = response.retry_after()
         text = response.body[:200].decode("utf-8", "replace").strip()
         message = f"unexpected non-JSON answer (HTTP {response.status}): {text!r}"
         cls = error_class_for_status(response.status)
@@ -113,6 +119,7 @@ def _error_for(response: Response, payload: Any, *, backend: str) -> APIError | 
         if hint:
             message = f"{message} — {hint}"
         cls = GATEWAY_CODES.get(name) or error_class_for_status(response.status)
+        retry_after = response.retry_after()
         return cls(
             message,
             code=name or error.get("CodeN"),
@@ -139,6 +146,7 @@ def _error_for(response: Response, payload: Any, *, backend: str) -> APIError | 
         cls = BUSINESS_CODES[numeric]
     else:
         cls = error_class_for_status(response.status)
+    retry_after = response.retry_after()  # read for errors only: a success has no use for it
     return cls(
         message,
         code=numeric if numeric is not None else code,
