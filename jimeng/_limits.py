@@ -406,7 +406,7 @@ class _SlotHold:
         if not limiter.enabled or _holding.get() is not None:
             return
         if not limiter._take_local_slot():
-            await limiter._take_slot(tried=limiter._local is not None)
+            await limiter._take_slot()
         self._held = _Slot()
         self._token = _holding.set(self._held)
 
@@ -493,10 +493,10 @@ class Limiter:
             self._wake()
         return True
 
-    async def _take_slot(self, *, tried: bool = False) -> None:
-        """Wait for a slot (``tried``: a first attempt just found none)."""
+    async def _take_slot(self) -> None:
+        """Take a slot, waiting for one when none is free."""
         limits = self.limits
-        granted = False if tried else await self._update(lambda state: admit(state, limits))
+        granted = await self._update(lambda state: admit(state, limits))
         if not granted:
             self.queued += 1
             try:
