@@ -466,7 +466,6 @@ def _attempt(
 
 
 def _plan_for(
-    *,
     method: str,
     host: str,
     path: str,
@@ -476,18 +475,11 @@ def _plan_for(
     credentials: Credentials,
     profile: SigningProfile,
 ) -> tuple[_Plan, str]:
+    """The (cached) plan of this request shape, and its canonical query string."""
     query_string = _canonical_raw(query) if isinstance(query, str) else canonical_query(query)
-    plan = _plan(
-        method,
-        host,
-        path,
-        query_string,
-        tuple(headers.items()),
-        profile,
-        credentials.session_token,
-        _sends_content_hash(body, profile),
-    )
-    return plan, query_string
+    token = credentials.session_token
+    shape = (method, host, path, query_string, tuple(headers.items()), profile, token)
+    return _plan(*shape, _sends_content_hash(body, profile)), query_string
 
 
 def sign(
@@ -516,16 +508,7 @@ def sign(
     hash, the signed header names) is worked out once per request shape and cached; every
     attempt still gets its own date, payload hash and signature.
     """
-    plan, query_string = _plan_for(
-        method=method,
-        host=host,
-        path=path,
-        query=query,
-        headers=headers,
-        body=body,
-        credentials=credentials,
-        profile=profile,
-    )
+    plan, query_string = _plan_for(method, host, path, query, headers, body, credentials, profile)
     out = dict(plan.static)
     creq, sts, sig = _attempt(
         plan, out, body=body, credentials=credentials, profile=profile, now=now
@@ -551,16 +534,7 @@ def sign_headers(
     hash, token and ``Authorization``), for a transport that sends the others already.
     ``query`` must be the URL's query string in canonical form (``ValueError`` if not): the
     query sent is then byte for byte the query signed."""
-    plan, query_string = _plan_for(
-        method=method,
-        host=host,
-        path=path,
-        query=query,
-        headers=headers,
-        body=body,
-        credentials=credentials,
-        profile=profile,
-    )
+    plan, query_string = _plan_for(method, host, path, query, headers, body, credentials, profile)
     if query_string != query:
         raise ValueError("the URL query is not in canonical form")
     out = dict(plan.added)
