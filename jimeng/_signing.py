@@ -365,14 +365,13 @@ _HASH_SLOT = "\x00hash\x00"
 class _Plan:
     """What does not change between attempts of one request shape: the headers to send besides
     the per-attempt ones, the canonical request as a template (``{0}`` the date, ``{1}`` the
-    payload hash), the signed header names and the scope's fixed tail. No ``repr`` of its
-    fields: the template holds the session token when there is one."""
+    payload hash) and the signed header names. No ``repr`` of its fields: the template holds
+    the session token when there is one."""
 
     static: tuple[tuple[str, str], ...]
     added: tuple[tuple[str, str], ...]
     template: str
     signed: tuple[str, ...]
-    scope_tail: str
     sends_hash: bool
 
 
@@ -425,7 +424,6 @@ def _plan(
         added=tuple(added.items()),
         template=template,
         signed=tuple(signed),
-        scope_tail=f"{profile.region}/{profile.service}/{profile.terminator}",
         sends_hash=sends_hash,
     )
 
@@ -451,7 +449,7 @@ def _attempt(
     creq = plan.template.format(x_date, payload_hash)
     # protocols/volcengine.md §1.5: the scope date is the first 8 characters of the same reading.
     date = x_date[:8]
-    scope = f"{date}/{plan.scope_tail}"
+    scope = credential_scope(date, profile)
     sts = string_to_sign(profile=profile, x_date=x_date, scope=scope, canonical_request=creq)
     _, _, _, k_signing = signing_key_chain(credentials.secret_key, date, profile)
     sig = signature(k_signing, sts)
