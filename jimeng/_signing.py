@@ -393,6 +393,9 @@ def _plan(
         profile.token_header.lower(),
     }
     static = {name: value for name, value in headers if name.lower() not in replaced}
+    for name, value in static.items():
+        if "\x00" in value:  # never valid in HTTP, and the stand-ins below are made of it
+            raise ValueError(f"header {name.lower()} contains a NUL character")
     added: dict[str, str] = {}
     if not any(name.lower() == "host" for name in static):
         added["Host"] = host

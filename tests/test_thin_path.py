@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from jimeng import _logging
@@ -21,11 +23,15 @@ from jimeng._signing import (
     VOLCENGINE_CV,
     Credentials,
     canonical_request,
+    credential_scope,
     hash_payload,
     imagex_profile,
     select_signed_headers,
     sign,
     sign_headers,
+    signature,
+    signing_key_chain,
+    string_to_sign,
     verify,
 )
 from jimeng.models import ImageResult, Task, TaskKind, TaskStatus
@@ -151,6 +157,78 @@ def test_a_line_break_in_a_header_is_refused_every_time() -> None:
     for _ in range(2):  # a refusal is not cached as a plan
         with pytest.raises(ValueError, match="line break"):
             _signed(b"{}", headers=bad)
+
+
+def test_a_nul_in_a_header_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^header x-note contains a NUL character$"):
+        _signed(b"{}", headers={**HEADERS, "X-Note": "a\x00date\x00"})
+
+
+header_values = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters="\r\n\x00"), max_size=16
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    extra=st.dictionaries(
+        st.sampled_from(["X-Meta", "x-trace", "Content-Md5", "X-Empty", "Accept"]),
+        header_values,
+        max_size=4,
+    ),
+    body=st.binary(max_size=64),
+    token=st.one_of(st.none(), st.text(alphabet="ABCDEF{}0123456789+/=", min_size=1)),
+    seconds=st.integers(min_value=0, max_value=2_000_000_000),
+)
+def test_a_planned_signature_is_the_one_the_stages_make(
+    extra: dict[str, str], body: bytes, token: str | None, seconds: int
+) -> None:
+    """Whatever the headers hold (braces, spaces, any text), the cached plan signs what the
+    scheme's stages, run one by one, sign; and the verifier accepts it."""
+    credentials = Credentials(
+        access_key=KEYS.access_key, secret_key=KEYS.secret_key, session_token=token
+    )
+    headers = {**HEADERS, **extra}
+    when = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds)
+    signed = sign(
+        method="POST",
+        host="visual.volcengineapi.com",
+        path="/",
+        query=QUERY,
+        headers=headers,
+        body=body,
+        credentials=credentials,
+        profile=VOLCENGINE_CV,
+        now=when,
+    )
+    out = signed.headers
+    names = select_signed_headers(out, VOLCENGINE_CV)
+    creq = canonical_request(
+        method="POST",
+        path="/",
+        query=QUERY,
+        headers=out,
+        signed=names,
+        payload_hash=hash_payload(body),
+    )
+    x_date = out["X-Date"]
+    scope = credential_scope(x_date[:8], VOLCENGINE_CV)
+    sts = string_to_sign(profile=VOLCENGINE_CV, x_date=x_date, scope=scope, canonical_request=creq)
+    key = signing_key_chain(KEYS.secret_key, x_date[:8], VOLCENGINE_CV)[3]
+    assert (signed.canonical_request, signed.string_to_sign) == (creq, sts)
+    assert signed.signature == signature(key, sts)
+    assert out["X-Content-Sha256"] == hash_payload(body)
+    assert out.get("X-Security-Token") == token
+    verify(
+        method="POST",
+        path="/",
+        query=QUERY,
+        headers=out,
+        body=body,
+        secret_key_for={KEYS.access_key: KEYS.secret_key}.get,
+        profile=VOLCENGINE_CV,
+        now=when,
+    )
 
 
 def test_stale_auth_headers_of_an_earlier_attempt_do_not_count() -> None:
