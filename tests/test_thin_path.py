@@ -46,7 +46,8 @@ HEADERS = {"Content-Type": "application/json", "Host": "visual.volcengineapi.com
 MOMENT = datetime(2026, 12, 3, 9, 30, 15, tzinfo=timezone.utc)
 
 
-def _signed(body: bytes, *, when: datetime = MOMENT, **overrides: Any) -> dict[str, str]:
+def _arguments(body: bytes, *, when: datetime = MOMENT, **overrides: Any) -> dict[str, Any]:
+    """The keywords of ``sign``/``sign_headers`` for a Volcengine submit, with ``overrides``."""
     arguments: dict[str, Any] = {
         "method": "POST",
         "host": "visual.volcengineapi.com",
@@ -59,7 +60,11 @@ def _signed(body: bytes, *, when: datetime = MOMENT, **overrides: Any) -> dict[s
         "now": when,
     }
     arguments.update(overrides)
-    return sign_headers(**arguments)
+    return arguments
+
+
+def _signed(body: bytes, **overrides: Any) -> dict[str, str]:
+    return sign_headers(**_arguments(body, **overrides))
 
 
 def _verify(headers: dict[str, str], body: bytes, *, when: datetime = MOMENT) -> None:
@@ -80,17 +85,7 @@ def _verify(headers: dict[str, str], body: bytes, *, when: datetime = MOMENT) ->
 
 def test_sign_headers_are_exactly_what_sign_adds() -> None:
     body = b'{"req_key":"jimeng_t2i_v40","prompt":"fox"}'
-    full = sign(
-        method="POST",
-        host="visual.volcengineapi.com",
-        path="/",
-        query=QUERY,
-        headers=HEADERS,
-        body=body,
-        credentials=KEYS,
-        profile=VOLCENGINE_CV,
-        now=MOMENT,
-    )
+    full = sign(**_arguments(body))
     added = _signed(body)
     assert added == {name: value for name, value in full.headers.items() if name not in HEADERS}
     assert list(added) == ["X-Date", "X-Content-Sha256", "Authorization"]
@@ -190,17 +185,7 @@ def test_a_planned_signature_is_the_one_the_stages_make(
     )
     headers = {**HEADERS, **extra}
     when = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds)
-    signed = sign(
-        method="POST",
-        host="visual.volcengineapi.com",
-        path="/",
-        query=QUERY,
-        headers=headers,
-        body=body,
-        credentials=credentials,
-        profile=VOLCENGINE_CV,
-        now=when,
-    )
+    signed = sign(**_arguments(body, when=when, headers=headers, credentials=credentials))
     out = signed.headers
     names = select_signed_headers(out, VOLCENGINE_CV)
     creq = canonical_request(
@@ -219,16 +204,7 @@ def test_a_planned_signature_is_the_one_the_stages_make(
     assert signed.signature == signature(key, sts)
     assert out["X-Content-Sha256"] == hash_payload(body)
     assert out.get("X-Security-Token") == token
-    verify(
-        method="POST",
-        path="/",
-        query=QUERY,
-        headers=out,
-        body=body,
-        secret_key_for={KEYS.access_key: KEYS.secret_key}.get,
-        profile=VOLCENGINE_CV,
-        now=when,
-    )
+    _verify(out, body, when=when)
 
 
 def test_stale_auth_headers_of_an_earlier_attempt_do_not_count() -> None:
