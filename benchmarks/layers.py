@@ -6,29 +6,40 @@ a task model with its scrubbed answer, the limiter's bookkeeping for one generat
 wait loop around an instant poll, and the transport's one attempt at a submit (signing,
 sending to an in-memory session, reading and checking the answer, the limiter) next to what
 a hand-written loop does for it. ``overhead.py`` measures the whole against a raw loop.
+
+The last three lines are a whole generation (submit, one poll that finds it done) over an
+in-memory aiohttp session: ``client.images.generate``; the same parts of the library called
+one after the other in a flat loop (validation, the backend's build and parse, signing, the
+limiter's bookkeeping, the task copies), which is what the parts cost without the engine's
+glue between them; and the raw loop's work (sign, post, decode). SDK minus parts is the
+glue; parts minus raw is what the parts themselves add.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 import jimeng
-from jimeng._http import Response, Transport
-from jimeng._limits import Limiter, Limits
+from jimeng._http import Call, Flow, Response, Transport, _client_timeout, _url
+from jimeng._limits import Limiter, Limits, _holding, _Slot
 from jimeng._polling import PollPolicy, watch
 from jimeng._retry import RetryPolicy
 from jimeng._signing import VOLCENGINE_CV, Credentials, canonical_query, sign
 from jimeng.backends.volcengine import _wire
-from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus
+from jimeng.models import ImageRequest, ImageResult, Task, TaskKind, TaskStatus
+from jimeng.models._replace import replace
 
 KEY, SECRET = "AKLTbenchmark0000000000000000000", "benchmark-secret-key-0000000000000000=="
 BACKEND = jimeng.Volcengine(access_key=KEY, secret_key=SECRET, endpoint="https://example.invalid")
@@ -45,7 +56,7 @@ def per_op(work: Callable[[], object], count: int) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
-def build_submit() -> object:
+def build_submit() -> Call:
     request = ImageRequest(prompt="a red fox in snow", size="1K")
     BACKEND.validate_image(request)
     flow = BACKEND.submit_image(request)
@@ -58,7 +69,8 @@ CALL = build_submit()
 
 
 def sign_attempt() -> object:
-    return CALL.sign(CALL, datetime.now(timezone.utc))  # type: ignore[attr-defined]
+    assert CALL.sign is not None
+    return CALL.sign(CALL, datetime.now(timezone.utc))
 
 
 def sign_raw() -> object:
@@ -68,7 +80,7 @@ def sign_raw() -> object:
         path="/",
         query=canonical_query({"Action": "CVSync2AsyncSubmitTask", "Version": "2022-08-31"}),
         headers={"Content-Type": "application/json", "Host": "example.invalid"},
-        body=CALL.body or b"",  # type: ignore[attr-defined]
+        body=CALL.body or b"",
         credentials=Credentials(access_key=KEY, secret_key=SECRET),
         profile=VOLCENGINE_CV,
         now=datetime.now(timezone.utc),
@@ -192,7 +204,198 @@ async def transport_ops(count: int, *, bare: bool) -> float:
                 await answer.json()
     else:
         for _ in range(count):
-            await transport.execute(CALL)  # type: ignore[arg-type]
+            await transport.execute(CALL)
+    return (time.perf_counter() - started) / count * 1e6
+
+
+_ids = itertools.count(7_390_000_000_000_000_000)
+_SUBMIT_ACTION = "Action=CVSync2AsyncSubmitTask"
+
+
+class _Reply:
+    """An in-memory aiohttp answer: a task id to a submit, a finished task to a poll."""
+
+    status = 200
+    headers = _Answer.headers
+
+    def __init__(self, url: object):
+        if _SUBMIT_ACTION in str(url):
+            self._body = json.dumps({"code": 10000, "data": {"task_id": str(next(_ids))}}).encode()
+        else:
+            self._body = DONE
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def json(self) -> object:
+        return json.loads(self._body)
+
+    async def __aenter__(self) -> _Reply:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # aiohttp discourages subclasses
+
+    class _MemorySession(aiohttp.ClientSession):
+        """What ``Client(session=...)`` accepts, answering from memory."""
+
+        def __init__(self) -> None:  # no connector, nothing to close
+            pass
+
+        def __del__(self, *args: object) -> None:
+            pass
+
+        @property
+        def closed(self) -> bool:
+            return False
+
+        def request(self, method: str, url: object, **kwargs: object) -> _Reply:  # type: ignore[override]
+            return _Reply(url)
+
+        def post(self, url: object, **kwargs: object) -> _Reply:  # type: ignore[override]
+            return _Reply(url)
+
+        async def close(self) -> None:
+            return None
+
+
+PROMPT = "a red fox in snow"
+
+
+async def generation_sdk(count: int) -> float:
+    poll = jimeng.PollPolicy(interval=0.0, max_attempts=100, deadline=60.0, adaptive=False)
+    backend = jimeng.Volcengine(
+        access_key=KEY, secret_key=SECRET, endpoint="https://example.invalid"
+    )
+    async with jimeng.Client(backend, image_poll=poll, session=_MemorySession()) as client:
+        started = time.perf_counter()
+        for _ in range(count):
+            result = await client.images.generate(PROMPT, size="1K")
+            assert result.images
+    return (time.perf_counter() - started) / count * 1e6
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def generation_parts(count: int) -> float:
+    """The parts of a generation, called in a flat loop: no engine glue between them."""
+    backend = jimeng.Volcengine(
+        access_key=KEY, secret_key=SECRET, endpoint="https://example.invalid"
+    )
+    session = _MemorySession()
+    limiter = Limiter(Limits(), "bench", clock=time.monotonic)
+    timeout = _client_timeout(30.0)
+
+    async def send(call: Call, submit: bool) -> Response:
+        sent_at = limiter.unpaced_now()
+        assert sent_at is not None
+        headers = dict(call.headers)
+        headers["User-Agent"] = "bench"
+        assert call.sign is not None and call.check is not None
+        headers.update(call.sign(call, _now()))
+        async with session.request(
+            call.method,
+            _url(call.url),
+            headers=headers,
+            data=call.body,
+            timeout=timeout,
+            allow_redirects=False,
+        ) as answer:
+            body = await answer.read()
+            response = Response(status=answer.status, headers=answer.headers, body=body)
+        call.check(response)
+        limiter.answered_ok(sent_at, paced=False, submit=submit)
+        return response
+
+    def finish(flow: Flow[Task], response: Response) -> Task:
+        try:
+            flow.send(response)
+        except StopIteration as stop:
+            task: Task = stop.value
+            return task
+        raise AssertionError("the flow asked for another call")
+
+    started = time.perf_counter()
+    for _ in range(count):
+        assert limiter._take_local_slot()
+        held = _Slot()
+        token = _holding.set(held)
+        request = ImageRequest(prompt=PROMPT, size="1K")
+        backend.validate_image(request)
+        flow = backend.submit_image(request)
+        task = finish(flow, await send(next(flow), True))
+        moment = _now()
+        task = replace(task, created_at=moment, updated_at=moment)
+        while not task.done:
+            flow = backend.poll(task)
+            latest = finish(flow, await send(next(flow), False))
+            moment = _now()
+            task = replace(
+                latest, created_at=task.created_at, updated_at=moment, completed_at=moment
+            )
+        assert isinstance(task.result, ImageResult)
+        result = replace(task.result, prompt=PROMPT)
+        _holding.reset(token)
+        limiter._give_local_slot(held)
+        assert result.images
+    return (time.perf_counter() - started) / count * 1e6
+
+
+async def generation_raw(count: int) -> float:
+    """What the raw loop of ``overhead.py`` does: sign, post, decode, twice."""
+    session = _MemorySession()
+    credentials = Credentials(access_key=KEY, secret_key=SECRET)
+    queries = {
+        action: canonical_query({"Action": action, "Version": "2022-08-31"})
+        for action in ("CVSync2AsyncSubmitTask", "CVSync2AsyncGetResult")
+    }
+
+    async def post(action: str, payload: dict[str, object]) -> dict[str, object]:
+        query = queries[action]
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json", "Host": "example.invalid"}
+        signed = sign(
+            method="POST",
+            host="example.invalid",
+            path="/",
+            query=query,
+            headers=headers,
+            body=body,
+            credentials=credentials,
+            profile=VOLCENGINE_CV,
+            now=_now(),
+        )
+        url = f"https://example.invalid/?{query}"
+        async with session.post(url, data=body, headers=signed.headers) as answer:
+            decoded = await answer.json()
+            assert isinstance(decoded, dict)
+            return decoded
+
+    started = time.perf_counter()
+    for _ in range(count):
+        submitted = await post(
+            "CVSync2AsyncSubmitTask",
+            {"req_key": "jimeng_t2i_v40", "prompt": PROMPT, "size": 1024 * 1024},
+        )
+        task_id = submitted["data"]["task_id"]  # type: ignore[index]
+        while True:
+            answer = await post(
+                "CVSync2AsyncGetResult",
+                {
+                    "req_key": "jimeng_t2i_v40",
+                    "task_id": task_id,
+                    "req_json": '{"return_url":true}',
+                },
+            )
+            if answer["data"]["status"] == "done":  # type: ignore[index]
+                assert answer["data"]["image_urls"]  # type: ignore[index]
+                break
     return (time.perf_counter() - started) / count * 1e6
 
 
@@ -217,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
         (
             "the same by hand (sign, post, decode)",
             lambda: asyncio.run(transport_ops(args.count, bare=True)),
+        ),
+        ("generation: client.images.generate", lambda: asyncio.run(generation_sdk(args.count))),
+        ("generation: its parts, no glue", lambda: asyncio.run(generation_parts(args.count))),
+        (
+            "generation: raw loop (sign, post, decode)",
+            lambda: asyncio.run(generation_raw(args.count)),
         ),
     ]
     print(f"{'layer':<40} {'µs/op (median)':>14}  min–max over {args.rounds} rounds")
