@@ -228,6 +228,12 @@ class Client:
         self._monotonic = monotonic or time.monotonic
         self._image_poll = image_poll
         self._video_poll = video_poll
+        # The default policies read the environment: a bad value is refused here, not at the
+        # first wait, after a billed submit.
+        if image_poll is None:
+            PollPolicy.for_kind(TaskKind.IMAGE)
+        if video_poll is None:
+            PollPolicy.for_kind(TaskKind.VIDEO)
         self._video_timeout = video_timeout or _env_seconds("JIMENG_VIDEO_API_TIMEOUT", 300.0)
         shared = self._shared
         self._shared.learner = PollLearner(

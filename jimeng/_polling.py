@@ -52,8 +52,8 @@ def _env_number(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+    if not value > 0 or math.isinf(value):
+        raise ConfigurationError(f"{name} must be a positive number, got {raw!r}")
     return value
 
 

@@ -527,6 +527,19 @@ def test_timeout_prints_the_exact_resume_command(
     assert len(pngs(isolated / "pic")) == 1
 
 
+def test_a_bad_polling_variable_stops_the_command_before_the_submit(
+    cli: Any, served: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JIMENG_POLL_INTERVAL", "-1")
+
+    result = cli("image", "a cat", "--sandbox-url", served.url)
+
+    assert result.code == ExitCode.CONFIG == 3
+    assert "JIMENG_POLL_INTERVAL must be a positive number, got '-1'" in result.err
+    assert "accepted" not in result.err
+    assert served.requests["submit"] == 0
+
+
 def test_expired_task(cli: Any) -> None:
     result = cli("task", "wait", "jimeng_t2i_v40:42", "--sandbox")
 

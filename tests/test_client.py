@@ -86,6 +86,43 @@ def test_timeout_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         jimeng.Client(Sandbox())
 
 
+_POLL_VARIABLES = [
+    ("JIMENG_POLL_INTERVAL", "image_poll"),
+    ("JIMENG_MAX_POLL_ATTEMPTS", "image_poll"),
+    ("JIMENG_VIDEO_POLL_INTERVAL", "video_poll"),
+    ("JIMENG_VIDEO_MAX_POLL_ATTEMPTS", "video_poll"),
+]
+
+
+@pytest.mark.parametrize(("variable", "option"), _POLL_VARIABLES)
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf", "soon"])
+def test_bad_polling_variables_are_refused_when_the_client_is_made(
+    monkeypatch: pytest.MonkeyPatch, variable: str, option: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    sandbox = Sandbox()
+    with pytest.raises(jimeng.ConfigurationError) as caught:
+        jimeng.Client(sandbox)
+    kind = "a number" if value == "soon" else "a positive number"
+    assert str(caught.value) == f"{variable} must be {kind}, got {value!r}"
+    assert not sandbox.server.requests  # refused before anything was sent
+    # A client given that kind's policy does not read the kind's variables.
+    policy = jimeng.PollPolicy(interval=1)
+    client = jimeng.Client(sandbox, **{option: policy})
+    assert policy in (client._image_poll, client._video_poll)
+
+
+def test_fractional_poll_attempts_are_refused_when_the_client_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JIMENG_VIDEO_MAX_POLL_ATTEMPTS", "2.5")
+    with pytest.raises(jimeng.ConfigurationError) as caught:
+        jimeng.Client(Sandbox())
+    assert str(caught.value) == (
+        "JIMENG_VIDEO_MAX_POLL_ATTEMPTS must be a whole number of polls, at least 1"
+    )
+
+
 @pytest.mark.parametrize(
     "make",
     [

@@ -226,15 +226,29 @@ def test_video_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("JIMENG_POLL_INTERVAL", "0", "JIMENG_POLL_INTERVAL must be positive, got '0'"),
-        ("JIMENG_POLL_INTERVAL", "-1", "JIMENG_POLL_INTERVAL must be positive, got '-1'"),
+        ("JIMENG_POLL_INTERVAL", "0", "JIMENG_POLL_INTERVAL must be a positive number, got '0'"),
+        ("JIMENG_POLL_INTERVAL", "-1", "JIMENG_POLL_INTERVAL must be a positive number, got '-1'"),
         ("JIMENG_POLL_INTERVAL", "soon", "JIMENG_POLL_INTERVAL must be a number, got 'soon'"),
+        (
+            "JIMENG_POLL_INTERVAL",
+            "nan",
+            "JIMENG_POLL_INTERVAL must be a positive number, got 'nan'",
+        ),
+        (
+            "JIMENG_POLL_INTERVAL",
+            "inf",
+            "JIMENG_POLL_INTERVAL must be a positive number, got 'inf'",
+        ),
         (
             "JIMENG_MAX_POLL_ATTEMPTS",
             "2.5",
             "JIMENG_MAX_POLL_ATTEMPTS must be a whole number of polls, at least 1",
         ),
-        ("JIMENG_MAX_POLL_ATTEMPTS", "0", "JIMENG_MAX_POLL_ATTEMPTS must be positive, got '0'"),
+        (
+            "JIMENG_MAX_POLL_ATTEMPTS",
+            "0",
+            "JIMENG_MAX_POLL_ATTEMPTS must be a positive number, got '0'",
+        ),
         (
             "JIMENG_MAX_POLL_ATTEMPTS",
             "0.5",
