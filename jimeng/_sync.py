@@ -53,9 +53,10 @@ if TYPE_CHECKING:
     from jimeng._polling import PollPolicy
     from jimeng._retry import RetryPolicy
     from jimeng.backends._base import Backend
-    from jimeng.batch import BatchItem, BatchLine, Ledger
+    from jimeng.batch import BatchItem, BatchLine, BatchRun, BatchSummary, Ledger
 
 __all__ = [
+    "SyncBatchRun",
     "SyncClient",
     "SyncImage",
     "SyncImageResult",
@@ -101,11 +102,31 @@ class _Portal:
         except RuntimeError:
             coro.close()
             raise
-        future = asyncio.run_coroutine_threadsafe(coro, self._start())
+        outcome: list[BaseException] = []
+        settled = threading.Event()
+
+        async def work() -> T:
+            try:
+                return await coro
+            except BaseException as error:
+                outcome.append(error)
+                raise
+            finally:
+                settled.set()
+
+        future = asyncio.run_coroutine_threadsafe(work(), self._start())
         try:
             return future.result()
-        except BaseException:
-            future.cancel()  # Ctrl-C in the caller cancels the work on the loop too
+        except BaseException as error:
+            if outcome and outcome[0] is error:
+                raise  # the work's own error, as it was raised
+            # Ctrl-C (or another interruption) in the caller: cancel the work on the loop
+            # too, and let it finish unwinding so the interruption can carry what the work's
+            # cancellation learned (the id of a task the server accepted).
+            future.cancel()
+            settled.wait(_UNWIND_SECONDS)
+            if outcome:
+                _carry_task(outcome[0], error)
             raise
 
     def check_thread(self) -> None:
@@ -126,6 +147,28 @@ class _Portal:
             loop.call_soon_threadsafe(loop.stop)
             if thread is not threading.current_thread():
                 thread.join()
+
+
+#: How long an interrupted caller waits for the cancelled work to unwind (it takes a few loop
+#: turns; the bound keeps a stuck loop from holding up Ctrl-C).
+_UNWIND_SECONDS = 5.0
+
+
+def _carry_task(cancelled: BaseException, interruption: BaseException) -> None:
+    """Give ``interruption`` the task id and the notes the cancelled work's error carries, so
+    a Ctrl-C after the server accepted a task still names it."""
+    task_id = getattr(cancelled, "task_id", None)
+    err: Any = interruption
+    if task_id is not None and getattr(err, "task_id", None) is None:
+        try:
+            err.task_id = task_id
+            err.task_ref = getattr(cancelled, "task_ref", None)
+        except AttributeError:  # an exception type with __slots__: the note still tells
+            pass
+    if hasattr(interruption, "add_note"):
+        for note in getattr(cancelled, "__notes__", ()):
+            if note.startswith("jimeng:") and note not in getattr(interruption, "__notes__", ()):
+                interruption.add_note(note)
 
 
 def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
@@ -393,6 +436,45 @@ class SyncTaskHandle(Generic[S]):
         return cast(S, _sync_value(outcome, self._portal))
 
 
+class SyncBatchRun:
+    """:class:`~jimeng.batch.BatchRun` for the sync world: a plain iterator of
+    :class:`~jimeng.batch.BatchItem`, with ``summary`` set once it is exhausted."""
+
+    def __init__(self, run: BatchRun, portal: _Portal):
+        self._run = run
+        self._portal = portal
+
+    def __repr__(self) -> str:
+        return f"<SyncBatchRun {self._run.name!r}>"
+
+    @property
+    def summary(self) -> BatchSummary | None:
+        """The counts and time of the run, once every line is through (else ``None``)."""
+        return self._run.summary
+
+    def validate(self) -> None:
+        """Check every line without sending anything (see :meth:`BatchRun.validate`)."""
+        self._run.validate()
+
+    def __iter__(self) -> Iterator[BatchItem]:
+        stream = self._run.__aiter__()
+
+        async def next_item() -> tuple[bool, BatchItem | None]:
+            try:
+                return True, await stream.__anext__()
+            except StopAsyncIteration:
+                return False, None
+
+        try:
+            while True:
+                more, item = self._portal.run(next_item())
+                if not more or item is None:
+                    return
+                yield item
+        finally:
+            self._portal.run(stream.aclose())  # type: ignore[attr-defined]
+
+
 # -- namespaces and the client ---------------------------------------------------------------
 
 
@@ -560,9 +642,9 @@ class SyncClient:
         skip_invalid: bool = False,
         kind: TaskKind | str = TaskKind.IMAGE,
         lease: float = 30.0,
-    ) -> Iterator[BatchItem]:
-        """Each line's :class:`~jimeng.batch.BatchItem` as it finishes (see
-        :meth:`jimeng.Client.batch`)."""
+    ) -> SyncBatchRun:
+        """A batch run: iterate it for each line's :class:`~jimeng.batch.BatchItem` as it
+        finishes; ``summary`` is set at the end (see :meth:`jimeng.Client.batch`)."""
         run = self._async.batch(
             requests,
             max_concurrency=max_concurrency,
@@ -574,22 +656,7 @@ class SyncClient:
             kind=kind,
             lease=lease,
         )
-        stream = run.__aiter__()
-
-        async def next_item() -> tuple[bool, BatchItem | None]:
-            try:
-                return True, await stream.__anext__()
-            except StopAsyncIteration:
-                return False, None
-
-        try:
-            while True:
-                more, item = self._portal.run(next_item())
-                if not more or item is None:
-                    return
-                yield item
-        finally:
-            self._portal.run(stream.aclose())  # type: ignore[attr-defined]
+        return SyncBatchRun(run, self._portal)
 
     def close(self) -> None:
         """Close the client, then stop its loop. Safe to call twice; media keep working."""

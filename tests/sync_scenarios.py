@@ -207,6 +207,21 @@ def threads_share_one_client(tmp: Path) -> None:
     assert sandbox.server.requests["submit"] == 4
 
 
+def batch_iterates_then_sums_up(tmp: Path) -> None:
+    sandbox = staged()
+    lines = [{"id": "red", "prompt": "a red cube"}, {"id": "blue", "prompt": "a blue cube"}]
+    with client_for(sandbox) as client:
+        run = client.batch(lines, out=tmp / "shots")
+        assert run.summary is None  # nothing ran yet
+        items = sorted(run, key=lambda item: item.id)
+        assert [(item.id, item.status) for item in items] == [("blue", "done"), ("red", "done")]
+        assert [path.name for item in items for path in item.paths] == ["blue.png", "red.png"]
+        summary = run.summary
+        assert summary is not None
+        assert (summary.lines, summary.done, summary.failed, summary.submits) == (2, 2, 0, 2)
+    assert sandbox.server.requests["submit"] == 2
+
+
 SCENARIOS: list[Callable[[Path], None]] = [
     generate_saves_real_pngs,
     several_images_with_a_file_name,
@@ -221,6 +236,7 @@ SCENARIOS: list[Callable[[Path], None]] = [
     video_and_media_after_close,
     gateway_tasks_and_account,
     threads_share_one_client,
+    batch_iterates_then_sums_up,
 ]
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from jimeng.resources.account import Account
 from jimeng.resources.images import Images
 from jimeng.resources.tasks import Tasks
 from jimeng.resources.videos import Videos
+from jimeng.sandbox import Stages
 from tests import sync_scenarios
 from tests.sync_scenarios import SCENARIOS, client_for, staged
 
@@ -147,6 +150,28 @@ def test_callbacks_must_not_call_the_sync_client() -> None:
 
         with pytest.raises(RuntimeError, match="from its own event loop thread"):
             client.images.generate("a cat", size="1K", on_update=reentrant)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill")
+def test_ctrl_c_after_the_submit_names_the_task() -> None:
+    sandbox = jimeng.Sandbox(stages=Stages(queue_polls=100_000))
+    main = threading.main_thread().ident
+    assert main is not None and threading.get_ident() == main
+
+    def ctrl_c(task: jimeng.Task) -> None:  # the server has the task; the user presses Ctrl-C
+        signal.pthread_kill(main, signal.SIGINT)
+
+    with client_for(sandbox) as client, pytest.raises(KeyboardInterrupt) as caught:
+        client.images.generate("a cat", size="1K", on_submit=ctrl_c)
+    (task_id,) = sandbox.server.tasks
+    error: Any = caught.value
+    assert (error.task_id, error.task_ref) == (task_id, f"jimeng_t2i_v40:{task_id}")
+    if sys.version_info >= (3, 11):
+        assert error.__notes__ == [
+            f"jimeng: task {task_id} keeps running server-side; resume it with "
+            f"client.tasks.resume('jimeng_t2i_v40:{task_id}')"
+        ]
+    assert sandbox.server.requests["submit"] == 1
 
 
 async def test_a_borrowed_session_is_refused() -> None:
