@@ -18,7 +18,7 @@ import aiohttp
 import attrs
 
 from jimeng._download import DEFAULT_MAX_BYTES, Downloader
-from jimeng._handle import attach_task, task_error
+from jimeng._handle import TaskFetcher, attach_task, task_error
 from jimeng._http import Flow, Transport, drive
 from jimeng._limits import Limiter, Limits, LimitSnapshot
 from jimeng._logging import logger
@@ -531,10 +531,12 @@ class Client:
     ) -> ImageResult | VideoResult:
         media = result.images if isinstance(result, ImageResult) else (result.video,)
         fetcher: Any = self._downloader
-        if task is not None and self._shared.journal is not None:
-            from jimeng._journal import JournallingFetcher
+        if task is not None:
+            if self._shared.journal is not None:
+                from jimeng._journal import JournallingFetcher
 
-            fetcher = JournallingFetcher(self._downloader, self._shared.journal, task.ref)
+                fetcher = JournallingFetcher(fetcher, self._shared.journal, task.ref)
+            fetcher = TaskFetcher(fetcher, task)
         bind_fetcher(media, fetcher)
         return result
 

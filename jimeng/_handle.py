@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from jimeng._polling import PollPolicy, watch
@@ -16,12 +17,13 @@ from jimeng.errors import (
 from jimeng.models import ImageResult, Task, TaskKind, TaskStatus, VideoResult
 from jimeng.models._checks import refuse
 from jimeng.models._display import task_repr
+from jimeng.models._media import Fetcher, Media
 from jimeng.models._replace import replace
 
 if TYPE_CHECKING:
     from jimeng._client import Client
 
-__all__ = ["OnUpdate", "TaskHandle"]
+__all__ = ["OnUpdate", "TaskFetcher", "TaskHandle"]
 
 R = TypeVar("R", ImageResult, VideoResult)
 OnUpdate = Callable[[Task], Awaitable[None] | None]
@@ -206,6 +208,36 @@ def task_error(task: Task, failure_error: Callable[[Task], JimengError | None]) 
         status=task.raw_status,
         code=code,
     )
+
+
+class TaskFetcher:
+    """A result's downloader that leaves the task's id on any error of a read or a save (a
+    failed download, a full disk, a cancellation), as every error after acceptance does."""
+
+    def __init__(self, inner: Fetcher, task: Task):
+        self._inner = inner
+        self._task = task
+
+    async def read(self, media: Media) -> bytes:
+        try:
+            return await self._inner.read(media)
+        except BaseException as error:
+            attach_task(error, self._task)
+            raise
+
+    async def save(
+        self, media: Media, target: Path, *, index: int, explicit: bool, stamp: str | None = None
+    ) -> Path:
+        try:
+            return await self._inner.save(
+                media, target, index=index, explicit=explicit, stamp=stamp
+            )
+        except BaseException as error:
+            attach_task(error, self._task)
+            raise
+
+    def stamp(self) -> str:
+        return self._inner.stamp()
 
 
 def attach_task(error: BaseException, task: Task) -> None:

@@ -37,7 +37,7 @@ from jimeng._handle import task_error
 from jimeng.backends.gateway._errors import failure_error
 from jimeng.backends.gateway._wire import parse_task
 from jimeng.errors import JimengError
-from jimeng.models import ImageResult, Task, VideoResult
+from jimeng.models import Task
 from jimeng.models import _checks as checks
 from jimeng.models._checks import check_argument
 
@@ -215,12 +215,8 @@ class WebhookReceiver:
         if not event.startswith("task."):
             raise WebhookRejected(f"unknown webhook event {event!r}", status=400)
         if self._client is not None and task.result is not None:
-            task = attrs.evolve(task, result=self._bind(task.result))
+            task = attrs.evolve(task, result=self._client._bind(task.result, task))
         return task, event
-
-    def _bind(self, result: ImageResult | VideoResult) -> ImageResult | VideoResult:
-        assert self._client is not None
-        return self._client._bind(result)
 
     def parse(self, body: bytes, headers: Mapping[str, str], *, url: str | None = None) -> Task:
         """Check and decode one callback (no memory of earlier ones).

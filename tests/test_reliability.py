@@ -200,6 +200,66 @@ async def test_a_cancelled_wait_carries_the_task_id(sleeps: Sleeps) -> None:
     assert error.task_ref == handle.ref
 
 
+@pytest.mark.parametrize("journal", [False, True], ids=["no journal", "journal"])
+@pytest.mark.parametrize(
+    ("fault", "options", "use"),
+    [
+        ("truncate", {}, "save"),
+        ("http", {"status": 404}, "save"),
+        ("http", {"status": 404}, "read"),
+    ],
+)
+async def test_a_failed_download_of_a_result_carries_the_task_id(
+    sleeps: Sleeps,
+    tmp_path: Any,
+    journal: bool,
+    fault: Any,
+    options: dict[str, Any],
+    use: str,
+) -> None:
+    sandbox = Sandbox(stages=Stages())
+    store = tmp_path / "journal.sqlite3" if journal else False
+    async with jimeng.Client(sandbox, sleep=sleeps, journal=store) as client:
+        handle = await client.images.submit("a cat", size="1K")
+        result = await handle.result()
+        sandbox.server.inject("download", fault, times=50, **options)
+        with pytest.raises(jimeng.DownloadError) as caught:
+            if use == "save":
+                await result.save(tmp_path / "out/")
+            else:
+                await result.images[0].read()
+    assert (caught.value.task_id, caught.value.task_ref) == (handle.id, handle.ref)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+async def test_a_cancelled_save_carries_the_task_id(tmp_path: Any) -> None:
+    retrying = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:  # instant, except before a download's retry
+        if sandbox.server.requests["download"]:
+            retrying.set()
+            await asyncio.Event().wait()
+
+    sandbox = Sandbox(stages=Stages())
+    async with jimeng.Client(sandbox, sleep=sleep) as client:
+        handle = await client.images.submit("a cat", size="1K")
+        result = await handle.result()
+        sandbox.server.inject("download", "http", status=503, times=1)
+        saving = asyncio.create_task(result.save(tmp_path))
+        await retrying.wait()
+        saving.cancel()
+        with pytest.raises(asyncio.CancelledError) as caught:
+            await saving
+    error: Any = caught.value
+    assert (error.task_id, error.task_ref) == (handle.id, handle.ref)
+    if sys.version_info >= (3, 11):
+        assert error.__notes__ == [
+            f"jimeng: task {handle.id} is on the server; resume it with "
+            f"client.tasks.resume({handle.ref!r})"
+        ]
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_refresh_keeps_the_id_through_connection_errors(make: Any) -> None:
     client = await make()
     server = server_of(client)
