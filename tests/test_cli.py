@@ -1079,3 +1079,51 @@ def test_no_message_speaks_of_a_skill_script() -> None:
         if "skill script" in path.read_text(encoding="utf-8").lower()
     ]
     assert offenders == []
+
+
+def _messages(path: Path) -> Iterator[tuple[int, str]]:
+    """The string constants of a module that are not docstrings: messages, not comments."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        text = node.value if isinstance(node, ast.Constant) else None
+        if isinstance(text, str) and id(node) not in docstrings:
+            yield node.lineno, text
+
+
+def test_no_message_cites_the_protocol_notes() -> None:
+    # Users have no protocols/ folder: a section number in an error is noise to them.
+    package = Path(jimeng.__file__).parent
+    offenders = [
+        f"{path.relative_to(package)}:{line}: {text}"
+        for path in sorted(package.rglob("*.py"))
+        for line, text in _messages(path)
+        if "§" in text or "protocols/" in text
+    ]
+    assert offenders == []
+
+
+def test_errors_speak_in_user_terms(cli: Any, tmp_path: Path) -> None:
+    relay = cli("video", "a dog", "--sandbox", "--sandbox-protocol", "gateway-openai")
+    assert (relay.code, relay.err) == (
+        ExitCode.USAGE,
+        "jimeng: error: --backend: OpenAI-compatible relays generate images only, not videos; "
+        "a jimeng-api gateway generates both\n",
+    )
+    portrait = tmp_path / "me.png"
+    portrait.write_bytes(render_png("me", 720, 960))
+    avatar = cli(
+        "video", "avatar", str(portrait), "--audio", "https://example.com/hi_3s.mp3", "--sandbox"
+    )
+    assert (avatar.code, avatar.err) == (
+        ExitCode.USAGE,
+        "jimeng: error: image: omnihuman-1.5 downloads the image itself, so it must be a public "
+        "http(s) URL, not a local file or bytes: upload it somewhere reachable first "
+        "(allowed: http(s) URL)\n",
+    )

@@ -415,10 +415,10 @@ class Volcengine(Backend):
 
     def validate_transform(self, request: TransformRequest) -> None:
         spec = transform_spec(request, self._transforms)
-        if self.relay:
+        if self.relay:  # gateway.md §10
             raise NotSupportedError(
-                f"relays of the official format document image and video generation only "
-                f"(gateway.md §10), not {spec.name}"
+                f"relays of the official format offer image and video generation only, "
+                f"not {spec.name}"
             )
         spec.fields(request, self._outpaint_fields)  # every check, no request
 
@@ -506,16 +506,14 @@ class Volcengine(Backend):
     def cancel(self, task: Task) -> Flow[Task]:
         """``CVCancelTask`` (§2.1). Only queued tasks can be cancelled; a refusal is checked with
         one get-result and raised as :class:`~jimeng.errors.TaskNotCancellableError`."""
-        if self.relay:
+        if self.relay:  # gateway.md §10: no CVCancelTask
             raise NotSupportedError(
-                "relays of the official format document no CVCancelTask (gateway.md §10); "
-                "the task keeps running"
+                "relays of the official format cannot cancel tasks; the task keeps running"
             )
         spec = self._by_req_key.get(task.model or "")
-        if spec is not None and not spec.cancellable:
+        if spec is not None and not spec.cancellable:  # CVSubmitTask documents no cancel (§2.1)
             raise NotSupportedError(
-                f"{spec.name} runs on CVSubmitTask, which documents no cancel (§2.1); "
-                "the task keeps running"
+                f"{spec.name} tasks cannot be cancelled on Volcengine; the task keeps running"
             )
         req_key = task.model or ""
         endpoint = self._endpoint_for(task.kind)
