@@ -272,6 +272,42 @@ def test_no_wait_on_the_in_process_sandbox_warns(cli: Any) -> None:
     assert "jimeng sandbox serve" in result.err
 
 
+SCALED = "width 10x10 scaled to 1024x1024: Volcengine 4.x takes an area from 1024x1024 to 4096x4096"
+
+
+def test_the_backends_notes_reach_every_output_mode(cli: Any, isolated: Path) -> None:
+    as_json = cli("image", "a cat", "--width", "10", "--height", "10", "--sandbox", "--json")
+    doc = as_json.json()
+    assert (as_json.code, doc["notes"]) == (0, [SCALED])
+    assert doc["images"][0]["width"] == doc["images"][0]["height"] == 1024
+    assert as_json.err == f"accepted: {doc['ref']}\n"  # stdout carries the note
+
+    text = cli("image", "a cat", "--width", "10", "--height", "10", "--sandbox", "--no-save")
+    assert text.code == 0
+    assert re.fullmatch(rf"accepted: jimeng_t2i_v40:\d+\njimeng: note: {SCALED}\n", text.err)
+    assert text.out.splitlines()[1:4] == [
+        "- Prompt: a cat",
+        "- Size: 1024 × 1024",  # what was made, not the 10 × 10 asked for
+        "- Save Path: not saved",
+    ]
+
+    submitted = cli("image", "a cat", "--width", "10", "--height", "10", "--sandbox", "--no-wait",
+                    "--json")  # fmt: skip
+    assert submitted.json()["notes"] == [SCALED, _app.IN_PROCESS_SANDBOX]
+
+    quiet = cli("image", "a cat", "--width", "10", "--height", "10", "--sandbox", "-q")
+    assert re.fullmatch(r"accepted: jimeng_t2i_v40:\d+\n", quiet.err)  # -q: no notes
+
+
+def test_one_image_shows_its_folder_as_the_save_path(cli: Any, isolated: Path) -> None:
+    result = cli("image", "a cat", "--sandbox", "-o", "shots/cat.png")
+
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[3] == f"- Save Path: {isolated / 'shots'}"
+    assert f"- File: {isolated / 'shots' / 'cat.png'}" in lines
+
+
 # -- progress ------------------------------------------------------------------------------
 
 
@@ -527,6 +563,62 @@ def test_timeout_prints_the_exact_resume_command(
     assert len(pngs(isolated / "pic")) == 1
 
 
+def test_ctrl_c_with_json_prints_the_interruption(
+    cli: Any, served: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def interrupted(self: Any, **options: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jimeng.TaskHandle, "result", interrupted)
+
+    result = cli("image", "a cat", "--sandbox-url", served.url, "--json")
+
+    assert result.code == ExitCode.INTERRUPTED == 130
+    (task_id,) = served.tasks
+    ref = f"jimeng_t2i_v40:{task_id}"
+    wait = f"jimeng task wait {ref} --sandbox-url {served.url}"
+    assert result.json() == {
+        "error": {
+            "type": "Interrupted",
+            "message": "interrupted",
+            "signal": "SIGINT",
+            "exit_code": 130,
+            "task_id": task_id,
+            "ref": ref,
+            "status": "queued",
+            "resume": wait,
+            "resume_all": f"jimeng task resume --sandbox-url {served.url}",
+        }
+    }
+    assert result.err.splitlines() == [
+        f"accepted: {ref}",
+        "jimeng: interrupted",
+        f"  task {task_id} keeps running server-side; resume with: {wait}",
+        f"  or finish every unfinished task: jimeng task resume --sandbox-url {served.url}",
+    ]
+
+
+def test_ctrl_c_with_json_before_the_submit_has_no_ref(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def interrupted(self: Any, *args: Any, **options: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jimeng.resources.images.Images, "submit", interrupted)
+
+    result = cli("image", "a cat", "--sandbox", "--json")
+
+    assert (result.code, result.err) == (130, "jimeng: interrupted\n")
+    assert result.json() == {
+        "error": {
+            "type": "Interrupted",
+            "message": "interrupted",
+            "signal": "SIGINT",
+            "exit_code": 130,
+        }
+    }
+
+
 def test_expired_task(cli: Any) -> None:
     result = cli("task", "wait", "jimeng_t2i_v40:42", "--sandbox")
 
@@ -724,6 +816,25 @@ def test_video_json(cli: Any, double: Double) -> None:
     doc = result.json()
     assert doc["kind"] == "video" and doc["duration"] == 5.0 and doc["fps"] == 24
     assert doc["saved"][0].endswith(".mp4")
+    assert double.requests[0].given() == {"aspect_ratio": "16:9"}
+
+
+def test_video_ratio_and_aspect_ratio_must_agree(cli: Any, served: SandboxServer) -> None:
+    result = cli(
+        "video", "x", "--ratio", "16:9", "--aspect-ratio", "9:16", "--sandbox-url", served.url
+    )
+
+    assert (result.code, result.out) == (ExitCode.USAGE, "")
+    assert (
+        result.err
+        == "jimeng: error: --ratio: --ratio 16:9 and --aspect-ratio 9:16 disagree; give one\n"
+    )
+    assert sum(served.requests.values()) == 0
+
+
+def test_video_ratio_given_twice_alike_is_one_aspect_ratio(cli: Any, double: Double) -> None:
+    result = cli("video", "waves", "--ratio", "16:9", "--aspect-ratio", "16:9", "-q")
+    assert result.code == 0, result.err
     assert double.requests[0].given() == {"aspect_ratio": "16:9"}
 
 

@@ -340,6 +340,35 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(
     assert "Traceback" not in err
 
 
+@pytest.mark.subprocess
+def test_sigterm_with_json_prints_the_interruption_on_stdout(
+    sandbox_process: str, isolated: Path, tmp_path: Path
+) -> None:
+    command = start(
+        ["-m", "jimeng", "image", "a cat", "--sandbox-url", sandbox_process, "--json"],
+        isolated,
+        tmp_path / "home",
+    )
+    ref = wait_for_accepted(command)
+    command.send_signal(signal.SIGTERM)
+    out, err = command.communicate(timeout=20)
+    assert command.returncode == ExitCode.TERMINATED
+    error = json.loads(out)["error"]
+    assert error == {
+        "type": "Interrupted",
+        "message": "stopped by SIGTERM",
+        "signal": "SIGTERM",
+        "exit_code": 143,
+        "task_id": ref.split(":")[1],
+        "ref": ref,
+        "status": error["status"],
+        "resume": f"jimeng task wait {ref} --sandbox-url {sandbox_process}",
+        "resume_all": f"jimeng task resume --sandbox-url {sandbox_process}",
+    }
+    assert error["status"] in ("queued", "running")
+    assert "jimeng: stopped by SIGTERM" in err
+
+
 def test_exit_codes_follow_the_signal_numbers() -> None:
     assert ExitCode.INTERRUPTED == 128 + signal.SIGINT
     assert ExitCode.TERMINATED == 128 + signal.SIGTERM

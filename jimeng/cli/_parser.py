@@ -217,9 +217,9 @@ def _video_command(commands: Any) -> None:
     _flag(gen, "--generate-audio", help="add a sound track (Ark Seedance 1.5 / 2.0)")
     gen.add_argument("--camera", metavar="TEMPLATE", help="camera movement template (recamera)")
     gen.add_argument("--camera-strength", metavar="LEVEL", help="weak, medium or strong")
-    gen.add_argument(
-        "--aspect-ratio", "--ratio", dest="aspect_ratio", metavar="RATIO", help="e.g. 16:9"
-    )
+    # Two options, not two spellings of one: given both, they must agree (as in a batch line).
+    gen.add_argument("--aspect-ratio", metavar="RATIO", help="e.g. 16:9")
+    gen.add_argument("--ratio", metavar="RATIO", help="same as --aspect-ratio")
     gen.add_argument("--resolution", help="e.g. 720p or 1080p")
     gen.add_argument("--seed", type=int, help="random seed, for reproducible results")
     _flag(gen, "--watermark", help='add the visible "AI generated" mark')
