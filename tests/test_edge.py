@@ -331,3 +331,10 @@ async def test_saving_checks_the_path(client: jimeng.Client) -> None:
         with pytest.raises(jimeng.ValidationError) as caught:
             await result.save(path)  # type: ignore[arg-type]
         assert caught.value.field == "path"
+
+
+def test_a_listed_allowed_keeps_its_items() -> None:
+    error = jimeng.ValidationError("model", "unknown", allowed=["a", 1])
+    assert (error.allowed, error.choices) == ("a, 1", ("a", "1"))
+    described = jimeng.ValidationError("size", "bad", allowed="1K, 2K or WxH")
+    assert (described.allowed, described.choices) == ("1K, 2K or WxH", None)
