@@ -412,6 +412,28 @@ def test_usage_errors_name_the_option(
     assert sum(served.requests.values()) == 0
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--scale", "nan"], "--scale: must be in [0, 1], got nan (allowed: [0, 1])"),
+        (["--scale", "-1"], "--scale: must be in [0, 1], got -1.0 (allowed: [0, 1])"),
+        (
+            ["--scale", "0.5", "--model", "jimeng-4.6"],
+            "--scale: jimeng-4.6 takes an integer scale from 1 to 100 (not 4.0's 0–1), got 0.5 "
+            "(allowed: integer 1–100)",
+        ),
+    ],
+)
+def test_scale_is_refused_with_the_models_own_range(
+    cli: Any, served: SandboxServer, argv: list[str], message: str
+) -> None:
+    result = cli("image", "a cat", *argv, "--sandbox-url", served.url)
+
+    assert (result.code, result.out) == (ExitCode.USAGE, "")
+    assert result.err == f"jimeng: error: {message}\n"
+    assert sum(served.requests.values()) == 0
+
+
 def test_missing_prompt_is_a_usage_error(cli: Any) -> None:
     result = cli("image")
     assert result.code == 2

@@ -171,7 +171,12 @@ def _image_command(commands: Any) -> None:
     _flag(gen, "--intelligent-ratio", help="let the model pick the ratio from the prompt")
     gen.add_argument("--negative-prompt", metavar="TEXT", help="what to avoid")
     gen.add_argument("--sample-strength", type=float, metavar="0..1", help="sampling strength")
-    gen.add_argument("--scale", type=float, metavar="0..1", help="how closely to follow the text")
+    gen.add_argument(
+        "--scale",
+        type=float,
+        metavar="X",
+        help="how closely to follow the text: 0..1 on jimeng-4.0, 1..100 on jimeng-4.6",
+    )
     gen.add_argument("--seed", type=int, help="random seed, for reproducible results")
     _flag(gen, "--watermark", help='add the visible "AI generated" mark')
     _flag(gen, "--force-single", help="ask for exactly one image")
