@@ -652,6 +652,21 @@ def test_expired_task(cli: Any) -> None:
     assert "jimeng task" not in result.err
 
 
+def test_an_unknown_model_key_in_a_ref_is_refused_before_asking(
+    cli: Any, served: SandboxServer
+) -> None:
+    for action in ("get", "wait", "cancel"):
+        result = cli("task", action, "bogus:123", "--sandbox-url", served.url, "--json")
+        assert result.code == ExitCode.USAGE
+        assert result.err.startswith(
+            "jimeng: error: REF: 'bogus' in 'bogus:123' is not a model key of this backend; a "
+            "ref is 'req_key:task_id' as printed when the task was submitted (allowed: "
+        )
+        error = result.json()["error"]
+        assert error["option"] == "REF" and "jimeng_t2i_v40" in error["allowed"].split(", ")
+    assert sum(served.requests.values()) == 0
+
+
 def test_failed_download_leaves_no_file_and_can_be_resumed(
     cli: Any, served: SandboxServer, isolated: Path
 ) -> None:

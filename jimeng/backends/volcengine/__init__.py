@@ -493,9 +493,17 @@ class Volcengine(Backend):
                 "a Volcengine task needs its model: pass 'req_key:task_id' (the task's ref) or "
                 "model= (a model name, video mode or req_key)",
             )
+        if req_key not in self._kinds:
+            # Asked anyway, the service answers "not found", which reads like an expired task.
+            raise ValidationError(
+                "task",
+                f"{req_key!r} in {ref!r} is not a model key of this backend; a ref is "
+                "'req_key:task_id' as printed when the task was submitted",
+                allowed=sorted(self._kinds),
+            )
         return Task(
             id=task_id,
-            kind=self._kinds.get(req_key, TaskKind.IMAGE),
+            kind=self._kinds[req_key],
             status=TaskStatus.UNKNOWN,
             backend=self.name,
             ref=f"{req_key}:{task_id}",
