@@ -27,7 +27,7 @@ from jimeng._retry import RetryPolicy
 from jimeng._version import __version__
 from jimeng.backends._base import Backend, Runtime
 from jimeng.errors import ConfigurationError, JimengError
-from jimeng.models import ImageResult, Task, TaskKind, VideoResult
+from jimeng.models import ImageResult, Task, TaskKind, TaskStatus, VideoResult
 from jimeng.models._checks import (
     Check,
     boolean,
@@ -510,6 +510,8 @@ class Client:
             or (now if latest.done and not task.done else task.completed_at),
         )
         if journal is not None:
+            if latest.status is TaskStatus.EXPIRED:
+                latest = await _cancelled_before(journal, latest)
             await journal.observed(task, latest)
         return latest
 
@@ -542,6 +544,19 @@ class Client:
 
     def _task_error(self, task: Task) -> JimengError:
         return task_error(task, self._shared.backend.failure_error)
+
+
+async def _cancelled_before(journal: Recorder, task: Task) -> Task:
+    """A task the journal saw cancelled is reported cancelled, not expired, once the server has
+    forgotten it (Volcengine answers "not found" for a cancelled task)."""
+    try:
+        entry = await journal.store.get(task.ref, backend=journal.backend_name)
+    except Exception as error:
+        logger.warning("journal: could not read task %s: %s", task.ref, error)
+        return task
+    if entry is None or entry.status is not TaskStatus.CANCELLED:
+        return task
+    return replace(task, status=TaskStatus.CANCELLED)
 
 
 def _open_journal(

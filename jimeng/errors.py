@@ -138,8 +138,10 @@ def short_repr(value: Any) -> str:
 class ValidationError(JimengError, ValueError):
     """A parameter is invalid. Raised before any request is sent.
 
-    ``field`` names the parameter; ``allowed`` describes the accepted values; ``value`` is a short
-    repr of what was given (cut to 80 characters, secrets scrubbed), when the error is about it.
+    ``field`` names the parameter; ``allowed`` describes the accepted values; ``choices`` lists
+    them one by one when they were given as a list (``allowed`` joins them), else ``None``;
+    ``value`` is a short repr of what was given (cut to 80 characters, secrets scrubbed), when the
+    error is about it.
     """
 
     def __init__(
@@ -151,8 +153,10 @@ class ValidationError(JimengError, ValueError):
         value: Any = _NOT_GIVEN,
     ):
         self.field = field
+        self.choices: tuple[str, ...] | None = None
         if allowed is not None and not isinstance(allowed, str):
-            allowed = ", ".join(str(item) for item in allowed)
+            self.choices = tuple(str(item) for item in allowed)
+            allowed = ", ".join(self.choices)
         self.allowed = allowed
         self.value: str | None = None if value is _NOT_GIVEN else short_repr(value)
         text = f"{field}: {message}"

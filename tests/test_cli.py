@@ -272,6 +272,42 @@ def test_no_wait_on_the_in_process_sandbox_warns(cli: Any) -> None:
     assert "jimeng sandbox serve" in result.err
 
 
+SCALED = "width 10x10 scaled to 1024x1024: Volcengine 4.x takes an area from 1024x1024 to 4096x4096"
+
+
+def test_the_backends_notes_reach_every_output_mode(cli: Any, isolated: Path) -> None:
+    as_json = cli("image", "a cat", "--width", "10", "--height", "10", "--sandbox", "--json")
+    doc = as_json.json()
+    assert (as_json.code, doc["notes"]) == (0, [SCALED])
+    assert doc["images"][0]["width"] == doc["images"][0]["height"] == 1024
+    assert as_json.err == f"accepted: {doc['ref']}\n"  # stdout carries the note
+
+    text = cli("image", "a cat", "--width", "10", "--height", "10", "--sandbox", "--no-save")
+    assert text.code == 0
+    assert re.fullmatch(rf"accepted: jimeng_t2i_v40:\d+\njimeng: note: {SCALED}\n", text.err)
+    assert text.out.splitlines()[1:4] == [
+        "- Prompt: a cat",
+        "- Size: 1024 × 1024",  # what was made, not the 10 × 10 asked for
+        "- Save Path: not saved",
+    ]
+
+    submitted = cli("image", "a cat", "--width", "10", "--height", "10", "--sandbox", "--no-wait",
+                    "--json")  # fmt: skip
+    assert submitted.json()["notes"] == [SCALED, _app.IN_PROCESS_SANDBOX]
+
+    quiet = cli("image", "a cat", "--width", "10", "--height", "10", "--sandbox", "-q")
+    assert re.fullmatch(r"accepted: jimeng_t2i_v40:\d+\n", quiet.err)  # -q: no notes
+
+
+def test_one_image_shows_its_folder_as_the_save_path(cli: Any, isolated: Path) -> None:
+    result = cli("image", "a cat", "--sandbox", "-o", "shots/cat.png")
+
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[3] == f"- Save Path: {isolated / 'shots'}"
+    assert f"- File: {isolated / 'shots' / 'cat.png'}" in lines
+
+
 # -- progress ------------------------------------------------------------------------------
 
 
@@ -373,6 +409,28 @@ def test_usage_errors_name_the_option(
     assert len(result.err.splitlines()) == 1, result.err
     assert result.err.startswith(f"jimeng: error: {option}: "), result.err
     assert "Traceback" not in result.err
+    assert sum(served.requests.values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--scale", "nan"], "--scale: must be in [0, 1], got nan (allowed: [0, 1])"),
+        (["--scale", "-1"], "--scale: must be in [0, 1], got -1.0 (allowed: [0, 1])"),
+        (
+            ["--scale", "0.5", "--model", "jimeng-4.6"],
+            "--scale: jimeng-4.6 takes an integer scale from 1 to 100 (not 4.0's 0–1), got 0.5 "
+            "(allowed: integer 1–100)",
+        ),
+    ],
+)
+def test_scale_is_refused_with_the_models_own_range(
+    cli: Any, served: SandboxServer, argv: list[str], message: str
+) -> None:
+    result = cli("image", "a cat", *argv, "--sandbox-url", served.url)
+
+    assert (result.code, result.out) == (ExitCode.USAGE, "")
+    assert result.err == f"jimeng: error: {message}\n"
     assert sum(served.requests.values()) == 0
 
 
@@ -540,6 +598,62 @@ def test_a_bad_polling_variable_stops_the_command_before_the_submit(
     assert served.requests["submit"] == 0
 
 
+def test_ctrl_c_with_json_prints_the_interruption(
+    cli: Any, served: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def interrupted(self: Any, **options: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jimeng.TaskHandle, "result", interrupted)
+
+    result = cli("image", "a cat", "--sandbox-url", served.url, "--json")
+
+    assert result.code == ExitCode.INTERRUPTED == 130
+    (task_id,) = served.tasks
+    ref = f"jimeng_t2i_v40:{task_id}"
+    wait = f"jimeng task wait {ref} --sandbox-url {served.url}"
+    assert result.json() == {
+        "error": {
+            "type": "Interrupted",
+            "message": "interrupted",
+            "signal": "SIGINT",
+            "exit_code": 130,
+            "task_id": task_id,
+            "ref": ref,
+            "status": "queued",
+            "resume": wait,
+            "resume_all": f"jimeng task resume --sandbox-url {served.url}",
+        }
+    }
+    assert result.err.splitlines() == [
+        f"accepted: {ref}",
+        "jimeng: interrupted",
+        f"  task {task_id} keeps running server-side; resume with: {wait}",
+        f"  or finish every unfinished task: jimeng task resume --sandbox-url {served.url}",
+    ]
+
+
+def test_ctrl_c_with_json_before_the_submit_has_no_ref(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def interrupted(self: Any, *args: Any, **options: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jimeng.resources.images.Images, "submit", interrupted)
+
+    result = cli("image", "a cat", "--sandbox", "--json")
+
+    assert (result.code, result.err) == (130, "jimeng: interrupted\n")
+    assert result.json() == {
+        "error": {
+            "type": "Interrupted",
+            "message": "interrupted",
+            "signal": "SIGINT",
+            "exit_code": 130,
+        }
+    }
+
+
 def test_expired_task(cli: Any) -> None:
     result = cli("task", "wait", "jimeng_t2i_v40:42", "--sandbox")
 
@@ -549,6 +663,21 @@ def test_expired_task(cli: Any) -> None:
     assert "  this sandbox started inside this command" in result.err
     assert "'jimeng sandbox serve'" in result.err
     assert "jimeng task" not in result.err
+
+
+def test_an_unknown_model_key_in_a_ref_is_refused_before_asking(
+    cli: Any, served: SandboxServer
+) -> None:
+    for action in ("get", "wait", "cancel"):
+        result = cli("task", action, "bogus:123", "--sandbox-url", served.url, "--json")
+        assert result.code == ExitCode.USAGE
+        assert result.err.startswith(
+            "jimeng: error: REF: 'bogus' in 'bogus:123' is not a model key of this backend; a "
+            "ref is 'req_key:task_id' as printed when the task was submitted (allowed: "
+        )
+        error = result.json()["error"]
+        assert error["option"] == "REF" and "jimeng_t2i_v40" in error["allowed"].split(", ")
+    assert sum(served.requests.values()) == 0
 
 
 def test_failed_download_leaves_no_file_and_can_be_resumed(
@@ -737,6 +866,25 @@ def test_video_json(cli: Any, double: Double) -> None:
     doc = result.json()
     assert doc["kind"] == "video" and doc["duration"] == 5.0 and doc["fps"] == 24
     assert doc["saved"][0].endswith(".mp4")
+    assert double.requests[0].given() == {"aspect_ratio": "16:9"}
+
+
+def test_video_ratio_and_aspect_ratio_must_agree(cli: Any, served: SandboxServer) -> None:
+    result = cli(
+        "video", "x", "--ratio", "16:9", "--aspect-ratio", "9:16", "--sandbox-url", served.url
+    )
+
+    assert (result.code, result.out) == (ExitCode.USAGE, "")
+    assert (
+        result.err
+        == "jimeng: error: --ratio: --ratio 16:9 and --aspect-ratio 9:16 disagree; give one\n"
+    )
+    assert sum(served.requests.values()) == 0
+
+
+def test_video_ratio_given_twice_alike_is_one_aspect_ratio(cli: Any, double: Double) -> None:
+    result = cli("video", "waves", "--ratio", "16:9", "--aspect-ratio", "16:9", "-q")
+    assert result.code == 0, result.err
     assert double.requests[0].given() == {"aspect_ratio": "16:9"}
 
 
@@ -1092,3 +1240,51 @@ def test_no_message_speaks_of_a_skill_script() -> None:
         if "skill script" in path.read_text(encoding="utf-8").lower()
     ]
     assert offenders == []
+
+
+def _messages(path: Path) -> Iterator[tuple[int, str]]:
+    """The string constants of a module that are not docstrings: messages, not comments."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        text = node.value if isinstance(node, ast.Constant) else None
+        if isinstance(text, str) and id(node) not in docstrings:
+            yield node.lineno, text
+
+
+def test_no_message_cites_the_protocol_notes() -> None:
+    # Users have no protocols/ folder: a section number in an error is noise to them.
+    package = Path(jimeng.__file__).parent
+    offenders = [
+        f"{path.relative_to(package)}:{line}: {text}"
+        for path in sorted(package.rglob("*.py"))
+        for line, text in _messages(path)
+        if "§" in text or "protocols/" in text
+    ]
+    assert offenders == []
+
+
+def test_errors_speak_in_user_terms(cli: Any, tmp_path: Path) -> None:
+    relay = cli("video", "a dog", "--sandbox", "--sandbox-protocol", "gateway-openai")
+    assert (relay.code, relay.err) == (
+        ExitCode.USAGE,
+        "jimeng: error: --backend: OpenAI-compatible relays generate images only, not videos; "
+        "a jimeng-api gateway generates both\n",
+    )
+    portrait = tmp_path / "me.png"
+    portrait.write_bytes(render_png("me", 720, 960))
+    avatar = cli(
+        "video", "avatar", str(portrait), "--audio", "https://example.com/hi_3s.mp3", "--sandbox"
+    )
+    assert (avatar.code, avatar.err) == (
+        ExitCode.USAGE,
+        "jimeng: error: image: omnihuman-1.5 downloads the image itself, so it must be a public "
+        "http(s) URL, not a local file or bytes: upload it somewhere reachable first "
+        "(allowed: http(s) URL)\n",
+    )

@@ -169,3 +169,31 @@ def test_backend_ark(capsys: pytest.CaptureFixture[str], served: SandboxServer) 
     assert code == ExitCode.OK, out
     doc = json.loads(out)
     assert (doc["backend"], doc["model"]) == ("ark", "seedream-4.0")
+
+
+VERBS = [
+    ["image", "edit", "a red scarf", "--image", "photo.png", "--mask", "mask.png"],
+    ["image", "upscale", "photo.png"],
+    ["image", "outpaint", "photo.png", "--top", "0.5"],
+    ["video", "imitate", "https://example.com/me.png", "--video", "https://example.com/d_4s.mp4"],
+    ["video", "avatar", "https://example.com/me.png", "--audio", "https://example.com/hi_3s.mp3"],
+    ["video", "translate", "https://example.com/t_6s.mp4", "--to", "en"],
+]
+
+
+@pytest.mark.parametrize("argv", VERBS, ids=lambda argv: "-".join(argv[:2]))
+@pytest.mark.parametrize("mode", ["--json", "--quiet", "--no-wait"])
+def test_every_verb_says_accepted_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+    served: SandboxServer,  # noqa: F811
+    argv: list[str],
+    mode: str,
+) -> None:
+    code, out, err = run(capsys, *argv, "--sandbox-url", served.url, "--no-save", mode)
+
+    assert code == ExitCode.OK, err
+    task_id, task = list(served.tasks.items())[-1]  # (an avatar's subject check comes first)
+    ref = f"{task.params['req_key']}:{task_id}"
+    assert err == f"accepted: {ref}\n"
+    if mode == "--json":
+        assert json.loads(out)["ref"] == ref

@@ -150,6 +150,36 @@ def test_task_list_local_shows_the_journal(
     assert "--status: unknown value 'done'" in err
 
 
+def test_a_cancelled_task_stays_cancelled_when_the_server_forgets_it(
+    capsys: pytest.CaptureFixture[str], served: SandboxServer
+) -> None:
+    _, out, _ = run(capsys, "image", "a cat", "--sandbox-url", served.url, "--no-wait", "-q")
+    ref = out.strip()
+    task_id = ref.split(":")[1]
+    code, out, _ = run(capsys, "task", "cancel", ref, "--sandbox-url", served.url, "-q")
+    assert (code, out) == (0, "cancelled\n")
+    # The service answers "not found" for it from now on; the journal knows better.
+    for _ in range(2):
+        code, out, err = run(capsys, "task", "wait", ref, "--sandbox-url", served.url)
+        assert (code, out) == (ExitCode.TASK_FAILED, "")
+        assert err.splitlines() == [
+            f"jimeng: error: task {task_id} was cancelled",
+            "  task status cancelled",
+            f"  task id {task_id}",
+            f"  details: jimeng task get {ref} --sandbox-url {served.url}",
+            "  exit code 5 (task failed)",
+        ]
+    code, out, _ = run(capsys, "task", "get", ref, "--sandbox-url", served.url, "--json")
+    assert code == 0
+    assert (json.loads(out)["status"], json.loads(out)["raw_status"]) == ("cancelled", "not_found")
+    code, out, _ = run(capsys, "task", "list", "--local", "--json")
+    assert [task["status"] for task in json.loads(out)["tasks"]] == ["cancelled"]
+    # Without the journal, nothing tells the two apart.
+    code, _, err = run(capsys, "task", "wait", ref, "--sandbox-url", served.url, "--no-journal")
+    assert code == ExitCode.TASK_FAILED
+    assert err.startswith(f"jimeng: error: task {task_id} is unknown to the server or expired")
+
+
 # -- real processes ----------------------------------------------------------------------------
 
 
@@ -338,6 +368,35 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(
     resume = f"jimeng task resume --sandbox-url {sandbox_process}"
     assert f"or finish every unfinished task: {resume}\n" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.subprocess
+def test_sigterm_with_json_prints_the_interruption_on_stdout(
+    sandbox_process: str, isolated: Path, tmp_path: Path
+) -> None:
+    command = start(
+        ["-m", "jimeng", "image", "a cat", "--sandbox-url", sandbox_process, "--json"],
+        isolated,
+        tmp_path / "home",
+    )
+    ref = wait_for_accepted(command)
+    command.send_signal(signal.SIGTERM)
+    out, err = command.communicate(timeout=20)
+    assert command.returncode == ExitCode.TERMINATED
+    error = json.loads(out)["error"]
+    assert error == {
+        "type": "Interrupted",
+        "message": "stopped by SIGTERM",
+        "signal": "SIGTERM",
+        "exit_code": 143,
+        "task_id": ref.split(":")[1],
+        "ref": ref,
+        "status": error["status"],
+        "resume": f"jimeng task wait {ref} --sandbox-url {sandbox_process}",
+        "resume_all": f"jimeng task resume --sandbox-url {sandbox_process}",
+    }
+    assert error["status"] in ("queued", "running")
+    assert "jimeng: stopped by SIGTERM" in err
 
 
 def test_exit_codes_follow_the_signal_numbers() -> None:

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 import jimeng
-from jimeng.sandbox import Sandbox
+from jimeng.sandbox import Sandbox, Stages
 from tests.conftest import Sleeps
 
 
@@ -172,3 +172,22 @@ async def test_a_backend_may_use_the_session_while_opening(sleeps: Sleeps) -> No
 
     async with jimeng.Client(Eager(), sleep=sleeps) as client:
         assert (await client.images.generate("a cat", size="1K")).images
+
+
+async def test_a_task_the_journal_saw_cancelled_is_not_reported_expired(
+    tmp_path: Path, sleeps: Sleeps
+) -> None:
+    # Volcengine forgets a cancelled task: get-result then answers "not found".
+    sandbox = Sandbox(stages=Stages(queue_polls=5))
+    async with jimeng.Client(sandbox, sleep=sleeps, journal=tmp_path / "j.db") as client:
+        handle = await client.images.submit("a cat")
+        await handle.cancel()
+        task = await client.tasks.get(handle.ref)
+        assert (task.status, task.raw_status) == (jimeng.TaskStatus.CANCELLED, "not_found")
+        with pytest.raises(jimeng.TaskCancelledError, match=f"task {handle.id} was cancelled"):
+            await client.tasks.wait(handle.ref)
+        (entry,) = await client.tasks.history()
+        assert entry.status is jimeng.TaskStatus.CANCELLED
+    async with jimeng.Client(sandbox, sleep=sleeps, journal=False) as client:
+        with pytest.raises(jimeng.TaskExpiredError):  # no journal: nothing tells them apart
+            await client.tasks.wait(handle.ref)

@@ -114,6 +114,20 @@ def test_the_message_names_field_value_and_what_is_allowed() -> None:
     assert str(caught.value) == "watermark: must be a Watermark or True/False, got 'yes'"
 
 
+async def test_scale_is_refused_with_the_range_of_the_model(client: jimeng.Client) -> None:
+    # The range is the model's, so the request checks the type only and the model the rest.
+    with pytest.raises(jimeng.ValidationError) as caught:
+        ImageRequest(prompt="p", scale="0.5")  # type: ignore[arg-type]
+    assert str(caught.value) == "scale: must be a number, got '0.5'"
+    for value in (math.nan, math.inf, -1):
+        with pytest.raises(jimeng.ValidationError) as caught:
+            await client.images.submit("a cat", scale=value)
+        assert str(caught.value) == f"scale: must be in [0, 1], got {value!r} (allowed: [0, 1])"
+    with pytest.raises(jimeng.ValidationError) as caught:
+        await client.images.submit("a cat", model="jimeng-4.6", scale=math.nan)
+    assert "an integer scale from 1 to 100" in str(caught.value)
+
+
 def test_a_long_value_is_cut() -> None:
     with pytest.raises(jimeng.ValidationError) as caught:
         ImageRequest(prompt="p", model=["x" * 500])  # type: ignore[arg-type]
@@ -331,3 +345,10 @@ async def test_saving_checks_the_path(client: jimeng.Client) -> None:
         with pytest.raises(jimeng.ValidationError) as caught:
             await result.save(path)  # type: ignore[arg-type]
         assert caught.value.field == "path"
+
+
+def test_a_listed_allowed_keeps_its_items() -> None:
+    error = jimeng.ValidationError("model", "unknown", allowed=["a", 1])
+    assert (error.allowed, error.choices) == ("a, 1", ("a", "1"))
+    described = jimeng.ValidationError("size", "bad", allowed="1K, 2K or WxH")
+    assert (described.allowed, described.choices) == ("1K, 2K or WxH", None)

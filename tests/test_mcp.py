@@ -193,7 +193,27 @@ async def test_a_failed_task_is_a_tool_error_with_its_ref(tools: JimengTools) ->
     assert result.data["error"] == "TaskFailedError"
     assert result.data["task_ref"].startswith("jimeng_t2i_v40:")
     assert result.data["code"] == 50500
-    assert "wait_task" in result.data["next"]
+    # Finished: another wait would answer the same, so the hint does not send the agent there.
+    assert result.data["next"] == (
+        "the task has ended without a result: wait_task would answer this same error (get_task "
+        "shows its state); generating again starts a new, billed task"
+    )
+
+
+async def test_a_task_that_may_still_finish_is_sent_to_wait_task(
+    tmp_path: Path, sleeps: Sleeps
+) -> None:
+    sandbox = jimeng.Sandbox()
+    async with jimeng.Client(sandbox, sleep=sleeps, journal=False) as client:
+        tools = JimengTools(client, output_dir=tmp_path)
+        sandbox.server.inject("poll", status=500, code=50500, times=99)
+        result = await tools.call("generate_image", {"prompt": "a red fox"})
+    assert (result.is_error, result.data["error"]) == (True, "ServerError")
+    ref = result.data["task_ref"]
+    assert result.data["next"] == (
+        f"the task was accepted and may still finish: call wait_task with ref {ref!r} "
+        "(nothing is billed again)"
+    )
 
 
 async def test_bad_arguments_are_tool_errors_before_any_request(tmp_path: Path) -> None:
@@ -215,6 +235,63 @@ async def test_bad_arguments_are_tool_errors_before_any_request(tmp_path: Path) 
         "size",
     ]
     assert "jimeng-4.0" in unknown_model.data["allowed"]
+
+
+async def test_refusals_quote_the_value_once_and_list_what_is_allowed(tmp_path: Path) -> None:
+    sandbox = jimeng.Sandbox()
+    async with jimeng.Client(sandbox, journal=False) as client:
+        tools = JimengTools(client, output_dir=tmp_path)
+        model = await tools.call("generate_image", {"prompt": "x", "model": "jimeng-9"})
+        seed = await tools.call("generate_image", {"prompt": "x", "seed": "abc"})
+        wait = await tools.call("generate_image", {"prompt": "x", "wait_seconds": 5000})
+        most = tools.schema("generate_image")["properties"]["images"]["maxItems"]  # type: ignore[index]
+        many = ["https://example.com/a.png"] * (most + 1)
+        images = await tools.call("generate_image", {"prompt": "x", "images": many})
+    models = [m.name for m in sandbox.capabilities().image_models]
+    assert model.data == {
+        "error": "ValidationError",
+        "message": f"model: 'jimeng-9' is not offered here (allowed: {', '.join(models)})",
+        "field": "model",
+        "allowed": models,
+    }
+    assert seed.data == {
+        "error": "ValidationError",
+        "message": "seed: must be an integer, got 'abc'",
+        "field": "seed",
+    }
+    assert wait.data == {
+        "error": "ValidationError",
+        "message": "wait_seconds: 5000 is out of range (allowed: 0 to 3600)",
+        "field": "wait_seconds",
+        "allowed": ["0 to 3600"],
+    }
+    assert images.data["message"] == f"images: has {most + 1} items (allowed: 1 to {most} items)"
+    assert sum(sandbox.server.requests.values()) == 0
+
+
+async def test_the_backends_notes_come_back_with_the_task(tools: JimengTools) -> None:
+    note = (
+        "width 10x10 scaled to 1024x1024: Volcengine 4.x takes an area from 1024x1024 to 4096x4096"
+    )
+    small = {"prompt": "a red fox", "width": 10, "height": 10}
+    pending = await tools.call("generate_image", {**small, "wait_seconds": 0})
+    assert pending.data["notes"] == [note]
+    done = await tools.call("generate_image", {**small, "save": False})
+    assert done.data["notes"] == [note]
+
+
+@pytest.mark.parametrize("tool", ["generate_image", "generate_video"])
+async def test_wait_task_answers_with_the_files_already_saved(
+    tools: JimengTools, tmp_path: Path, tool: str
+) -> None:
+    made = await tools.call(tool, {"prompt": "a kite"})
+    again = await tools.call("wait_task", {"ref": made.data["ref"]})
+    assert again.data["saved"] == made.data["saved"]
+    assert sorted(str(path) for path in (tmp_path / "out").iterdir()) == made.data["saved"]
+    # A file deleted since is downloaded again.
+    Path(made.data["saved"][0]).unlink()
+    fresh = await tools.call("wait_task", {"ref": made.data["ref"]})
+    assert [Path(path).is_file() for path in fresh.data["saved"]] == [True]
 
 
 async def test_list_tasks_reads_the_journal_when_the_service_lists_none(

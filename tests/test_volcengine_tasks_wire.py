@@ -353,3 +353,18 @@ def test_resume_knows_video_keys_and_modes() -> None:
     assert signed.resume("9", model="jimeng-4.6").kind is TaskKind.IMAGE
     with pytest.raises(ValidationError):
         signed.resume("123")
+
+
+def test_resume_refuses_a_req_key_the_backend_does_not_have() -> None:
+    # The service would answer "not found", which reads like a task that expired.
+    signed = backend()
+    with pytest.raises(ValidationError) as caught:
+        signed.resume("bogus:123")
+    error = caught.value
+    assert error.field == "task"
+    assert error.message.startswith(
+        "task: 'bogus' in 'bogus:123' is not a model key of this backend; a ref is "
+        "'req_key:task_id' as printed when the task was submitted (allowed: "
+    )
+    assert error.choices is not None
+    assert {"jimeng_t2i_v40", "jimeng_t2v_v30", "video_translate_v2_cvtob"} <= set(error.choices)

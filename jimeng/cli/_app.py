@@ -80,6 +80,7 @@ _VIDEO_PARAMS = (
     "camera_fixed",
     "generate_audio",
     "aspect_ratio",
+    "ratio",
     "resolution",
     "seed",
     "watermark",
@@ -223,18 +224,29 @@ _STOP_SIGNALS = {"SIGTERM": ExitCode.TERMINATED, "SIGHUP": ExitCode.HANGUP}
 
 
 def _interrupted(run: _Run, number: int) -> int:
-    """Ctrl-C, SIGTERM or SIGHUP: say how to pick the task up again, exit 130, 143 or 129."""
+    """Ctrl-C, SIGTERM or SIGHUP: say how to pick the task up again, exit 130, 143 or 129.
+    With ``--json``, stdout gets the same as a JSON ``error`` document."""
     run.progress.clear()
     name = signal.Signals(number).name
-    run.stderr.write(
-        "jimeng: interrupted\n" if name == "SIGINT" else f"jimeng: stopped by {name}\n"
-    )
+    message = "interrupted" if name == "SIGINT" else f"stopped by {name}"
+    code = ExitCode.INTERRUPTED if name == "SIGINT" else _STOP_SIGNALS[name]
+    info: dict[str, Any] = {
+        "type": "Interrupted",
+        "message": message,
+        "signal": name,
+        "exit_code": int(code),
+    }
+    run.stderr.write(f"jimeng: {message}\n")
     task = run.task
+    if task is not None:
+        info.update(task_id=task.id, ref=task.ref, status=task.status.value)
     if task is not None and not task.done:
         command = run.wait_command(task.ref)
         if command is None:
+            info["note"] = IN_PROCESS_SANDBOX
             run.stderr.write(f"  {IN_PROCESS_SANDBOX}\n")
         else:
+            info["resume"] = command
             run.stderr.write(
                 f"  task {task.id} keeps running server-side; resume with: {command}\n"
             )
@@ -242,11 +254,16 @@ def _interrupted(run: _Run, number: int) -> int:
                 # The same backend flags as the wait hint: without them a sandbox-url run
                 # would resume against no backend at all.
                 resume = ["jimeng", "task", "resume", *map(shlex.quote, run.backend_args())]
-                run.stderr.write(f"  or finish every unfinished task: {' '.join(resume)}\n")
+                info["resume_all"] = " ".join(resume)
+                run.stderr.write(f"  or finish every unfinished task: {info['resume_all']}\n")
     run.stderr.flush()
-    if name == "SIGINT":
-        return int(ExitCode.INTERRUPTED)
-    return int(_STOP_SIGNALS[name])
+    if run.json:
+        if run.docs is not None:  # task resume: the tasks done so far, then this one
+            entry = {"ref": info.get("ref"), "error": info}
+            run.out(_render.dump_json({"tasks": [*run.docs, entry]}))
+        else:
+            run.out(_render.dump_json({"error": info}))
+    return int(code)
 
 
 def _stop_on_signals(run: _Run) -> list[int]:
@@ -413,16 +430,22 @@ async def _image(run: _Run, client: jimeng.Client) -> None:
     args = run.args
     run.progress.status("submitting")
     handle = await client.images.submit(args.prompt, **_given(args, _IMAGE_PARAMS))
-    run.accepted(handle.task)
-    await _collect(run, client, handle, prompt=args.prompt)
+    await _submitted(run, client, handle, prompt=args.prompt)
 
 
 async def _video(run: _Run, client: jimeng.Client) -> None:
     args = run.args
+    if args.ratio is not None and args.aspect_ratio is not None and args.ratio != args.aspect_ratio:
+        raise UsageError(
+            f"--ratio {args.ratio} and --aspect-ratio {args.aspect_ratio} disagree; give one",
+            option="--ratio",
+        )
     run.progress.status("submitting")
-    handle = await client.videos.submit(args.prompt, **_given(args, _VIDEO_PARAMS))
-    run.accepted(handle.task)
-    await _collect(run, client, handle, prompt=args.prompt)
+    given = _given(args, _VIDEO_PARAMS)
+    if "ratio" in given:
+        given["aspect_ratio"] = given.pop("ratio")
+    handle = await client.videos.submit(args.prompt, **given)
+    await _submitted(run, client, handle, prompt=args.prompt)
 
 
 async def _image_edit(run: _Run, client: jimeng.Client) -> None:
@@ -436,7 +459,7 @@ async def _image_edit(run: _Run, client: jimeng.Client) -> None:
     handle = await client.images.submit_edit(
         prompt, image=args.image, mask=args.mask, **_given(args, ("seed", "watermark"))
     )
-    await _collect(run, client, handle, prompt=prompt)
+    await _submitted(run, client, handle, prompt=prompt)
 
 
 async def _image_upscale(run: _Run, client: jimeng.Client) -> None:
@@ -445,7 +468,7 @@ async def _image_upscale(run: _Run, client: jimeng.Client) -> None:
     handle = await client.images.submit_upscale(
         args.image, **_given(args, ("resolution", "detail", "watermark"))
     )
-    await _collect(run, client, handle, prompt=None)
+    await _submitted(run, client, handle, prompt=None)
 
 
 async def _image_outpaint(run: _Run, client: jimeng.Client) -> None:
@@ -453,7 +476,7 @@ async def _image_outpaint(run: _Run, client: jimeng.Client) -> None:
     run.progress.status("submitting")
     names = ("left", "right", "top", "bottom", "mask", "prompt", "seed", "watermark")
     handle = await client.images.submit_outpaint(args.image, **_given(args, names))
-    await _collect(run, client, handle, prompt=args.prompt)
+    await _submitted(run, client, handle, prompt=args.prompt)
 
 
 async def _video_imitate(run: _Run, client: jimeng.Client) -> None:
@@ -464,7 +487,7 @@ async def _video_imitate(run: _Run, client: jimeng.Client) -> None:
         video=args.video,
         **_given(args, ("model", "trim_start", "callback_url")),
     )
-    await _collect(run, client, handle, prompt=None)
+    await _submitted(run, client, handle, prompt=None)
 
 
 async def _video_avatar(run: _Run, client: jimeng.Client) -> None:
@@ -476,7 +499,7 @@ async def _video_avatar(run: _Run, client: jimeng.Client) -> None:
         check=args.check,
         **_given(args, ("prompt", "resolution", "fast", "seed")),
     )
-    await _collect(run, client, handle, prompt=args.prompt)
+    await _submitted(run, client, handle, prompt=args.prompt)
 
 
 async def _video_translate(run: _Run, client: jimeng.Client) -> None:
@@ -487,7 +510,18 @@ async def _video_translate(run: _Run, client: jimeng.Client) -> None:
         target_language=args.target_language,
         **_given(args, ("source_language",)),
     )
-    await _collect(run, client, handle, prompt=None)
+    await _submitted(run, client, handle, prompt=None)
+
+
+async def _submitted(
+    run: _Run, client: jimeng.Client, handle: jimeng.TaskHandle[Any], *, prompt: str | None
+) -> None:
+    """Every command that submits: say the ref and the backend's notes at once, then collect."""
+    run.accepted(handle.task)
+    run.task = handle.task
+    for note in handle.notes:
+        run.note(note)
+    await _collect(run, client, handle, prompt=prompt)
 
 
 async def _collect(
@@ -503,6 +537,9 @@ async def _collect(
         result = await handle.result(on_update=run.progress.on_update)
     finally:
         run.task = handle.task
+    for note in result.notes:
+        if note not in run.notes:  # said at submit already
+            run.note(note)
     if isinstance(result, VideoResult):
         await _finish_video(run, handle.task, result, prompt)
     else:
@@ -565,7 +602,10 @@ async def _finish_images(
     args = run.args
     media: list[SavedMedia] = []
     if getattr(args, "no_save", False):
-        media = [SavedMedia(url=image.url, path=None) for image in result.images]
+        media = [
+            SavedMedia(url=image.url, path=None, width=image.width, height=image.height)
+            for image in result.images
+        ]
     else:
         target, folder = _save_target(args)
         run.progress.downloading(folder)
@@ -575,15 +615,8 @@ async def _finish_images(
             final = _as_png(run, path).resolve()
             if final != path.resolve():
                 await client._saved_file_replaced(task, path, final)
-            size = image_size(final)
-            media.append(
-                SavedMedia(
-                    url=image.url,
-                    path=final,
-                    width=size[0] if size else None,
-                    height=size[1] if size else None,
-                )
-            )
+            width, height = image_size(final) or (image.width, image.height)
+            media.append(SavedMedia(url=image.url, path=final, width=width, height=height))
     run.progress.stop()
     if run.json:
         doc = _render.image_doc(task, result, media, prompt, backend=run.backend)

@@ -171,7 +171,12 @@ def _image_command(commands: Any) -> None:
     _flag(gen, "--intelligent-ratio", help="let the model pick the ratio from the prompt")
     gen.add_argument("--negative-prompt", metavar="TEXT", help="what to avoid")
     gen.add_argument("--sample-strength", type=float, metavar="0..1", help="sampling strength")
-    gen.add_argument("--scale", type=float, metavar="0..1", help="how closely to follow the text")
+    gen.add_argument(
+        "--scale",
+        type=float,
+        metavar="X",
+        help="how closely to follow the text: 0..1 on jimeng-4.0, 1..100 on jimeng-4.6",
+    )
     gen.add_argument("--seed", type=int, help="random seed, for reproducible results")
     _flag(gen, "--watermark", help='add the visible "AI generated" mark')
     _flag(gen, "--force-single", help="ask for exactly one image")
@@ -217,9 +222,9 @@ def _video_command(commands: Any) -> None:
     _flag(gen, "--generate-audio", help="add a sound track (Ark Seedance 1.5 / 2.0)")
     gen.add_argument("--camera", metavar="TEMPLATE", help="camera movement template (recamera)")
     gen.add_argument("--camera-strength", metavar="LEVEL", help="weak, medium or strong")
-    gen.add_argument(
-        "--aspect-ratio", "--ratio", dest="aspect_ratio", metavar="RATIO", help="e.g. 16:9"
-    )
+    # Two options, not two spellings of one: given both, they must agree (as in a batch line).
+    gen.add_argument("--aspect-ratio", metavar="RATIO", help="e.g. 16:9")
+    gen.add_argument("--ratio", metavar="RATIO", help="same as --aspect-ratio")
     gen.add_argument("--resolution", help="e.g. 720p or 1080p")
     gen.add_argument("--seed", type=int, help="random seed, for reproducible results")
     _flag(gen, "--watermark", help='add the visible "AI generated" mark')

@@ -156,10 +156,9 @@ def _target(item: SavedMedia) -> str:
 
 
 def _save_path(paths: Sequence[Path]) -> str:
+    """The folder the images went to (each image's own line names its file)."""
     if not paths:
         return "not saved"
-    if len(paths) == 1:
-        return str(paths[0])
     parents = {path.parent for path in paths}
     return str(parents.pop()) if len(parents) == 1 else ", ".join(map(str, paths))
 

@@ -20,7 +20,16 @@ from jimeng._client import Client
 from jimeng._handle import TaskHandle
 from jimeng._polling import PollPolicy
 from jimeng.backends import Backend
-from jimeng.errors import JimengError, TaskError, TaskTimeoutError, ValidationError
+from jimeng.errors import (
+    APIConnectionError,
+    DownloadError,
+    JimengError,
+    RateLimitError,
+    ServerError,
+    TaskNotCancellableError,
+    TaskTimeoutError,
+    ValidationError,
+)
 from jimeng.mcp._describe import BackendFacts, backend_facts
 from jimeng.models import ImageResult, Task, TaskStatus, VideoResult
 
@@ -34,6 +43,8 @@ MAX_INLINE_TOTAL = 12 * 1024 * 1024
 #: clients give up on a request after 60 s, so the default stays below that.
 DEFAULT_WAIT_SECONDS = 50
 MAX_WAIT_SECONDS = 3600
+#: Tasks whose saved files the server remembers (the oldest are forgotten first).
+MAX_REMEMBERED_SAVES = 1000
 STATUSES = [status.value for status in TaskStatus if status is not TaskStatus.UNKNOWN]
 
 
@@ -139,6 +150,8 @@ class JimengTools:
         self._facts: BackendFacts = backend_facts(backend.name)
         self._offer = read_offer(backend)
         self._specs = {spec.name: spec for spec in self._build_specs()}
+        #: Files saved per task ref, so collecting a task again does not download it again.
+        self._saved: dict[str, list[Path]] = {}
 
     # -- specifications ------------------------------------------------------------------------
 
@@ -539,13 +552,13 @@ class JimengTools:
     ) -> ToolResult:
         """Wait up to ``wait_seconds`` for the task; its result, or its ref and state."""
         if wait_seconds == 0 and not handle.task.status.is_terminal:
-            return ToolResult(data=_pending(handle.task))
+            return ToolResult(data=_pending(handle.task, handle.notes))
         base = PollPolicy.for_kind(handle.task.kind)
         poll = attrs.evolve(base, max_attempts=1_000_000, deadline=max(wait_seconds, 1))
         try:
             result = await handle.result(poll=poll)
         except TaskTimeoutError:
-            return ToolResult(data=_pending(handle.task))
+            return ToolResult(data=_pending(handle.task, handle.notes))
         return await self._deliver(handle.task, result, save=save, inline=inline)
 
     async def _deliver(
@@ -553,14 +566,14 @@ class JimengTools:
     ) -> ToolResult:
         data = _task_data(task)
         data.pop("urls", None)
+        # What the backend changed to serve the request (a size it scaled…), then our own.
+        notes = list(result.notes)
         images: list[ImageItem] = []
         if isinstance(result, ImageResult):
             data["urls"] = result.urls
             if save:
-                paths = await result.save(self._output_dir)
-                data["saved"] = [str(path) for path in paths]
+                data["saved"] = [str(path) for path in await self._save(task, result)]
             if inline:
-                notes = []
                 total = 0
                 for index, image in enumerate(result.images):
                     content = await image.read()
@@ -572,14 +585,28 @@ class JimengTools:
                         continue
                     total += len(content)
                     images.append(ImageItem(data=content, mime_type=_mime(image.content_type)))
-                if notes:
-                    data["notes"] = notes
         else:
             data["urls"] = [result.url] if result.url else []
             data["expires_at"] = _iso(result.expires_at)
             if save:
-                data["saved"] = [str(await result.save(self._output_dir))]
+                data["saved"] = [str(path) for path in await self._save(task, result)]
+        if notes:
+            data["notes"] = notes
         return ToolResult(data=data, images=tuple(images))
+
+    async def _save(self, task: Task, result: ImageResult | VideoResult) -> list[Path]:
+        """Download the task's files once: a ``wait_task`` after the generate call that saved
+        them (or a second ``wait_task``) answers with the same files while they are there."""
+        saved = self._saved.pop(task.ref, None)
+        if not saved or not all(path.is_file() for path in saved):
+            if isinstance(result, ImageResult):
+                saved = await result.save(self._output_dir)
+            else:
+                saved = [await result.save(self._output_dir)]
+        self._saved[task.ref] = saved  # newest last
+        while len(self._saved) > MAX_REMEMBERED_SAVES:
+            del self._saved[next(iter(self._saved))]
+        return saved
 
 
 def _object(properties: Mapping[str, Any], *, required: list[str]) -> dict[str, Any]:
@@ -600,6 +627,23 @@ _JSON_TYPES: Mapping[str, tuple[type, ...]] = {
 }
 
 
+_A_TYPE: Mapping[str, str] = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "an array",
+}
+
+
+def _range(low: Any, high: Any, unit: str = "") -> str:
+    """``0 to 3600``, ``>= 1``, ``<= 10`` (with ``unit`` after the numbers)."""
+    unit = f" {unit}" if unit else ""
+    if low is not None and high is not None:
+        return f"{low} to {high}{unit}"
+    return f">= {low}{unit}" if low is not None else f"<= {high}{unit}"
+
+
 def _check_arguments(spec: ToolSpec, arguments: Mapping[str, Any]) -> None:
     """The schema's rules (the keywords these schemas use), so a client that does not validate
     gets the same answer as one that does: a ValidationError before any request."""
@@ -614,26 +658,25 @@ def _check_arguments(spec: ToolSpec, arguments: Mapping[str, Any]) -> None:
 
 
 def _check_value(name: str, given: object, schema: Mapping[str, Any]) -> None:
+    # Each message says what is wrong and quotes the value once: ``ValidationError(value=…)``
+    # adds ", got <value>", so a message that quotes the value itself passes none.
     kind = schema["type"]
     wrong_bool = isinstance(given, bool) and kind != "boolean"
     if wrong_bool or not isinstance(given, _JSON_TYPES[kind]):
-        raise ValidationError(name, f"expected {kind}, got {type(given).__name__}", value=given)
+        raise ValidationError(name, f"must be {_A_TYPE[kind]}", value=given)
     value: Any = given  # of the schema's type from here on
     allowed = schema.get("enum")
     if allowed is not None and value not in allowed:
-        raise ValidationError(name, f"{value!r} is not offered here", value=value, allowed=allowed)
+        raise ValidationError(name, f"{value!r} is not offered here", allowed=allowed)
     if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
         raise ValidationError(
             name,
             f"{value!r} does not match {schema['pattern']}",
-            value=value,
             allowed=schema.get("description"),
         )
     low, high = schema.get("minimum"), schema.get("maximum")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValidationError(
-            name, f"{value} is out of range", value=value, allowed=f"{low} to {high}"
-        )
+        raise ValidationError(name, f"{value!r} is out of range", allowed=_range(low, high))
     if kind == "string" and len(value) < schema.get("minLength", 0):
         raise ValidationError(name, "must not be empty", value=value)
     if kind == "array":
@@ -641,9 +684,8 @@ def _check_value(name: str, given: object, schema: Mapping[str, Any]) -> None:
         if count < schema.get("minItems", 0) or count > schema.get("maxItems", count):
             raise ValidationError(
                 name,
-                f"{count} items",
-                value=value,
-                allowed=f"{schema.get('minItems', 0)} to {schema.get('maxItems', 'any')}",
+                f"has {count} items",
+                allowed=_range(schema.get("minItems", 0), schema.get("maxItems"), "items"),
             )
         for index, item in enumerate(value):
             _check_value(f"{name}[{index}]", item, schema["items"])
@@ -676,18 +718,46 @@ def _task_data(task: Task) -> dict[str, Any]:
     return data
 
 
-def _pending(task: Task) -> dict[str, Any]:
+def _pending(task: Task, notes: Sequence[str] = ()) -> dict[str, Any]:
     data = _task_data(task)
+    if notes:
+        data["notes"] = list(notes)
     data["next"] = f"still {task.status.value}: call wait_task with ref {task.ref!r}"
     return data
 
 
+#: Failures after which the task may still give its result, so ``wait_task`` can collect it.
+_MAY_FINISH = (TaskTimeoutError, APIConnectionError, RateLimitError, ServerError, DownloadError)
+
+
+def _next_step(error: JimengError, ref: str) -> str:
+    """What to do about an error that names an accepted task: collect it, or not."""
+    if isinstance(error, TaskNotCancellableError):
+        return (
+            f"the task was not cancelled and runs on (or has finished): call wait_task with ref "
+            f"{ref!r} to collect its result (nothing is billed again)"
+        )
+    if isinstance(error, _MAY_FINISH):
+        return (
+            f"the task was accepted and may still finish: call wait_task with ref {ref!r} "
+            "(nothing is billed again)"
+        )
+    return (
+        "the task has ended without a result: wait_task would answer this same error (get_task "
+        "shows its state); generating again starts a new, billed task"
+    )
+
+
 def _error_result(error: JimengError) -> ToolResult:
     data: dict[str, Any] = {"error": type(error).__name__, "message": str(error)}
-    for name in ("field", "allowed", "code", "status", "task_ref", "task_id"):
+    for name in ("field", "code", "status", "task_ref", "task_id"):
         value = getattr(error, name, None)
         if value is not None:
             data[name] = value if isinstance(value, (str, int, float, list)) else str(value)
-    if isinstance(error, TaskError) or getattr(error, "task_ref", None):
-        data["next"] = "the task was accepted: use its task_ref with get_task / wait_task"
+    if isinstance(error, ValidationError) and error.allowed:
+        # Always an array: the values one by one, or the one sentence that describes them.
+        data["allowed"] = list(error.choices or (error.allowed,))
+    ref = error.task_ref or error.task_id
+    if ref:
+        data["next"] = _next_step(error, ref)
     return ToolResult(data=data, is_error=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import numbers
 import os
 import re
 from collections.abc import Mapping
@@ -263,6 +264,16 @@ def _check_extra(_: Any, __: Any, value: Mapping[str, Any] | None) -> None:
 
 #: Seeds are integers: -1 asks for a random one; each backend narrows the range.
 _SEED = integer(minimum=-1, maximum=2**63 - 1)
+
+
+def _check_scale(_: Any, __: Any, value: Any) -> None:
+    """A number. Its range is each model's ([0, 1] on jimeng-4.0, 1–100 on jimeng-4.6, [1, 10]
+    on Ark's 3.0 models), so the model's check refuses what is out of it, NaN and infinity
+    included, naming that range; a range claimed here would be wrong for most models."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        raise refuse("scale", "a number", value)
+
+
 _RESPONSE_FORMATS = ("url", "b64_json")
 
 
@@ -288,7 +299,7 @@ class ImageRequest:
     width: int | None = attrs.field(default=None, validator=integer(minimum=1))
     height: int | None = attrs.field(default=None, validator=integer(minimum=1))
     images: tuple[ImageInput, ...] | None = attrs.field(default=None, converter=_images)
-    scale: float | None = attrs.field(default=None, validator=number(minimum=0))
+    scale: float | None = attrs.field(default=None, validator=_check_scale)
     force_single: bool | None = attrs.field(default=None, validator=boolean())
     min_ratio: float | None = attrs.field(default=None, validator=number(positive=True))
     max_ratio: float | None = attrs.field(default=None, validator=number(positive=True))

@@ -360,10 +360,11 @@ class ArkVideoModel:
         _refuse_unknown(given, self.accepts, f"{self.name} on Ark")
         references = request.reference_images or ()
         if references and (request.image is not None or request.tail_image is not None):
+            # §12.3: reference images and first/last frames are modes that exclude each other.
             raise ValidationError(
                 "reference_images",
-                "reference images cannot be combined with first/last frames (§12.3: the modes "
-                "exclude each other)",
+                "reference images cannot be combined with first/last frames: they are two "
+                "different modes; give one or the other",
             )
         if request.tail_image is not None and request.image is None:
             raise ValidationError("image", "a last frame (tail_image) needs a first frame too")

@@ -195,8 +195,10 @@ def plan_image(request: ImageRequest, region: Region) -> ImagePlan:
             f"blend takes 1–{MAX_REFERENCES} reference images, got {len(images)}",
             allowed=f"1–{MAX_REFERENCES} images",
         )
-    if images and request.seed is not None:
-        raise ValidationError("seed", "blend (image-to-image) takes no seed on Dreamina (§4.3)")
+    if images and request.seed is not None:  # §4.3
+        raise ValidationError(
+            "seed", "blend (image-to-image) takes no seed on Dreamina; leave it unset"
+        )
     _check_seed(request.seed)
     rule = model.rules.get(region.code, RegionRule())
 
@@ -258,7 +260,7 @@ def plan_image(request: ImageRequest, region: Region) -> ImagePlan:
 
     intelligent = bool(request.intelligent_ratio)
     if intelligent:
-        if not model.intelligent_ratio:
+        if not model.intelligent_ratio:  # §3.4
             supporting = [
                 m.name
                 for m in IMAGE_MODELS.values()
@@ -266,7 +268,7 @@ def plan_image(request: ImageRequest, region: Region) -> ImagePlan:
             ]
             raise ValidationError(
                 "intelligent_ratio",
-                f"{model.name} ignores intelligent_ratio (§3.4); it works with",
+                f"{model.name} ignores intelligent_ratio; it works with",
                 allowed=supporting,
             )
         if not images and (request.ratio is not None or pixels is not None):
@@ -344,10 +346,10 @@ def plan_video(request: VideoRequest, region: Region) -> VideoPlan:
     references = request.reference_images or ()
     videos = request.reference_videos or ()
     if omni:
-        if not model.omni:
+        if not model.omni:  # §11
             raise ValidationError(
                 "function_mode",
-                f"omni_reference needs a Seedance 2.0 model, not {model.name} (§11)",
+                f"omni_reference needs a Seedance 2.0 model, not {model.name}",
                 allowed=[m.name for m in VIDEO_MODELS.values() if m.omni],
             )
         if request.image is not None or request.tail_image is not None:
@@ -386,10 +388,10 @@ def plan_video(request: VideoRequest, region: Region) -> VideoPlan:
         for name, value in (("msToken", request.ms_token), ("a_bogus", request.a_bogus))
         if value
     }
-    if tokens and region.code != "cn":
+    if tokens and region.code != "cn":  # §15
         raise ValidationError(
             "ms_token" if request.ms_token else "a_bogus",
-            f"only the CN site takes browser tokens (§15); {_site(region)} would ignore them",
+            f"only the CN site takes browser tokens; {_site(region)} would ignore them",
         )
     if request.fps is not None and request.fps != 24:
         raise ValidationError("fps", "the web protocol always renders 24 fps", allowed=[24])
@@ -424,11 +426,11 @@ def plan_video(request: VideoRequest, region: Region) -> VideoPlan:
         resolution = model.resolutions[0]
     if request.resolution is not None:
         wanted = request.resolution.strip().lower()
-        if not model.resolutions:
+        if not model.resolutions:  # §6.1
             raise ValidationError(
                 "resolution",
                 f"{model.name} takes no resolution; only jimeng-video-3.0 and "
-                "jimeng-video-3.0-fast do (§6.1)",
+                "jimeng-video-3.0-fast do",
             )
         if wanted not in model.resolutions:
             raise ValidationError(

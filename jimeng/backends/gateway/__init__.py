@@ -296,9 +296,10 @@ class Gateway(Backend):
             _params.validate_image(request, regions=self._regions)
 
     def validate_video(self, request: VideoRequest) -> None:
-        if self.flavor == "openai":
+        if self.flavor == "openai":  # protocols/gateway.md §10
             raise NotSupportedError(
-                "OpenAI-compatible relays expose images only (protocols/gateway.md §10)"
+                "OpenAI-compatible relays generate images only, not videos; a jimeng-api "
+                "gateway generates both"
             )
         _params.validate_video(request, regions=self._regions)
 

@@ -232,9 +232,9 @@ def validate_image(request: ImageRequest, *, regions: frozenset[str]) -> None:
                 "lets the server pick the ratio from the prompt; the ratio (or size) you gave "
                 "would be ignored — give one or the other",
             )
-        if request.images:
+        if request.images:  # dreamina-web.md §3.4
             raise ValidationError(
-                "intelligent_ratio", "has no effect with reference images (§3.4); leave it unset"
+                "intelligent_ratio", "has no effect with reference images; leave it unset"
             )
     images = request.images or ()
     if request.images is not None and not 1 <= len(images) <= _MAX_COMPOSITION_IMAGES:

@@ -415,10 +415,10 @@ class Volcengine(Backend):
 
     def validate_transform(self, request: TransformRequest) -> None:
         spec = transform_spec(request, self._transforms)
-        if self.relay:
+        if self.relay:  # gateway.md §10
             raise NotSupportedError(
-                f"relays of the official format document image and video generation only "
-                f"(gateway.md §10), not {spec.name}"
+                f"relays of the official format offer image and video generation only, "
+                f"not {spec.name}"
             )
         spec.fields(request, self._outpaint_fields)  # every check, no request
 
@@ -493,9 +493,17 @@ class Volcengine(Backend):
                 "a Volcengine task needs its model: pass 'req_key:task_id' (the task's ref) or "
                 "model= (a model name, video mode or req_key)",
             )
+        if req_key not in self._kinds:
+            # Asked anyway, the service answers "not found", which reads like an expired task.
+            raise ValidationError(
+                "task",
+                f"{req_key!r} in {ref!r} is not a model key of this backend; a ref is "
+                "'req_key:task_id' as printed when the task was submitted",
+                allowed=sorted(self._kinds),
+            )
         return Task(
             id=task_id,
-            kind=self._kinds.get(req_key, TaskKind.IMAGE),
+            kind=self._kinds[req_key],
             status=TaskStatus.UNKNOWN,
             backend=self.name,
             ref=f"{req_key}:{task_id}",
@@ -506,16 +514,14 @@ class Volcengine(Backend):
     def cancel(self, task: Task) -> Flow[Task]:
         """``CVCancelTask`` (§2.1). Only queued tasks can be cancelled; a refusal is checked with
         one get-result and raised as :class:`~jimeng.errors.TaskNotCancellableError`."""
-        if self.relay:
+        if self.relay:  # gateway.md §10: no CVCancelTask
             raise NotSupportedError(
-                "relays of the official format document no CVCancelTask (gateway.md §10); "
-                "the task keeps running"
+                "relays of the official format cannot cancel tasks; the task keeps running"
             )
         spec = self._by_req_key.get(task.model or "")
-        if spec is not None and not spec.cancellable:
+        if spec is not None and not spec.cancellable:  # CVSubmitTask documents no cancel (§2.1)
             raise NotSupportedError(
-                f"{spec.name} runs on CVSubmitTask, which documents no cancel (§2.1); "
-                "the task keeps running"
+                f"{spec.name} tasks cannot be cancelled on Volcengine; the task keeps running"
             )
         req_key = task.model or ""
         endpoint = self._endpoint_for(task.kind)

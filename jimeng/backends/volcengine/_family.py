@@ -132,11 +132,11 @@ def _url_only(media: MediaInput, field: str, what: str) -> str:
 
 
 def _image_url_only(image: ImageInput, field: str, spec: TransformSpec) -> str:
-    if image.url is None:
+    if image.url is None:  # §3.4: image_url only, no binary_data_base64
         raise ValidationError(
             field,
-            f"{spec.name} ({spec.req_key}) takes the image as a URL only (image_url, §3.4); "
-            "give a public http(s) URL",
+            f"{spec.name} downloads the image itself, so it must be a public http(s) URL, not "
+            "a local file or bytes: upload it somewhere reachable first",
             allowed="http(s) URL",
         )
     return image.url
