@@ -54,8 +54,25 @@ _CONTENT_TYPES = {
 }
 
 
+#: Major brands of the ISO-BMFF ``ftyp`` box that announce an MP4 (or QuickTime) video. The same
+#: box starts AVIF and HEIC images (``avif``, ``heic``, ``mif1``…), M4A audio and others: those
+#: are not what a video task produces, and are refused like any other content.
+_VIDEO_BRANDS = frozenset(
+    brand.encode("ascii")
+    for brand in (
+        *(f"iso{n}" for n in "m23456789"),  # ISO base media
+        *("mp41", "mp42", "avc1", "M4V ", "M4VH", "M4VP", "f4v ", "MSNV", "XAVC", "qt  "),
+        *("dash", "msdh", "msix", "cmfc", "cmf2", "mmp4"),  # DASH and CMAF segments
+        *("3gp4", "3gp5", "3gp6", "3gp7", "3g2a", "3g2b", "3g2c"),  # 3GPP video
+    )
+)
+
+
 def media_extension(head: bytes) -> str | None:
-    """The extension of a PNG, JPEG, WebP, GIF or MP4 from its first bytes, else ``None``."""
+    """The extension of a PNG, JPEG, WebP, GIF or MP4 from its first bytes, else ``None``.
+
+    An ISO-BMFF file is an MP4 only when its major brand is a video one (see ``_VIDEO_BRANDS``).
+    """
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return ".png"
     if head.startswith(b"\xff\xd8\xff"):
@@ -64,7 +81,7 @@ def media_extension(head: bytes) -> str | None:
         return ".webp"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return ".gif"
-    if head[4:8] == b"ftyp":
+    if head[4:8] == b"ftyp" and head[8:12] in _VIDEO_BRANDS:
         return ".mp4"
     return None
 

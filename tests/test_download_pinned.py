@@ -836,6 +836,44 @@ def test_near_misses_are_not_media(head: bytes) -> None:
     assert media_extension(head) is None
 
 
+def ftyp(brand: bytes, *compatible: bytes) -> bytes:
+    """The start of an ISO-BMFF file: its ``ftyp`` box with a major brand and compatible ones."""
+    body = brand + b"\x00\x00\x00\x00" + b"".join(compatible)
+    return (8 + len(body)).to_bytes(4, "big") + b"ftyp" + body + b"\x00" * 40
+
+
+@pytest.mark.parametrize(
+    "brand",
+    [b"isom", b"iso2", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"dash", b"qt  "],
+)
+def test_video_brands_are_mp4(brand: bytes) -> None:
+    assert media_extension(ftyp(brand, b"isom", b"mp41")) == ".mp4"
+
+
+@pytest.mark.parametrize(
+    "brand",
+    [b"avif", b"avis", b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"M4A ", b"crx ", b"\0\0\0\0"],
+)
+def test_other_iso_media_brands_are_not_media(brand: bytes) -> None:
+    # An AVIF or HEIC image, M4A audio, a camera raw: the same box, not a video.
+    assert media_extension(ftyp(brand, b"mif1", b"isom")) is None
+
+
+async def test_an_avif_image_is_refused_and_nothing_is_saved(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    avif = b"\x00\x00\x00\x1cftypavif" + b"\x00" * 80
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.save(Image(data=avif), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert str(caught.value) == (
+        "the result inline is not an image or a video (Content-Type not given, "
+        "starts with '\\x00\\x00\\x00\\x1cftypavif\\x00\\x00\\x00\\x00'); nothing was saved"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("text", "data"),
     [
