@@ -3,8 +3,10 @@
 Nothing half-written ever carries the final name: a failed, truncated or oversized download
 removes its temporary file and raises :class:`jimeng.errors.DownloadError`. Nothing mislabelled
 either: the bytes must start like an image or a video (an HTML error page served with 200 is
-refused), and the extension is the one of the real content. Temporary files that a killed
-process left behind are removed by the next save into the same folder once they are an hour old.
+refused), and the extension is the one of the real content. Nothing overwritten: the final name
+is taken only if no file holds it, atomically, so saves racing in other processes each get a name
+of their own. Temporary files that a killed process left behind are removed by the next save into
+the same folder once they are an hour old.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -24,6 +27,7 @@ import aiohttp
 from yarl import URL
 
 from jimeng._http import Transport, map_transport_error
+from jimeng._logging import logger
 from jimeng._retry import retrying
 from jimeng.errors import APIConnectionError, DownloadError, JimengError, ServerError
 from jimeng.models._media import Media
@@ -34,6 +38,7 @@ __all__ = [
     "Downloader",
     "decode_base64",
     "media_extension",
+    "move_to_free_name",
     "sniff_extension",
 ]
 
@@ -200,10 +205,12 @@ class Downloader:
             handle.close()
             ext = _require_media(bytes(head), content_type[0] or media.content_type, media.url)
             if explicit:
-                final = target
+                final = move_to_free_name(temp, folder, target.stem, target.suffix)
+                if final != target:
+                    logger.info("%s is taken; saved as %s", target, final.name)
             else:
-                final = _free_name(folder, f"jimeng_{stamp or self.stamp()}_{index}", ext)
-            os.replace(temp, final)
+                stem = f"jimeng_{stamp or self.stamp()}_{index}"
+                final = move_to_free_name(temp, folder, stem, ext)
             return final
         except OSError as error:
             handle.close()
@@ -345,10 +352,58 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def _free_name(folder: Path, stem: str, ext: str) -> Path:
-    candidate = folder / f"{stem}{ext}"
-    counter = 2
-    while candidate.exists():
-        candidate = folder / f"{stem}-{counter}{ext}"
+#: ``os.link`` failures that mean the filesystem has no hard links (FAT and exFAT, some network
+#: and FUSE mounts), not that the name or the folder is unusable.
+_NO_HARD_LINKS = frozenset(
+    {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS, errno.EINVAL}
+)
+
+
+def move_to_free_name(temp: Path, folder: Path, stem: str, ext: str) -> Path:
+    """Give the complete file ``temp`` the first of ``stem{ext}``, ``stem-2{ext}``,
+    ``stem-3{ext}``… that nothing in ``folder`` holds, and return it.
+
+    Never over an existing file, even when other processes save into the same folder at the same
+    moment: checking a name and then renaming onto it would let another process take the name in
+    between. A hard link is made only if the name is free, atomically, and shows the complete
+    content from its first instant.
+    """
+    counter = 1
+    linking = True
+    while True:
+        candidate = folder / (f"{stem}{ext}" if counter == 1 else f"{stem}-{counter}{ext}")
         counter += 1
-    return candidate
+        if linking:
+            try:
+                os.link(temp, candidate)
+            except FileExistsError:
+                continue
+            except OSError as error:
+                if error.errno not in _NO_HARD_LINKS:
+                    raise
+                linking = False
+            else:
+                with contextlib.suppress(OSError):
+                    temp.unlink()  # a leftover .part is removed once stale; the file is saved
+                return candidate
+        if _replace_onto_own_claim(temp, candidate):
+            return candidate
+
+
+def _replace_onto_own_claim(temp: Path, candidate: Path) -> bool:
+    """Without hard links: claim ``candidate`` with an empty file (``O_EXCL`` fails when the name
+    is taken: ``False``), then move ``temp`` onto the claim.
+
+    The price: between the two steps the name holds an empty file, and a process killed right
+    then leaves it behind. Never another's file, and never part of this one.
+    """
+    try:
+        os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except FileExistsError:
+        return False
+    try:
+        os.replace(temp, candidate)
+    except BaseException:
+        candidate.unlink(missing_ok=True)
+        raise
+    return True
