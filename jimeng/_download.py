@@ -3,10 +3,10 @@
 Nothing half-written ever carries the final name: a failed, truncated or oversized download
 removes its temporary file and raises :class:`jimeng.errors.DownloadError`. Nothing mislabelled
 either: the bytes must start like an image or a video (an HTML error page served with 200 is
-refused), and the extension is the one of the real content. Nothing overwritten: the final name
-is taken only if no file holds it, atomically, so saves racing in other processes each get a name
-of their own. Temporary files that a killed process left behind are removed by the next save into
-the same folder once they are an hour old.
+refused), and the extension is the one of the real content, in a name the caller chose too.
+Nothing overwritten: the final name is taken only if no file holds it, atomically, so saves
+racing in other processes each get a name of their own. Temporary files that a killed process
+left behind are removed by the next save into the same folder once they are an hour old.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "STALE_PART_SECONDS",
     "Downloader",
+    "content_name",
     "decode_base64",
     "media_extension",
     "move_to_free_name",
@@ -89,6 +90,43 @@ def media_extension(head: bytes) -> str | None:
     if head[4:8] == b"ftyp" and head[8:12] in _VIDEO_BRANDS:
         return ".mp4"
     return None
+
+
+#: What each extension ``media_extension`` gives holds, in words for messages.
+_KINDS = {".png": "PNG", ".jpg": "JPEG", ".webp": "WebP", ".gif": "GIF", ".mp4": "MP4"}
+#: The suffixes that already name each kind of content (in any case: ``.JPEG`` names a JPEG).
+_NAMED_BY = {
+    ".png": (".png",),
+    ".jpg": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    ".webp": (".webp",),
+    ".gif": (".gif",),
+    ".mp4": (".mp4", ".m4v", ".mov"),
+}
+#: Suffixes that name an image or video format: one that names another format than the content
+#: is replaced; any other suffix is part of the name the caller chose, and kept.
+_MEDIA_SUFFIXES = frozenset(
+    (
+        *(suffix for suffixes in _NAMED_BY.values() for suffix in suffixes),
+        *(".apng", ".avif", ".bmp", ".heic", ".heif", ".ico", ".jxl", ".svg", ".tif", ".tiff"),
+        *(".3gp", ".avi", ".flv", ".mkv", ".webm", ".wmv"),
+    )
+)
+
+
+def content_name(path: Path, ext: str) -> Path:
+    """``path`` for a file whose content has the extension ``ext`` (from ``media_extension``).
+
+    A suffix that names this content is kept (``cover.jpeg`` for a JPEG); one that names another
+    image or video format is replaced (``cat.jpg`` holding a PNG becomes ``cat.png``); any other
+    suffix stays part of the name and ``ext`` is added (``render_v1.2`` becomes
+    ``render_v1.2.png``).
+    """
+    suffix = path.suffix.lower()
+    if suffix in _NAMED_BY.get(ext, (ext,)):
+        return path
+    if suffix in _MEDIA_SUFFIXES:
+        return path.with_suffix(ext)
+    return path.with_name(path.name + ext)
 
 
 def sniff_extension(head: bytes, content_type: str | None = None, url: str | None = None) -> str:
@@ -205,9 +243,13 @@ class Downloader:
             handle.close()
             ext = _require_media(bytes(head), content_type[0] or media.content_type, media.url)
             if explicit:
-                final = move_to_free_name(temp, folder, target.stem, target.suffix)
+                wanted = content_name(target, ext)
+                final = move_to_free_name(temp, folder, wanted.stem, wanted.suffix)
                 if final != target:
-                    logger.info("%s is taken; saved as %s", target, final.name)
+                    reasons = [f"the content is {_KINDS[ext]}"] if wanted != target else []
+                    if final != wanted:
+                        reasons.append(f"{wanted.name} is taken")
+                    logger.info("%s saved as %s: %s", target, final.name, " and ".join(reasons))
             else:
                 stem = f"jimeng_{stamp or self.stamp()}_{index}"
                 final = move_to_free_name(temp, folder, stem, ext)

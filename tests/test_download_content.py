@@ -85,6 +85,44 @@ async def test_the_extension_is_the_real_contents(client: jimeng.Client, tmp_pat
     assert path.read_bytes() == JPEG
 
 
+async def test_a_chosen_file_name_gets_the_extension_of_the_real_content(
+    sleeps: Sleeps, tmp_path: Path
+) -> None:
+    async with jimeng.Client(
+        Sandbox(stages=Stages()), sleep=sleeps
+    ) as client:  # signed: real clock
+        image = await client.images.generate("a cat", force_single=True)
+        video = await client.videos.generate("a dog")
+        png, mp4 = await image.images[0].read(), await video.read()
+
+        assert await image.save(tmp_path / "cat.jpg") == [tmp_path / "cat.png"]
+        assert await video.save(tmp_path / "dog.png") == tmp_path / "dog.mp4"
+        assert await image.images[0].save(tmp_path / "v1.2") == tmp_path / "v1.2.png"
+        assert await image.save(tmp_path / "cat.png") == [tmp_path / "cat-2.png"]
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cat-2.png", "cat.png", "dog.mp4", "v1.2.png"
+    ]  # fmt: skip
+    for name in ("cat.png", "cat-2.png", "v1.2.png"):
+        assert (tmp_path / name).read_bytes() == png
+    assert png.startswith(PNG[:8])
+    assert (tmp_path / "dog.mp4").read_bytes() == mp4
+    assert mp4[4:12] == b"ftypisom"
+
+
+async def test_several_images_under_a_chosen_name_are_numbered_with_their_extension(
+    client: jimeng.Client, tmp_path: Path
+) -> None:
+    result = ImageResult(images=(Image(data=PNG), Image(data=JPEG)))
+    client._bind(result)
+
+    paths = await result.save(tmp_path / "cats.webp")
+
+    assert paths == [tmp_path / "cats_1.png", tmp_path / "cats_2.jpg"]
+    assert [p.read_bytes() for p in paths] == [PNG, JPEG]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cats_1.png", "cats_2.jpg"]
+
+
 def part(folder: Path, name: str, age: float) -> Path:
     path = folder / name
     path.write_bytes(b"half a png")

@@ -24,6 +24,7 @@ from yarl import URL
 from jimeng._download import (
     Downloader,
     _read_umask,
+    content_name,
     decode_base64,
     media_extension,
     move_to_free_name,
@@ -692,7 +693,43 @@ async def test_an_explicit_target_never_replaces_what_was_there(
         ("cover-3.png", PNG),
         ("cover.png", b"old"),
     ]
-    assert [r.getMessage() for r in caplog.records] == [f"{target} is taken; saved as cover-3.png"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{target} saved as cover-3.png: cover.png is taken"
+    ]
+
+
+async def test_an_explicit_name_gets_the_suffix_of_the_real_content(
+    downloader: Downloader, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "cat.png").write_bytes(b"another cat")
+
+    with caplog.at_level(logging.INFO, logger="jimeng"):
+        jpeg = await downloader.save(
+            Image(data=JPEG), tmp_path / "cover.png", index=1, explicit=True
+        )
+        png = await downloader.save(Image(data=PNG), tmp_path / "cat.jpg", index=1, explicit=True)
+        video = await downloader.save(Image(data=MP4), tmp_path / "dog.PNG", index=1, explicit=True)
+        kept = await downloader.save(Image(data=JPEG), tmp_path / "x.JPEG", index=1, explicit=True)
+
+    assert [jpeg, png, video, kept] == [
+        tmp_path / "cover.jpg",
+        tmp_path / "cat-2.png",
+        tmp_path / "dog.mp4",
+        tmp_path / "x.JPEG",
+    ]
+    assert sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir()) == [
+        ("cat-2.png", PNG),
+        ("cat.png", b"another cat"),
+        ("cover.jpg", JPEG),
+        ("dog.mp4", MP4),
+        ("x.JPEG", JPEG),
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'cover.png'} saved as cover.jpg: the content is JPEG",
+        f"{tmp_path / 'cat.jpg'} saved as cat-2.png: the content is PNG and cat.png is taken",
+        f"{tmp_path / 'dog.PNG'} saved as dog.mp4: the content is MP4",
+    ]
+    assert [r.levelno for r in caplog.records] == [logging.INFO] * 3
 
 
 async def test_an_explicit_target_creates_its_folder(
@@ -987,6 +1024,37 @@ async def test_an_avif_image_is_refused_and_nothing_is_saved(
         "starts with '\\x00\\x00\\x00\\x1cftypavif\\x00\\x00\\x00\\x00'); nothing was saved"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "ext", "expected"),
+    [
+        ("cat.png", ".png", "cat.png"),
+        ("cat.jpg", ".png", "cat.png"),
+        ("cat.JPG", ".jpg", "cat.JPG"),
+        ("cat.jpeg", ".jpg", "cat.jpeg"),
+        ("cat.jfif", ".jpg", "cat.jfif"),
+        ("cat.png", ".jpg", "cat.jpg"),
+        ("cat.PNG", ".webp", "cat.webp"),
+        ("cat.gif", ".webp", "cat.webp"),
+        ("cat.webp", ".gif", "cat.gif"),
+        ("cat.avif", ".png", "cat.png"),
+        ("cat.heic", ".jpg", "cat.jpg"),
+        ("cat.bmp", ".png", "cat.png"),
+        ("dog.png", ".mp4", "dog.mp4"),
+        ("dog.webm", ".mp4", "dog.mp4"),
+        ("dog.mov", ".mp4", "dog.mov"),
+        ("dog.M4V", ".mp4", "dog.M4V"),
+        ("dog.mp4", ".png", "dog.png"),
+        ("render_v1.2", ".png", "render_v1.2.png"),
+        ("out.dat", ".jpg", "out.dat.jpg"),
+        ("notes.txt", ".mp4", "notes.txt.mp4"),
+        ("cat.png.bak", ".png", "cat.png.bak.png"),
+        ("cat", ".png", "cat.png"),
+    ],
+)
+def test_a_chosen_name_gets_the_suffix_of_its_content(name: str, ext: str, expected: str) -> None:
+    assert content_name(Path("a") / name, ext) == Path("a") / expected
 
 
 @pytest.mark.parametrize(
