@@ -27,7 +27,7 @@ import aiohttp
 from yarl import URL
 
 from jimeng._http import Transport, map_transport_error
-from jimeng._logging import logger
+from jimeng._logging import error_holds_secret, logger
 from jimeng._retry import retrying
 from jimeng.errors import APIConnectionError, DownloadError, JimengError, ServerError
 from jimeng.models._media import Media
@@ -304,6 +304,7 @@ class Downloader:
     ) -> str | None:
         self.transport.attempts["download"] = self.transport.attempts.get("download", 0) + 1
         received = 0
+        failure: JimengError | None = None
         try:
             async with session.get(
                 URL(url, encoded=True),
@@ -346,7 +347,11 @@ class Downloader:
         except JimengError:
             raise
         except Exception as error:
-            raise map_transport_error(error, "GET", url) from error
+            failure = map_transport_error(error, "GET", url)
+            if not error_holds_secret(error):
+                raise failure from error
+        assert failure is not None  # every other way out of the block returns or raises
+        raise failure from None  # outside the handler: see map_transport_error
 
 
 def _require_media(head: bytes, content_type: str | None, url: str | None) -> str:
