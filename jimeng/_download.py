@@ -3,8 +3,10 @@
 Nothing half-written ever carries the final name: a failed, truncated or oversized download
 removes its temporary file and raises :class:`jimeng.errors.DownloadError`. Nothing mislabelled
 either: the bytes must start like an image or a video (an HTML error page served with 200 is
-refused), and the extension is the one of the real content. Temporary files that a killed
-process left behind are removed by the next save into the same folder once they are an hour old.
+refused), and the extension is the one of the real content, in a name the caller chose too.
+Nothing overwritten: the final name is taken only if no file holds it, atomically, so saves
+racing in other processes each get a name of their own. Temporary files that a killed process
+left behind are removed by the next save into the same folder once they are an hour old.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -24,6 +27,7 @@ import aiohttp
 from yarl import URL
 
 from jimeng._http import Transport, map_transport_error
+from jimeng._logging import error_holds_secret, logger
 from jimeng._retry import retrying
 from jimeng.errors import APIConnectionError, DownloadError, JimengError, ServerError
 from jimeng.models._media import Media
@@ -32,8 +36,10 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "STALE_PART_SECONDS",
     "Downloader",
+    "content_name",
     "decode_base64",
     "media_extension",
+    "move_to_free_name",
     "sniff_extension",
 ]
 
@@ -54,8 +60,25 @@ _CONTENT_TYPES = {
 }
 
 
+#: Major brands of the ISO-BMFF ``ftyp`` box that announce an MP4 (or QuickTime) video. The same
+#: box starts AVIF and HEIC images (``avif``, ``heic``, ``mif1``…), M4A audio and others: those
+#: are not what a video task produces, and are refused like any other content.
+_VIDEO_BRANDS = frozenset(
+    brand.encode("ascii")
+    for brand in (
+        *(f"iso{n}" for n in "m23456789"),  # ISO base media
+        *("mp41", "mp42", "avc1", "M4V ", "M4VH", "M4VP", "f4v ", "MSNV", "XAVC", "qt  "),
+        *("dash", "msdh", "msix", "cmfc", "cmf2", "mmp4"),  # DASH and CMAF segments
+        *("3gp4", "3gp5", "3gp6", "3gp7", "3g2a", "3g2b", "3g2c"),  # 3GPP video
+    )
+)
+
+
 def media_extension(head: bytes) -> str | None:
-    """The extension of a PNG, JPEG, WebP, GIF or MP4 from its first bytes, else ``None``."""
+    """The extension of a PNG, JPEG, WebP, GIF or MP4 from its first bytes, else ``None``.
+
+    An ISO-BMFF file is an MP4 only when its major brand is a video one (see ``_VIDEO_BRANDS``).
+    """
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return ".png"
     if head.startswith(b"\xff\xd8\xff"):
@@ -64,9 +87,46 @@ def media_extension(head: bytes) -> str | None:
         return ".webp"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return ".gif"
-    if head[4:8] == b"ftyp":
+    if head[4:8] == b"ftyp" and head[8:12] in _VIDEO_BRANDS:
         return ".mp4"
     return None
+
+
+#: What each extension ``media_extension`` gives holds, in words for messages.
+_KINDS = {".png": "PNG", ".jpg": "JPEG", ".webp": "WebP", ".gif": "GIF", ".mp4": "MP4"}
+#: The suffixes that already name each kind of content (in any case: ``.JPEG`` names a JPEG).
+_NAMED_BY = {
+    ".png": (".png",),
+    ".jpg": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    ".webp": (".webp",),
+    ".gif": (".gif",),
+    ".mp4": (".mp4", ".m4v", ".mov"),
+}
+#: Suffixes that name an image or video format: one that names another format than the content
+#: is replaced; any other suffix is part of the name the caller chose, and kept.
+_MEDIA_SUFFIXES = frozenset(
+    (
+        *(suffix for suffixes in _NAMED_BY.values() for suffix in suffixes),
+        *(".apng", ".avif", ".bmp", ".heic", ".heif", ".ico", ".jxl", ".svg", ".tif", ".tiff"),
+        *(".3gp", ".avi", ".flv", ".mkv", ".webm", ".wmv"),
+    )
+)
+
+
+def content_name(path: Path, ext: str) -> Path:
+    """``path`` for a file whose content has the extension ``ext`` (from ``media_extension``).
+
+    A suffix that names this content is kept (``cover.jpeg`` for a JPEG); one that names another
+    image or video format is replaced (``cat.jpg`` holding a PNG becomes ``cat.png``); any other
+    suffix stays part of the name and ``ext`` is added (``render_v1.2`` becomes
+    ``render_v1.2.png``).
+    """
+    suffix = path.suffix.lower()
+    if suffix in _NAMED_BY.get(ext, (ext,)):
+        return path
+    if suffix in _MEDIA_SUFFIXES:
+        return path.with_suffix(ext)
+    return path.with_name(path.name + ext)
 
 
 def sniff_extension(head: bytes, content_type: str | None = None, url: str | None = None) -> str:
@@ -183,10 +243,16 @@ class Downloader:
             handle.close()
             ext = _require_media(bytes(head), content_type[0] or media.content_type, media.url)
             if explicit:
-                final = target
+                wanted = content_name(target, ext)
+                final = move_to_free_name(temp, folder, wanted.stem, wanted.suffix)
+                if final != target:
+                    reasons = [f"the content is {_KINDS[ext]}"] if wanted != target else []
+                    if final != wanted:
+                        reasons.append(f"{wanted.name} is taken")
+                    logger.info("%s saved as %s: %s", target, final.name, " and ".join(reasons))
             else:
-                final = _free_name(folder, f"jimeng_{stamp or self.stamp()}_{index}", ext)
-            os.replace(temp, final)
+                stem = f"jimeng_{stamp or self.stamp()}_{index}"
+                final = move_to_free_name(temp, folder, stem, ext)
             return final
         except OSError as error:
             handle.close()
@@ -238,6 +304,7 @@ class Downloader:
     ) -> str | None:
         self.transport.attempts["download"] = self.transport.attempts.get("download", 0) + 1
         received = 0
+        failure: JimengError | None = None
         try:
             async with session.get(
                 URL(url, encoded=True),
@@ -280,7 +347,11 @@ class Downloader:
         except JimengError:
             raise
         except Exception as error:
-            raise map_transport_error(error, "GET", url) from error
+            failure = map_transport_error(error, "GET", url)
+            if not error_holds_secret(error):
+                raise failure from error
+        assert failure is not None  # every other way out of the block returns or raises
+        raise failure from None  # outside the handler: see map_transport_error
 
 
 def _require_media(head: bytes, content_type: str | None, url: str | None) -> str:
@@ -328,10 +399,58 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def _free_name(folder: Path, stem: str, ext: str) -> Path:
-    candidate = folder / f"{stem}{ext}"
-    counter = 2
-    while candidate.exists():
-        candidate = folder / f"{stem}-{counter}{ext}"
+#: ``os.link`` failures that mean the filesystem has no hard links (FAT and exFAT, some network
+#: and FUSE mounts), not that the name or the folder is unusable.
+_NO_HARD_LINKS = frozenset(
+    {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS, errno.EINVAL}
+)
+
+
+def move_to_free_name(temp: Path, folder: Path, stem: str, ext: str) -> Path:
+    """Give the complete file ``temp`` the first of ``stem{ext}``, ``stem-2{ext}``,
+    ``stem-3{ext}``… that nothing in ``folder`` holds, and return it.
+
+    Never over an existing file, even when other processes save into the same folder at the same
+    moment: checking a name and then renaming onto it would let another process take the name in
+    between. A hard link is made only if the name is free, atomically, and shows the complete
+    content from its first instant.
+    """
+    counter = 1
+    linking = True
+    while True:
+        candidate = folder / (f"{stem}{ext}" if counter == 1 else f"{stem}-{counter}{ext}")
         counter += 1
-    return candidate
+        if linking:
+            try:
+                os.link(temp, candidate)
+            except FileExistsError:
+                continue
+            except OSError as error:
+                if error.errno not in _NO_HARD_LINKS:
+                    raise
+                linking = False
+            else:
+                with contextlib.suppress(OSError):
+                    temp.unlink()  # a leftover .part is removed once stale; the file is saved
+                return candidate
+        if _replace_onto_own_claim(temp, candidate):
+            return candidate
+
+
+def _replace_onto_own_claim(temp: Path, candidate: Path) -> bool:
+    """Without hard links: claim ``candidate`` with an empty file (``O_EXCL`` fails when the name
+    is taken: ``False``), then move ``temp`` onto the claim.
+
+    The price: between the two steps the name holds an empty file, and a process killed right
+    then leaves it behind. Never another's file, and never part of this one.
+    """
+    try:
+        os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except FileExistsError:
+        return False
+    try:
+        os.replace(temp, candidate)
+    except BaseException:
+        candidate.unlink(missing_ok=True)
+        raise
+    return True

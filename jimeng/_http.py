@@ -255,6 +255,7 @@ class Transport:
         session = await self._session()
         timeout = _client_timeout(call.timeout or self.timeout)
         started = time.perf_counter()
+        failure: JimengError | None = None
         try:
             async with session.request(
                 call.method,
@@ -275,7 +276,11 @@ class Transport:
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            raise map_transport_error(error, call.method, call.url) from error
+            failure = map_transport_error(error, call.method, call.url)
+            if not _logging.error_holds_secret(error):
+                raise failure from error
+        if failure is not None:
+            raise failure from None  # outside the handler: see map_transport_error
         if _logging.logger.isEnabledFor(logging.DEBUG):
             _logging.logger.debug(
                 "%s %s -> %d in %.3fs (%s)",
@@ -327,7 +332,14 @@ def _url(url: str) -> URL:
 
 
 def map_transport_error(error: BaseException, method: str, url: str) -> JimengError:
-    """Translate an aiohttp/asyncio failure into the library's connection errors."""
+    """Translate an aiohttp/asyncio failure into the library's connection errors.
+
+    Callers chain the result to ``error`` for debugging, except when ``error`` (or what it
+    chains to) shows a registered secret (:func:`jimeng._logging.error_holds_secret`: a redirect
+    to a URL with a key in its query, say). The result, whose message is redacted, is then
+    raised with ``from None`` outside the ``except`` block, so that neither its ``__cause__``
+    nor its ``__context__`` is the original error, and no traceback prints it.
+    """
     where = f"{method} {_strip_query(url)}"
     if isinstance(error, JimengError):
         return error

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-__all__ = ["fingerprint", "logger", "redact", "register_secret", "scrub"]
+__all__ = ["error_holds_secret", "fingerprint", "logger", "redact", "register_secret", "scrub"]
 
 logger = logging.getLogger("jimeng")
 
@@ -72,6 +72,30 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, _REDACTED)
     return text
+
+
+def error_holds_secret(error: BaseException) -> bool:
+    """Whether a registered secret shows in ``error`` or in an exception it chains to: in its
+    message, repr, arguments or attributes (an aiohttp error keeps the URLs it was redirected
+    to, with their query strings)."""
+    secrets = _ordered.texts
+    if not secrets:
+        return False
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        try:
+            texts = (str(item), repr(item), repr(item.args), repr(vars(item)))
+        except Exception:
+            return True  # what cannot be shown cannot be checked: keep it out of sight
+        if any(secret in text for text in texts for secret in secrets):
+            return True
+        pending += (item.__cause__, item.__context__)
+    return False
 
 
 def scrub(value: Any) -> Any:

@@ -1019,6 +1019,49 @@ def test_convert_keeps_an_explicit_name(tmp_path: Path, monkeypatch: pytest.Monk
     assert [p.name for p in folder.iterdir()] == ["lake.png"]
 
 
+def test_convert_names_the_png_by_its_content_and_replaces_no_other_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_pillow(monkeypatch)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    misnamed = folder / "lake.jpg"
+    misnamed.write_bytes(WEBP)
+    misnamed.chmod(0o640)
+    webp = folder / "pond.webp"
+    webp.write_bytes(WEBP)
+    (folder / "pond.png").write_bytes(b"another pond")
+
+    assert _files.convert_webp(misnamed) == folder / "lake.png"
+    assert _files.convert_webp(webp) == folder / "pond-2.png"
+
+    converted = render_png("converted", 1, 1)
+    assert sorted((p.name, p.read_bytes()) for p in folder.iterdir()) == [
+        ("lake.png", converted),
+        ("pond-2.png", converted),
+        ("pond.png", b"another pond"),
+    ]
+    assert (folder / "lake.png").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("webp", [False, True])
+def test_an_output_name_gets_the_extension_of_what_is_saved(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, isolated: Path, webp: bool
+) -> None:
+    monkeypatch.setattr(_app, "_make_backend", lambda args: Double(webp=webp))
+    fake_pillow(monkeypatch)
+
+    result = cli("image", "a cat", "--output", "out/cover.jpg", "--json")
+
+    assert result.code == 0, result.err
+    saved = isolated / "out" / "cover.png"
+    assert result.json()["saved"] == [str(saved)]
+    assert [p.name for p in saved.parent.iterdir()] == ["cover.png"]
+    assert saved.read_bytes().startswith(PNG)
+    listed = cli("task", "list", "--local", "--json").json()["tasks"]
+    assert [entry["saved"] for entry in listed] == [[str(saved.resolve())]]
+
+
 def test_image_size_from_headers(tmp_path: Path) -> None:
     png = tmp_path / "a.png"
     png.write_bytes(render_png("x", 320, 200))

@@ -85,6 +85,44 @@ async def test_the_extension_is_the_real_contents(client: jimeng.Client, tmp_pat
     assert path.read_bytes() == JPEG
 
 
+async def test_a_chosen_file_name_gets_the_extension_of_the_real_content(
+    sleeps: Sleeps, tmp_path: Path
+) -> None:
+    async with jimeng.Client(
+        Sandbox(stages=Stages()), sleep=sleeps
+    ) as client:  # signed: real clock
+        image = await client.images.generate("a cat", force_single=True)
+        video = await client.videos.generate("a dog")
+        png, mp4 = await image.images[0].read(), await video.read()
+
+        assert await image.save(tmp_path / "cat.jpg") == [tmp_path / "cat.png"]
+        assert await video.save(tmp_path / "dog.png") == tmp_path / "dog.mp4"
+        assert await image.images[0].save(tmp_path / "v1.2") == tmp_path / "v1.2.png"
+        assert await image.save(tmp_path / "cat.png") == [tmp_path / "cat-2.png"]
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cat-2.png", "cat.png", "dog.mp4", "v1.2.png"
+    ]  # fmt: skip
+    for name in ("cat.png", "cat-2.png", "v1.2.png"):
+        assert (tmp_path / name).read_bytes() == png
+    assert png.startswith(PNG[:8])
+    assert (tmp_path / "dog.mp4").read_bytes() == mp4
+    assert mp4[4:12] == b"ftypisom"
+
+
+async def test_several_images_under_a_chosen_name_are_numbered_with_their_extension(
+    client: jimeng.Client, tmp_path: Path
+) -> None:
+    result = ImageResult(images=(Image(data=PNG), Image(data=JPEG)))
+    client._bind(result)
+
+    paths = await result.save(tmp_path / "cats.webp")
+
+    assert paths == [tmp_path / "cats_1.png", tmp_path / "cats_2.jpg"]
+    assert [p.read_bytes() for p in paths] == [PNG, JPEG]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cats_1.png", "cats_2.jpg"]
+
+
 def part(folder: Path, name: str, age: float) -> Path:
     path = folder / name
     path.write_bytes(b"half a png")
@@ -194,3 +232,65 @@ async def test_no_part_survives_a_killed_save_followed_by_another_save(
     os.utime(left, (stamp, stamp))
     (saved,) = await serve(client, "ok.png", "image/png", PNG).save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [saved.name]
+
+
+CONCURRENT_SAVES = """
+import asyncio, sys
+from datetime import datetime
+from pathlib import Path
+from jimeng._download import Downloader
+from jimeng.models import Image
+
+folder, tag, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+
+async def main():
+    # One clock for every process: they all want the same names.
+    downloader = Downloader(transport=None, now=lambda: datetime(2026, 1, 1))
+    for number in range(count):
+        body = f"{tag}:{number}"
+        data = b"\\x89PNG\\r\\n\\x1a\\n" + body.encode()
+        path = await downloader.save(Image(data=data), folder, index=1, explicit=False)
+        print(path.name, body, flush=True)
+
+print("ready", flush=True)
+sys.stdin.readline()
+asyncio.run(main())
+"""
+
+
+@pytest.mark.subprocess
+def test_processes_saving_into_one_folder_never_overwrite_each_other(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    count = 30
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_SAVES, str(tmp_path), f"p{n}", str(count)],
+            env={**os.environ, "PYTHONPATH": str(root)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    outputs = []
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline() == "ready\n"
+        for process in processes:  # all start saving together
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+    finally:
+        for process in processes:
+            outputs.append(process.communicate(timeout=60))
+    assert [process.returncode for process in processes] == [0] * 4, outputs
+
+    claimed = dict(line.split() for out, _ in outputs for line in out.splitlines())
+    on_disk = {path.name: path.read_bytes()[8:].decode() for path in tmp_path.iterdir()}
+    assert len(claimed) == 4 * count  # every save got a name of its own…
+    assert on_disk == claimed  # …which holds what it saved, and nothing else is there
+    expected = ["jimeng_20260101_000000_1.png"]
+    expected += [f"jimeng_20260101_000000_1-{n}.png" for n in range(2, 4 * count + 1)]
+    assert sorted(on_disk) == sorted(expected)

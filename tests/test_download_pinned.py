@@ -4,6 +4,8 @@ socket timeouts it sets, how media are recognised and how names are chosen."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import os
 import random
 import re
@@ -21,10 +23,11 @@ from yarl import URL
 
 from jimeng._download import (
     Downloader,
-    _free_name,
     _read_umask,
+    content_name,
     decode_base64,
     media_extension,
+    move_to_free_name,
     remove_stale_parts,
     sniff_extension,
 )
@@ -278,10 +281,15 @@ def test_only_the_first_comma_ends_a_data_prefix() -> None:
 
 
 def test_free_names_count_up_past_every_collision(tmp_path: Path) -> None:
-    for name in ["jimeng_x_1.png", "jimeng_x_1-2.png", "jimeng_x_1-3.png", "jimeng_x_1-4.png"]:
-        path = _free_name(tmp_path, "jimeng_x_1", ".png")
-        assert path == tmp_path / name  # checked before taking it: a wrong count cannot loop
-        path.write_bytes(b"")
+    names = ["jimeng_x_1.png", "jimeng_x_1-2.png", "jimeng_x_1-3.png", "jimeng_x_1-4.png"]
+    for number, name in enumerate(names):
+        temp = tmp_path / f".jimeng-{number}.part"
+        temp.write_bytes(b"%d" % number)
+        path = move_to_free_name(temp, tmp_path, "jimeng_x_1", ".png")
+        assert path == tmp_path / name  # taken only when free: a wrong count cannot loop
+    assert sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir()) == sorted(
+        (name, b"%d" % number) for number, name in enumerate(names)
+    )
 
 
 def test_only_old_part_files_of_this_library_are_removed(tmp_path: Path) -> None:
@@ -344,17 +352,18 @@ async def test_a_save_creates_missing_folders_and_streams_through_a_part_file(
     assert sorted(p.name for p in folder.iterdir()) == [path.name]
 
 
-async def test_a_save_onto_a_folder_is_a_download_error_and_leaves_nothing(
+async def test_a_file_name_held_by_a_folder_is_taken_and_the_next_one_is_used(
     downloader: Downloader, tmp_path: Path
 ) -> None:
     target = tmp_path / "taken.png"
     target.mkdir()
 
-    with pytest.raises(DownloadError) as caught:
-        await downloader.save(Image(data=PNG), target, index=1, explicit=True)
+    path = await downloader.save(Image(data=PNG), target, index=1, explicit=True)
 
-    assert str(caught.value).startswith(f"cannot save to {tmp_path}: ")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]
+    assert path == tmp_path / "taken-2.png"
+    assert path.read_bytes() == PNG
+    assert list(target.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken-2.png", "taken.png"]
 
 
 # -- errors by value ---------------------------------------------------------------------------
@@ -666,18 +675,61 @@ async def test_a_saved_file_gets_the_usual_umask_mode(
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
 
 
-async def test_an_explicit_target_keeps_its_name_and_replaces_what_was_there(
-    downloader: Downloader, tmp_path: Path
+async def test_an_explicit_target_never_replaces_what_was_there(
+    downloader: Downloader, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    target = tmp_path / "new" / "cover.png"  # a JPEG under the name the caller chose
+    target = tmp_path / "new" / "cover.png"
     target.parent.mkdir()
     target.write_bytes(b"old")
+    (tmp_path / "new" / "cover-2.png").write_bytes(b"older")
 
-    path = await downloader.save(Image(data=JPEG), target, index=7, explicit=True)
+    with caplog.at_level(logging.INFO, logger="jimeng"):
+        path = await downloader.save(Image(data=PNG), target, index=7, explicit=True)
 
-    assert path == target
-    assert target.read_bytes() == JPEG
-    assert sorted(p.name for p in target.parent.iterdir()) == ["cover.png"]
+    assert path == tmp_path / "new" / "cover-3.png"
+    assert path.read_bytes() == PNG
+    assert sorted((p.name, p.read_bytes()) for p in target.parent.iterdir()) == [
+        ("cover-2.png", b"older"),
+        ("cover-3.png", PNG),
+        ("cover.png", b"old"),
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{target} saved as cover-3.png: cover.png is taken"
+    ]
+
+
+async def test_an_explicit_name_gets_the_suffix_of_the_real_content(
+    downloader: Downloader, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "cat.png").write_bytes(b"another cat")
+
+    with caplog.at_level(logging.INFO, logger="jimeng"):
+        jpeg = await downloader.save(
+            Image(data=JPEG), tmp_path / "cover.png", index=1, explicit=True
+        )
+        png = await downloader.save(Image(data=PNG), tmp_path / "cat.jpg", index=1, explicit=True)
+        video = await downloader.save(Image(data=MP4), tmp_path / "dog.PNG", index=1, explicit=True)
+        kept = await downloader.save(Image(data=JPEG), tmp_path / "x.JPEG", index=1, explicit=True)
+
+    assert [jpeg, png, video, kept] == [
+        tmp_path / "cover.jpg",
+        tmp_path / "cat-2.png",
+        tmp_path / "dog.mp4",
+        tmp_path / "x.JPEG",
+    ]
+    assert sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir()) == [
+        ("cat-2.png", PNG),
+        ("cat.png", b"another cat"),
+        ("cover.jpg", JPEG),
+        ("dog.mp4", MP4),
+        ("x.JPEG", JPEG),
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'cover.png'} saved as cover.jpg: the content is JPEG",
+        f"{tmp_path / 'cat.jpg'} saved as cat-2.png: the content is PNG and cat.png is taken",
+        f"{tmp_path / 'dog.PNG'} saved as dog.mp4: the content is MP4",
+    ]
+    assert [r.levelno for r in caplog.records] == [logging.INFO] * 3
 
 
 async def test_an_explicit_target_creates_its_folder(
@@ -736,16 +788,116 @@ async def test_a_folder_that_cannot_be_made_is_a_download_error_naming_it(
 
 
 async def test_a_save_that_cannot_be_renamed_names_the_folder_and_the_reason(
-    downloader: Downloader, tmp_path: Path
+    downloader: Downloader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = tmp_path / "taken.png"
-    target.mkdir()
+    def full(src: Any, dst: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(os, "link", full)
 
     with pytest.raises(DownloadError) as caught:
-        await downloader.save(Image(data=PNG), target, index=1, explicit=True)
+        await downloader.save(Image(data=PNG), tmp_path / "a.png", index=1, explicit=True)
 
-    assert str(caught.value) == f"cannot save to {tmp_path}: Is a directory"
-    assert isinstance(caught.value.__cause__, IsADirectoryError)
+    assert str(caught.value) == f"cannot save to {tmp_path}: No space left on device"
+    assert isinstance(caught.value.__cause__, OSError)
+    assert caught.value.__cause__.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def taken_at_the_last_moment(
+    monkeypatch: pytest.MonkeyPatch, name: Path, theirs: bytes = b"their image"
+) -> None:
+    """Make another writer save ``name`` just before this process puts its file there: after
+    the name was found free, before the rename or link that gives it the content."""
+
+    def racing(step: Any) -> Any:
+        def wrapped(src: Any, dst: Any, **kwargs: Any) -> Any:
+            if Path(dst) == name and not name.exists():
+                name.write_bytes(theirs)
+            return step(src, dst, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(os, "link", racing(os.link))
+    monkeypatch.setattr(os, "replace", racing(os.replace))
+
+
+async def test_a_name_taken_by_another_writer_at_the_last_moment_is_left_to_it(
+    downloader: Downloader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    theirs = tmp_path / "jimeng_s_1.png"
+    taken_at_the_last_moment(monkeypatch, theirs)
+
+    path = await downloader.save(Image(data=PNG), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert path == tmp_path / "jimeng_s_1-2.png"
+    assert sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir()) == [
+        ("jimeng_s_1-2.png", PNG),
+        ("jimeng_s_1.png", b"their image"),
+    ]
+
+
+async def test_an_explicit_name_taken_at_the_last_moment_is_left_to_its_writer(
+    downloader: Downloader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "cover.png"
+    taken_at_the_last_moment(monkeypatch, target)
+
+    path = await downloader.save(Image(data=PNG), target, index=1, explicit=True)
+
+    assert path == tmp_path / "cover-2.png"
+    assert sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir()) == [
+        ("cover-2.png", PNG),
+        ("cover.png", b"their image"),
+    ]
+
+
+@pytest.fixture
+def no_hard_links(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A filesystem without hard links (FAT, some network mounts): ``os.link`` is refused."""
+    tried: list[str] = []
+
+    def refused(src: Any, dst: Any, **kwargs: Any) -> None:
+        tried.append(Path(dst).name)
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM), str(dst))
+
+    monkeypatch.setattr(os, "link", refused)
+    return tried
+
+
+async def test_without_hard_links_a_claimed_name_is_still_never_overwritten(
+    downloader: Downloader, tmp_path: Path, no_hard_links: list[str]
+) -> None:
+    (tmp_path / "jimeng_s_1.png").write_bytes(b"first")
+
+    path = await downloader.save(Image(data=PNG), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert path == tmp_path / "jimeng_s_1-2.png"
+    assert no_hard_links == ["jimeng_s_1.png"]  # tried once, then claims by exclusive creation
+    assert sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir()) == [
+        ("jimeng_s_1-2.png", PNG),
+        ("jimeng_s_1.png", b"first"),
+    ]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_read_umask()
+
+
+async def test_without_hard_links_a_failed_move_gives_its_claim_back(
+    downloader: Downloader,
+    tmp_path: Path,
+    no_hard_links: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def full(src: Any, dst: Any, **kwargs: Any) -> None:
+        assert Path(dst).read_bytes() == b""  # the claim: empty, never part of the content
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(os, "replace", full)
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.save(Image(data=PNG), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert str(caught.value) == f"cannot save to {tmp_path}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- refusing what is not media ----------------------------------------------------------------
@@ -834,6 +986,75 @@ async def test_inline_data_that_is_not_media_is_refused_by_value(
 )
 def test_near_misses_are_not_media(head: bytes) -> None:
     assert media_extension(head) is None
+
+
+def ftyp(brand: bytes, *compatible: bytes) -> bytes:
+    """The start of an ISO-BMFF file: its ``ftyp`` box with a major brand and compatible ones."""
+    body = brand + b"\x00\x00\x00\x00" + b"".join(compatible)
+    return (8 + len(body)).to_bytes(4, "big") + b"ftyp" + body + b"\x00" * 40
+
+
+@pytest.mark.parametrize(
+    "brand",
+    [b"isom", b"iso2", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"dash", b"qt  "],
+)
+def test_video_brands_are_mp4(brand: bytes) -> None:
+    assert media_extension(ftyp(brand, b"isom", b"mp41")) == ".mp4"
+
+
+@pytest.mark.parametrize(
+    "brand",
+    [b"avif", b"avis", b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"M4A ", b"crx ", b"\0\0\0\0"],
+)
+def test_other_iso_media_brands_are_not_media(brand: bytes) -> None:
+    # An AVIF or HEIC image, M4A audio, a camera raw: the same box, not a video.
+    assert media_extension(ftyp(brand, b"mif1", b"isom")) is None
+
+
+async def test_an_avif_image_is_refused_and_nothing_is_saved(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    avif = b"\x00\x00\x00\x1cftypavif" + b"\x00" * 80
+
+    with pytest.raises(DownloadError) as caught:
+        await downloader.save(Image(data=avif), tmp_path, index=1, explicit=False, stamp="s")
+
+    assert str(caught.value) == (
+        "the result inline is not an image or a video (Content-Type not given, "
+        "starts with '\\x00\\x00\\x00\\x1cftypavif\\x00\\x00\\x00\\x00'); nothing was saved"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "ext", "expected"),
+    [
+        ("cat.png", ".png", "cat.png"),
+        ("cat.jpg", ".png", "cat.png"),
+        ("cat.JPG", ".jpg", "cat.JPG"),
+        ("cat.jpeg", ".jpg", "cat.jpeg"),
+        ("cat.jfif", ".jpg", "cat.jfif"),
+        ("cat.png", ".jpg", "cat.jpg"),
+        ("cat.PNG", ".webp", "cat.webp"),
+        ("cat.gif", ".webp", "cat.webp"),
+        ("cat.webp", ".gif", "cat.gif"),
+        ("cat.avif", ".png", "cat.png"),
+        ("cat.heic", ".jpg", "cat.jpg"),
+        ("cat.bmp", ".png", "cat.png"),
+        ("dog.png", ".mp4", "dog.mp4"),
+        ("dog.webm", ".mp4", "dog.mp4"),
+        ("dog.mov", ".mp4", "dog.mov"),
+        ("dog.M4V", ".mp4", "dog.M4V"),
+        ("dog.mp4", ".png", "dog.png"),
+        ("render_v1.2", ".png", "render_v1.2.png"),
+        ("out.dat", ".jpg", "out.dat.jpg"),
+        ("notes.txt", ".mp4", "notes.txt.mp4"),
+        ("cat.png.bak", ".png", "cat.png.bak.png"),
+        ("cat", ".png", "cat.png"),
+    ],
+)
+def test_a_chosen_name_gets_the_suffix_of_its_content(name: str, ext: str, expected: str) -> None:
+    assert content_name(Path("a") / name, ext) == Path("a") / expected
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import struct
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from jimeng._download import content_name, move_to_free_name
 
 __all__ = [
     "PROJECT_MARKERS",
@@ -61,27 +64,29 @@ def is_webp(path: Path) -> bool:
 def convert_webp(path: Path) -> Path | None:
     """Rewrite a WebP file as PNG and return the new path; ``None`` when Pillow is missing.
 
-    ``name.webp`` becomes ``name.png`` (the WebP is removed); a file the user named explicitly
-    (``--output lake.png``) keeps its name. Written to a temporary file, then renamed.
+    ``name.webp`` becomes ``name.png`` and the WebP is removed; the PNG never replaces another
+    file (a taken name gets ``-2``, ``-3``…). The suffix follows the content as in every save
+    (see :func:`jimeng._download.content_name`): a WebP misnamed ``lake.png`` is converted in
+    place, one named ``lake.jpg`` becomes ``lake.png``. Written to a temporary file first.
     """
     try:
         # Imported by name: Pillow is an optional extra (``pip install "jimeng[pillow]"``).
         pil_image: Any = importlib.import_module("PIL.Image")
     except ImportError:
         return None
-    target = path.with_suffix(".png") if path.suffix.lower() == ".webp" else path
-    if target != path and target.exists():
-        counter = 2
-        while (candidate := target.with_name(f"{target.stem}-{counter}.png")).exists():
-            counter += 1
-        target = candidate
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".jimeng-", suffix=".png")
+    target = content_name(path, ".png")
+    # A .part file: if the process dies here, the next save into the folder removes it.
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".jimeng-", suffix=".part")
     os.close(handle)
     temp = Path(temp_name)
     try:
         with pil_image.open(path) as picture:
             picture.save(temp, format="PNG")
-        os.replace(temp, target)
+        shutil.copymode(path, temp)  # mkstemp makes the file private; keep the saved one's mode
+        if target == path:
+            os.replace(temp, path)  # the file itself, now holding what its name says
+        else:
+            target = move_to_free_name(temp, target.parent, target.stem, target.suffix)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

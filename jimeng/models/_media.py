@@ -87,8 +87,10 @@ class Media:
     async def save(self, path: PathLike) -> Path:
         """Save the file atomically and return where it went.
 
-        ``path`` is a file name, or a folder (existing, or written with a trailing slash), in which
-        case the name is ``jimeng_YYYYMMDD_HHMMSS_1.<ext>`` with the extension of the real content.
+        ``path`` is a file name, or a folder (existing, written with a trailing slash, or without
+        a suffix), in which case the name is ``jimeng_YYYYMMDD_HHMMSS_1.<ext>``. The extension is
+        always the real content's (``cat.jpg`` holding a PNG is saved as ``cat.png``) and no
+        existing file is replaced (a taken name gets ``-2``, ``-3``…): use the path returned.
         """
         target, explicit = _target(path)
         return await self._require_fetcher().save(self, target, index=1, explicit=explicit)
@@ -201,8 +203,9 @@ class ImageResult:
     async def save(self, path: PathLike = "pic/") -> list[Path]:
         """Save every image and return the paths, in order.
 
-        A folder gets ``jimeng_YYYYMMDD_HHMMSS_N.<ext>`` names; a file name is used as is for one
-        image and numbered (``name_1.png``, ``name_2.png``…) for several.
+        A folder gets ``jimeng_YYYYMMDD_HHMMSS_N.<ext>`` names; a file name is used for one image
+        and numbered (``name_1.png``, ``name_2.png``…) for several. As with :meth:`Image.save`, the
+        extension is the real content's and a taken name gets ``-2``, ``-3``….
         """
         target, explicit = _target(path)
         return await _save_all(self.images, target, explicit)
@@ -252,7 +255,8 @@ class VideoResult:
         return await self.video.read()
 
     async def save(self, path: PathLike = "pic/") -> Path:
-        """Stream the MP4 to ``path`` (a file name or a folder) atomically."""
+        """Stream the MP4 to ``path`` (a file name or a folder) atomically; return where it went
+        (``.mp4`` whatever suffix ``path`` had, as with :meth:`Image.save`)."""
         return await self.video.save(path)
 
 
