@@ -16,7 +16,15 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-__all__ = ["fingerprint", "logger", "redact", "register_secret", "scrub"]
+__all__ = [
+    "fingerprint",
+    "logger",
+    "redact",
+    "redact_cut",
+    "redact_head",
+    "register_secret",
+    "scrub",
+]
 
 logger = logging.getLogger("jimeng")
 
@@ -30,11 +38,13 @@ class _Ordered:
     it), with what the fast checks need. Replaced as a whole on registration, so readers need
     no lock."""
 
-    __slots__ = ("as_bytes", "json_safe", "texts")
+    __slots__ = ("as_bytes", "json_safe", "longest", "texts")
 
     def __init__(self, texts: tuple[str, ...]):
         self.texts = texts
         self.as_bytes = tuple(text.encode("utf-8") for text in texts)
+        #: The longest secret's length in UTF-8 bytes.
+        self.longest = max((len(data) for data in self.as_bytes), default=0)
         #: JSON keeps these secrets' characters as they are (no quotes, backslashes or
         #: control characters), so a JSON text without the secret decodes to values without it.
         self.json_safe = all(
@@ -72,6 +82,37 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, _REDACTED)
     return text
+
+
+def redact_cut(text: str, limit: int, *, ellipsis: str = "") -> str:
+    """``text`` with every registered secret replaced, then cut to ``limit`` characters (the
+    ``ellipsis`` included) when longer.
+
+    Replacing before cutting is what keeps a secret that crosses the cut from leaving its start
+    behind. A ``<redacted>`` that the cut would split is kept whole, so the result may exceed
+    ``limit`` by a few characters.
+    """
+    text = redact(text)
+    if len(text) <= limit:
+        return text
+    end = max(limit - len(ellipsis), 0)
+    split = text.find(_REDACTED, max(end - len(_REDACTED) + 1, 0))
+    if split != -1 and split < end:
+        end = split + len(_REDACTED)
+    if end >= len(text):
+        return text
+    return text[:end] + ellipsis
+
+
+def redact_head(data: bytes, limit: int) -> str:
+    """The start of ``data`` as text (UTF-8, undecodable bytes replaced), at most ``limit``
+    characters, with every registered secret replaced before the cut (see :func:`redact_cut`).
+
+    Only as many bytes are decoded as the first ``limit`` characters and a secret starting
+    among them can span, so a huge body costs no more than a short one.
+    """
+    window = data[: 4 * limit + _ordered.longest]  # a character is at most 4 bytes
+    return redact_cut(window.decode("utf-8", "replace"), limit)
 
 
 def scrub(value: Any) -> Any:

@@ -125,14 +125,13 @@ MAX_VALUE_REPR = 80
 
 
 def short_repr(value: Any) -> str:
-    """``repr(value)`` cut to :data:`MAX_VALUE_REPR` characters, registered secrets scrubbed."""
+    """``repr(value)`` with registered secrets scrubbed, then cut to :data:`MAX_VALUE_REPR`
+    characters."""
     try:
         text = repr(value)
     except Exception:  # a caller's object with a broken __repr__ is still refused cleanly
         text = f"<{type(value).__name__} object>"
-    if len(text) > MAX_VALUE_REPR:
-        text = text[: MAX_VALUE_REPR - 1] + "…"
-    return _logging.redact(text)
+    return _logging.redact_cut(text, MAX_VALUE_REPR, ellipsis="…")
 
 
 class ValidationError(JimengError, ValueError):
