@@ -115,6 +115,11 @@ class JimengError(Exception):
         return text
 
 
+def _redact_text(value: Any) -> Any:
+    """``value`` with registered secrets replaced when it is text (codes may be numbers)."""
+    return _logging.redact(value) if isinstance(value, str) else value
+
+
 class ConfigurationError(JimengError):
     """The client is missing something it needs (credentials, endpoint, backend)."""
 
@@ -190,9 +195,10 @@ class APIError(JimengError):
         task_ref: str | None = None,
     ):
         super().__init__(message, task_id=task_id, task_ref=task_ref)
-        self.code = code
+        # Both come from the answer and are shown by str(): an upstream may echo a secret.
+        self.code: int | str | None = _redact_text(code)
         self.status_code = status_code
-        self.request_id = request_id
+        self.request_id: str | None = _redact_text(request_id)
         self.backend = backend
         #: The decoded answer, registered secrets scrubbed (an upstream may echo headers).
         self.body = _logging.scrub(body)
@@ -307,7 +313,7 @@ class TaskError(JimengError):
     ):
         super().__init__(message, task_id=task_id, task_ref=task_ref)
         self.status = status
-        self.code = code
+        self.code: int | str | None = _redact_text(code)
 
 
 class TaskFailedError(TaskError):

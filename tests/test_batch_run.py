@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioresponses import aioresponses
 
 import jimeng
 from jimeng.batch import BatchItem, InputError, LineRecord, MemoryLedger
@@ -257,3 +258,29 @@ async def test_files_take_the_extension_of_their_content(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl", "x.png"]
     # The journal knows where the file ended up.
     assert str((tmp_path / "x.png").resolve()) in entry.saved
+
+
+# -- secrets echoed by a relay ------------------------------------------------------------------
+
+RELAY = "http://127.0.0.1:5100"
+
+
+async def test_an_echoed_error_code_is_not_recorded(sleeps: Sleeps, tmp_path: Path) -> None:
+    token = "us-canarybatchsession0e4d"
+    gateway = jimeng.Gateway(RELAY, token=token, async_tasks=True)
+    async with jimeng.Client(gateway, sleep=sleeps) as client:
+        with aioresponses() as mocked:
+            mocked.post(
+                f"{RELAY}/v1/images/generations",
+                status=401,
+                payload={"error": {"message": "bad token", "code": token}},
+            )
+            (item,), _ = await _run(client, [{"prompt": "a cat"}], out=tmp_path)
+    error = {
+        "class": "AuthenticationError",
+        "code": "<redacted>",
+        "message": "bad token",
+        "maybe_accepted": False,
+    }
+    assert item.error == error
+    assert _rows(tmp_path)[0]["error"] == error
