@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, TextIO
 
@@ -30,6 +31,11 @@ logger = logging.getLogger("jimeng")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+#: Short-lived credentials (upload tokens), oldest first; only the newest are kept.
+_temporary: OrderedDict[str, None] = OrderedDict()
+#: Temporary secrets kept registered: enough for every upload in flight, few enough that a long
+#: run does not slow every redaction down with credentials that expired long ago.
+MAX_TEMPORARY_SECRETS = 256
 _REDACTED = "<redacted>"
 
 
@@ -66,14 +72,30 @@ def fingerprint(secret: str) -> str:
 MIN_SECRET_LENGTH = 8
 
 
-def register_secret(value: str | None) -> None:
-    """Make sure ``value`` is scrubbed from log records and error messages."""
+def register_secret(value: str | None, *, temporary: bool = False) -> None:
+    """Make sure ``value`` is scrubbed from log records and error messages.
+
+    ``temporary`` marks a short-lived credential that a backend receives again and again (an
+    upload token): only the newest :data:`MAX_TEMPORARY_SECRETS` of those stay registered.
+    """
     global _ordered
-    if value and len(value) >= MIN_SECRET_LENGTH:
-        with _lock:
-            if value not in _secrets:
-                _secrets.add(value)
-                _ordered = _Ordered(tuple(sorted(_secrets, key=len, reverse=True)))
+    if not value or len(value) < MIN_SECRET_LENGTH:
+        return
+    with _lock:
+        if value in _secrets:
+            return
+        if temporary:
+            if value in _temporary:
+                _temporary.move_to_end(value)
+                return
+            _temporary[value] = None
+            while len(_temporary) > MAX_TEMPORARY_SECRETS:
+                _temporary.popitem(last=False)
+        else:
+            _secrets.add(value)
+            _temporary.pop(value, None)
+        every = _secrets.union(_temporary)
+        _ordered = _Ordered(tuple(sorted(every, key=len, reverse=True)))
 
 
 def redact(text: str) -> str:

@@ -148,3 +148,14 @@ def test_redact_head_cuts_a_body_in_characters_after_redaction() -> None:
     assert _logging.redact_head(body, 200) == "é" * 190 + "<redacted>"
     assert _logging.redact_head(b"<html>" + CUT_SECRET.encode(), 8) == "<html><redacted>"
     assert _logging.redact_head(b"\xff\xfeok", 80) == "\ufffd\ufffdok"
+
+
+def test_temporary_secrets_keep_only_the_newest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_logging, "MAX_TEMPORARY_SECRETS", 2)
+    tokens = [f"canary-upload-token-{n}-9f2c" for n in range(3)]
+    for token in tokens:
+        _logging.register_secret(token, temporary=True)
+    assert _logging.redact(" ".join(tokens)) == f"{tokens[0]} <redacted> <redacted>"
+    _logging.register_secret(tokens[0])  # registered for good: no longer a temporary one
+    _logging.register_secret("canary-upload-token-3-9f2c", temporary=True)
+    assert _logging.redact(tokens[0]) == "<redacted>"
