@@ -186,10 +186,12 @@ def error_info(error: BaseException) -> dict[str, Any]:
 
 
 def _links(result: ImageResult | VideoResult) -> list[dict[str, Any]]:
+    """The result links as the ledger and ``results.jsonl`` keep them: registered secrets
+    replaced (a relay may sign its links with the caller's key); the files are saved already."""
     media = result.images if isinstance(result, ImageResult) else (result.video,)
     return [
         {
-            "url": item.url,
+            "url": redact(item.url),
             "expires_at": item.expires_at.isoformat() if item.expires_at else None,
         }
         for item in media
