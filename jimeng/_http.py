@@ -301,7 +301,7 @@ def unreadable_answer(response: Response, call: Call) -> ServerError:
     """The error for a 2xx answer that should be JSON and is not: the server (or a proxy in
     front of it) failed, so it is retried like a 5xx where resending is harmless."""
     kind = response.header("Content-Type") or "no Content-Type"
-    head = response.body[:80].decode("utf-8", "replace").strip()
+    head = _logging.redact_head(response.body, 80).strip()
     return ServerError(
         f"unexpected non-JSON answer to the {call.purpose} (HTTP {response.status}, {kind}, "
         f"{len(response.body)} bytes): {head!r}",

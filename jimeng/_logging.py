@@ -13,15 +13,30 @@ import os
 import sys
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-__all__ = ["error_holds_secret", "fingerprint", "logger", "redact", "register_secret", "scrub"]
+__all__ = [
+    "error_holds_secret",
+    "fingerprint",
+    "logger",
+    "redact",
+    "redact_cut",
+    "redact_head",
+    "register_secret",
+    "scrub",
+]
 
 logger = logging.getLogger("jimeng")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+#: Short-lived credentials (upload tokens), oldest first; only the newest are kept.
+_temporary: OrderedDict[str, None] = OrderedDict()
+#: Temporary secrets kept registered: enough for every upload in flight, few enough that a long
+#: run does not slow every redaction down with credentials that expired long ago.
+MAX_TEMPORARY_SECRETS = 256
 _REDACTED = "<redacted>"
 
 
@@ -30,11 +45,13 @@ class _Ordered:
     it), with what the fast checks need. Replaced as a whole on registration, so readers need
     no lock."""
 
-    __slots__ = ("as_bytes", "json_safe", "texts")
+    __slots__ = ("as_bytes", "json_safe", "longest", "texts")
 
     def __init__(self, texts: tuple[str, ...]):
         self.texts = texts
         self.as_bytes = tuple(text.encode("utf-8") for text in texts)
+        #: The longest secret's length in UTF-8 bytes.
+        self.longest = max((len(data) for data in self.as_bytes), default=0)
         #: JSON keeps these secrets' characters as they are (no quotes, backslashes or
         #: control characters), so a JSON text without the secret decodes to values without it.
         self.json_safe = all(
@@ -56,14 +73,30 @@ def fingerprint(secret: str) -> str:
 MIN_SECRET_LENGTH = 8
 
 
-def register_secret(value: str | None) -> None:
-    """Make sure ``value`` is scrubbed from log records and error messages."""
+def register_secret(value: str | None, *, temporary: bool = False) -> None:
+    """Make sure ``value`` is scrubbed from log records and error messages.
+
+    ``temporary`` marks a short-lived credential that a backend receives again and again (an
+    upload token): only the newest :data:`MAX_TEMPORARY_SECRETS` of those stay registered.
+    """
     global _ordered
-    if value and len(value) >= MIN_SECRET_LENGTH:
-        with _lock:
-            if value not in _secrets:
-                _secrets.add(value)
-                _ordered = _Ordered(tuple(sorted(_secrets, key=len, reverse=True)))
+    if not value or len(value) < MIN_SECRET_LENGTH:
+        return
+    with _lock:
+        if value in _secrets:
+            return
+        if temporary:
+            if value in _temporary:
+                _temporary.move_to_end(value)
+                return
+            _temporary[value] = None
+            while len(_temporary) > MAX_TEMPORARY_SECRETS:
+                _temporary.popitem(last=False)
+        else:
+            _secrets.add(value)
+            _temporary.pop(value, None)
+        every = _secrets.union(_temporary)
+        _ordered = _Ordered(tuple(sorted(every, key=len, reverse=True)))
 
 
 def redact(text: str) -> str:
@@ -96,6 +129,37 @@ def error_holds_secret(error: BaseException) -> bool:
             return True
         pending += (item.__cause__, item.__context__)
     return False
+
+
+def redact_cut(text: str, limit: int, *, ellipsis: str = "") -> str:
+    """``text`` with every registered secret replaced, then cut to ``limit`` characters (the
+    ``ellipsis`` included) when longer.
+
+    Replacing before cutting is what keeps a secret that crosses the cut from leaving its start
+    behind. A ``<redacted>`` that the cut would split is kept whole, so the result may exceed
+    ``limit`` by a few characters.
+    """
+    text = redact(text)
+    if len(text) <= limit:
+        return text
+    end = max(limit - len(ellipsis), 0)
+    split = text.find(_REDACTED, max(end - len(_REDACTED) + 1, 0))
+    if split != -1 and split < end:
+        end = split + len(_REDACTED)
+    if end >= len(text):
+        return text
+    return text[:end] + ellipsis
+
+
+def redact_head(data: bytes, limit: int) -> str:
+    """The start of ``data`` as text (UTF-8, undecodable bytes replaced), at most ``limit``
+    characters, with every registered secret replaced before the cut (see :func:`redact_cut`).
+
+    Only as many bytes are decoded as the first ``limit`` characters and a secret starting
+    among them can span, so a huge body costs no more than a short one.
+    """
+    window = data[: 4 * limit + _ordered.longest]  # a character is at most 4 bytes
+    return redact_cut(window.decode("utf-8", "replace"), limit)
 
 
 def scrub(value: Any) -> Any:

@@ -115,6 +115,11 @@ class JimengError(Exception):
         return text
 
 
+def _redact_text(value: Any) -> Any:
+    """``value`` with registered secrets replaced when it is text (codes may be numbers)."""
+    return _logging.redact(value) if isinstance(value, str) else value
+
+
 class ConfigurationError(JimengError):
     """The client is missing something it needs (credentials, endpoint, backend)."""
 
@@ -125,14 +130,13 @@ MAX_VALUE_REPR = 80
 
 
 def short_repr(value: Any) -> str:
-    """``repr(value)`` cut to :data:`MAX_VALUE_REPR` characters, registered secrets scrubbed."""
+    """``repr(value)`` with registered secrets scrubbed, then cut to :data:`MAX_VALUE_REPR`
+    characters."""
     try:
         text = repr(value)
     except Exception:  # a caller's object with a broken __repr__ is still refused cleanly
         text = f"<{type(value).__name__} object>"
-    if len(text) > MAX_VALUE_REPR:
-        text = text[: MAX_VALUE_REPR - 1] + "…"
-    return _logging.redact(text)
+    return _logging.redact_cut(text, MAX_VALUE_REPR, ellipsis="…")
 
 
 class ValidationError(JimengError, ValueError):
@@ -195,9 +199,10 @@ class APIError(JimengError):
         task_ref: str | None = None,
     ):
         super().__init__(message, task_id=task_id, task_ref=task_ref)
-        self.code = code
+        # Both come from the answer and are shown by str(): an upstream may echo a secret.
+        self.code: int | str | None = _redact_text(code)
         self.status_code = status_code
-        self.request_id = request_id
+        self.request_id: str | None = _redact_text(request_id)
         self.backend = backend
         #: The decoded answer, registered secrets scrubbed (an upstream may echo headers).
         self.body = _logging.scrub(body)
@@ -312,7 +317,7 @@ class TaskError(JimengError):
     ):
         super().__init__(message, task_id=task_id, task_ref=task_ref)
         self.status = status
-        self.code = code
+        self.code: int | str | None = _redact_text(code)
 
 
 class TaskFailedError(TaskError):

@@ -28,6 +28,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 import attrs
 from yarl import URL
@@ -139,6 +140,14 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def _secret_forms(secret: str) -> set[str]:
+    """The secret as given and as it travels in a URL: percent-encoded the way
+    :meth:`WebhookReceiver.callback_url` writes it, and fully encoded (a server that quotes
+    the URL back may encode it afresh)."""
+    in_query = URL.build(query={"v": secret}).raw_query_string.partition("=")[2]
+    return {secret, in_query, quote(secret, safe="")}
+
+
 class WebhookReceiver:
     """Parses gateway callbacks into :class:`~jimeng.Task` objects, once per task and event.
 
@@ -165,7 +174,9 @@ class WebhookReceiver:
         if seen is not None and not callable(getattr(seen, "add", None)):
             raise checks.refuse("seen", "a SeenStore (an object with add(key) -> bool)", seen)
         self._secret = secret
-        _logging.register_secret(secret)
+        if secret is not None:
+            for form in _secret_forms(secret):
+                _logging.register_secret(form)
         self.secret_param = secret_param
         self._client = client
         self.seen: SeenStore = seen if seen is not None else MemorySeen()

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioresponses import aioresponses
 
 import jimeng
 from jimeng.batch import BatchItem, InputError, LineRecord, MemoryLedger
 from jimeng.sandbox import FAIL_TASK, Stages
+from jimeng.sandbox._media import render_png
 from tests.conftest import Sleeps
 
 
@@ -257,3 +259,50 @@ async def test_files_take_the_extension_of_their_content(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl", "x.png"]
     # The journal knows where the file ended up.
     assert str((tmp_path / "x.png").resolve()) in entry.saved
+
+
+# -- secrets echoed by a relay ------------------------------------------------------------------
+
+RELAY = "http://127.0.0.1:5100"
+
+
+async def test_a_relay_key_in_a_result_link_is_not_recorded(sleeps: Sleeps, tmp_path: Path) -> None:
+    """A relay may sign its links with the caller's key: the file is saved, the link is
+    recorded without the key (results.jsonl, the ledger, the item)."""
+    key = "canary-batch-relay-key-51c7"
+    link = f"http://cdn.test/i.png?key={key}"
+    ledger = MemoryLedger()
+    async with jimeng.Client(jimeng.Gateway(RELAY, api_key=key), sleep=sleeps) as client:
+        with aioresponses() as mocked:
+            mocked.post(f"{RELAY}/v1/images/generations", payload={"data": [{"url": link}]})
+            mocked.get(link, body=render_png("x", 8, 8), headers={"Content-Type": "image/png"})
+            (item,), _ = await _run(
+                client, [{"prompt": "a cat"}], out=tmp_path, store=ledger, name="relay"
+            )
+    redacted = [{"url": "http://cdn.test/i.png?key=<redacted>", "expires_at": None}]
+    assert item.status == "done" and item.paths[0].read_bytes().startswith(b"\x89PNG")
+    assert list(item.urls) == redacted
+    assert _rows(tmp_path)[0]["urls"] == redacted
+    records = await ledger.records("relay")
+    assert [list(record.urls) for record in records.values()] == [redacted]
+
+
+async def test_an_echoed_error_code_is_not_recorded(sleeps: Sleeps, tmp_path: Path) -> None:
+    token = "us-canarybatchsession0e4d"
+    gateway = jimeng.Gateway(RELAY, token=token, async_tasks=True)
+    async with jimeng.Client(gateway, sleep=sleeps) as client:
+        with aioresponses() as mocked:
+            mocked.post(
+                f"{RELAY}/v1/images/generations",
+                status=401,
+                payload={"error": {"message": "bad token", "code": token}},
+            )
+            (item,), _ = await _run(client, [{"prompt": "a cat"}], out=tmp_path)
+    error = {
+        "class": "AuthenticationError",
+        "code": "<redacted>",
+        "message": "bad token",
+        "maybe_accepted": False,
+    }
+    assert item.error == error
+    assert _rows(tmp_path)[0]["error"] == error

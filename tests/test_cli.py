@@ -834,6 +834,32 @@ def double(monkeypatch: pytest.MonkeyPatch) -> Double:
     return backend
 
 
+def test_a_link_signed_with_a_secret_is_printed_without_it(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay may sign its links with the caller's key: no output format prints it."""
+    key = "canary-cli-relay-key-7b1e"
+    jimeng.Gateway(api_key=key)  # the relay backend registers its key
+    url = f"https://cdn.test/img.png?key={key}"
+
+    class Relay(Double):
+        def submit_image(self, request: Any) -> Any:
+            image = Image(url=url, data=render_png(request.prompt, 64, 48))
+            result = ImageResult(images=(image,), task_id="t-1", model="m")
+            return self._task(TaskKind.IMAGE, TaskStatus.SUCCEEDED, result)
+            yield
+
+    monkeypatch.setattr(_app, "_make_backend", lambda args: Relay())
+    shown = "https://cdn.test/img.png?key=<redacted>"
+    text = cli("image", "a cat")
+    assert text.code == 0, text.err
+    lines = text.out.splitlines()
+    assert f"**Image 1:** ![Image 1]({shown})" in lines and f"- Link: {shown}" in lines
+    doc = cli("image", "a cat", "--json").json()
+    assert doc["urls"] == [shown] and doc["images"][0]["url"] == shown
+    assert cli("image", "a cat", "--no-save", "--quiet").out == f"{shown}\n"
+
+
 def test_video_prints_the_seed_block_and_saves_the_mp4(
     cli: Any, double: Double, isolated: Path
 ) -> None:

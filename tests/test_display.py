@@ -63,6 +63,23 @@ def test_long_reprs_are_cut_in_the_middle() -> None:
     assert len(repr(task)) == REPR_LIMIT and repr(task).startswith("<Task video running on gateway")
 
 
+def test_a_link_signed_with_a_secret_is_shown_without_it() -> None:
+    """A relay may sign its links with the caller's key: ``url`` stays the working link, what
+    is shown hides the key (also when the repr is cut around it)."""
+    key = "canary-display-relay-key-2d9a"
+    jimeng.Gateway(api_key=key)
+    url = f"https://cdn.test/img.png?key={key}"
+    image = jimeng.Image(url=url, width=64, height=64)
+    assert image.url == url
+    assert str(image) == "https://cdn.test/img.png?key=<redacted>"
+    assert repr(image) == "<Image 64x64 https://cdn.test/img.png?key=<redacted>>"
+    video = jimeng.Video(url=url, content_type="video/mp4")
+    assert str(video) == "https://cdn.test/img.png?key=<redacted>"
+    long = jimeng.Image(url=f"https://cdn.test/{'a' * 200}?key={key}&{'b' * 40}")
+    assert key[:8] not in repr(long) and len(repr(long)) == REPR_LIMIT
+    assert repr(long).endswith(f"?key=<redacted>&{'b' * 40}>")
+
+
 async def test_image_html_uses_bytes_or_url_never_the_network(fox: Any) -> None:
     sandbox, inline, linked, _ = fox
     downloads = sandbox.server.requests["download"]

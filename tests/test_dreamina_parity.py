@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 import jimeng
+from jimeng._signing import parse_authorization
 from jimeng.backends.dreamina import _wire
 from jimeng.backends.dreamina._tables import VIDEO_MODELS
 from jimeng.sandbox import Stages, build_server, dreamina_base_urls
@@ -457,6 +459,47 @@ async def test_omni_video_materials_go_through_vod(
     ]
     scene = json.loads(json.loads(call["body"]["metrics_extra"])["sceneOptions"])[0]
     assert scene["materialTypes"] == [1, 2]
+
+
+async def test_vod_upload_credentials_are_secrets(
+    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VOD may echo the STS token and access key it was sent, and what it issued."""
+    from jimeng.sandbox._media import render_mp4
+
+    real = DreaminaProtocol._vod
+
+    async def echoing(
+        self: DreaminaProtocol, request: web.Request, body: bytes
+    ) -> web.StreamResponse:
+        if request.query.get("Action") != "CommitUploadInner":
+            return await real(self, request, body)
+        access_key = parse_authorization(request.headers["Authorization"]).access_key
+        grant = self._grants[access_key]
+        store = self._pending[json.loads(body)["SessionKey"]].auth
+        message = (
+            f"token {request.headers['X-Amz-Security-Token']} key {access_key} "
+            f"secret {grant.secret} store {store}"
+        )
+        return self._imagex_error(request, "SignatureDoesNotMatch", message, 401)
+
+    monkeypatch.setattr(DreaminaProtocol, "_vod", echoing)
+    clip = tmp_path / "move.mp4"
+    clip.write_bytes(render_mp4("move", width=64, height=36, frames=48))
+    _, client = make(server, CN)
+    async with client:
+        with pytest.raises(jimeng.AuthenticationError) as caught:
+            await client.videos.generate(
+                "@video_file_1 again",
+                model="jimeng-video-seedance-2.0",
+                function_mode="omni_reference",
+                reference_videos=[clip],
+                duration=5,
+                **BROWSER,
+            )
+    assert caught.value.message == (
+        "ImageX upload refused: token <redacted> key <redacted> secret <redacted> store <redacted>"
+    )
 
 
 async def test_omni_videos_longer_than_15_s_in_all_are_refused(

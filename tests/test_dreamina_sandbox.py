@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -11,8 +12,10 @@ from typing import Any
 
 import attrs
 import pytest
+from aiohttp import web
 
 import jimeng
+from jimeng._signing import parse_authorization
 from jimeng.backends.dreamina import _wire
 from jimeng.backends.dreamina._plan import plan_image
 from jimeng.backends.dreamina._tables import IMAGE_MODELS, REGIONS
@@ -241,6 +244,38 @@ async def test_upload_signature_and_crc_are_verified(
         with pytest.raises(jimeng.APIError, match="crc32 mismatch"):
             await c.images.generate("p", images=files)
     assert server.requests["submit"] == 0
+
+
+async def test_upload_credentials_are_secrets(
+    server: SandboxServer, sleeps: Sleeps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ImageX may echo what it was sent (the STS token, the access key) and what it issued (the
+    secret, the store's authorization): none of it reaches the error."""
+    real = DreaminaProtocol._imagex
+
+    async def echoing(
+        self: DreaminaProtocol, request: web.Request, host: str, body: bytes
+    ) -> web.StreamResponse:
+        if request.query.get("Action") != "CommitImageUpload":
+            return await real(self, request, host, body)
+        access_key = parse_authorization(request.headers["Authorization"]).access_key
+        grant = self._grants[access_key]
+        store = self._pending[json.loads(body)["SessionKey"]].auth
+        message = (
+            f"x-amz-security-token:{request.headers['X-Amz-Security-Token']} key {access_key} "
+            f"secret {grant.secret} store {store}"
+        )
+        return self._imagex_error(request, "SignatureDoesNotMatch", message, 401)
+
+    monkeypatch.setattr(DreaminaProtocol, "_imagex", echoing)
+    async with client(server, HK_TOKEN, sleeps) as c:
+        with pytest.raises(jimeng.AuthenticationError) as caught:
+            await c.images.generate("p", images=[reference(tmp_path, "a.png")])
+    assert caught.value.message == (
+        "ImageX upload refused: x-amz-security-token:<redacted> key <redacted> "
+        "secret <redacted> store <redacted>"
+    )
+    assert "<redacted>" in repr(caught.value.body) and server.requests["submit"] == 0
 
 
 # -- video ---------------------------------------------------------------------------------------

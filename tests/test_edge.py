@@ -135,6 +135,16 @@ def test_a_long_value_is_cut() -> None:
     assert caught.value.value.endswith("…")
 
 
+def test_a_secret_across_the_cut_leaves_none_of_itself() -> None:
+    secret = "canary-quoted-secret-8d30e5"
+    jimeng.Gateway(api_key=secret)
+    with pytest.raises(jimeng.ValidationError) as caught:
+        ImageRequest(prompt="p", model=["x" * 68 + secret])  # type: ignore[arg-type]
+    # The repr is scrubbed first, then cut; the marker is kept whole.
+    assert caught.value.value == "['" + "x" * 68 + "<redacted>…"
+    assert str(caught.value) == f"model: must be a string, got {caught.value.value}"
+
+
 def test_watermark_and_meta_fields() -> None:
     assert ImageRequest(prompt="p", watermark=True).watermark == jimeng.Watermark()
     assert ImageRequest(prompt="p", watermark=False).watermark is None

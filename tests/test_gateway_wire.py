@@ -561,6 +561,45 @@ def test_secrets_stay_out_of_repr() -> None:
 
 
 @pytest.mark.parametrize(
+    ("token", "secrets"),
+    [
+        ("us-canarysid0001", ["us-canarysid0001", "canarysid0001"]),
+        ("canarysid0002", ["canarysid0002"]),
+        (
+            "http://u:p@proxy:3128@HK-canarysid0003",
+            [
+                "http://u:p@proxy:3128@HK-canarysid0003",
+                "HK-canarysid0003",
+                "http://u:p@proxy:3128",
+                "canarysid0003",
+            ],
+        ),
+        (
+            " jp-canarysid0004 ,canarysid0005",
+            ["jp-canarysid0004", "canarysid0004", "canarysid0005"],
+        ),
+    ],
+)
+def test_every_form_of_a_session_token_is_a_secret(token: str, secrets: list[str]) -> None:
+    assert _params.token_secrets(token) == secrets
+
+
+def test_an_echoed_bare_session_id_is_redacted() -> None:
+    """The gateway drops the region prefix and sends the bare id upstream, which may echo it."""
+    bare, proxied = "canaryGatewaySid0a1b2c3d", "canaryGatewaySid4e5f6a7b"
+    jimeng.Gateway(token=[f"us-{bare}", f"http://user:pw@proxy.test:3128@hk-{proxied}"])
+    payload = {
+        "code": -2000,
+        "message": f"upstream refused sessionid={bare}; {proxied} via http://user:pw@proxy.test:3128",
+    }
+    response = Response(status=200, headers={}, body=json.dumps(payload).encode())
+    error = error_for(response, payload, backend="gateway")
+    assert error is not None
+    assert error.message == "upstream refused sessionid=<redacted>; <redacted> via <redacted>"
+    assert error.body == {"code": -2000, "message": error.message}
+
+
+@pytest.mark.parametrize(
     "payload",
     [
         {"tasks": {"not": "a list"}},

@@ -104,3 +104,58 @@ def test_install_handler_is_idempotent_and_redacts(restore_logger: logging.Logge
     assert secret not in text
     assert "INFO jimeng: token <redacted> in a message" in text
     assert "WARNING jimeng.child: child says <redacted>" in text
+
+
+# -- cutting text after redaction ------------------------------------------------------------
+
+CUT_SECRET = "canary-cut-secret-3e9d71"
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        # A secret across the cut: replaced first, so none of it is left (the marker is whole).
+        ("x" * 10 + CUT_SECRET, 15, "x" * 10 + "<redacted>"),
+        # A secret before the cut makes room for what follows it.
+        (CUT_SECRET + "tailandmore", 15, "<redacted>taila"),
+        # The cut falls after a marker: nothing to keep whole.
+        ("ab" + CUT_SECRET + "cdefgh", 14, "ab<redacted>cd"),
+        # Short enough: only replaced.
+        (f"key {CUT_SECRET}", 100, "key <redacted>"),
+        ("plain text that is long", 10, "plain text"),
+    ],
+)
+def test_redact_cut_replaces_secrets_before_it_cuts(text: str, limit: int, expected: str) -> None:
+    _logging.register_secret(CUT_SECRET)
+    assert _logging.redact_cut(text, limit) == expected
+
+
+def test_redact_cut_adds_its_ellipsis_only_when_it_cuts() -> None:
+    _logging.register_secret(CUT_SECRET)
+    cut = _logging.redact_cut("y" * 20 + CUT_SECRET + "zz", 25, ellipsis="…")
+    assert cut == "y" * 20 + "<redacted>…"
+    # Only the marker was beyond the limit: kept whole, and nothing is left out.
+    assert _logging.redact_cut("y" * 20 + CUT_SECRET, 25, ellipsis="…") == "y" * 20 + "<redacted>"
+    assert _logging.redact_cut("y" * 30, 25, ellipsis="…") == "y" * 24 + "…"
+    assert _logging.redact_cut("y" * 25, 25, ellipsis="…") == "y" * 25
+
+
+def test_redact_head_cuts_a_body_in_characters_after_redaction() -> None:
+    _logging.register_secret(CUT_SECRET)
+    # Multi-byte characters before the secret: its start lies within the first 200 characters
+    # though far beyond the first 200 bytes.
+    body = ("é" * 190 + CUT_SECRET + "x" * 10_000).encode()
+    assert _logging.redact_head(body, 200) == "é" * 190 + "<redacted>"
+    assert _logging.redact_head(b"<html>" + CUT_SECRET.encode(), 8) == "<html><redacted>"
+    assert _logging.redact_head(b"\xff\xfeok", 80) == "\ufffd\ufffdok"
+
+
+def test_temporary_secrets_keep_only_the_newest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_logging, "MAX_TEMPORARY_SECRETS", 2)
+    tokens = [f"canary-upload-token-{n}-9f2c" for n in range(3)]
+    for token in tokens:
+        _logging.register_secret(token, temporary=True)
+    assert _logging.redact(" ".join(tokens)) == f"{tokens[0]} <redacted> <redacted>"
+    _logging.register_secret(tokens[0])  # registered for good: no longer a temporary one
+    _logging.register_secret("canary-upload-token-3-9f2c", temporary=True)
+    assert _logging.redact(tokens[0]) == "<redacted>"

@@ -327,6 +327,14 @@ def test_tool_results_keep_images_out_of_the_json() -> None:
     assert json.loads(result.text) == {"ref": "r"}
 
 
+def test_tool_results_hide_registered_secrets() -> None:
+    key = "canary-mcp-relay-key-0c3f"
+    jimeng.Gateway(api_key=key)  # the relay backend registers its key
+    result = ToolResult(data={"ref": "r", "urls": [f"https://cdn.test/a.png?key={key}"]})
+    assert result.data == {"ref": "r", "urls": ["https://cdn.test/a.png?key=<redacted>"]}
+    assert json.loads(result.text) == result.data
+
+
 # -- the protocol, with the official client ----------------------------------------------------
 
 

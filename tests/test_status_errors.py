@@ -1,12 +1,15 @@
-"""One HTTP status → error class table for every backend (an answer whose body says nothing)."""
+"""One HTTP status → error class table for every backend (an answer whose body says nothing),
+and how every backend quotes such a body."""
 
 from __future__ import annotations
 
 import pytest
 
 import jimeng
-from jimeng._http import Response
+from jimeng import _logging
+from jimeng._http import Call, Response, unreadable_answer
 from jimeng.backends._endpoint import error_class_for_status
+from jimeng.backends.ark._errors import check_response as ark_check
 from jimeng.backends.dreamina._errors import web_error
 from jimeng.backends.dreamina._session import Session
 from jimeng.backends.dreamina._tables import REGIONS
@@ -51,3 +54,44 @@ def test_every_backend_maps_a_bare_status_to_the_same_class(
 def test_403_is_permission_denied_not_authentication() -> None:
     # A 403 is an authenticated refusal; retrying with other credentials would not help.
     assert not issubclass(error_class_for_status(403), jimeng.AuthenticationError)
+
+
+ECHOED = "canary-echoed-bearer-4b8e21"
+
+
+def _quoted(status: int, body: bytes) -> dict[str, str]:
+    """The message each backend makes of a non-JSON error page."""
+    response = Response(status=status, headers={}, body=body)
+    with pytest.raises(jimeng.APIError) as ark:
+        ark_check(response)
+    found = {
+        "volcengine": volcengine_error(response, None, backend="volcengine"),
+        "gateway": gateway_error(response, None, backend="gateway"),
+        "dreamina": web_error(response, None, session=SESSION, versions=DEFAULT_VERSIONS),
+        "ark": ark.value,
+    }
+    return {name: error.message for name, error in found.items() if error is not None}
+
+
+def test_a_quoted_error_page_is_cut_after_redaction() -> None:
+    """A secret that crosses the 200-character cut leaves none of its start behind."""
+    _logging.register_secret(ECHOED)
+    body = b"<html>" + b"x" * 184 + f"Bearer {ECHOED}</html>".encode()
+    head = repr("<html>" + "x" * 184 + "Bearer <redacted>")
+    assert _quoted(502, body) == {
+        "volcengine": f"unexpected non-JSON answer (HTTP 502): {head}",
+        "gateway": f"unexpected non-JSON answer (HTTP 502): {head}",
+        "dreamina": f"unexpected non-JSON answer (HTTP 502): {head}",
+        "ark": f"unexpected answer (HTTP 502): {head}",
+    }
+
+
+def test_an_unreadable_answer_is_cut_after_redaction() -> None:
+    _logging.register_secret(ECHOED)
+    call = Call(method="POST", url="https://api.example.test/v1", purpose="poll")
+    body = b"x" * 75 + ECHOED.encode() + b"y" * 50
+    error = unreadable_answer(Response(status=200, headers={}, body=body), call)
+    assert error.message == (
+        f"unexpected non-JSON answer to the poll (HTTP 200, no Content-Type, {len(body)} bytes): "
+        f"{'x' * 75 + '<redacted>'!r}"
+    )

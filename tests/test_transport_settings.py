@@ -293,7 +293,7 @@ def test_an_unreadable_answer_names_its_type_size_and_start() -> None:
 
     assert unreadable_answer(html, call).message == (
         f"unexpected non-JSON answer to the poll (HTTP 200, text/html, {len(page)} bytes): "
-        f"{page[:80].decode('utf-8', 'replace').strip()!r}"
+        f"{page.decode('utf-8')[:80].strip()!r}"  # the first 80 characters, not bytes
     )
     assert unreadable_answer(html, call).status_code == 200
     assert unreadable_answer(bare, call).message == (

@@ -85,6 +85,22 @@ def test_callback_url_carries_the_secret() -> None:
     assert "s3cret" not in repr(receiver)
 
 
+def test_the_secret_is_redacted_as_it_travels_in_the_url() -> None:
+    """The callback URL carries the secret percent-encoded; an upstream that quotes the URL back
+    (or encodes it afresh) must not reveal it either."""
+    secret = "Zm9vYmFyY2FuYXJ5+aG9vaw=="
+    url = WebhookReceiver(secret=secret).callback_url("https://my.app/h")
+    assert url == "https://my.app/h?token=Zm9vYmFyY2FuYXJ5%2BaG9vaw%3D%3D"
+    error = jimeng.APIError(f"callback failed: {url}", body={"callback_url": url})
+    assert str(error) == "callback failed: https://my.app/h?token=<redacted>"
+    assert error.body == {"callback_url": "https://my.app/h?token=<redacted>"}
+    spaced = WebhookReceiver(secret="canary hook/secret").callback_url("https://my.app/h")
+    assert spaced == "https://my.app/h?token=canary+hook/secret"
+    assert str(jimeng.APIError(f"{spaced} canary%20hook%2Fsecret")) == (
+        "https://my.app/h?token=<redacted> <redacted>"
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "needle"),
     [

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
+from jimeng._logging import redact
 from jimeng.batch._input import BatchLine
 from jimeng.batch._ledger import Ledger, LineRecord
 from jimeng.errors import JimengError
@@ -173,22 +174,24 @@ def _file_stem(line: BatchLine) -> str:
 
 
 def error_info(error: BaseException) -> dict[str, Any]:
-    """The error's class, code and message for ``results.jsonl`` (already scrubbed: library
-    messages go through the redaction filter when built)."""
+    """The error's class, code and message for ``results.jsonl``, registered secrets replaced
+    (the library's own errors are scrubbed when built; any other exception is scrubbed here)."""
     code = getattr(error, "code", None)
     return {
         "class": type(error).__name__,
         "code": code if isinstance(code, int | str) or code is None else str(code),
-        "message": getattr(error, "message", None) or str(error),
+        "message": redact(getattr(error, "message", None) or str(error)),
         "maybe_accepted": bool(getattr(error, "maybe_accepted", False)),
     }
 
 
 def _links(result: ImageResult | VideoResult) -> list[dict[str, Any]]:
+    """The result links as the ledger and ``results.jsonl`` keep them: registered secrets
+    replaced (a relay may sign its links with the caller's key); the files are saved already."""
     media = result.images if isinstance(result, ImageResult) else (result.video,)
     return [
         {
-            "url": item.url,
+            "url": redact(item.url),
             "expires_at": item.expires_at.isoformat() if item.expires_at else None,
         }
         for item in media

@@ -1,8 +1,8 @@
 """The commands, built only on the public API (``jimeng.Client`` and its namespaces).
 
 ``main(argv)`` parses, runs one command in a fresh event loop and returns the exit code; it never
-lets an expected failure escape as a traceback, and every line it prints about a failure goes
-through the library's secret redaction.
+lets an expected failure escape as a traceback; what it prints on stdout and every line about a
+failure go through the library's secret redaction.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import attrs
 
 import jimeng
-from jimeng._logging import install_handler, redact
+from jimeng._logging import install_handler, redact, scrub
 from jimeng.backends import NAMES, Backend, create, reference_capabilities
 from jimeng.backends._capabilities import comparison_table
 from jimeng.cli import _render
@@ -123,7 +123,8 @@ class _Run:
         return bool(getattr(self.args, "quiet", False))
 
     def out(self, text: str) -> None:
-        self.stdout.write(text + "\n")
+        # Results may quote a secret (a relay's links signed with its key): never print one.
+        self.stdout.write(redact(text) + "\n")
         self.stdout.flush()
 
     def note(self, text: str) -> None:
@@ -166,6 +167,7 @@ class _Run:
         self.stderr.flush()
 
     def emit(self, doc: dict[str, Any]) -> None:
+        doc = scrub(doc)  # before encoding: JSON may escape a secret's characters
         if self.docs is not None:
             self.docs.append(doc)
         else:

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from jimeng import _logging
 from jimeng._client import Client
 from jimeng._handle import TaskHandle
 from jimeng._polling import PollPolicy
@@ -71,7 +72,9 @@ class ImageItem:
 class ToolResult:
     """What a tool call answers: a JSON document, images to show, and whether it failed."""
 
-    data: Mapping[str, Any]
+    #: Registered secrets replaced (a relay may sign its result links with the caller's key):
+    #: what a tool answers goes to the model's client, and often to its logs.
+    data: Mapping[str, Any] = attrs.field(converter=_logging.scrub)
     images: tuple[ImageItem, ...] = ()
     is_error: bool = False
 

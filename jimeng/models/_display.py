@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING
 
+from jimeng import _logging
 from jimeng._imageinfo import sniff_image
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ def shorten(text: str, limit: int) -> str:
 
 
 def _fit(parts: list[str], closing: str = ">") -> str:
-    """Join ``parts``; when too long, shorten the last one (a URL or an id) to fit."""
+    """Join ``parts`` with registered secrets replaced (a relay's link may carry its key); when
+    too long, shorten the last one (a URL or an id) to fit."""
+    parts = [_logging.redact(part) for part in parts]
     text = " ".join(parts) + closing
     if len(text) <= REPR_LIMIT:
         return text

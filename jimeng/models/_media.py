@@ -58,7 +58,9 @@ class Media:
             raise ValueError("media needs a url or data")
 
     def __str__(self) -> str:
-        return self.url or f"<{len(self.data or b'')} bytes>"
+        # ``url`` stays the working link; what is shown hides any registered secret in it (a
+        # relay may sign its links with the caller's key).
+        return _logging.redact(self.url) if self.url else f"<{len(self.data or b'')} bytes>"
 
     def __repr__(self) -> str:
         return _display.media_repr(self)

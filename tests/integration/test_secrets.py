@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 import jimeng
+from jimeng._http import Response
+from jimeng.backends.volcengine._errors import error_for as volcengine_error_for
 from jimeng.sandbox import Sandbox, SandboxServer, Stages
 from jimeng.sandbox._volcengine import VolcengineProtocol
 from tests.conftest import Sleeps
@@ -117,6 +120,23 @@ async def test_canary_secret_never_leaks(
         data = path.read_bytes()
         for canary in CANARIES:
             assert canary.encode() not in data
+
+
+def test_error_codes_and_request_ids_are_scrubbed() -> None:
+    """An upstream may echo a credential as the error code or the request id, which str() and
+    every record of the error (results.jsonl, the CLI's JSON) show."""
+    jimeng.Volcengine(access_key=CANARY_AK, secret_key=CANARY_SK, session_token=CANARY_TOKEN)
+    metadata = {"RequestId": f"echo {CANARY_TOKEN}", "Error": {"Code": CANARY_AK, "Message": "bad"}}
+    payload = {"ResponseMetadata": metadata}
+    response = Response(status=401, headers={}, body=json.dumps(payload).encode())
+    error = volcengine_error_for(response, payload, backend="volcengine")
+    assert error is not None
+    assert (error.code, error.request_id) == ("<redacted>", "echo <redacted>")
+    assert str(error) == "bad (code=<redacted>, http=401, request_id=echo <redacted>)"
+    assert_clean(repr(vars(error)), "error attributes")
+    failed = jimeng.TaskFailedError("failed", task_id="t1", code=f"E-{CANARY_SK}")
+    assert failed.code == "E-<redacted>"
+    assert jimeng.APIError("x", code=50429).code == 50429  # numbers are kept as they are
 
 
 def test_logger_redacts_registered_secrets(caplog: pytest.LogCaptureFixture) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from jimeng import _logging
 from jimeng._http import Response
 from jimeng.backends._endpoint import error_class_for_status
 from jimeng.errors import APIError, ContentPolicyError, InsufficientCreditsError, RateLimitError
@@ -50,7 +51,7 @@ def check_response(response: Response, *, backend: str = "ark") -> None:
         code = str(error.get("code") or error.get("type") or f"HTTP{response.status}")
         message = str(error.get("message") or code)
     else:
-        text = response.body[:200].decode("utf-8", "replace").strip()
+        text = _logging.redact_head(response.body, 200).strip()
         code = f"HTTP{response.status}"
         message = f"unexpected answer (HTTP {response.status}): {text!r}"
     found = _REQUEST_ID.search(message)

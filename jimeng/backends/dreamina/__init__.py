@@ -103,6 +103,14 @@ def _notes(plan: ImagePlan | VideoPlan) -> tuple[str, ...]:
     return (plan.mapped,) if isinstance(plan, ImagePlan) and plan.mapped else ()
 
 
+def _register_grant(grant: _wire.UploadGrant) -> None:
+    """The upload credentials are secrets too (an ImageX or VOD error may echo the signed
+    headers); they expire, so only the newest ones stay registered."""
+    credentials = grant.credentials
+    for secret in (credentials.access_key, credentials.secret_key, credentials.session_token):
+        _logging.register_secret(secret, temporary=True)
+
+
 class Dreamina(Backend):
     """Jimeng / Dreamina through browser sessions.
 
@@ -547,6 +555,7 @@ class Dreamina(Backend):
         grant = _wire.parse_upload_token(
             (yield _wire.upload_token_call(context, session)), session.region
         )
+        _register_grant(grant)
         uploads: list[_wire.UploadedImage] = []
         for image in inputs:
             data = image.data
@@ -562,6 +571,7 @@ class Dreamina(Backend):
                 context, session, grant, size=len(data), nonce=nonce
             )
             target = _wire.parse_apply(apply)
+            _logging.register_secret(target.auth, temporary=True)
             yield _wire.store_upload_call(context, session, target, data)
             commit = yield _wire.commit_upload_call(context, session, grant, target.session_key)
             uploaded = _wire.parse_commit(commit)
@@ -582,6 +592,7 @@ class Dreamina(Backend):
         """§11: each omni video through VOD (token, apply, upload, commit), in order; the
         committed lengths must stay within 15 s in all (IPT's limit)."""
         grant = _wire.parse_vod_token((yield _wire.vod_token_call(self._context, session)))
+        _register_grant(grant)
         uploaded: list[_wire.UploadedVideo] = []
         for video in videos:
             data = video.data
@@ -599,6 +610,7 @@ class Dreamina(Backend):
                     )
                 )
             )
+            _logging.register_secret(target.auth, temporary=True)
             yield _wire.vod_store_call(self._context, session, target, data)
             committed = yield _wire.vod_commit_call(
                 self._context, session, grant, target.session_key

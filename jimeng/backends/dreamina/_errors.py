@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from jimeng import _logging
 from jimeng._http import Response
 from jimeng.backends._endpoint import OPENAPI_ERROR_CODES, error_class_for_status
 from jimeng.backends.dreamina._session import Session
@@ -109,7 +110,7 @@ def web_error(
 ) -> APIError | None:
     """The exception a web (mweb / commerce) answer stands for, or ``None`` for success."""
     if not isinstance(payload, Mapping):
-        text = response.body[:200].decode("utf-8", "replace").strip()
+        text = _logging.redact_head(response.body, 200).strip()
         return error_class_for_status(response.status)(
             f"unexpected non-JSON answer (HTTP {response.status}): {text!r}",
             status_code=response.status,

@@ -179,8 +179,11 @@ class Gateway(Backend):
                     "JIMENG_GATEWAY_TOKEN (or JIMENG_SESSION_ID)"
                 )
             bearer = ",".join(self._tokens)  # §2.4: several sessions, comma-separated
-        for secret in (*self._tokens, self._api_key, bearer):
+        for secret in (self._api_key, bearer):
             _logging.register_secret(secret)
+        for token in self._tokens:
+            for secret in _params.token_secrets(token):
+                _logging.register_secret(secret)
         self._account = _logging.fingerprint(bearer)
         parsed = check_endpoint(
             url or os.environ.get("JIMENG_GATEWAY_URL") or DEFAULT_URL, allow_http=allow_http

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from jimeng import _logging
 from jimeng._http import Response
 from jimeng.backends._endpoint import error_class_for_status
 from jimeng.errors import (
@@ -227,7 +228,7 @@ def error_for(
         if isinstance(error, Mapping) and (response.status >= 400 or "message" in error):
             return _openai_error(response, error, backend=backend, sessions=sessions)
     if payload is None:
-        text = response.body[:200].decode("utf-8", "replace").strip()
+        text = _logging.redact_head(response.body, 200).strip()
         cls = error_class_for_status(response.status) if response.status >= 400 else APIError
         return _make(
             cls,

@@ -36,6 +36,7 @@ __all__ = [
     "image_size_fields",
     "openai_image_fields",
     "region_of",
+    "token_secrets",
     "validate_image",
     "validate_openai_image",
     "validate_video",
@@ -88,15 +89,37 @@ _RESPONSE_FORMATS = ("url", "b64_json")
 _SITE = {"cn": "CN", "us": "US", "hk": "HK", "jp": "JP", "sg": "SG"}
 
 
-def region_of(token: str) -> str:
-    """The site a session id belongs to: ``cn`` or its prefix (§1.1, §2.4).
+_PROXY_SCHEMES = ("http://", "https://", "socks4://", "socks5://", "socks://")
 
-    A token bound to a proxy (``http://proxy@us-xxxx``) is split at the last ``@`` first.
-    """
+
+def _split_proxy(token: str) -> tuple[str | None, str]:
+    """dreamina-web.md §2.4: a token bound to a proxy (``http://proxy@us-xxxx``) is split at
+    the last ``@`` into the proxy and the token proper."""
     token = token.strip()
-    if token.lower().startswith(("http://", "https://", "socks4://", "socks5://", "socks://")):
-        token = token.rpartition("@")[2]
-    return REGION_PREFIXES.get(token[:3].lower(), "cn")
+    if token.lower().startswith(_PROXY_SCHEMES):
+        proxy, _, token = token.rpartition("@")
+        return proxy or None, token
+    return None, token
+
+
+def region_of(token: str) -> str:
+    """The site a session id belongs to: ``cn`` or its prefix (§1.1, §2.4)."""
+    return REGION_PREFIXES.get(_split_proxy(token)[1][:3].lower(), "cn")
+
+
+def token_secrets(token: str) -> list[str]:
+    """Every part of a session token that upstream may echo: each comma-separated token as
+    given, its proxy, the token without the proxy, and the bare session id (the gateway drops
+    the region prefix before it builds the cookie, dreamina-web.md §2.4)."""
+    secrets: list[str] = []
+    for piece in token.split(","):
+        proxy, rest = _split_proxy(piece)
+        secrets += [piece.strip(), rest]
+        if proxy is not None:
+            secrets.append(proxy)
+        if rest[:3].lower() in REGION_PREFIXES:
+            secrets.append(rest[3:])
+    return list(dict.fromkeys(secret for secret in secrets if secret))
 
 
 def _sites(regions: Iterable[str]) -> str:

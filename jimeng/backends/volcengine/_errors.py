@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from jimeng import _logging
 from jimeng._http import Response
 from jimeng.backends._endpoint import OPENAPI_ERROR_CODES, error_class_for_status
 from jimeng.errors import (
@@ -106,7 +107,7 @@ def _error_for(response: Response, payload: Any, *, backend: str) -> APIError | 
         return None  # the common answer, told at once
     if not isinstance(payload, Mapping):
         retry_after = response.retry_after()
-        text = response.body[:200].decode("utf-8", "replace").strip()
+        text = _logging.redact_head(response.body, 200).strip()
         message = f"unexpected non-JSON answer (HTTP {response.status}): {text!r}"
         cls = error_class_for_status(response.status)
         return cls(message, status_code=response.status, backend=backend, retry_after=retry_after)
