@@ -13,6 +13,7 @@ from jimeng.batch import BatchItem
 from jimeng.cli import _app, main
 from jimeng.cli._batch import BatchProgress
 from jimeng.sandbox import FAIL_TASK
+from tests._images import png
 from tests.conftest import Sleeps
 
 
@@ -61,6 +62,36 @@ def test_a_batch_runs_then_resumes_as_skipped(
     assert code == 0, err
     assert "2 done, 0 failed, 2 skipped" in out
     assert "results: shots/results.jsonl" in out
+
+
+def test_lines_with_local_reference_files_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "ref.png").write_bytes(png(512, 512))
+    source = _jsonl(
+        tmp_path / "img.jsonl",
+        {"id": "i1", "prompt": "watercolor", "images": ["ref.png"]},
+        {"id": "i2", "prompt": "watercolor", "images": [str(tmp_path / "ref.png")]},
+        {"id": "bad1", "prompt": "watercolor", "images": ["missing.png"]},
+    )
+    code, _, err = _run(capsys, "batch", str(source), "--out", "shots-img", "--sandbox")
+    assert code == 2
+    assert err.splitlines()[1] == "  line 3, images[0]: no such file: missing.png"
+
+    code, _, err = _run(
+        capsys, "batch", str(source), "--out", "shots-img", "--sandbox", "--skip-invalid"
+    )
+    assert code == 0, err
+    rows = [
+        json.loads(row)
+        for row in (tmp_path / "shots-img" / "results.jsonl").read_text().splitlines()
+    ]
+    assert [(row["id"], row["status"], row["paths"]) for row in rows] == [
+        ("i1", "done", ["shots-img/i1.png"]),
+        ("i2", "done", ["shots-img/i2.png"]),
+        ("bad1", "invalid", []),
+    ]
+    assert (tmp_path / "shots-img" / "i1.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_bad_lines_are_all_reported_and_nothing_is_sent(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 import jimeng
 from jimeng.batch import BatchItem, InputError, LineRecord, MemoryLedger
 from jimeng.sandbox import FAIL_TASK, Stages
+from tests._images import png
 from tests.conftest import Sleeps
 
 
@@ -257,3 +259,64 @@ async def test_files_take_the_extension_of_their_content(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl", "x.png"]
     # The journal knows where the file ended up.
     assert str((tmp_path / "x.png").resolve()) in entry.saved
+
+
+async def test_local_reference_files_are_sent_with_their_lines(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    reference, frame = png(512, 512, prompt="reference"), png(1280, 720, prompt="frame")
+    (tmp_path / "ref.png").write_bytes(reference)
+    (tmp_path / "frame.png").write_bytes(frame)
+    requests = [
+        {"id": "rel", "prompt": "watercolor", "images": ["ref.png"]},
+        {"id": "abs", "prompt": "watercolor", "images": [str(tmp_path / "ref.png")]},
+        {"id": "clip", "kind": "video", "prompt": "pan", "image": "frame.png"},
+    ]
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        items, run = await _run(client, requests, out=tmp_path / "out")
+        sent = {
+            task.prompt: task.params["binary_data_base64"] for task in sandbox.server.tasks.values()
+        }
+    assert [(item.id, item.status) for item in sorted(items, key=lambda i: i.line)] == [
+        ("rel", "done"),
+        ("abs", "done"),
+        ("clip", "done"),
+    ]
+    assert sandbox.server.requests["submit"] == 3
+    assert {prompt: [base64.b64decode(data) for data in sent[prompt]] for prompt in sent} == {
+        "watercolor": [reference],
+        "pan": [frame],
+    }
+    assert (run.summary.done, run.summary.invalid) == (3, 0)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "abs.png",
+        "clip.mp4",
+        "rel.png",
+        "results.jsonl",
+    ]
+
+
+async def test_an_invalid_line_keeps_its_id_in_the_results(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    requests = [
+        {"id": "ok", "prompt": "a cat"},
+        {"id": "bad1", "prompt": "a cat", "size": "9K"},
+        {"id": "bad2", "prompt": "a cat", "sead": 3},
+        {"prompt": "a cat", "images": ["missing.png"]},
+        {"id": "bad id!", "prompt": "a cat"},
+    ]
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        await _run(client, requests, out=tmp_path, skip_invalid=True)
+    rows = _rows(tmp_path)
+    derived = rows[3]["id"]
+    assert derived.startswith("line4-")
+    assert [(row["id"], row["line"], row["status"]) for row in rows] == [
+        ("ok", 1, "done"),
+        ("bad1", 2, "invalid"),
+        ("bad2", 3, "invalid"),
+        (derived, 4, "invalid"),
+        ("bad id!", 5, "invalid"),
+    ]
+    assert rows[3]["error"]["message"] == "images[0]: no such file: missing.png"

@@ -125,7 +125,6 @@ class BatchRun:
         kind: TaskKind | str = TaskKind.IMAGE,
         problems: Sequence[LineProblem] = (),
         lease: float = 30.0,
-        base: Path | None = None,
         slot: Any = None,
         owner: str | None = None,
     ):
@@ -155,7 +154,6 @@ class BatchRun:
         self.retry_failed = retry_failed
         self.skip_invalid = skip_invalid
         self.lease = lease
-        self.base = base
         self.slot = slot
         self.owner = owner or worker_name()
         #: How the run waits for lines other workers hold (a seam for tests).
@@ -164,9 +162,9 @@ class BatchRun:
         self.results: ResultsFile | None = None
 
     def validate(self) -> None:
-        """Check every line with the library's validation (no network): raises
-        :class:`InputError` listing every problem unless ``skip_invalid``."""
-        found = check_lines(self.lines, self.client.backend, base=self.base)
+        """Check every line with the library's validation (no network; local files are read):
+        raises :class:`InputError` listing every problem unless ``skip_invalid``."""
+        found = check_lines(self.lines, self.client.backend)
         self.problems.extend(found)
         bad = {problem.line for problem in self.problems}
         self.lines = [line for line in self.lines if line.number not in bad]
@@ -185,7 +183,7 @@ class BatchRun:
 
     async def __aiter__(self) -> AsyncIterator[BatchItem]:
         started = time.monotonic()
-        self.validate()
+        await asyncio.to_thread(self.validate)  # reads the lines' local files
         self.results = results = ResultsFile(
             self.out / RESULTS_FILE,
             lines=self.lines,

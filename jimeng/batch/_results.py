@@ -86,7 +86,7 @@ def result_rows(
             (
                 number,
                 {
-                    "id": None,
+                    "id": next((p.id for p in found if p.id is not None), None),
                     "line": number,
                     "status": "invalid",
                     "ref": None,

@@ -165,7 +165,6 @@ async def run_batch(run: _Run, client: jimeng.Client) -> int:
         lease=args.lease,
     )
     batch.problems.extend(problems)
-    batch.base = None
     run.progress.stop()
     progress: BatchProgress | None = None
     started = time.monotonic()
