@@ -12,7 +12,7 @@ import pytest
 from jimeng.batch import BatchItem
 from jimeng.cli import _app, main
 from jimeng.cli._batch import BatchProgress
-from jimeng.sandbox import FAIL_TASK
+from jimeng.sandbox import BLOCK_INPUT, FAIL_TASK
 from tests._images import png
 from tests.conftest import Sleeps
 
@@ -163,7 +163,8 @@ def test_plain_progress_lines_are_spaced() -> None:
     assert stream.getvalue() == ""  # less than PLAIN_EVERY seconds: nothing yet
     progress.item(_item("done", skipped=True))
     text = stream.getvalue()
-    assert text.startswith("jimeng batch: 3/3 lines (1 done, 1 failed, 1 skipped), ")
+    # Counted as the summary counts them: the skipped line is one of the done ones.
+    assert text.startswith("jimeng batch: 3/3 lines (2 done, 1 failed, 1 skipped), ")
     assert text.endswith(" lines/s\n")
 
 
@@ -200,3 +201,30 @@ def test_the_bar_is_tqdm_on_a_terminal() -> None:
     progress.item(_item("done"))
     progress.close()
     assert "1/2" in stream.getvalue()
+
+
+def test_progress_and_summary_count_alike(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = _jsonl(
+        tmp_path / "prod.jsonl",
+        {"id": "a", "prompt": "a cat"},
+        {"id": "b", "prompt": "a dog"},
+        {"id": "blocked", "prompt": f"a bird {BLOCK_INPUT}"},
+    )
+    code, out, err = _run(capsys, "batch", str(source), "--out", "prod", "--sandbox")
+    assert code == 5
+    assert err.splitlines()[0].startswith("jimeng batch: 3/3 lines (2 done, 1 failed, 0 skipped), ")
+    assert out.splitlines()[0].startswith(
+        "2 done, 1 failed, 0 skipped (finished before), 0 invalid, 0 pending of 3 lines; "
+        "2 submits; "  # the refused submit cost nothing
+    )
+    code, out, err = _run(capsys, "batch", str(source), "--out", "prod", "--sandbox")
+    assert code == 5
+    assert (
+        err.splitlines()[0] == "jimeng batch: 3/3 lines (2 done, 1 failed, 3 skipped), 0.0 lines/s"
+    )
+    assert out.splitlines()[0].startswith(
+        "2 done, 1 failed, 3 skipped (finished before), 0 invalid, 0 pending of 3 lines; "
+        "2 submits; "
+    )

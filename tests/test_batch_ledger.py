@@ -38,9 +38,13 @@ def test_renew_and_update_are_fenced_by_owner() -> None:
     assert update_record(record, owner="w2", now=1.0, changes={"state": "done"})[1] is False
     submitting, ok = update_record(record, owner="w1", now=5.0, changes={"state": "submitting"})
     assert ok and submitting is not None
-    assert (submitting.submits, submitting.submitted_at) == (1, 5.0)
+    assert (submitting.submits, submitting.submitted_at) == (0, 5.0)  # nothing accepted yet
+    accepted, ok = update_record(
+        submitting, owner="w1", now=6.0, changes={"state": "accepted", "ref": "r1"}
+    )
+    assert ok and accepted is not None and (accepted.submits, accepted.ref) == (1, "r1")
     done, ok = update_record(
-        submitting, owner="w1", now=9.0, changes={"state": "done", "paths": ["a.png"]}
+        accepted, owner="w1", now=9.0, changes={"state": "done", "paths": ["a.png"]}
     )
     assert ok and done is not None
     assert (done.owner, done.lease_until, done.finished_at, done.paths) == (
@@ -127,3 +131,39 @@ def test_gone_means_a_dead_process_of_this_machine() -> None:
     assert not gone(f"another-host:{dead_pid.pid}:abcd")
     assert not gone(f"{host}:1:abcd")  # init: alive
     assert not gone("not a worker name")
+
+
+def _submitting() -> LineRecord:
+    record, _ = _claim(None, "w1", 0.0)
+    submitting, _ = update_record(record, owner="w1", now=1.0, changes={"state": "submitting"})
+    assert submitting is not None
+    return submitting
+
+
+@pytest.mark.parametrize(
+    ("changes", "submits"),
+    [
+        ({"state": "accepted", "ref": "r1"}, 1),  # accepted: billed
+        ({"state": "failed", "error": {"class": "APITimeoutError", "maybe_accepted": True}}, 1),
+        ({"state": "failed", "error": {"class": "ContentPolicyError", "maybe_accepted": False}}, 0),
+        ({"state": "failed", "error": {"class": "ValidationError"}}, 0),
+        ({"state": "failed", "error": None}, 0),
+    ],
+)
+def test_submits_count_what_may_have_been_spent(changes: dict[str, object], submits: int) -> None:
+    after, ok = update_record(_submitting(), owner="w1", now=2.0, changes=changes)
+    assert ok and after is not None and after.submits == submits
+
+
+def test_a_submit_is_counted_once() -> None:
+    accepted, _ = update_record(
+        _submitting(), owner="w1", now=2.0, changes={"state": "accepted", "ref": "r1"}
+    )
+    assert accepted is not None
+    failed, _ = update_record(
+        accepted,
+        owner="w1",
+        now=3.0,
+        changes={"state": "failed", "error": {"class": "TaskFailedError", "maybe_accepted": True}},
+    )
+    assert failed is not None and failed.submits == 1

@@ -11,7 +11,7 @@ import pytest
 
 import jimeng
 from jimeng.batch import BatchItem, InputError, LineRecord, MemoryLedger
-from jimeng.sandbox import FAIL_TASK, Stages
+from jimeng.sandbox import BLOCK_INPUT, FAIL_TASK, Stages
 from tests._images import png
 from tests.conftest import Sleeps
 
@@ -320,3 +320,20 @@ async def test_an_invalid_line_keeps_its_id_in_the_results(
         ("bad id!", 5, "invalid"),
     ]
     assert rows[3]["error"]["message"] == "images[0]: no such file: missing.png"
+
+
+async def test_a_submit_refused_outright_costs_nothing(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    requests = [{"id": "ok", "prompt": "a cat"}, {"id": "no", "prompt": f"a cat {BLOCK_INPUT}"}]
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        items, run = await _run(client, requests, out=tmp_path)
+    refused = next(item for item in items if item.id == "no")
+    assert refused.error is not None
+    assert (refused.status, refused.ref, refused.error["class"]) == (
+        "failed",
+        None,
+        "ContentPolicyError",
+    )
+    assert [(row["id"], row["submits"]) for row in _rows(tmp_path)] == [("ok", 1), ("no", 0)]
+    assert (run.summary.done, run.summary.failed, run.summary.submits) == (1, 1, 1)

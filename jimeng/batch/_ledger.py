@@ -60,7 +60,8 @@ class LineRecord:
     ref: str | None = None
     owner: str | None = None
     lease_until: float = 0.0
-    #: Submits made for this line (a retry of a failed line adds one).
+    #: Submits the server accepted for this line, or may have (a submit whose answer was lost):
+    #: what may have been spent. A submit refused outright is not counted.
     submits: int = 0
     submitted_at: float | None = None
     finished_at: float | None = None
@@ -141,8 +142,9 @@ def update_record(
         return record, False
     values = dict(changes)
     if values.get("state") == "submitting":
-        values.setdefault("submits", record.submits + 1)
         values.setdefault("submitted_at", now)
+    elif record.state == "submitting" and _spent(values):
+        values.setdefault("submits", record.submits + 1)
     if values.get("state") in TERMINAL:
         values.setdefault("finished_at", now)
         values.update(owner=None, lease_until=0.0)
@@ -150,6 +152,15 @@ def update_record(
         if name in values:
             values[name] = tuple(values[name])
     return attrs.evolve(record, **values), True
+
+
+def _spent(changes: Mapping[str, Any]) -> bool:
+    """Whether leaving ``submitting`` this way may have cost a generation: the server accepted
+    the submit, or its answer was lost (``maybe_accepted``)."""
+    if changes.get("state") == "accepted":
+        return True
+    error = changes.get("error")
+    return changes.get("state") == "failed" and bool(error and error.get("maybe_accepted"))
 
 
 class Ledger(abc.ABC):
