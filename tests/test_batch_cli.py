@@ -203,6 +203,32 @@ def test_the_bar_is_tqdm_on_a_terminal() -> None:
     assert "1/2" in stream.getvalue()
 
 
+def test_a_batch_name_stays_with_its_backend(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = _jsonl(tmp_path / "prod.jsonl", {"id": "a", "prompt": "a cat"})
+    code, _, err = _run(capsys, "batch", str(source), "--out", "prod", "--sandbox")
+    assert code == 0, err
+    before = (tmp_path / "prod" / "results.jsonl").read_text()
+    code, out, err = _run(
+        capsys, "batch", str(source), "--out", "prod", "--sandbox", "--sandbox-protocol", "ark"
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        "jimeng: error: --name: the batch 'prod' runs on sandbox (volcengine) in-process, and "
+        "this client is sandbox (ark) in-process: its saved lines and accepted tasks belong to "
+        "that backend. Run it with that backend, or give this run a name of its own to start a "
+        "separate batch\n"
+    )
+    assert (tmp_path / "prod" / "results.jsonl").read_text() == before
+    code, out, err = _run(
+        capsys, "batch", str(source), "--out", "ark", "--sandbox", "--sandbox-protocol", "ark",
+        "--name", "prod-ark",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.startswith("1 done, 0 failed, 0 skipped (finished before)")
+
+
 def test_progress_and_summary_count_alike(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -227,4 +253,55 @@ def test_progress_and_summary_count_alike(
     assert out.splitlines()[0].startswith(
         "2 done, 1 failed, 3 skipped (finished before), 0 invalid, 0 pending of 3 lines; "
         "2 submits; "
+    )
+
+
+def test_a_rerun_elsewhere_or_with_files_gone_says_where_the_files_are(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = _jsonl(
+        tmp_path / "prod.jsonl", {"id": "a", "prompt": "a cat"}, {"id": "b", "prompt": "a dog"}
+    )
+    code, _, err = _run(capsys, "batch", str(source), "--out", "prod", "--sandbox")
+    assert code == 0, err
+    code, out, err = _run(capsys, "batch", str(source), "--out", "copy", "--sandbox", "--json")
+    assert code == 0, err
+    *items, last = [json.loads(line) for line in out.splitlines()]
+    assert sorted((i["id"], i["status"], i["skipped"], i["paths"]) for i in items) == [
+        ("a", "done", False, ["copy/a.png"]),
+        ("b", "done", False, ["copy/b.png"]),
+    ]
+    assert last["summary"]["submits"] == 2
+    rows = [
+        json.loads(row)
+        for row in (tmp_path / "copy" / "results.jsonl").read_text().split("\n")[:-1]
+    ]
+    assert [row["paths"] for row in rows] == [["copy/a.png"], ["copy/b.png"]]
+    assert (tmp_path / "copy" / "a.png").read_bytes() == (tmp_path / "prod" / "a.png").read_bytes()
+
+    # Deleted everywhere, made by an in-process sandbox that is gone: reported, not "done".
+    for folder in ("prod", "copy"):
+        (tmp_path / folder / "b.png").unlink()
+    code, out, err = _run(capsys, "batch", str(source), "--out", "copy", "--sandbox")
+    assert code == 5
+    assert "1 done, 1 failed, 1 skipped (finished before)" in out
+    row = json.loads((tmp_path / "copy" / "results.jsonl").read_text().splitlines()[1])
+    assert (row["id"], row["status"], row["paths"], row["error"]["class"]) == (
+        "b",
+        "failed",
+        [],
+        "TaskExpiredError",
+    )
+    assert row["error"]["message"].startswith(
+        "the files saved earlier are not in copy (copy/b.png) and the task could not give them "
+        "again: "
+    )
+    code, out, err = _run(
+        capsys, "batch", str(source), "--out", "copy", "--sandbox", "--retry-failed"
+    )
+    assert code == 0, err
+    assert (tmp_path / "copy" / "b.png").is_file()
+    assert (
+        "2 done, 0 failed, 1 skipped (finished before), 0 invalid, 0 pending of 2 lines; 3 submits"
+        in out
     )

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from jimeng._journal import configuration_fingerprint
 from jimeng.batch import LineRecord, MemoryLedger, SQLiteLedger
-from jimeng.batch._ledger import claim_record, renew_record, update_record
+from jimeng.batch._ledger import (
+    backend_identity,
+    claim_record,
+    renew_record,
+    reopen_record,
+    same_backend,
+    update_record,
+)
 
 KEY = dict(key="a#f", line_id="a", number=1, kind="image")
 
@@ -167,3 +175,104 @@ def test_a_submit_is_counted_once() -> None:
         changes={"state": "failed", "error": {"class": "TaskFailedError", "maybe_accepted": True}},
     )
     assert failed is not None and failed.submits == 1
+
+
+DONE = LineRecord(
+    key="a#f", id="a", number=1, kind="image", state="done", ref="r1", paths=("old/a.png",)
+)
+
+
+def test_a_done_line_whose_files_are_gone_is_collected_again_from_its_task() -> None:
+    record, claim = reopen_record(DONE, seen=DONE, owner="w1", now=10.0, lease=30.0)
+    assert claim == "run"
+    assert record is not None
+    assert (record.state, record.ref, record.paths, record.owner, record.lease_until) == (
+        "accepted",
+        "r1",
+        ("old/a.png",),  # a source to copy from, if they are there
+        "w1",
+        40.0,
+    )
+    assert record.submits == DONE.submits  # nothing is submitted
+
+
+def test_a_done_line_without_a_ref_fails_when_its_files_are_gone() -> None:
+    lost = LineRecord(key="a#f", id="a", number=1, kind="image", state="done", paths=("a.png",))
+    record, claim = reopen_record(lost, seen=lost, owner="w1", now=10.0, lease=30.0)
+    assert claim == "failed"
+    assert record is not None
+    assert (record.state, record.paths, record.finished_at, record.owner) == (
+        "failed",
+        (),
+        10.0,
+        None,
+    )
+    assert record.error == {
+        "class": "MissingFiles",
+        "code": None,
+        "message": "the files saved earlier are gone (a.png) and no task ref was recorded to "
+        "fetch them again; rerun with --retry-failed to generate the line again",
+        "maybe_accepted": False,
+    }
+
+
+def test_a_line_that_changed_meanwhile_is_looked_at_again() -> None:
+    moved = LineRecord(
+        key="a#f", id="a", number=1, kind="image", state="done", ref="r1", paths=("new/a.png",)
+    )
+    assert reopen_record(moved, seen=DONE, owner="w1", now=10.0, lease=30.0) == (moved, "busy")
+    accepted = LineRecord(key="a#f", id="a", number=1, kind="image", state="accepted", ref="r1")
+    assert reopen_record(accepted, seen=DONE, owner="w1", now=10.0, lease=30.0)[1] == "busy"
+    assert reopen_record(None, seen=DONE, owner="w1", now=10.0, lease=30.0) == (None, "busy")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_batch_name_is_bound_to_one_backend(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    first = MemoryLedger() if kind == "memory" else SQLiteLedger(path)
+    second = first if kind == "memory" else SQLiteLedger(path)
+    mine = {"backend": "sandbox", "fingerprint": "f1", "account": "", "where": "here"}
+    theirs = {"backend": "ark", "fingerprint": "f2", "account": "…k", "where": "there"}
+    try:
+        assert await first.bind("b", mine) is None
+        assert await second.bind("b", theirs) == mine
+        assert await first.bind("b", mine) == mine
+        assert await second.bind("other", theirs) is None
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+def test_the_identity_of_a_batch_names_endpoint_and_account() -> None:
+    import jimeng
+
+    relay = jimeng.Volcengine(api_key="relay-key-example-1", endpoint="https://relay.example/jm")
+    identity = backend_identity(relay)
+    assert identity == {
+        "backend": "volcengine",
+        "fingerprint": configuration_fingerprint(relay),
+        "account": relay.account(),
+        "in_process": "",
+        "where": f"volcengine at https://relay.example/jm, account {relay.account()}",
+    }
+    other = jimeng.Volcengine(api_key="relay-key-example-2", endpoint="https://relay.example/jm")
+    assert not same_backend(identity, backend_identity(other))
+    moved = jimeng.Volcengine(api_key="relay-key-example-1", endpoint="https://other.example/jm")
+    assert not same_backend(identity, backend_identity(moved))
+    assert same_backend(identity, backend_identity(relay))
+
+
+def test_in_process_sandboxes_of_one_protocol_are_one_backend() -> None:
+    import jimeng
+
+    first, second = jimeng.Sandbox(), jimeng.Sandbox()
+    assert first.url != second.url
+    one, two = backend_identity(first), backend_identity(second)
+    assert (one["in_process"], one["where"]) == ("volcengine", "sandbox (volcengine) in-process")
+    assert same_backend(one, two)
+    assert not same_backend(one, backend_identity(jimeng.Sandbox("ark")))
+    # A sandbox served elsewhere is where it is: the same as the in-process one at its address.
+    served = backend_identity(jimeng.Sandbox(url=first.url))
+    assert served["where"] == f"sandbox (volcengine) at {first.url}"
+    assert same_backend(one, served) and not same_backend(two, served)
+    assert not same_backend(served, backend_identity(jimeng.Sandbox(url="http://127.0.0.1:9")))

@@ -31,7 +31,14 @@ from jimeng.batch._input import (
     parse_lines,
     read_lines,
 )
-from jimeng.batch._ledger import Ledger, LineRecord, MemoryLedger, SQLiteLedger
+from jimeng.batch._ledger import (
+    Ledger,
+    LineRecord,
+    MemoryLedger,
+    SQLiteLedger,
+    backend_identity,
+    same_backend,
+)
 from jimeng.batch._redis import RedisJournal, RedisLedger, RedisLimitStore
 from jimeng.batch._results import RESULTS_FILE, BatchSummary, ResultsFile
 from jimeng.batch._runner import STAGING, BatchItem, LocalSource, Runner, Source, worker_name
@@ -56,6 +63,7 @@ __all__ = [
     "RedisLimitStore",
     "SQLiteLedger",
     "Source",
+    "backend_identity",
     "check_lines",
     "default_ledger",
     "fields_for",
@@ -172,6 +180,22 @@ class BatchRun:
             self.problems.sort(key=lambda problem: problem.line)
             raise InputError(self.problems, source=self.name)
 
+    async def claim_name(self) -> None:
+        """Make the batch's name this backend's (first run), or refuse a backend other than the
+        one it runs on: its line states (saved files, accepted tasks) are that backend's."""
+        from jimeng.errors import ValidationError
+
+        identity = backend_identity(self.client.backend)
+        recorded = await self.ledger.bind(self.name, identity)
+        if recorded is not None and not same_backend(recorded, identity):
+            raise ValidationError(
+                "name",
+                f"the batch {self.name!r} runs on {recorded.get('where', 'another backend')}, "
+                f"and this client is {identity['where']}: its saved lines and accepted tasks "
+                "belong to that backend. Run it with that backend, or give this run a name of "
+                "its own to start a separate batch",
+            )
+
     async def source(self) -> Source:
         make = getattr(self.ledger, "source", None)
         if make is not None:
@@ -184,6 +208,7 @@ class BatchRun:
     async def __aiter__(self) -> AsyncIterator[BatchItem]:
         started = time.monotonic()
         await asyncio.to_thread(self.validate)  # reads the lines' local files
+        await self.claim_name()
         self.results = results = ResultsFile(
             self.out / RESULTS_FILE,
             lines=self.lines,
