@@ -438,7 +438,9 @@ class Client:
         lines in flight (``None``: the rate limiter decides). ``store`` keeps the line states
         (:class:`~jimeng.batch.SQLiteLedger` to resume after a crash, a
         :class:`~jimeng.batch.RedisLedger` to share the batch between workers; default: this
-        process only) under the batch ``name``. See docs/batch.md.
+        process only) under the batch ``name``, which belongs to the backend (endpoint and
+        account) of its first run: another backend gets a ``ValidationError`` naming ``name``.
+        See docs/batch.md.
         """
         from jimeng.batch import BatchRun, default_ledger
 

@@ -12,7 +12,8 @@ import pytest
 from jimeng.batch import BatchItem
 from jimeng.cli import _app, main
 from jimeng.cli._batch import BatchProgress
-from jimeng.sandbox import FAIL_TASK
+from jimeng.sandbox import BLOCK_INPUT, FAIL_TASK
+from tests._images import png
 from tests.conftest import Sleeps
 
 
@@ -61,6 +62,36 @@ def test_a_batch_runs_then_resumes_as_skipped(
     assert code == 0, err
     assert "2 done, 0 failed, 2 skipped" in out
     assert "results: shots/results.jsonl" in out
+
+
+def test_lines_with_local_reference_files_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "ref.png").write_bytes(png(512, 512))
+    source = _jsonl(
+        tmp_path / "img.jsonl",
+        {"id": "i1", "prompt": "watercolor", "images": ["ref.png"]},
+        {"id": "i2", "prompt": "watercolor", "images": [str(tmp_path / "ref.png")]},
+        {"id": "bad1", "prompt": "watercolor", "images": ["missing.png"]},
+    )
+    code, _, err = _run(capsys, "batch", str(source), "--out", "shots-img", "--sandbox")
+    assert code == 2
+    assert err.splitlines()[1] == "  line 3, images[0]: no such file: missing.png"
+
+    code, _, err = _run(
+        capsys, "batch", str(source), "--out", "shots-img", "--sandbox", "--skip-invalid"
+    )
+    assert code == 0, err
+    rows = [
+        json.loads(row)
+        for row in (tmp_path / "shots-img" / "results.jsonl").read_text().splitlines()
+    ]
+    assert [(row["id"], row["status"], row["paths"]) for row in rows] == [
+        ("i1", "done", ["shots-img/i1.png"]),
+        ("i2", "done", ["shots-img/i2.png"]),
+        ("bad1", "invalid", []),
+    ]
+    assert (tmp_path / "shots-img" / "i1.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_bad_lines_are_all_reported_and_nothing_is_sent(
@@ -132,7 +163,8 @@ def test_plain_progress_lines_are_spaced() -> None:
     assert stream.getvalue() == ""  # less than PLAIN_EVERY seconds: nothing yet
     progress.item(_item("done", skipped=True))
     text = stream.getvalue()
-    assert text.startswith("jimeng batch: 3/3 lines (1 done, 1 failed, 1 skipped), ")
+    # Counted as the summary counts them: the skipped line is one of the done ones.
+    assert text.startswith("jimeng batch: 3/3 lines (2 done, 1 failed, 1 skipped), ")
     assert text.endswith(" lines/s\n")
 
 
@@ -169,3 +201,107 @@ def test_the_bar_is_tqdm_on_a_terminal() -> None:
     progress.item(_item("done"))
     progress.close()
     assert "1/2" in stream.getvalue()
+
+
+def test_a_batch_name_stays_with_its_backend(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = _jsonl(tmp_path / "prod.jsonl", {"id": "a", "prompt": "a cat"})
+    code, _, err = _run(capsys, "batch", str(source), "--out", "prod", "--sandbox")
+    assert code == 0, err
+    before = (tmp_path / "prod" / "results.jsonl").read_text()
+    code, out, err = _run(
+        capsys, "batch", str(source), "--out", "prod", "--sandbox", "--sandbox-protocol", "ark"
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        "jimeng: error: --name: the batch 'prod' runs on sandbox (volcengine) in-process, and "
+        "this client is sandbox (ark) in-process: its saved lines and accepted tasks belong to "
+        "that backend. Run it with that backend, or give this run a name of its own to start a "
+        "separate batch\n"
+    )
+    assert (tmp_path / "prod" / "results.jsonl").read_text() == before
+    code, out, err = _run(
+        capsys, "batch", str(source), "--out", "ark", "--sandbox", "--sandbox-protocol", "ark",
+        "--name", "prod-ark",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.startswith("1 done, 0 failed, 0 skipped (finished before)")
+
+
+def test_progress_and_summary_count_alike(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = _jsonl(
+        tmp_path / "prod.jsonl",
+        {"id": "a", "prompt": "a cat"},
+        {"id": "b", "prompt": "a dog"},
+        {"id": "blocked", "prompt": f"a bird {BLOCK_INPUT}"},
+    )
+    code, out, err = _run(capsys, "batch", str(source), "--out", "prod", "--sandbox")
+    assert code == 5
+    assert err.splitlines()[0].startswith("jimeng batch: 3/3 lines (2 done, 1 failed, 0 skipped), ")
+    assert out.splitlines()[0].startswith(
+        "2 done, 1 failed, 0 skipped (finished before), 0 invalid, 0 pending of 3 lines; "
+        "2 submits; "  # the refused submit cost nothing
+    )
+    code, out, err = _run(capsys, "batch", str(source), "--out", "prod", "--sandbox")
+    assert code == 5
+    assert (
+        err.splitlines()[0] == "jimeng batch: 3/3 lines (2 done, 1 failed, 3 skipped), 0.0 lines/s"
+    )
+    assert out.splitlines()[0].startswith(
+        "2 done, 1 failed, 3 skipped (finished before), 0 invalid, 0 pending of 3 lines; "
+        "2 submits; "
+    )
+
+
+def test_a_rerun_elsewhere_or_with_files_gone_says_where_the_files_are(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = _jsonl(
+        tmp_path / "prod.jsonl", {"id": "a", "prompt": "a cat"}, {"id": "b", "prompt": "a dog"}
+    )
+    code, _, err = _run(capsys, "batch", str(source), "--out", "prod", "--sandbox")
+    assert code == 0, err
+    code, out, err = _run(capsys, "batch", str(source), "--out", "copy", "--sandbox", "--json")
+    assert code == 0, err
+    *items, last = [json.loads(line) for line in out.splitlines()]
+    assert sorted((i["id"], i["status"], i["skipped"], i["paths"]) for i in items) == [
+        ("a", "done", False, ["copy/a.png"]),
+        ("b", "done", False, ["copy/b.png"]),
+    ]
+    assert last["summary"]["submits"] == 2
+    rows = [
+        json.loads(row)
+        for row in (tmp_path / "copy" / "results.jsonl").read_text().split("\n")[:-1]
+    ]
+    assert [row["paths"] for row in rows] == [["copy/a.png"], ["copy/b.png"]]
+    assert (tmp_path / "copy" / "a.png").read_bytes() == (tmp_path / "prod" / "a.png").read_bytes()
+
+    # Deleted everywhere, made by an in-process sandbox that is gone: reported, not "done".
+    for folder in ("prod", "copy"):
+        (tmp_path / folder / "b.png").unlink()
+    code, out, err = _run(capsys, "batch", str(source), "--out", "copy", "--sandbox")
+    assert code == 5
+    assert "1 done, 1 failed, 1 skipped (finished before)" in out
+    row = json.loads((tmp_path / "copy" / "results.jsonl").read_text().splitlines()[1])
+    assert (row["id"], row["status"], row["paths"], row["error"]["class"]) == (
+        "b",
+        "failed",
+        [],
+        "TaskExpiredError",
+    )
+    assert row["error"]["message"].startswith(
+        "the files saved earlier are not in copy (copy/b.png) and the task could not give them "
+        "again: "
+    )
+    code, out, err = _run(
+        capsys, "batch", str(source), "--out", "copy", "--sandbox", "--retry-failed"
+    )
+    assert code == 0, err
+    assert (tmp_path / "copy" / "b.png").is_file()
+    assert (
+        "2 done, 0 failed, 1 skipped (finished before), 0 invalid, 0 pending of 2 lines; 3 submits"
+        in out
+    )

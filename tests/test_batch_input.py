@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from unittest.mock import ANY
 
 import attrs
 import pytest
 
 import jimeng
-from jimeng.batch import BatchLine, fields_for, parse_lines, read_lines
+from jimeng.batch import BatchLine, _check, fields_for, parse_lines, read_lines
 from jimeng.batch._check import PARAMETER_TO_FIELD, check_lines, request_for
 from jimeng.models import TaskKind
+from jimeng.resources._common import read_local
 from jimeng.resources.images import Images
 from jimeng.resources.videos import Videos
+from tests._images import png
 
 
 def _wanted(method: object) -> set[str]:
@@ -133,17 +136,97 @@ def test_csv_type_errors_name_the_field() -> None:
     }
 
 
-def test_library_validation_per_line() -> None:
+def test_library_validation_per_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     text = (
         '{"prompt": "ok", "size": "2K"}\n'
         '{"prompt": "bad size", "size": "9K"}\n'
-        '{"prompt": "bad local file", "images": ["missing-file.png"]}\n'
+        '{"id": "gone", "prompt": "bad local file", "images": ["missing-file.png"]}\n'
         '{"prompt": "video ok", "kind": "video", "duration": 5}\n'
     )
     lines, problems = parse_lines(text, fmt="jsonl")
     assert problems == []
-    found = check_lines(lines, jimeng.Sandbox(), base=Path("/nonexistent"))
+    found = check_lines(lines, jimeng.Sandbox())
     assert {(p.line, p.field) for p in found} == {(2, "size"), (3, "images[0]")}
+    (missing,) = [p for p in found if p.line == 3]
+    assert (missing.id, missing.message) == ("gone", "no such file: missing-file.png")
+
+
+@pytest.mark.parametrize("protocol", ["volcengine", "dreamina", "ark", "gateway"])
+def test_existing_local_files_are_valid_on_every_protocol(
+    protocol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ref.png").write_bytes(png(1024, 1024))
+    (tmp_path / "notes.txt").write_text("not an image")
+    text = (
+        '{"id": "rel", "prompt": "watercolor", "images": ["ref.png"]}\n'
+        f'{{"id": "abs", "prompt": "watercolor", "images": ["{tmp_path / "ref.png"}"]}}\n'
+        '{"id": "txt", "prompt": "watercolor", "images": ["notes.txt"]}\n'
+        '{"id": "none", "prompt": "watercolor", "images": ["nope.png"]}\n'
+    )
+    lines, problems = parse_lines(text, fmt="jsonl")
+    assert problems == []
+    found = check_lines(lines, jimeng.Sandbox(protocol))  # type: ignore[arg-type]
+    assert [(p.line, p.id, p.field, p.message) for p in found] == [
+        (
+            3,
+            "txt",
+            "images[0]",
+            "the file notes.txt is not an image this library can read (it starts with "
+            "b'not an i') (allowed: PNG, JPEG, WebP, GIF or BMP)",
+        ),
+        (4, "none", "images[0]", "no such file: nope.png"),
+    ]
+
+
+def test_the_backend_judges_a_local_file_by_its_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wide.png").write_bytes(png(1000, 100))  # 10:1, beyond the 3:1 i2v frames take
+    (tmp_path / "frame.png").write_bytes(png(1280, 720))
+    text = (
+        '{"id": "v1", "kind": "video", "prompt": "pan", "mode": "i2v_first_720p", '
+        '"image": "frame.png"}\n'
+        '{"id": "v2", "kind": "video", "prompt": "pan", "mode": "i2v_first_720p", '
+        '"image": "wide.png"}\n'
+    )
+    lines, _ = parse_lines(text, fmt="jsonl")
+    found = check_lines(lines, jimeng.Sandbox())
+    assert [(p.line, p.id, p.field) for p in found] == [(2, "v2", "image")]
+    assert "1000x100" in found[0].message
+
+
+def test_a_file_many_lines_share_is_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ref.png").write_bytes(png(512, 512))
+    (tmp_path / "other.png").write_bytes(png(512, 512, prompt="other"))
+    reads: list[str] = []
+
+    def counting(path: Path, field: str, *, image: bool = True) -> bytes:
+        reads.append(str(path))
+        return read_local(path, field, image=image)
+
+    monkeypatch.setattr(_check, "read_local", counting)
+    text = "".join(f'{{"prompt": "p{n}", "images": ["ref.png", "other.png"]}}\n' for n in range(50))
+    lines, _ = parse_lines(text, fmt="jsonl")
+    assert check_lines(lines, jimeng.Sandbox()) == []
+    assert reads == ["ref.png", "other.png"]
+
+
+def test_kept_files_stay_within_their_budget(tmp_path: Path) -> None:
+    a, b = png(512, 512, prompt="a"), png(512, 512, pad=100, prompt="b")
+    (tmp_path / "a.png").write_bytes(a)
+    (tmp_path / "b.png").write_bytes(b)
+    files = _check.LocalFiles(keep=len(b))
+    assert files.read(tmp_path / "a.png", "images[0]", image=True) == a
+    assert files.read(tmp_path / "b.png", "images[0]", image=True) == b  # pushes a.png out
+    assert list(files._kept) == [(str((tmp_path / "b.png").resolve()), len(b), ANY, True)]
+    files.read(tmp_path / "a.png", "images[0]", image=True)  # and back in: b.png goes
+    assert list(files._kept) == [(str((tmp_path / "a.png").resolve()), len(a), ANY, True)]
 
 
 def test_request_for_builds_the_models() -> None:

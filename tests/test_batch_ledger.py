@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from jimeng._journal import configuration_fingerprint
 from jimeng.batch import LineRecord, MemoryLedger, SQLiteLedger
-from jimeng.batch._ledger import claim_record, renew_record, update_record
+from jimeng.batch._ledger import (
+    backend_identity,
+    claim_record,
+    renew_record,
+    reopen_record,
+    same_backend,
+    update_record,
+)
 
 KEY = dict(key="a#f", line_id="a", number=1, kind="image")
 
@@ -38,9 +46,13 @@ def test_renew_and_update_are_fenced_by_owner() -> None:
     assert update_record(record, owner="w2", now=1.0, changes={"state": "done"})[1] is False
     submitting, ok = update_record(record, owner="w1", now=5.0, changes={"state": "submitting"})
     assert ok and submitting is not None
-    assert (submitting.submits, submitting.submitted_at) == (1, 5.0)
+    assert (submitting.submits, submitting.submitted_at) == (0, 5.0)  # nothing accepted yet
+    accepted, ok = update_record(
+        submitting, owner="w1", now=6.0, changes={"state": "accepted", "ref": "r1"}
+    )
+    assert ok and accepted is not None and (accepted.submits, accepted.ref) == (1, "r1")
     done, ok = update_record(
-        submitting, owner="w1", now=9.0, changes={"state": "done", "paths": ["a.png"]}
+        accepted, owner="w1", now=9.0, changes={"state": "done", "paths": ["a.png"]}
     )
     assert ok and done is not None
     assert (done.owner, done.lease_until, done.finished_at, done.paths) == (
@@ -127,3 +139,140 @@ def test_gone_means_a_dead_process_of_this_machine() -> None:
     assert not gone(f"another-host:{dead_pid.pid}:abcd")
     assert not gone(f"{host}:1:abcd")  # init: alive
     assert not gone("not a worker name")
+
+
+def _submitting() -> LineRecord:
+    record, _ = _claim(None, "w1", 0.0)
+    submitting, _ = update_record(record, owner="w1", now=1.0, changes={"state": "submitting"})
+    assert submitting is not None
+    return submitting
+
+
+@pytest.mark.parametrize(
+    ("changes", "submits"),
+    [
+        ({"state": "accepted", "ref": "r1"}, 1),  # accepted: billed
+        ({"state": "failed", "error": {"class": "APITimeoutError", "maybe_accepted": True}}, 1),
+        ({"state": "failed", "error": {"class": "ContentPolicyError", "maybe_accepted": False}}, 0),
+        ({"state": "failed", "error": {"class": "ValidationError"}}, 0),
+        ({"state": "failed", "error": None}, 0),
+    ],
+)
+def test_submits_count_what_may_have_been_spent(changes: dict[str, object], submits: int) -> None:
+    after, ok = update_record(_submitting(), owner="w1", now=2.0, changes=changes)
+    assert ok and after is not None and after.submits == submits
+
+
+def test_a_submit_is_counted_once() -> None:
+    accepted, _ = update_record(
+        _submitting(), owner="w1", now=2.0, changes={"state": "accepted", "ref": "r1"}
+    )
+    assert accepted is not None
+    failed, _ = update_record(
+        accepted,
+        owner="w1",
+        now=3.0,
+        changes={"state": "failed", "error": {"class": "TaskFailedError", "maybe_accepted": True}},
+    )
+    assert failed is not None and failed.submits == 1
+
+
+DONE = LineRecord(
+    key="a#f", id="a", number=1, kind="image", state="done", ref="r1", paths=("old/a.png",)
+)
+
+
+def test_a_done_line_whose_files_are_gone_is_collected_again_from_its_task() -> None:
+    record, claim = reopen_record(DONE, seen=DONE, owner="w1", now=10.0, lease=30.0)
+    assert claim == "run"
+    assert record is not None
+    assert (record.state, record.ref, record.paths, record.owner, record.lease_until) == (
+        "accepted",
+        "r1",
+        ("old/a.png",),  # a source to copy from, if they are there
+        "w1",
+        40.0,
+    )
+    assert record.submits == DONE.submits  # nothing is submitted
+
+
+def test_a_done_line_without_a_ref_fails_when_its_files_are_gone() -> None:
+    lost = LineRecord(key="a#f", id="a", number=1, kind="image", state="done", paths=("a.png",))
+    record, claim = reopen_record(lost, seen=lost, owner="w1", now=10.0, lease=30.0)
+    assert claim == "failed"
+    assert record is not None
+    assert (record.state, record.paths, record.finished_at, record.owner) == (
+        "failed",
+        (),
+        10.0,
+        None,
+    )
+    assert record.error == {
+        "class": "MissingFiles",
+        "code": None,
+        "message": "the files saved earlier are gone (a.png) and no task ref was recorded to "
+        "fetch them again; rerun with --retry-failed to generate the line again",
+        "maybe_accepted": False,
+    }
+
+
+def test_a_line_that_changed_meanwhile_is_looked_at_again() -> None:
+    moved = LineRecord(
+        key="a#f", id="a", number=1, kind="image", state="done", ref="r1", paths=("new/a.png",)
+    )
+    assert reopen_record(moved, seen=DONE, owner="w1", now=10.0, lease=30.0) == (moved, "busy")
+    accepted = LineRecord(key="a#f", id="a", number=1, kind="image", state="accepted", ref="r1")
+    assert reopen_record(accepted, seen=DONE, owner="w1", now=10.0, lease=30.0)[1] == "busy"
+    assert reopen_record(None, seen=DONE, owner="w1", now=10.0, lease=30.0) == (None, "busy")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_batch_name_is_bound_to_one_backend(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    first = MemoryLedger() if kind == "memory" else SQLiteLedger(path)
+    second = first if kind == "memory" else SQLiteLedger(path)
+    mine = {"backend": "sandbox", "fingerprint": "f1", "account": "", "where": "here"}
+    theirs = {"backend": "ark", "fingerprint": "f2", "account": "…k", "where": "there"}
+    try:
+        assert await first.bind("b", mine) is None
+        assert await second.bind("b", theirs) == mine
+        assert await first.bind("b", mine) == mine
+        assert await second.bind("other", theirs) is None
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+def test_the_identity_of_a_batch_names_endpoint_and_account() -> None:
+    import jimeng
+
+    relay = jimeng.Volcengine(api_key="relay-key-example-1", endpoint="https://relay.example/jm")
+    identity = backend_identity(relay)
+    assert identity == {
+        "backend": "volcengine",
+        "fingerprint": configuration_fingerprint(relay),
+        "account": relay.account(),
+        "in_process": "",
+        "where": f"volcengine at https://relay.example/jm, account {relay.account()}",
+    }
+    other = jimeng.Volcengine(api_key="relay-key-example-2", endpoint="https://relay.example/jm")
+    assert not same_backend(identity, backend_identity(other))
+    moved = jimeng.Volcengine(api_key="relay-key-example-1", endpoint="https://other.example/jm")
+    assert not same_backend(identity, backend_identity(moved))
+    assert same_backend(identity, backend_identity(relay))
+
+
+def test_in_process_sandboxes_of_one_protocol_are_one_backend() -> None:
+    import jimeng
+
+    first, second = jimeng.Sandbox(), jimeng.Sandbox()
+    assert first.url != second.url
+    one, two = backend_identity(first), backend_identity(second)
+    assert (one["in_process"], one["where"]) == ("volcengine", "sandbox (volcengine) in-process")
+    assert same_backend(one, two)
+    assert not same_backend(one, backend_identity(jimeng.Sandbox("ark")))
+    # A sandbox served elsewhere is where it is: the same as the in-process one at its address.
+    served = backend_identity(jimeng.Sandbox(url=first.url))
+    assert served["where"] == f"sandbox (volcengine) at {first.url}"
+    assert same_backend(one, served) and not same_backend(two, served)
+    assert not same_backend(served, backend_identity(jimeng.Sandbox(url="http://127.0.0.1:9")))

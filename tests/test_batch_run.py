@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ from aioresponses import aioresponses
 
 import jimeng
 from jimeng.batch import BatchItem, InputError, LineRecord, MemoryLedger
-from jimeng.sandbox import FAIL_TASK, Stages
+from jimeng.sandbox import BLOCK_INPUT, FAIL_TASK, Stages
 from jimeng.sandbox._media import render_png
+from tests._images import png
 from tests.conftest import Sleeps
 
 
@@ -112,17 +114,18 @@ async def test_a_live_lease_is_left_to_its_owner(
         retry_failed=False,
     )  # fmt: skip
 
+    saved = tmp_path / "a.png"
+
     async def owner_finishes(seconds: float) -> None:
-        await ledger.update("b", line.key, owner="alive", state="done", paths=["elsewhere.png"])
+        saved.write_bytes(png())
+        await ledger.update("b", line.key, owner="alive", state="done", paths=[str(saved)])
 
     async with jimeng.Client(sandbox, sleep=sleeps) as client:
         run = client.batch([line], out=tmp_path, store=ledger, name="b")
         run.sleep = owner_finishes
         items = [item async for item in run]
     assert sandbox.server.requests["submit"] == 0
-    assert [(i.status, i.skipped, i.paths) for i in items] == [
-        ("done", True, (Path("elsewhere.png"),))
-    ]
+    assert [(i.status, i.skipped, i.paths) for i in items] == [("done", True, (saved,))]
 
 
 async def test_a_submit_in_flight_at_a_crash_is_not_repeated_without_asking(
@@ -257,8 +260,8 @@ async def test_files_take_the_extension_of_their_content(
         (entry,) = await client.tasks.history()
     assert [path.name for path in item.paths] == ["x.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl", "x.png"]
-    # The journal knows where the file ended up.
-    assert str((tmp_path / "x.png").resolve()) in entry.saved
+    # The journal knows where the file ended up (and only there: the staging copy is gone).
+    assert entry.saved == (str((tmp_path / "x.png").resolve()),)
 
 
 # -- secrets echoed by a relay ------------------------------------------------------------------
@@ -306,3 +309,219 @@ async def test_an_echoed_error_code_is_not_recorded(sleeps: Sleeps, tmp_path: Pa
     }
     assert item.error == error
     assert _rows(tmp_path)[0]["error"] == error
+
+
+async def test_local_reference_files_are_sent_with_their_lines(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    reference, frame = png(512, 512, prompt="reference"), png(1280, 720, prompt="frame")
+    (tmp_path / "ref.png").write_bytes(reference)
+    (tmp_path / "frame.png").write_bytes(frame)
+    requests = [
+        {"id": "rel", "prompt": "watercolor", "images": ["ref.png"]},
+        {"id": "abs", "prompt": "watercolor", "images": [str(tmp_path / "ref.png")]},
+        {"id": "clip", "kind": "video", "prompt": "pan", "image": "frame.png"},
+    ]
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        items, run = await _run(client, requests, out=tmp_path / "out")
+        sent = {
+            task.prompt: task.params["binary_data_base64"] for task in sandbox.server.tasks.values()
+        }
+    assert [(item.id, item.status) for item in sorted(items, key=lambda i: i.line)] == [
+        ("rel", "done"),
+        ("abs", "done"),
+        ("clip", "done"),
+    ]
+    assert sandbox.server.requests["submit"] == 3
+    assert {prompt: [base64.b64decode(data) for data in sent[prompt]] for prompt in sent} == {
+        "watercolor": [reference],
+        "pan": [frame],
+    }
+    assert (run.summary.done, run.summary.invalid) == (3, 0)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "abs.png",
+        "clip.mp4",
+        "rel.png",
+        "results.jsonl",
+    ]
+
+
+async def test_an_invalid_line_keeps_its_id_in_the_results(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    requests = [
+        {"id": "ok", "prompt": "a cat"},
+        {"id": "bad1", "prompt": "a cat", "size": "9K"},
+        {"id": "bad2", "prompt": "a cat", "sead": 3},
+        {"prompt": "a cat", "images": ["missing.png"]},
+        {"id": "bad id!", "prompt": "a cat"},
+    ]
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        await _run(client, requests, out=tmp_path, skip_invalid=True)
+    rows = _rows(tmp_path)
+    derived = rows[3]["id"]
+    assert derived.startswith("line4-")
+    assert [(row["id"], row["line"], row["status"]) for row in rows] == [
+        ("ok", 1, "done"),
+        ("bad1", 2, "invalid"),
+        ("bad2", 3, "invalid"),
+        (derived, 4, "invalid"),
+        ("bad id!", 5, "invalid"),
+    ]
+    assert rows[3]["error"]["message"] == "images[0]: no such file: missing.png"
+
+
+# -- a batch belongs to one backend; its results say where the files are -----------------------
+
+
+SHOTS = [{"id": "a", "prompt": "a cat"}, {"id": "b", "prompt": "a dog"}]
+
+
+async def _in_order(
+    client: jimeng.Client, requests: Any, **options: Any
+) -> tuple[list[BatchItem], Any]:
+    items, run = await _run(client, requests, **options)
+    return sorted(items, key=lambda item: item.line), run
+
+
+async def test_a_batch_name_is_refused_to_another_backend(sleeps: Sleeps, tmp_path: Path) -> None:
+    ledger = MemoryLedger()
+    async with jimeng.Client(jimeng.Sandbox(), sleep=sleeps) as client:
+        await _in_order(client, SHOTS, out=tmp_path / "shots", store=ledger, name="prod")
+    other = jimeng.Sandbox("ark")
+    async with jimeng.Client(other, sleep=sleeps) as client:
+        with pytest.raises(jimeng.ValidationError) as caught:
+            await _in_order(client, SHOTS, out=tmp_path / "ark", store=ledger, name="prod")
+        assert caught.value.field == "name"
+        assert str(caught.value) == (
+            "name: the batch 'prod' runs on sandbox (volcengine) in-process, and this client is "
+            "sandbox (ark) in-process: its saved lines and accepted tasks belong to that "
+            "backend. Run it with that backend, or give this run a name of its own to start a "
+            "separate batch"
+        )
+        assert other.server.requests["submit"] == 0
+        assert not (tmp_path / "ark").exists()
+        items, _ = await _in_order(
+            client, SHOTS, out=tmp_path / "ark", store=ledger, name="prod-ark"
+        )
+    assert [(item.id, item.status, item.skipped) for item in items] == [
+        ("a", "done", False),
+        ("b", "done", False),
+    ]
+    assert other.server.requests["submit"] == 2
+    # The next in-process sandbox of the same protocol is the same backend: nothing to redo.
+    again = jimeng.Sandbox()
+    async with jimeng.Client(again, sleep=sleeps) as client:
+        items, _ = await _in_order(client, SHOTS, out=tmp_path / "shots", store=ledger, name="prod")
+    assert [(item.status, item.skipped) for item in items] == [("done", True)] * 2
+    assert again.server.requests["submit"] == 0
+
+
+async def test_a_rerun_into_another_folder_copies_the_files_there(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    ledger = MemoryLedger()
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        await _in_order(client, SHOTS, out=tmp_path / "first", store=ledger, name="b")
+        polls = sandbox.server.requests["poll"]
+        items, run = await _in_order(client, SHOTS, out=tmp_path / "second", store=ledger, name="b")
+    assert [(item.id, item.status, item.skipped) for item in items] == [
+        ("a", "done", False),
+        ("b", "done", False),
+    ]
+    assert [item.paths for item in items] == [
+        (tmp_path / "second" / "a.png",),
+        (tmp_path / "second" / "b.png",),
+    ]
+    for name in ("a.png", "b.png"):
+        assert (tmp_path / "second" / name).read_bytes() == (tmp_path / "first" / name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "second").iterdir()) == [
+        "a.png",
+        "b.png",
+        "results.jsonl",
+    ]
+    assert [row["paths"] for row in _rows(tmp_path / "second")] == [
+        [str(tmp_path / "second" / "a.png")],
+        [str(tmp_path / "second" / "b.png")],
+    ]
+    # Copied: no submit, no poll.
+    assert (sandbox.server.requests["submit"], sandbox.server.requests["poll"]) == (2, polls)
+    assert (run.summary.done, run.summary.skipped, run.summary.submits) == (2, 0, 2)
+
+
+async def test_a_deleted_file_is_saved_again_from_its_task(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    ledger = MemoryLedger()
+    async with jimeng.Client(sandbox, sleep=sleeps, journal=tmp_path / "j.sqlite3") as client:
+        first, _ = await _in_order(client, SHOTS, out=tmp_path, store=ledger, name="b")
+        original = (tmp_path / "b.png").read_bytes()
+        (tmp_path / "b.png").unlink()
+        items, run = await _in_order(client, SHOTS, out=tmp_path, store=ledger, name="b")
+        entry = await client.journal.get(first[1].ref or "")  # type: ignore[union-attr]
+    assert [(item.id, item.status, item.skipped) for item in items] == [
+        ("a", "done", True),
+        ("b", "done", False),
+    ]
+    assert (tmp_path / "b.png").read_bytes() == original
+    assert items[1].ref == first[1].ref
+    assert sandbox.server.requests["submit"] == 2
+    assert (run.summary.done, run.summary.skipped, run.summary.submits) == (2, 1, 2)
+    assert entry is not None and entry.saved == (str((tmp_path / "b.png").resolve()),)
+
+
+async def test_a_deleted_file_whose_task_is_gone_is_reported_not_saved(
+    sleeps: Sleeps, tmp_path: Path
+) -> None:
+    ledger = MemoryLedger()
+    async with jimeng.Client(jimeng.Sandbox(), sleep=sleeps) as client:
+        first, _ = await _in_order(client, SHOTS, out=tmp_path, store=ledger, name="b")
+    (tmp_path / "b.png").unlink()
+    later = jimeng.Sandbox()  # a new in-process sandbox: the old one's tasks are gone
+    async with jimeng.Client(later, sleep=sleeps) as client:
+        items, run = await _in_order(client, SHOTS, out=tmp_path, store=ledger, name="b")
+        assert later.server.requests["submit"] == 0
+        failed = items[1]
+        assert (failed.id, failed.status, failed.skipped, failed.paths) == (
+            "b",
+            "failed",
+            False,
+            (),
+        )
+        assert failed.error is not None
+        assert failed.error["class"] == "TaskExpiredError"
+        assert failed.error["message"] == (
+            f"the files saved earlier are not in {tmp_path} ({tmp_path / 'b.png'}) and the task "
+            f"could not give them again: task {first[1].ref.split(':')[1]} is unknown to the "  # type: ignore[union-attr]
+            "server or expired (not_found); submit again; rerun with --retry-failed to "
+            "generate the line again"
+        )
+        row = _rows(tmp_path)[1]
+        assert (row["status"], row["paths"], row["submits"]) == ("failed", [], 1)
+        assert (run.summary.done, run.summary.failed, run.summary.skipped) == (1, 1, 1)
+
+        items, run = await _in_order(
+            client, SHOTS, out=tmp_path, store=ledger, name="b", retry_failed=True
+        )
+    assert [(item.status, item.skipped) for item in items] == [("done", True), ("done", False)]
+    assert later.server.requests["submit"] == 1
+    assert (tmp_path / "b.png").read_bytes().startswith(b"\x89PNG")
+    assert run.summary.submits == 3
+
+
+async def test_a_submit_refused_outright_costs_nothing(
+    sandbox: jimeng.Sandbox, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    requests = [{"id": "ok", "prompt": "a cat"}, {"id": "no", "prompt": f"a cat {BLOCK_INPUT}"}]
+    async with jimeng.Client(sandbox, sleep=sleeps) as client:
+        items, run = await _in_order(client, requests, out=tmp_path)
+    refused = next(item for item in items if item.id == "no")
+    assert refused.error is not None
+    assert (refused.status, refused.ref, refused.error["class"]) == (
+        "failed",
+        None,
+        "ContentPolicyError",
+    )
+    assert [(row["id"], row["submits"]) for row in _rows(tmp_path)] == [("ok", 1), ("no", 0)]
+    assert (run.summary.done, run.summary.failed, run.summary.submits) == (1, 1, 1)

@@ -108,6 +108,30 @@ def test_resume_says_its_progress_and_keeps_going_after_a_failure(
     assert served.requests["submit"] == 2
 
 
+def test_a_look_through_another_sandbox_leaves_the_journal_as_it_was(
+    capsys: pytest.CaptureFixture[str], served: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    code, ref, err = run(capsys, "image", "x", "--sandbox-url", served.url, "--no-wait", "-q")
+    assert code == 0, err
+    ref = ref.strip()
+    code, out, err = run(capsys, "task", "get", ref, "--sandbox", "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "expired"  # the in-process sandbox never saw it
+    assert f"journal: task {ref} was submitted through another endpoint or account" in caplog.text
+
+    code, out, _ = run(capsys, "task", "list", "--local", "--json")
+    assert [(t["ref"], t["status"]) for t in json.loads(out)["tasks"]] == [(ref, "queued")]
+
+    code, out, err = run(capsys, "task", "resume", "--sandbox-url", served.url, "--json")
+    assert code == 0, err
+    (doc,) = json.loads(out)["tasks"]
+    assert (doc["ref"], doc["status"]) == (ref, "succeeded")
+    code, out, _ = run(capsys, "task", "list", "--local", "--json")
+    (task,) = json.loads(out)["tasks"]
+    assert (task["status"], task["saved"]) == ("succeeded", doc["saved"])
+    assert served.requests["submit"] == 1
+
+
 def test_resume_named_refs_and_no_journal(
     capsys: pytest.CaptureFixture[str], served: SandboxServer
 ) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import jimeng
@@ -27,7 +28,7 @@ from jimeng._journal import (
     open_store,
 )
 from jimeng.models import TaskKind, TaskStatus
-from jimeng.sandbox import SandboxServer, Stages, build_server
+from jimeng.sandbox import RELAY_PATH, SANDBOX_RELAY_KEY, SandboxServer, Stages, build_server
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -314,6 +315,73 @@ async def test_unfinished_only_for_the_same_endpoint(server: SandboxServer, tmp_
     async with client_for(server, path, protocol="volcengine-relay") as other:
         assert await other.tasks.unfinished() == []
         assert len(await other.tasks.history(all_backends=True)) == 1
+
+
+async def test_a_task_looked_at_through_another_endpoint_keeps_its_record(
+    server: SandboxServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    async with client_for(server, path) as client:
+        handle = await client.images.submit("a cat")
+    reader = SQLiteJournal(path)
+    async with build_server() as elsewhere, client_for(elsewhere, path) as other:
+        # The other sandbox never saw the task: asked there, it is "not found" (expired).
+        seen = await other.tasks.get(handle.ref)
+        assert seen.status is TaskStatus.EXPIRED
+        with pytest.raises(jimeng.TaskError):
+            await other.tasks.wait(handle.ref)
+        assert await other.tasks.unfinished() == []
+    found = await reader.get(handle.ref)
+    assert found is not None
+    assert (found.status, found.raw_status, found.completed_at) == (
+        TaskStatus.QUEUED,
+        "in_queue",
+        None,
+    )
+    assert (
+        f"journal: task {handle.ref} was submitted through another endpoint or account than "
+        "this client's; what this client sees of it is not recorded"
+    ) in caplog.text
+    # Where it was submitted, it is still unfinished, and finishing it is recorded.
+    async with client_for(server, path) as client:
+        (resumed,) = await client.tasks.unfinished()
+        assert resumed.ref == handle.ref
+        result = await resumed.result()
+        paths = await result.save(tmp_path / "out/")
+    found = await reader.get(handle.ref)
+    assert found is not None
+    assert found.status is TaskStatus.SUCCEEDED
+    assert found.saved == (str((tmp_path / "out" / paths[0].name).resolve()),)
+    assert server.requests["submit"] == 1
+    await reader.aclose()
+
+
+async def test_a_task_looked_at_by_another_account_keeps_its_record(
+    server: SandboxServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    endpoint = server.url + RELAY_PATH
+    mine = jimeng.Volcengine(api_key=SANDBOX_RELAY_KEY, endpoint=endpoint)
+    async with jimeng.Client(mine, journal=path) as client:
+        handle = await client.images.submit("a cat")
+    store = SQLiteJournal(path)
+    entry = await store.get(handle.ref)
+    assert entry is not None and entry.account == _logging.fingerprint(SANDBOX_RELAY_KEY)
+    # Another key on the same endpoint: the same fingerprint, another account. (It sends
+    # nothing: the sandbox knows one key. What it would see is handed to its journal.)
+    theirs = jimeng.Volcengine(api_key="another-accounts-relay-key", endpoint=endpoint)
+    async with jimeng.Client(theirs, journal=path) as other:
+        assert configuration_fingerprint(theirs) == entry.fingerprint
+        assert await other.tasks.unfinished() == []
+        journal = other._shared.journal
+        assert journal is not None
+        await journal.observed(handle.task, attrs.evolve(handle.task, status=TaskStatus.EXPIRED))
+        await journal.saved(handle.ref, [tmp_path / "theirs.png"])
+    entry = await store.get(handle.ref)
+    assert entry is not None and (entry.status, entry.saved) == (TaskStatus.QUEUED, ())
+    async with jimeng.Client(mine, journal=path) as client:
+        assert [h.ref for h in await client.tasks.unfinished()] == [handle.ref]
+    await store.aclose()
 
 
 async def test_without_a_journal_the_journal_api_says_how_to_get_one() -> None:

@@ -200,6 +200,7 @@ FULL = JournalEntry(
     ),
     saved=("/tmp/a.mp4", "/tmp/b.mp4"),
     failure="[50] boom",
+    account="…0badf00d",
 )
 FULL_JSON = {
     "ref": "key:7",
@@ -207,6 +208,7 @@ FULL_JSON = {
     "backend": "sandbox",
     "protocol": "volcengine",
     "fingerprint": "0123456789abcdef",
+    "account": "…0badf00d",
     "kind": "video",
     "status": "failed",
     "submitted_at": "2026-05-01T12:00:00+00:00",
@@ -252,6 +254,7 @@ def test_entry_json_is_exact_and_round_trips() -> None:
         ),
         saved=("/tmp/a.mp4", "/tmp/b.mp4"),
         failure="[50] boom",
+        account="…0badf00d",
     )
     assert back.done and not entry().done
 
@@ -580,6 +583,7 @@ async def test_the_stored_row(store: SQLiteJournal) -> None:
             "backend": "volcengine",
             "protocol": "volcengine",
             "fingerprint": "ffffffffffffffff",
+            "account": "",
             "kind": "image",
             "status": "queued",
             "submitted_at": "2026-05-01T12:00:00",
@@ -1050,6 +1054,9 @@ class FakeBackend:
     def describe(self) -> dict[str, Any]:
         return dict(self.described)
 
+    def account(self) -> str:
+        return str(self.described.get("account", ""))
+
 
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -1320,7 +1327,11 @@ async def test_observed_writes_only_changes(
         assert store.calls == []
         assert clock.calls == 0
     else:
-        assert store.calls == [("update", "sandbox", "key:7", expected)]
+        # Whose the task is is looked up first (once per ref): see test_recorder_ignores_...
+        assert store.calls == [
+            ("get", "key:7", "sandbox"),
+            ("update", "sandbox", "key:7", expected),
+        ]
         assert clock.calls == (0 if "updated_at" in after else 1)
 
 
@@ -1332,7 +1343,8 @@ async def test_saved_records_resolved_paths(
     await recorder(store).saved("key:7", [Path("out/a.png"), Path("b.png")])
     here = tmp_path.resolve()
     assert store.calls == [
-        ("add_saved", "sandbox", "key:7", [str(here / "out" / "a.png"), str(here / "b.png")])
+        ("get", "key:7", "sandbox"),
+        ("add_saved", "sandbox", "key:7", [str(here / "out" / "a.png"), str(here / "b.png")]),
     ]
 
 
@@ -1354,7 +1366,8 @@ async def test_replaced_passes_resolved_paths_to_the_store(
     caplog.set_level(logging.WARNING, logger="jimeng")
     await recorder(Store(failure=DISK_FULL)).replaced("key:7", Path("a.webp"), Path("a.png"))
     assert [r.getMessage() for r in caplog.records] == [
-        "journal: could not replace a saved file of task key:7: [Errno 28] No space left on device"
+        "journal: could not read task key:7: [Errno 28] No space left on device",
+        "journal: could not replace a saved file of task key:7: [Errno 28] No space left on device",
     ]
 
 
@@ -1512,6 +1525,74 @@ async def test_the_journalling_fetcher_records_each_saved_file(tmp_path: Path) -
         ("save", media, out, 0, False, None),
     ]
     assert store.calls == [
+        ("get", "key:7", "sandbox"),  # once per ref
         ("add_saved", "sandbox", "key:7", [str(out.resolve() / "2.png")]),
         ("add_saved", "sandbox", "key:7", [str(out.resolve() / "0.png")]),
     ]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "observer", "expected"),
+    [
+        (("f" * 16, "…a1"), ("f" * 16, "…a1"), True),
+        (("f" * 16, "…a1"), ("e" * 16, "…a1"), False),  # another endpoint
+        (("f" * 16, "…a1"), ("f" * 16, "…b2"), False),  # another account
+        (("f" * 16, "…a1"), ("f" * 16, ""), False),  # a backend without accounts
+        (("f" * 16, ""), ("f" * 16, "…b2"), True),  # no account recorded (an older entry)
+        (("", ""), ("e" * 16, "…b2"), True),  # nothing recorded at all
+    ],
+)
+def test_an_entry_is_observable_where_it_was_submitted(
+    recorded: tuple[str, str], observer: tuple[str, str], expected: bool
+) -> None:
+    fingerprint, account = recorded
+    assert entry(fingerprint=fingerprint, account=account).observable_by(*observer) is expected
+
+
+async def test_the_recorder_ignores_what_another_place_sees_and_says_so_once(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.WARNING, logger="jimeng")
+    store = MemoryStore()
+    store.entries["key:7"] = entry("key:7", backend="sandbox", fingerprint=FP, account="…a1")
+    store.entries["key:8"] = entry("key:8", backend="sandbox", fingerprint=FP, account="…b2")
+    backend = cast(Any, FakeBackend("sandbox", {**WHERE, "account": "…b2"}))
+    journal = Recorder(store, owned=False, backend=backend, clock=Clock(NOW, NOW))
+    expired = {"status": TaskStatus.EXPIRED, "updated_at": U1}
+    await journal.observed(task(), task(**expired))
+    await journal.saved("key:7", [tmp_path / "a.png"])
+    await journal.replaced("key:7", tmp_path / "a.webp", tmp_path / "a.png")
+    await journal.observed(task(ref="key:8"), task(ref="key:8", **expired))
+    assert store.calls == [
+        ("get", "key:7", "sandbox"),
+        ("get", "key:8", "sandbox"),
+        (
+            "update",
+            "sandbox",
+            "key:8",
+            JournalUpdate(status=TaskStatus.EXPIRED, raw_status="in_queue", updated_at=U1),
+        ),
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        "journal: task key:7 was submitted through another endpoint or account than this "
+        "client's; what this client sees of it is not recorded"
+    ]
+    assert journal.account() == "…b2"
+
+
+def test_an_account_is_named_only_where_tasks_are_its_own() -> None:
+    from jimeng import Ark, Dreamina, Gateway, Sandbox, Volcengine
+
+    signed = Volcengine(access_key="AKLTexample-account-1", secret_key="a-secret-key-1")
+    relay = Volcengine(api_key="relay-key-example-2", endpoint="https://relay.example/jm")
+    ark = Ark(api_key="ark-key-example-3")
+    assert signed.account() == _logging.fingerprint("AKLTexample-account-1")
+    assert relay.account() == _logging.fingerprint("relay-key-example-2")
+    assert ark.account() == f"{_logging.fingerprint('ark-key-example-3')}@{ark.base_url}"
+    # The rate limiter's keys name the same accounts as before.
+    assert signed.limit_key() == f"volcengine:{signed.account()}@{signed.base_url}"
+    assert ark.limit_key() == f"ark:{ark.account()}"
+    # A Dreamina ref names its session; a gateway's tasks are the gateway's; a sandbox has one.
+    assert Dreamina("example-session-id-4").account() == ""
+    assert Gateway("http://127.0.0.1:5100", token="example-token-5").account() == ""
+    assert Sandbox().account() == ""

@@ -119,6 +119,8 @@ class Recorder:
         self._backend = backend
         self._clock = clock
         self._looked_up: set[str] = set()
+        #: ref → whether this client's observations of the task belong in its entry.
+        self._observable: dict[str, bool] = {}
 
     @property
     def backend_name(self) -> str:
@@ -126,6 +128,38 @@ class Recorder:
 
     def fingerprint(self) -> str:
         return configuration_fingerprint(self._backend)
+
+    def account(self) -> str:
+        return self._backend.account()
+
+    def sees(self, entry: JournalEntry) -> bool:
+        """Whether this client's backend sees ``entry``'s task (same endpoint and account)."""
+        return entry.observable_by(self.fingerprint(), self.account())
+
+    def _remember(self, ref: str, entry: JournalEntry | None) -> bool:
+        observable = entry is None or self.sees(entry)
+        self._observable[ref] = observable
+        if not observable:
+            _logging.logger.warning(
+                "journal: task %s was submitted through another endpoint or account than this "
+                "client's; what this client sees of it is not recorded",
+                ref,
+            )
+        return observable
+
+    async def _records(self, ref: str) -> bool:
+        """Whether what this client sees of ``ref`` goes into the journal: a task submitted
+        through another endpoint or account is not this client's to describe (asked there, it
+        may well look expired). Looked up once per ref."""
+        known = self._observable.get(ref)
+        if known is not None:
+            return known
+        try:
+            entry = await self.store.get(ref, backend=self.backend_name)
+        except Exception as error:
+            _logging.logger.warning("journal: could not read task %s: %s", ref, error)
+            return True
+        return self._remember(ref, entry)
 
     async def _safely(self, what: str, ref: str, write: Any) -> None:
         try:
@@ -141,6 +175,7 @@ class Recorder:
             backend=self.backend_name,
             protocol=task.backend,
             fingerprint=self.fingerprint(),
+            account=self.account(),
             kind=task.kind,
             status=task.status,
             raw_status=task.raw_status,
@@ -153,6 +188,7 @@ class Recorder:
             failure=_failure(task),
         )
         self._looked_up.add(task.ref)
+        self._observable[task.ref] = True
         await self._safely("record", task.ref, self.store.record(entry))
 
     async def observed(self, before: Task, after: Task) -> None:
@@ -161,7 +197,7 @@ class Recorder:
             or after.raw_status != before.raw_status
             or (after.result is not None and before.result is None)
         )
-        if not changed:
+        if not changed or not await self._records(after.ref):
             return
         links = result_links(after)
         change = JournalUpdate(
@@ -177,6 +213,8 @@ class Recorder:
         )
 
     async def saved(self, ref: str, paths: Sequence[Path]) -> None:
+        if not await self._records(ref):
+            return
         text = [str(path.resolve()) for path in paths]
         await self._safely(
             "add saved files to", ref, self.store.add_saved(self.backend_name, ref, text)
@@ -184,6 +222,8 @@ class Recorder:
 
     async def replaced(self, ref: str, old: Path, new: Path) -> None:
         """A saved file was converted into ``new`` (and ``old`` removed)."""
+        if not await self._records(ref):
+            return
         await self._safely(
             "replace a saved file of",
             ref,
@@ -204,6 +244,7 @@ class Recorder:
         except Exception as error:
             _logging.logger.warning("journal: could not read task %s: %s", task.ref, error)
             return task
+        self._remember(task.ref, entry)
         return task if entry is None else merge(task, entry)
 
     async def aclose(self) -> None:

@@ -94,10 +94,13 @@ class JournalEntry:
 
     ``backend`` is the client's backend name (``"volcengine"``, ``"sandbox"``…), ``protocol`` the
     name the task itself reports (a sandbox task speaks ``"volcengine"``), ``fingerprint`` a
-    non-secret digest of where the backend sends requests (endpoint, flavour): tasks are only
-    resumed by a backend with the same one. ``context`` holds what polling and fetching need
-    exactly as submitted (Volcengine's ``req_json`` with watermark / AIGC / return_url options,
-    a Dreamina session fingerprint…). ``saved`` lists files written through ``result.save()``.
+    non-secret digest of where the backend sends requests (endpoint, flavour) and ``account`` a
+    fingerprint of the credential where a task is its account's own (``""`` elsewhere, and in
+    entries written before it was recorded): tasks are only resumed, and their changes only
+    recorded, by a backend with the same ones (:meth:`observable_by`). ``context`` holds what
+    polling and fetching need exactly as submitted (Volcengine's ``req_json`` with watermark /
+    AIGC / return_url options, a Dreamina session fingerprint…). ``saved`` lists files written
+    through ``result.save()``.
     """
 
     ref: str
@@ -116,10 +119,19 @@ class JournalEntry:
     results: tuple[ResultLink, ...] = ()
     saved: tuple[str, ...] = ()
     failure: str | None = None
+    account: str = ""
 
     @property
     def done(self) -> bool:
         return self.status.is_terminal
+
+    def observable_by(self, fingerprint: str, account: str) -> bool:
+        """Whether a backend with this ``fingerprint`` and ``account`` sees this task: what it
+        observes of it (its state, its files) belongs in this entry. Unrecorded parts (entries
+        of older versions) do not count against it."""
+        return (not self.fingerprint or self.fingerprint == fingerprint) and (
+            not self.account or self.account == account
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data, scrubbed of secrets (what every store writes)."""
@@ -130,6 +142,7 @@ class JournalEntry:
                 "backend": self.backend,
                 "protocol": self.protocol,
                 "fingerprint": self.fingerprint,
+                "account": self.account,
                 "kind": self.kind,
                 "status": self.status,
                 "submitted_at": self.submitted_at,
@@ -157,6 +170,7 @@ class JournalEntry:
             backend=str(data["backend"]),
             protocol=str(data.get("protocol") or data["backend"]),
             fingerprint=str(data.get("fingerprint") or ""),
+            account=str(data.get("account") or ""),
             kind=TaskKind(data["kind"]),
             status=_status(data.get("status")),
             submitted_at=submitted,

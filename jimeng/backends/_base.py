@@ -171,3 +171,10 @@ class Backend(abc.ABC):
         """Which account's limits the client's rate limiter tracks (no secret in it: a
         fingerprint at most). Backends with credentials name the account."""
         return self.name
+
+    def account(self) -> str:
+        """Whose tasks these are, when only the account that submitted a task can see it: a
+        fingerprint of the credential (never the credential). ``""`` when anyone at the endpoint
+        sees a task, or its ref names the account (a Dreamina session). The journal records it
+        with each task and ignores what another account observes of it."""
+        return ""

@@ -31,7 +31,14 @@ from jimeng.batch._input import (
     parse_lines,
     read_lines,
 )
-from jimeng.batch._ledger import Ledger, LineRecord, MemoryLedger, SQLiteLedger
+from jimeng.batch._ledger import (
+    Ledger,
+    LineRecord,
+    MemoryLedger,
+    SQLiteLedger,
+    backend_identity,
+    same_backend,
+)
 from jimeng.batch._redis import RedisJournal, RedisLedger, RedisLimitStore
 from jimeng.batch._results import RESULTS_FILE, BatchSummary, ResultsFile
 from jimeng.batch._runner import STAGING, BatchItem, LocalSource, Runner, Source, worker_name
@@ -56,6 +63,7 @@ __all__ = [
     "RedisLimitStore",
     "SQLiteLedger",
     "Source",
+    "backend_identity",
     "check_lines",
     "default_ledger",
     "fields_for",
@@ -125,7 +133,6 @@ class BatchRun:
         kind: TaskKind | str = TaskKind.IMAGE,
         problems: Sequence[LineProblem] = (),
         lease: float = 30.0,
-        base: Path | None = None,
         slot: Any = None,
         owner: str | None = None,
     ):
@@ -155,7 +162,6 @@ class BatchRun:
         self.retry_failed = retry_failed
         self.skip_invalid = skip_invalid
         self.lease = lease
-        self.base = base
         self.slot = slot
         self.owner = owner or worker_name()
         #: How the run waits for lines other workers hold (a seam for tests).
@@ -164,15 +170,31 @@ class BatchRun:
         self.results: ResultsFile | None = None
 
     def validate(self) -> None:
-        """Check every line with the library's validation (no network): raises
-        :class:`InputError` listing every problem unless ``skip_invalid``."""
-        found = check_lines(self.lines, self.client.backend, base=self.base)
+        """Check every line with the library's validation (no network; local files are read):
+        raises :class:`InputError` listing every problem unless ``skip_invalid``."""
+        found = check_lines(self.lines, self.client.backend)
         self.problems.extend(found)
         bad = {problem.line for problem in self.problems}
         self.lines = [line for line in self.lines if line.number not in bad]
         if self.problems and not self.skip_invalid:
             self.problems.sort(key=lambda problem: problem.line)
             raise InputError(self.problems, source=self.name)
+
+    async def claim_name(self) -> None:
+        """Make the batch's name this backend's (first run), or refuse a backend other than the
+        one it runs on: its line states (saved files, accepted tasks) are that backend's."""
+        from jimeng.errors import ValidationError
+
+        identity = backend_identity(self.client.backend)
+        recorded = await self.ledger.bind(self.name, identity)
+        if recorded is not None and not same_backend(recorded, identity):
+            raise ValidationError(
+                "name",
+                f"the batch {self.name!r} runs on {recorded.get('where', 'another backend')}, "
+                f"and this client is {identity['where']}: its saved lines and accepted tasks "
+                "belong to that backend. Run it with that backend, or give this run a name of "
+                "its own to start a separate batch",
+            )
 
     async def source(self) -> Source:
         make = getattr(self.ledger, "source", None)
@@ -185,7 +207,8 @@ class BatchRun:
 
     async def __aiter__(self) -> AsyncIterator[BatchItem]:
         started = time.monotonic()
-        self.validate()
+        await asyncio.to_thread(self.validate)  # reads the lines' local files
+        await self.claim_name()
         self.results = results = ResultsFile(
             self.out / RESULTS_FILE,
             lines=self.lines,

@@ -50,11 +50,13 @@ _FALSE = ("false", "0", "no")
 @attrs.frozen(kw_only=True)
 class LineProblem:
     """Why one input line cannot be submitted: its number (1-based, as an editor shows it),
-    the field at fault (``None`` for the line as a whole) and what is wrong."""
+    the field at fault (``None`` for the line as a whole), what is wrong, and the line's ``id``
+    when it has a readable one."""
 
     line: int
     field: str | None
     message: str
+    id: str | None = None
 
     def __str__(self) -> str:
         where = f"line {self.line}" + (f", {self.field}" if self.field else "")
@@ -289,11 +291,16 @@ def line_from_mapping(
     """Read one line's fields. ``kind`` and ``model`` are the defaults (a ``kind`` or
     ``model`` field wins). ``from_text``: values are CSV text to be read by type."""
     problems: list[LineProblem] = []
+    values = {key: value for key, value in raw.items() if not _blank(value)}
+    line_id = values.pop(ID_FIELD, None)
+    if line_id is not None:
+        line_id = str(line_id).strip()
+    # An invalid line keeps its id in the report when it has a readable one.
+    known_id = line_id if line_id and line_id.isprintable() else None
 
     def problem(field: str | None, message: str) -> None:
-        problems.append(LineProblem(line=number, field=field, message=message))
+        problems.append(LineProblem(line=number, id=known_id, field=field, message=message))
 
-    values = {key: value for key, value in raw.items() if not _blank(value)}
     line_kind = kind
     if KIND_FIELD in values:
         try:
@@ -302,15 +309,12 @@ def line_from_mapping(
             problem(KIND_FIELD, "must be image or video")
             return None, problems
     fields = _fields(line_kind)
-    line_id = values.pop(ID_FIELD, None)
-    if line_id is not None:
-        line_id = str(line_id).strip()
-        if not _ID_PATTERN.match(line_id):
-            problem(
-                ID_FIELD,
-                f"{line_id!r} is not a usable id (letters, digits, '.', '_', '-'; up to 128, "
-                "starting with a letter or digit: it names the saved files)",
-            )
+    if line_id is not None and not _ID_PATTERN.match(line_id):
+        problem(
+            ID_FIELD,
+            f"{line_id!r} is not a usable id (letters, digits, '.', '_', '-'; up to 128, "
+            "starting with a letter or digit: it names the saved files)",
+        )
     prompt = values.pop("prompt", None)
     if not isinstance(prompt, str) or not prompt.strip():
         problem("prompt", "missing (every line needs a prompt)")
@@ -376,6 +380,7 @@ def parse_lines(
             problems.append(
                 LineProblem(
                     line=line.number,
+                    id=line.id,
                     field=ID_FIELD,
                     message=f"{line.id!r} is also the id of line {seen[line.id]}",
                 )

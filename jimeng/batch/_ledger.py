@@ -9,6 +9,9 @@ a store applies them atomically (a SQLite transaction, a Redis ``WATCH``/``MULTI
 ``submitting`` is written before the submit is sent and ``accepted`` with the ref as soon as the
 server answers: a line found in ``submitting`` after a crash may or may not have been accepted
 (and billed), so it is not submitted again unless the caller asks (``retry_failed``).
+
+A batch belongs to one backend (:func:`bind`): its accepted refs can only be polled, and its
+saved files only stand for what that backend made, where the lines were submitted.
 """
 
 from __future__ import annotations
@@ -29,14 +32,19 @@ from jimeng._journal._sqlite import SQLiteWorker
 if TYPE_CHECKING:
     import sqlite3
 
+    from jimeng.backends import Backend
+
 __all__ = [
     "Claim",
     "Ledger",
     "LineRecord",
     "MemoryLedger",
     "SQLiteLedger",
+    "backend_identity",
     "claim_record",
     "renew_record",
+    "reopen_record",
+    "same_backend",
     "update_record",
 ]
 
@@ -60,7 +68,8 @@ class LineRecord:
     ref: str | None = None
     owner: str | None = None
     lease_until: float = 0.0
-    #: Submits made for this line (a retry of a failed line adds one).
+    #: Submits the server accepted for this line, or may have (a submit whose answer was lost):
+    #: what may have been spent. A submit refused outright is not counted.
     submits: int = 0
     submitted_at: float | None = None
     finished_at: float | None = None
@@ -141,8 +150,9 @@ def update_record(
         return record, False
     values = dict(changes)
     if values.get("state") == "submitting":
-        values.setdefault("submits", record.submits + 1)
         values.setdefault("submitted_at", now)
+    elif record.state == "submitting" and _spent(values):
+        values.setdefault("submits", record.submits + 1)
     if values.get("state") in TERMINAL:
         values.setdefault("finished_at", now)
         values.update(owner=None, lease_until=0.0)
@@ -150,6 +160,83 @@ def update_record(
         if name in values:
             values[name] = tuple(values[name])
     return attrs.evolve(record, **values), True
+
+
+def _spent(changes: Mapping[str, Any]) -> bool:
+    """Whether leaving ``submitting`` this way may have cost a generation: the server accepted
+    the submit, or its answer was lost (``maybe_accepted``)."""
+    if changes.get("state") == "accepted":
+        return True
+    error = changes.get("error")
+    return changes.get("state") == "failed" and bool(error and error.get("maybe_accepted"))
+
+
+#: What a done line whose files are gone becomes: ``MISSING`` when nothing can bring them back.
+MISSING_FILES = "MissingFiles"
+
+
+def reopen_record(
+    record: LineRecord | None, *, seen: LineRecord, owner: str, now: float, lease: float
+) -> tuple[LineRecord | None, Claim]:
+    """A done line whose saved files are not where this run saves (deleted, or another
+    ``out``): collected again from its task, as an ``accepted`` line (never submitted again),
+    keeping the files it had as a source to copy; failed when no task ref was recorded.
+    ``busy`` when the line changed since it was ``seen`` (look again later)."""
+    if record is None or record.state != "done" or record.paths != seen.paths:
+        return record, "busy"
+    if record.ref is None:
+        error = {
+            "class": MISSING_FILES,
+            "code": None,
+            "message": f"the files saved earlier are gone ({', '.join(record.paths)}) and no task "
+            "ref was recorded to fetch them again; rerun with --retry-failed to generate the "
+            "line again",
+            "maybe_accepted": False,
+        }
+        failed = attrs.evolve(record, state="failed", error=error, finished_at=now, paths=())
+        return failed, "failed"
+    return attrs.evolve(record, state="accepted", owner=owner, lease_until=now + lease), "run"
+
+
+def backend_identity(backend: Backend) -> dict[str, str]:
+    """Whose tasks a batch's lines are: the backend's name, where it sends requests (the
+    journal's fingerprint of it) and the account (``Backend.account()``), with ``where`` to
+    name them in messages. Nothing secret. ``in_process`` names the protocol of a sandbox
+    serving inside this process (``""`` otherwise): its address is new each run and its tasks
+    end with it, so the next run's is taken as the same one (see :func:`same_backend`)."""
+    from jimeng import _logging
+    from jimeng._journal import configuration_fingerprint
+
+    described = backend.describe()
+    protocol = described.get("protocol")
+    address = next(
+        (described[key] for key in ("url", "endpoint", "base_url") if described.get(key)), None
+    )
+    in_process = str(protocol or backend.name) if described.get("in_process") else ""
+    where = backend.name + (f" ({protocol})" if protocol else "")
+    where += " in-process" if in_process else (f" at {address}" if address else "")
+    account = backend.account()
+    if account:
+        where += f", account {account}"
+    return {
+        "backend": backend.name,
+        "fingerprint": configuration_fingerprint(backend),
+        "account": account,
+        "in_process": in_process,
+        "where": _logging.redact(where),
+    }
+
+
+def same_backend(recorded: Mapping[str, str], identity: Mapping[str, str]) -> bool:
+    """Whether two :func:`backend_identity` values name the same backend and account: the same
+    endpoint, or two in-process sandboxes of one protocol (the first one is gone)."""
+    if any(recorded.get(key) != identity.get(key) for key in ("backend", "account")):
+        return False
+    if recorded.get("fingerprint") == identity.get("fingerprint"):
+        return True
+    return bool(recorded.get("in_process")) and recorded.get("in_process") == identity.get(
+        "in_process"
+    )
 
 
 class Ledger(abc.ABC):
@@ -175,6 +262,17 @@ class Ledger(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections and threads."""
+
+    async def bind(self, batch: str, owner: Mapping[str, str]) -> Mapping[str, str] | None:
+        """Record ``owner`` (the backend the batch runs on, see
+        :func:`~jimeng.batch.backend_identity`) as the batch's, unless one is recorded already:
+        returns that one (``None`` when this call recorded it). Stores that cannot keep it
+        remember it in this object only."""
+        owners: dict[str, Mapping[str, str]] = self.__dict__.setdefault("_owners", {})
+        recorded = owners.get(batch)
+        if recorded is None:
+            owners[batch] = dict(owner)
+        return recorded
 
     async def claim(
         self,
@@ -207,6 +305,19 @@ class Ledger(abc.ABC):
                 )
             ),
         )
+
+    async def reopen(
+        self, batch: str, key: str, *, seen: LineRecord, owner: str, lease: float
+    ) -> tuple[LineRecord | None, Claim]:
+        """:func:`reopen_record`, atomically: a done line whose files are gone."""
+
+        def change(
+            record: LineRecord | None, now: float
+        ) -> tuple[LineRecord | None, tuple[LineRecord | None, Claim]]:
+            after, claim = reopen_record(record, seen=seen, owner=owner, now=now, lease=lease)
+            return after, (after, claim)
+
+        return await self.apply(batch, key, change)
 
     async def renew(self, batch: str, key: str, *, owner: str, lease: float) -> bool:
         return await self.apply(
@@ -260,6 +371,10 @@ CREATE TABLE IF NOT EXISTS batch_lines (
     record TEXT NOT NULL,
     PRIMARY KEY (batch, key)
 );
+CREATE TABLE IF NOT EXISTS batch_owners (
+    batch TEXT PRIMARY KEY,
+    owner TEXT NOT NULL
+);
 """
 
 
@@ -309,6 +424,9 @@ class SQLiteLedger(Ledger):
     async def records(self, batch: str) -> dict[str, LineRecord]:
         return await self._call(_records_sqlite, batch)
 
+    async def bind(self, batch: str, owner: Mapping[str, str]) -> Mapping[str, str] | None:
+        return await self._call(_bind_sqlite, batch, json.dumps(dict(owner), sort_keys=True))
+
     async def aclose(self) -> None:
         with self._guard:
             worker, self._worker = self._worker, None
@@ -346,3 +464,20 @@ def _records_sqlite(connection: sqlite3.Connection, batch: str) -> dict[str, Lin
         "SELECT key, record FROM batch_lines WHERE batch = ?", (batch,)
     ).fetchall()
     return {key: LineRecord.from_json(json.loads(text)) for key, text in rows}
+
+
+def _bind_sqlite(connection: sqlite3.Connection, batch: str, owner: str) -> dict[str, str] | None:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        row = connection.execute(
+            "SELECT owner FROM batch_owners WHERE batch = ?", (batch,)
+        ).fetchone()
+        if row is None:
+            connection.execute(
+                "INSERT INTO batch_owners (batch, owner) VALUES (?, ?)", (batch, owner)
+            )
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return None if row is None else dict(json.loads(row[0]))

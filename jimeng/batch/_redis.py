@@ -1,6 +1,6 @@
 """One batch shared by many workers through Redis (extra ``redis``: redis-py's asyncio client).
 
-Three things live in Redis under ``jimeng:batch:<name>:``:
+Four things live in Redis under ``jimeng:batch:<name>:``:
 
 * ``lines`` — a hash of line states (:class:`~jimeng.batch.LineRecord` as JSON), changed only
   inside ``WATCH``/``MULTI`` transactions with the Redis server's clock, so leases mean the same
@@ -12,6 +12,8 @@ Three things live in Redis under ``jimeng:batch:<name>:``:
   worker with ``XAUTOCLAIM``;
 * ``enqueued`` — which lines (by key) were put on the queue, so N workers starting with the
   same file enqueue each line once.
+* ``owner`` — the backend the batch runs on (endpoint and account fingerprints): a worker
+  configured for another one refuses to join.
 
 Why a stream and not arq: arq's only lease is a job's timeout (plus 10 s) and it cannot be
 renewed, so a video line would need a timeout as long as the longest generation and a dead
@@ -25,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -135,6 +137,13 @@ class RedisLedger(Ledger):
     async def records(self, batch: str) -> dict[str, LineRecord]:
         raw: dict[str, str] = await self.redis.hgetall(_key(batch, "lines"))
         return {key: LineRecord.from_json(json.loads(text)) for key, text in raw.items()}
+
+    async def bind(self, batch: str, owner: Mapping[str, str]) -> Mapping[str, str] | None:
+        key = _key(batch, "owner")
+        if await self.redis.set(key, json.dumps(dict(owner), sort_keys=True), nx=True):
+            return None
+        recorded = await self.redis.get(key)
+        return dict(json.loads(recorded)) if recorded else None
 
     async def source(
         self, batch: str, lines: Sequence[BatchLine], *, lease: float, retry_failed: bool = False

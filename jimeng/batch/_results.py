@@ -31,9 +31,11 @@ class BatchSummary:
     """Counts over every input line at the end of a run.
 
     ``done`` and ``failed`` are lines in that state now; ``skipped`` those of them that had
-    finished before this run; ``invalid`` lines left out by validation; ``pending`` lines not
-    finished (another worker's, or the run was stopped); ``submits`` the generations submitted
-    for the batch's lines over all runs (what was spent).
+    finished before this run (and were left as they were); ``invalid`` lines left out by
+    validation; ``pending`` lines not finished (another worker's, or the run was stopped);
+    ``submits`` the generations the server accepted for the batch's lines over all runs, or may
+    have (an answer lost in transit): what may have been spent. A submit refused outright
+    (content policy, bad parameters) costs nothing and is not counted.
     """
 
     lines: int
@@ -86,7 +88,7 @@ def result_rows(
             (
                 number,
                 {
-                    "id": None,
+                    "id": next((p.id for p in found if p.id is not None), None),
                     "line": number,
                     "status": "invalid",
                     "ref": None,

@@ -322,6 +322,16 @@ class Runner:
             retry_failed=self.retry_failed,
             abandoned=gone,
         )
+        if claim == "done" and not await asyncio.to_thread(self._intact, record):
+            # Saved before, but its files are not where this run saves them: collect it again.
+            reopened, claim = await self.ledger.reopen(
+                self.batch, line.key, seen=record, owner=self.owner, lease=self.lease
+            )
+            if reopened is None or claim == "busy":
+                return None
+            record = reopened
+            if claim == "failed":
+                return BatchItem.from_record(record, skipped=False)
         if claim == "busy":
             return None
         if claim != "run":
@@ -365,9 +375,19 @@ class Runner:
         if not await self.ledger.update(self.batch, line.key, owner=self.owner, **changes):
             raise LostLease(line.id)
 
+    def _intact(self, record: LineRecord) -> bool:
+        """Whether a done line's files are all there, in this run's folder."""
+        folder = self.out.resolve()
+        return all(
+            Path(path).is_file() and Path(path).resolve().parent == folder for path in record.paths
+        )
+
     async def _work(self, line: BatchLine, record: LineRecord) -> BatchItem:
         ref = record.ref
         try:
+            if record.state == "accepted" and ref is not None and record.paths:
+                self._not_waiting(line.key)  # copies and polls hold no slot
+                return await self._collect_again(line, record, ref)
             if record.state == "accepted" and ref is not None:
                 self._not_waiting(line.key)  # polls hold no slot
                 result = await self.client.tasks.resume(ref).result()
@@ -394,25 +414,72 @@ class Runner:
         except Exception as error:  # a bug: recorded on the line, the batch goes on
             logger.exception("batch: line %s failed unexpectedly", line.id)
             return await self._finish_failed(line, ref, error_info(error))
-        changes: dict[str, Any] = {
-            "state": "done",
-            "paths": [str(path) for path in paths],
-            "urls": _links(result),
-        }
-        await self._set(line, **changes)
+        return await self._finish_done(line, ref, paths, _links(result))
+
+    async def _finish_done(
+        self, line: BatchLine, ref: str | None, paths: Sequence[Path], urls: Sequence[Any]
+    ) -> BatchItem:
+        links = [dict(url) for url in urls]
+        await self._set(line, state="done", paths=[str(path) for path in paths], urls=links)
         return BatchItem(
             id=line.id,
             line=line.number,
             status="done",
             ref=ref,
             paths=tuple(paths),
-            urls=tuple(changes["urls"]),
+            urls=tuple(links),
         )
 
+    async def _collect_again(self, line: BatchLine, record: LineRecord, ref: str) -> BatchItem:
+        """A done line whose files are not in this run's folder: copied from where they were
+        saved when they are all still there, else fetched again from the task (never
+        submitted again); failed when the task cannot give them any more."""
+        try:
+            copied = await self._copy(line, record, ref)
+            if copied is not None:
+                return await self._finish_done(line, ref, copied, record.urls)
+            result = await self.client.tasks.resume(ref).result()
+            paths = await self._save(line, result, ref)
+        except LostLease:
+            raise
+        except Exception as error:
+            if not isinstance(error, JimengError):
+                logger.exception("batch: line %s failed unexpectedly", line.id)
+            info = error_info(error)
+            info["message"] = (
+                f"the files saved earlier are not in {self.out} ({', '.join(record.paths)}) and "
+                f"the task could not give them again: {info['message']}; rerun with "
+                "--retry-failed to generate the line again"
+            )
+            return await self._finish_failed(line, ref, info, paths=[])
+        return await self._finish_done(line, ref, paths, _links(result))
+
+    async def _copy(self, line: BatchLine, record: LineRecord, ref: str) -> list[Path] | None:
+        """Copy a line's files saved under another folder into this run's (through the staging
+        folder, so a file is there whole or not at all); ``None`` when some are gone."""
+        sources = [Path(path) for path in record.paths]
+        if not all(source.is_file() for source in sources):
+            return None
+        staging = self.out / STAGING / _file_stem(line)
+        final: list[Path] = []
+        for source in sources:
+            staged = staging / source.name
+            await asyncio.to_thread(staging.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(shutil.copyfile, source, staged)
+            os.replace(staged, self.out / source.name)
+            final.append(self.out / source.name)
+        await asyncio.to_thread(shutil.rmtree, staging, True)
+        journal = self.client.journal
+        if journal is not None:
+            await journal.add_saved(
+                self.client.backend.name, ref, [str(path.resolve()) for path in final]
+            )
+        return final
+
     async def _finish_failed(
-        self, line: BatchLine, ref: str | None, error: Mapping[str, Any]
+        self, line: BatchLine, ref: str | None, error: Mapping[str, Any], **more: Any
     ) -> BatchItem:
-        changes: dict[str, Any] = {"state": "failed", "error": dict(error)}
+        changes: dict[str, Any] = {"state": "failed", "error": dict(error), **more}
         if ref is not None:
             changes["ref"] = ref
         await self._set(line, **changes)
@@ -460,17 +527,19 @@ class Runner:
         else:
             staged = await result.save(str(staging) + os.sep)
         final: list[Path] = []
+        moves: list[tuple[str, str]] = []
         for index, path in enumerate(staged, start=1):
             name = f"{stem}{path.suffix}" if len(staged) == 1 else f"{stem}_{index}{path.suffix}"
+            before = str(path.resolve())
             os.replace(path, self.out / name)
             final.append(self.out / name)
+            moves.append((before, str(final[-1].resolve())))
         # The staging folder's parent stays while lines (of any worker) may still be saved into
         # it: removing it here could pull it from under another save's mkdir.
         await asyncio.to_thread(shutil.rmtree, staging, True)
         journal = self.client.journal
         if journal is not None and ref is not None:
-            # Where the files ended up (the journal saw the staging names).
-            await journal.add_saved(
-                self.client.backend.name, ref, [str(p.resolve()) for p in final]
-            )
+            # The journal saw the staging names: each file is where it ended up instead.
+            for before, after in moves:
+                await journal.replace_saved(self.client.backend.name, ref, before, after)
         return final

@@ -105,22 +105,23 @@ class BatchProgress:
                 self._bar = bar
 
     def item(self, item: BatchItem) -> None:
-        if item.skipped:
-            self.skipped += 1
-        elif item.status == "done":
+        # Counted as the summary counts: done and failed lines, and how many of them had
+        # finished in an earlier run (skipped).
+        if item.status == "done":
             self.done += 1
         else:
             self.failed += 1
+        self.skipped += item.skipped
         counts = f"{self.done} done, {self.failed} failed, {self.skipped} skipped"
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix_str(counts, refresh=False)
         elif self._mode == "plain":
             now = self._monotonic()
-            finished = self.done + self.failed + self.skipped
+            finished = self.done + self.failed
             if now - self._last_line >= PLAIN_EVERY or finished == self._total:
                 self._last_line = now
-                rate = (self.done + self.failed) / max(now - self._started, 1e-9)
+                rate = (finished - self.skipped) / max(now - self._started, 1e-9)
                 self._stream.write(
                     f"jimeng batch: {finished}/{self._total} lines ({counts}), {rate:.1f} lines/s\n"
                 )
@@ -165,7 +166,6 @@ async def run_batch(run: _Run, client: jimeng.Client) -> int:
         lease=args.lease,
     )
     batch.problems.extend(problems)
-    batch.base = None
     run.progress.stop()
     progress: BatchProgress | None = None
     started = time.monotonic()

@@ -21,7 +21,14 @@ from jimeng.models._transforms import AvatarRequest, MediaInput, TransformReques
 if TYPE_CHECKING:
     from jimeng._client import Client
 
-__all__ = ["OnSubmit", "check_wait_options", "load_input", "notify", "submit_transform"]
+__all__ = [
+    "OnSubmit",
+    "check_wait_options",
+    "load_input",
+    "notify",
+    "read_local",
+    "submit_transform",
+]
 
 T = TypeVar("T")
 OnSubmit = Callable[[Task], Awaitable[None] | None]
@@ -30,7 +37,9 @@ OnSubmit = Callable[[Task], Awaitable[None] | None]
 MAX_LOCAL_FILE = 100 * 1024 * 1024
 
 
-def _read(path: Path, field: str, *, image: bool = True) -> bytes:
+def read_local(path: Path, field: str, *, image: bool = True) -> bytes:
+    """A local input's bytes, refused (``ValidationError`` naming ``field``) when the file is
+    missing, not a file, too large, empty or (``image``) not an image."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -72,7 +81,7 @@ async def load_input(image: ImageInput | None, field: str) -> ImageInput | None:
     """Read a local file's bytes (off the event loop); URLs and bytes pass through."""
     if image is None or image.path is None or image.data is not None:
         return image
-    data = await asyncio.to_thread(_read, image.path, field)
+    data = await asyncio.to_thread(read_local, image.path, field)
     return attrs.evolve(image, data=data)
 
 
@@ -80,7 +89,7 @@ async def load_media(media: MediaInput, field: str) -> MediaInput:
     """Read a local video's bytes (off the event loop); URLs and bytes pass through."""
     if media.path is None or media.data is not None:
         return media
-    data = await asyncio.to_thread(_read, Path(media.path).expanduser(), field, image=False)
+    data = await asyncio.to_thread(read_local, Path(media.path).expanduser(), field, image=False)
     return attrs.evolve(media, data=data)
 
 

@@ -53,9 +53,10 @@ class Tasks:
         return recorder
 
     async def unfinished(self) -> list[TaskHandle[Any]]:
-        """Handles on every journalled task of this backend (same endpoint) that was not seen
-        finished, oldest first, restored with the options they were submitted with. A task
-        this backend cannot resume (a session no longer configured) is skipped with a warning.
+        """Handles on every journalled task of this backend (same endpoint and account) that
+        was not seen finished, oldest first, restored with the options they were submitted
+        with. A task this backend cannot resume (a session no longer configured) is skipped
+        with a warning.
         """
         from jimeng._journal._recorder import merge
 
@@ -65,6 +66,8 @@ class Tasks:
         )
         handles: list[TaskHandle[Any]] = []
         for entry in entries:
+            if not recorder.sees(entry):
+                continue  # another account's task: that account resumes it
             try:
                 task = self._client.backend.resume(entry.ref, model=entry.model)
             except JimengError as error:

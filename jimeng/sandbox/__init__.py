@@ -306,7 +306,9 @@ class Sandbox(Backend):
         return self._inner.capabilities()
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "protocol": self.protocol, "url": self.url}
+        # in_process: a server that lives and dies with this process (a new address each run).
+        described = {"backend": self.name, "protocol": self.protocol, "url": self.url}
+        return {**described, "in_process": self._owns_server}
 
     def limit_key(self) -> str:
         return f"{self.name}:{self.protocol}"

@@ -45,6 +45,31 @@ async def test_two_workers_see_one_line_state(redis_url: str) -> None:
         await second.aclose()
 
 
+async def test_a_batch_name_is_bound_to_one_backend_for_every_worker(
+    redis_url: str, sleeps: Sleeps, tmp_path: Path
+) -> None:
+    mine = {"backend": "sandbox", "fingerprint": "f1", "account": "", "where": "here"}
+    theirs = {"backend": "ark", "fingerprint": "f2", "account": "…k", "where": "there"}
+    first, second = RedisLedger.from_url(redis_url), RedisLedger.from_url(redis_url)
+    try:
+        assert await asyncio.gather(first.bind("b", mine), second.bind("b", mine)) in (
+            [None, mine],
+            [mine, None],
+        )
+        assert await second.bind("b", theirs) == mine
+        # A worker configured for another backend does not join the batch.
+        async with jimeng.Client(jimeng.Sandbox("ark"), sleep=sleeps) as client:
+            run = client.batch([{"prompt": "a cat"}], out=tmp_path, name="b", store=second)
+            with pytest.raises(jimeng.ValidationError) as caught:
+                [item async for item in run]
+        assert caught.value.field == "name"
+        assert "the batch 'b' runs on here, and this client is sandbox (ark)" in str(caught.value)
+        assert not (tmp_path / "results.jsonl").exists()
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
 async def test_concurrent_claims_give_the_line_to_one_worker(redis_url: str) -> None:
     ledgers = [RedisLedger.from_url(redis_url) for _ in range(4)]
     try:

@@ -128,7 +128,12 @@ class Ark(Backend):
 
     def limit_key(self) -> str:
         """One limit per API key and host (§12.4: quotas are per account and model)."""
-        return f"{self.name}:{_logging.fingerprint(self._key)}@{self.base_url}"
+        return f"{self.name}:{self.account()}"
+
+    def account(self) -> str:
+        """The API key's fingerprint and the host: a task is the account's own, in its region
+        (the journal's fingerprint of where requests go does not name the host)."""
+        return f"{_logging.fingerprint(self._key)}@{self.base_url}"
 
     def describe(self) -> dict[str, Any]:
         return {

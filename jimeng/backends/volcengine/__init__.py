@@ -227,8 +227,12 @@ class Volcengine(Backend):
 
     def limit_key(self) -> str:
         """One limit per account (access key or relay key) and service host."""
+        return f"{self.name}:{self.account()}@{self.base_url}"
+
+    def account(self) -> str:
+        """The access key's (or relay key's) fingerprint: a task is the account's own."""
         key = self._credentials.access_key if self._credentials else self._api_key
-        return f"{self.name}:{_logging.fingerprint(key or '')}@{self.base_url}"
+        return _logging.fingerprint(key or "")
 
     # -- auth ----------------------------------------------------------------------------------
 
