@@ -120,6 +120,23 @@ def test_bad_lines_are_all_reported_and_nothing_is_sent(
     assert "2 invalid lines skipped" in err
 
 
+def test_one_bad_line_is_counted_in_the_singular(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "prompt": "a cat"}\n{"id": "b", "prompt": "x", "seed": "abc"}\n')
+    code, _, err = _run(capsys, "batch", str(source), "--out", "o", "--sandbox")
+    assert code == 2
+    assert err.splitlines() == [
+        "jimeng: error: 1 invalid line, nothing sent:",
+        "  line 2, seed: must be an integer, got 'abc' (allowed: in [-1, 9223372036854775807])",
+        "  fix them, or pass --skip-invalid to run the valid lines only",
+    ]
+    code, _, err = _run(capsys, "batch", str(source), "--out", "o", "--sandbox", "--skip-invalid")
+    assert code == 0, err
+    assert "jimeng: note: 1 invalid line skipped (see results.jsonl)" in err.splitlines()
+
+
 def test_failed_lines_exit_5_and_are_retried_on_request(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -134,7 +134,8 @@ class BatchProgress:
 
 
 def _problems_text(error: InputError) -> str:
-    lines = [f"jimeng: error: {len({p.line for p in error.problems})} invalid lines, nothing sent:"]
+    count = len({problem.line for problem in error.problems})
+    lines = [f"jimeng: error: {count} invalid line{'s' * (count != 1)}, nothing sent:"]
     lines += [f"  {problem}" for problem in error.problems]
     lines.append("  fix them, or pass --skip-invalid to run the valid lines only")
     return "\n".join(redact(line) for line in lines)
@@ -201,9 +202,9 @@ async def run_batch(run: _Run, client: jimeng.Client) -> int:
     summary = batch.summary
     assert summary is not None
     if batch.problems and not run.json:
+        count = len({problem.line for problem in batch.problems})
         run.stderr.write(
-            f"jimeng: note: {len({p.line for p in batch.problems})} invalid lines skipped "
-            "(see results.jsonl)\n"
+            f"jimeng: note: {count} invalid line{'s' * (count != 1)} skipped (see results.jsonl)\n"
         )
     _print_summary(run, summary, out)
     if summary.failed:
