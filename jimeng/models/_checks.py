@@ -2,8 +2,9 @@
 
 A wrong value raises :class:`~jimeng.errors.ValidationError` naming the field, a short repr of
 what was given and what is allowed, before anything is sent. Nothing is coerced: ``"no"`` is not a
-bool, ``1`` is not a bool, ``True`` is not a number, and NaN or infinity is not a number either.
-Ranges here hold on every backend; a backend's own table narrows them further.
+bool, ``1`` is not a bool, ``True`` is not a number, ``1080.0`` is not the choice ``1080``, and
+NaN or infinity is not a number either. Ranges here hold on every backend; a backend's own table
+narrows them further.
 """
 
 from __future__ import annotations
@@ -223,12 +224,20 @@ def url(field: str | None = None) -> Check:
 
 
 def one_of(choices: Collection[Any], field: str | None = None) -> Check:
+    """One of ``choices``, of the choice's own type: ``True == 1`` and ``1080.0 == 1080`` hold
+    in Python, but neither bool nor float is the integer choice (nor an integer a float one)."""
+
     def check(name: str, value: Any) -> None:
-        # ``True in (0, 1)`` holds in Python; a bool is never one of the choices here.
-        if isinstance(value, bool) or value not in choices:
+        if not any(_same_choice(value, choice) for choice in choices):
             raise refuse(name, "one of the allowed values", value, allowed=list(choices))
 
     return _optional(check, field)
+
+
+def _same_choice(value: Any, choice: Any) -> bool:
+    if isinstance(value, bool) is not isinstance(choice, bool):
+        return False
+    return isinstance(value, type(choice)) and bool(value == choice)
 
 
 def instance(kind: type | tuple[type, ...], expected: str, field: str | None = None) -> Check:
