@@ -1,5 +1,6 @@
 """The edge, for values that slip past a plain type check: a float or a bool equal to an integer
-choice. Each is a ValidationError naming the field, with nothing sent."""
+choice, and ``None`` for required text. Each is a ValidationError naming the field, with nothing
+sent."""
 
 from __future__ import annotations
 
@@ -98,3 +99,22 @@ def test_one_of_takes_a_choice_of_its_own_type_only(choices: list[Any], value: A
         with pytest.raises(jimeng.ValidationError) as caught:
             check(None, _Named("ignored"), value)
         assert caught.value.field == "field"
+
+
+# -- None for required text ------------------------------------------------------------------------
+
+REQUIRED_TEXT: list[tuple[Call, str]] = [
+    (lambda c: c.videos.submit_translate(VIDEO, target_language=None), "target_language"),
+    (lambda c: c.images.submit_edit(None, image=IMAGE, mask=IMAGE), "prompt"),
+    (lambda c: c.images.submit(None), "prompt"),
+    (lambda c: c.videos.submit(None), "prompt"),
+]
+
+
+@pytest.mark.parametrize(("call", "field"), REQUIRED_TEXT)
+async def test_required_text_refuses_none(
+    client: jimeng.Client, sandbox: Sandbox, call: Call, field: str
+) -> None:
+    error = await refused(client, sandbox, call)
+    assert error.field == field
+    assert "got None" in str(error)

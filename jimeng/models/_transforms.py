@@ -16,12 +16,12 @@ import attrs
 
 from jimeng.models._checks import (
     boolean,
-    check_str,
     instance,
     integer,
     number,
     one_of,
     refuse,
+    required,
     text,
     url,
 )
@@ -130,11 +130,6 @@ def _fraction(field: str) -> Any:
     return number(field, minimum=0.0, maximum=1.0)
 
 
-def _prompt(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None:
-        check_str(attribute.name, value)
-
-
 def _extra(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any] | None) -> None:
     if value is not None and not isinstance(value, Mapping):
         raise refuse(attribute.name, "a mapping of wire fields", value)
@@ -164,7 +159,7 @@ class InpaintRequest(_Request):
     kind: ClassVar[TaskKind] = TaskKind.IMAGE
     verb: ClassVar[str] = "edit"
 
-    prompt: str = attrs.field(validator=_prompt)
+    prompt: str = attrs.field(validator=required(text()))
     image: ImageInput = attrs.field(converter=_image)
     mask: ImageInput = attrs.field(converter=_mask)
     seed: int | None = attrs.field(default=None, validator=integer(minimum=-1))
@@ -205,7 +200,7 @@ class OutpaintRequest(_Request):
     verb: ClassVar[str] = "outpaint"
 
     image: ImageInput = attrs.field(converter=_image)
-    prompt: str | None = attrs.field(default=None, validator=_prompt)
+    prompt: str | None = attrs.field(default=None, validator=text())
     left: float | None = attrs.field(default=None, validator=_fraction("left"))
     right: float | None = attrs.field(default=None, validator=_fraction("right"))
     top: float | None = attrs.field(default=None, validator=_fraction("top"))
@@ -263,7 +258,7 @@ class AvatarRequest(_Request):
 
     image: ImageInput = attrs.field(converter=_image)
     audio: MediaInput = attrs.field(converter=_audio)
-    prompt: str | None = attrs.field(default=None, validator=_prompt)
+    prompt: str | None = attrs.field(default=None, validator=text())
     resolution: int | None = attrs.field(default=None, validator=one_of((720, 1080)))
     #: Faster, lower quality (the app pairs it with 720).
     fast: bool | None = attrs.field(default=None, validator=boolean())
@@ -285,7 +280,7 @@ class TranslateRequest(_Request):
     verb: ClassVar[str] = "translate"
 
     video: MediaInput = attrs.field(converter=_video)
-    target_language: str = attrs.field(validator=text())
+    target_language: str = attrs.field(validator=required(text()))
     source_language: str | None = attrs.field(default=None, validator=text())
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
