@@ -3,8 +3,8 @@
 A wrong value raises :class:`~jimeng.errors.ValidationError` naming the field, a short repr of
 what was given and what is allowed, before anything is sent. Nothing is coerced: ``"no"`` is not a
 bool, ``1`` is not a bool, ``True`` is not a number, ``1080.0`` is not the choice ``1080``, and
-NaN or infinity is not a number either. Ranges here hold on every backend; a backend's own table
-narrows them further.
+NaN or infinity is not a number either. Text must be encodable as UTF-8 (a lone surrogate is
+not). Ranges here hold on every backend; a backend's own table narrows them further.
 """
 
 from __future__ import annotations
@@ -65,7 +65,21 @@ def check_str(field: str, value: Any, *, empty: bool = False) -> str:
         raise refuse(field, "a string", value)
     if not empty and not value.strip():
         raise refuse(field, "a non-empty string", value)
+    if not _is_utf8(value):
+        raise refuse(field, "text that can be encoded as UTF-8 (no lone surrogates)", value)
     return value
+
+
+def _is_utf8(value: str) -> bool:
+    """Whether the text encodes as UTF-8: a lone surrogate such as ``"\\ud800"`` does not, and
+    would fail in the middle of building a request, or be sent as nonsense."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_secret(field: str, value: Any) -> str:
@@ -73,6 +87,12 @@ def check_secret(field: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         shown = "an empty string" if isinstance(value, str) else f"a {type(value).__name__}"
         raise ValidationError(field, f"must be a non-empty string, got {shown} (not shown)")
+    if not _is_utf8(value):
+        raise ValidationError(
+            field,
+            "must be text that can be encoded as UTF-8, got a string with a lone surrogate "
+            "(not shown)",
+        )
     return value
 
 

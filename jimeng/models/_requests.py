@@ -136,6 +136,18 @@ def check_image_data(field: str, value: Any) -> bytes:
     return value
 
 
+def check_path(field: str, name: str) -> str:
+    """A local file name the file system can take: no NUL, and encodable as the OS encodes
+    names (a lone surrogate that stands for no undecodable byte is not)."""
+    try:
+        if "\0" in name:
+            raise ValueError("a NUL character")
+        os.fsencode(name)
+    except (UnicodeError, ValueError):
+        raise refuse(field, "a file name the file system can encode", name) from None
+    return name
+
+
 def _image_bytes(_: Any, __: Any, value: bytes | None) -> None:
     if value is not None:
         check_image_data("images", value)
@@ -170,7 +182,7 @@ class ImageInput:
             name = os.fspath(value)
             if not isinstance(name, str) or not name.strip():
                 raise refuse(field, "a URL, a file path or image bytes", value)
-            return cls(path=Path(name).expanduser())
+            return cls(path=Path(check_path(field, name)).expanduser())
         raise refuse(field, "a URL, a file path (str or Path) or image bytes", value)
 
     def describe(self) -> str:
@@ -254,11 +266,18 @@ def _check_extra(_: Any, __: Any, value: Mapping[str, Any] | None) -> None:
         return
     check_argument("extra_body", value, mapping_of_str())
     try:
-        json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as error:
         raise ValidationError(
             "extra_body", f"must be JSON-serialisable ({error})", allowed="JSON values"
         ) from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise refuse(
+                "extra_body", "JSON whose text encodes as UTF-8 (no lone surrogates)", value
+            ) from None
 
 
 #: Seeds are integers: -1 asks for a random one; each backend narrows the range.

@@ -16,6 +16,7 @@ import attrs
 
 from jimeng.models._checks import (
     boolean,
+    check_url,
     instance,
     integer,
     number,
@@ -25,7 +26,15 @@ from jimeng.models._checks import (
     text,
     url,
 )
-from jimeng.models._requests import AigcMeta, ImageInput, ImageInputLike, Watermark, _url_repr
+from jimeng.models._requests import (
+    AigcMeta,
+    ImageInput,
+    ImageInputLike,
+    Watermark,
+    _check_extra,
+    _url_repr,
+    check_path,
+)
 from jimeng.models._task import TaskKind
 
 __all__ = [
@@ -91,9 +100,12 @@ class MediaInput:
                 raise refuse(field, "non-empty bytes", value)
             return cls(data=bytes(value))
         if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
-            return cls(url=value)
+            return cls(url=check_url(field, value))
         if isinstance(value, str | os.PathLike):
-            return cls(path=os.fspath(value))
+            name = os.fspath(value)
+            if not isinstance(name, str):
+                raise refuse(field, "a URL, a path or bytes", value)
+            return cls(path=check_path(field, name))
         raise refuse(field, "a URL, a path or bytes", value)
 
     def describe(self) -> str:
@@ -123,16 +135,11 @@ def _masks(value: Any) -> tuple[str, ...] | None:
         return (value,)
     if not isinstance(value, list | tuple):
         raise refuse("masks", "a list of mask URLs", value)
-    return tuple(value)
+    return tuple(check_url(f"masks[{index}]", mask) for index, mask in enumerate(value))
 
 
 def _fraction(field: str) -> Any:
     return number(field, minimum=0.0, maximum=1.0)
-
-
-def _extra(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any] | None) -> None:
-    if value is not None and not isinstance(value, Mapping):
-        raise refuse(attribute.name, "a mapping of wire fields", value)
 
 
 class _Request:
@@ -168,7 +175,7 @@ class InpaintRequest(_Request):
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
     return_url: bool | None = attrs.field(default=None, validator=boolean())
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
 
 @attrs.frozen(kw_only=True)
@@ -187,7 +194,7 @@ class UpscaleRequest(_Request):
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
     return_url: bool | None = attrs.field(default=None, validator=boolean())
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
 
 @attrs.frozen(kw_only=True)
@@ -212,7 +219,7 @@ class OutpaintRequest(_Request):
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
     return_url: bool | None = attrs.field(default=None, validator=boolean())
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
     def __attrs_post_init__(self) -> None:
         sides = (self.left, self.right, self.top, self.bottom)
@@ -245,7 +252,7 @@ class MotionRequest(_Request):
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
     callback_url: str | None = attrs.field(default=None, repr=_url_repr, validator=url())
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
 
 @attrs.frozen(kw_only=True)
@@ -269,7 +276,7 @@ class AvatarRequest(_Request):
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
 
 @attrs.frozen(kw_only=True)
@@ -285,7 +292,7 @@ class TranslateRequest(_Request):
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
 
 TransformRequest = (
