@@ -52,6 +52,8 @@ def _env_number(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number, got {raw!r}")
     if value <= 0:
         raise ConfigurationError(f"{name} must be positive, got {raw!r}")
     return value

@@ -19,6 +19,7 @@ import attrs
 from jimeng._imageinfo import image_format
 from jimeng.errors import ValidationError
 from jimeng.models._checks import (
+    LARGEST,
     boolean,
     check_argument,
     check_str,
@@ -358,8 +359,11 @@ class ImageRequest:
         if preset is not None:
             return preset
         match = _WXH.match(self.size)
-        width, height = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-        if not width or not height:
+        try:
+            width, height = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+        except ValueError:  # more digits than int() reads
+            width = height = 0
+        if not 0 < width <= LARGEST or not 0 < height <= LARGEST:
             raise ValidationError(
                 "size",
                 "is not a size preset or WxH of positive numbers",

@@ -27,6 +27,7 @@ from jimeng.models._checks import (
     url,
 )
 from jimeng.models._requests import (
+    _SEED,
     AigcMeta,
     ImageInput,
     ImageInputLike,
@@ -169,7 +170,7 @@ class InpaintRequest(_Request):
     prompt: str = attrs.field(validator=required(text()))
     image: ImageInput = attrs.field(converter=_image)
     mask: ImageInput = attrs.field(converter=_mask)
-    seed: int | None = attrs.field(default=None, validator=integer(minimum=-1))
+    seed: int | None = attrs.field(default=None, validator=_SEED)
     watermark: Watermark | None = attrs.field(default=None, converter=_watermark)
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
@@ -213,7 +214,7 @@ class OutpaintRequest(_Request):
     top: float | None = attrs.field(default=None, validator=_fraction("top"))
     bottom: float | None = attrs.field(default=None, validator=_fraction("bottom"))
     mask: ImageInput | None = attrs.field(default=None, converter=_optional_mask)
-    seed: int | None = attrs.field(default=None, validator=integer(minimum=-1))
+    seed: int | None = attrs.field(default=None, validator=_SEED)
     watermark: Watermark | None = attrs.field(default=None, converter=_watermark)
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
@@ -271,7 +272,7 @@ class AvatarRequest(_Request):
     fast: bool | None = attrs.field(default=None, validator=boolean())
     #: Mask URLs choosing which subject speaks (from a subject detection).
     masks: tuple[str, ...] | None = attrs.field(default=None, converter=_masks)
-    seed: int | None = attrs.field(default=None, validator=integer(minimum=-1))
+    seed: int | None = attrs.field(default=None, validator=_SEED)
     check: bool = attrs.field(default=True, validator=boolean())
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
