@@ -118,7 +118,7 @@ async def test_scale_is_refused_with_the_range_of_the_model(client: jimeng.Clien
     # The range is the model's, so the request checks the type only and the model the rest.
     with pytest.raises(jimeng.ValidationError) as caught:
         ImageRequest(prompt="p", scale="0.5")  # type: ignore[arg-type]
-    assert str(caught.value) == "scale: must be a number, got '0.5'"
+    assert str(caught.value) == "scale: must be a number (an int or a float), got '0.5'"
     for value in (math.nan, math.inf, -1):
         with pytest.raises(jimeng.ValidationError) as caught:
             await client.images.submit("a cat", scale=value)

@@ -1,10 +1,12 @@
-"""Property-based fuzzing of the edge: every parameter of images and videos generate/submit, on
-every protocol the sandbox speaks.
+"""Property-based fuzzing of the edge: every parameter of images and videos generate/submit, and
+of the family verbs (edit, upscale, outpaint, imitate_motion, avatar, translate), on every
+protocol the sandbox speaks.
 
 Each example is a set of arguments in which every parameter is left out, given a value of the
 right type (which a backend may or may not support), or given a value that is invalid everywhere
-(a wrong type, NaN, an out-of-range number, a malformed URL, a missing or non-image file). The
-oracle:
+(a wrong type, NaN, an out-of-range number, an integer or a fraction no float can hold, a float or
+a bool for an integer choice, text with a lone surrogate, ``None`` for required text, a malformed
+URL, a missing or non-image file). The oracle:
 
 - nothing but a :class:`jimeng.JimengError` ever escapes (no untyped exception);
 - an example with an invalid value raises ``ValidationError`` (or ``NotSupportedError``) and not
@@ -68,8 +70,9 @@ COUNTS: Counter[str] = Counter()
 ANSWERED: list[str] = []
 
 OMIT: Any = object()
-#: (verb, prompt, arguments, names of the invalid ones)
-Example = tuple[str, Any, dict[str, Any], list[str]]
+#: (method, positional arguments, keyword arguments, names of the invalid ones)
+Example = tuple[str, tuple[Any, ...], dict[str, Any], list[str]]
+Parameters = dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]]
 #: Replaced by the running sandbox's URL when an example is run.
 HOST = "{sandbox}"
 
@@ -96,6 +99,20 @@ NOT_BOOLS = st.one_of(
     st.just([]),
 )
 NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
+#: Text no wire can carry: a lone surrogate (a ``str``, but not encodable as UTF-8) in text.
+UNENCODABLE = st.builds(
+    "{}{}{}".format, TEXT | st.just(""), st.characters(categories=["Cs"]), TEXT | st.just("")
+)
+#: Integers no float can hold (every backend computes with them as floats, every JSON reader
+#: reads them as one).
+HUGE_INTS = st.one_of(
+    st.integers(min_value=2**1024, max_value=2**1100),
+    st.integers(min_value=-(2**1100), max_value=-(2**1024)),
+    st.sampled_from([10**400, -(10**400)]),
+)
+#: Numbers no JSON encoder writes: huge integers and fractions.
+NOT_FLOATS = st.one_of(HUGE_INTS, st.fractions())
+BAD_TEXT = st.one_of(st.integers(), st.floats(), st.booleans(), st.just(""), UNENCODABLE)
 
 
 def number(low: float, high: float, *, integral: bool = False) -> st.SearchStrategy[Any]:
@@ -126,6 +143,7 @@ INVALID_IMAGE = st.one_of(
             "file:notes.txt",
             "file:empty.png",
             "file:.",
+            "file:a\x00.png",
             b"",
             b"not an image at all",
             b"<html>",
@@ -135,6 +153,7 @@ INVALID_IMAGE = st.one_of(
     st.floats(allow_nan=True),
     st.just({"url": "https://a.test/x.png"}),
     st.just(None).map(lambda _: object()),
+    UNENCODABLE.map("https://a.test/{}.png".format),
 )
 
 WATERMARKS = st.one_of(
@@ -152,6 +171,7 @@ URLS = st.sampled_from(["https://hooks.test/cb", "http://127.0.0.1:9/hook?token=
 BAD_URLS = st.one_of(
     st.sampled_from(["localhost:5000/cb", "ftp://hooks.test/cb", "http://", "hooks.test", ""]),
     st.integers(),
+    UNENCODABLE.map("https://hooks.test/{}".format),
 )
 RATIOS = st.sampled_from(["1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "3:2", "2:3", "5:4", "7:3"])
 RESOLUTIONS = st.sampled_from(["1k", "2k", "4k", "720p", "1080p", "8k", "2K"])
@@ -159,33 +179,41 @@ SEEDS = st.integers(-1, 2**33)
 BAD_SEEDS = st.one_of(
     st.integers(max_value=-2),
     st.integers(min_value=2**63),
+    HUGE_INTS,
     st.floats(allow_nan=True),
     st.booleans(),
     st.text(max_size=4),
 )
 
 #: parameter → (well-typed values, values invalid on every backend)
-COMMON: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
+COMMON: Parameters = {
     "seed": (SEEDS, BAD_SEEDS),
     "watermark": (WATERMARKS, st.one_of(NOT_BOOLS, st.just("Watermark"), st.just({"text": "x"}))),
     "aigc_meta": (AIGC_META, st.one_of(TEXT, st.just({"producer_id": "p"}), st.integers())),
     "return_url": (st.booleans(), NOT_BOOLS),
-    "response_format": (st.sampled_from(["url", "b64_json"]), st.one_of(TEXT, st.integers())),
+    "response_format": (
+        st.sampled_from(["url", "b64_json"]),
+        st.one_of(TEXT, st.integers(), UNENCODABLE),
+    ),
     "callback_url": (URLS, BAD_URLS),
-    "resolution": (RESOLUTIONS, st.one_of(st.integers(), st.floats(), st.just(""), st.just(" "))),
+    "resolution": (RESOLUTIONS, st.one_of(BAD_TEXT, st.just(" "))),
     "extra_body": (
         st.just(OMIT),  # an escape hatch sent as given: only its invalid forms are fuzzed
-        st.sampled_from([{"x": math.nan}, {1: "a"}, "body", [("k", "v")], {"x": object()}]),
+        st.one_of(
+            st.sampled_from([{"x": math.nan}, {1: "a"}, "body", [("k", "v")], {"x": object()}]),
+            UNENCODABLE.map(lambda text: {"note": text}),
+            UNENCODABLE.map(lambda text: {text: 1}),
+        ),
     ),
 }
 
-IMAGE_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
+IMAGE_PARAMETERS: Parameters = {
     **COMMON,
     "model": (
         st.sampled_from(
             sorted(set(VOLC_IMAGE_MODELS) | set(WEB_IMAGE_MODELS) | set(ARK_IMAGE_MODELS) | {"x-9"})
         ),
-        st.one_of(st.integers(), st.floats(), st.booleans(), st.just(""), st.just([])),
+        st.one_of(BAD_TEXT, st.just([])),
     ),
     "size": (
         st.one_of(
@@ -196,10 +224,19 @@ IMAGE_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]
             st.integers(),
             st.floats(),
             st.sampled_from(["0x0", "0x512", "big", "", "1024", "-5x5", "2K2"]),
+            UNENCODABLE,
+            HUGE_INTS.map("{}x1024".format),
+            st.just("1" * 5000 + "x1"),
         ),
     ),
-    "width": (st.integers(1, 5000), st.one_of(st.integers(max_value=0), st.floats(), NOT_NUMBERS)),
-    "height": (st.integers(1, 5000), st.one_of(st.integers(max_value=0), st.floats(), NOT_NUMBERS)),
+    "width": (
+        st.integers(1, 5000),
+        st.one_of(st.integers(max_value=0), st.floats(), NOT_NUMBERS, HUGE_INTS),
+    ),
+    "height": (
+        st.integers(1, 5000),
+        st.one_of(st.integers(max_value=0), st.floats(), NOT_NUMBERS, HUGE_INTS),
+    ),
     "images": (
         st.one_of(VALID_IMAGE, st.lists(VALID_IMAGE, min_size=1, max_size=3)),
         st.one_of(
@@ -210,59 +247,69 @@ IMAGE_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]
             st.just({PNG}),
         ),
     ),
-    "scale": (number(0, 100), st.one_of(NON_FINITE, st.floats(max_value=-0.001), NOT_NUMBERS)),
+    "scale": (
+        number(0, 100),
+        st.one_of(NON_FINITE, st.floats(max_value=-0.001), NOT_NUMBERS, NOT_FLOATS),
+    ),
     "force_single": (st.booleans(), NOT_BOOLS),
     "use_pre_llm": (st.booleans(), NOT_BOOLS),
     "intelligent_ratio": (st.booleans(), NOT_BOOLS),
     "min_ratio": (
         number(0.01, 20),
-        st.one_of(NON_FINITE, st.floats(max_value=0), st.integers(max_value=0), NOT_NUMBERS),
+        st.one_of(
+            NON_FINITE, st.floats(max_value=0), st.integers(max_value=0), NOT_NUMBERS, NOT_FLOATS
+        ),
     ),
     "max_ratio": (
         number(0.01, 20),
-        st.one_of(NON_FINITE, st.floats(max_value=0), st.integers(max_value=0), NOT_NUMBERS),
+        st.one_of(
+            NON_FINITE, st.floats(max_value=0), st.integers(max_value=0), NOT_NUMBERS, NOT_FLOATS
+        ),
     ),
-    "ratio": (RATIOS, st.one_of(st.integers(), st.floats(), st.just(""))),
-    "negative_prompt": (st.one_of(TEXT, st.just("")), NOT_STRINGS),
+    "ratio": (RATIOS, BAD_TEXT),
+    "negative_prompt": (st.one_of(TEXT, st.just("")), st.one_of(NOT_STRINGS, UNENCODABLE)),
     "max_images": (
         st.integers(1, 20),
-        st.one_of(st.integers(max_value=0), st.floats(), NOT_NUMBERS),
+        st.one_of(st.integers(max_value=0), st.floats(), NOT_NUMBERS, HUGE_INTS),
     ),
     "multi_image": (st.booleans(), NOT_BOOLS),
     "sample_strength": (
         st.floats(0, 1),
         st.one_of(
-            NON_FINITE, st.floats(min_value=1.0001), st.floats(max_value=-0.0001), NOT_NUMBERS
+            NON_FINITE,
+            st.floats(min_value=1.0001),
+            st.floats(max_value=-0.0001),
+            NOT_NUMBERS,
+            NOT_FLOATS,
         ),
     ),
 }
 
-VIDEO_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
+VIDEO_PARAMETERS: Parameters = {
     **COMMON,
     "model": (
         st.sampled_from(
             sorted(set(VIDEO_MODELS) | set(WEB_VIDEO_MODELS) | set(ARK_VIDEO_MODELS) | {"v-9"})
         ),
-        st.one_of(st.integers(), st.floats(), st.booleans(), st.just("")),
+        BAD_TEXT,
     ),
-    "mode": (
-        st.sampled_from([*VIDEO_MODES, "t2v_4k"]),
-        st.one_of(st.integers(), st.floats(), st.booleans(), st.just("")),
-    ),
+    "mode": (st.sampled_from([*VIDEO_MODES, "t2v_4k"]), BAD_TEXT),
     "duration": (
         st.one_of(st.sampled_from([4, 5, 6, 8, 10, 12, 5.0, 10.0]), number(0.1, 30)),
-        st.one_of(NON_FINITE, st.floats(max_value=0), st.integers(max_value=0), NOT_NUMBERS),
+        st.one_of(
+            NON_FINITE, st.floats(max_value=0), st.integers(max_value=0), NOT_NUMBERS, NOT_FLOATS
+        ),
     ),
     "fps": (
         st.one_of(st.just(24), st.integers(1, 60)),
-        st.one_of(st.floats(), st.integers(max_value=0), NOT_NUMBERS),
+        st.one_of(st.floats(), st.integers(max_value=0), NOT_NUMBERS, HUGE_INTS),
     ),
     "frames": (
         st.one_of(st.sampled_from([121, 241]), st.integers(1, 400)),
-        st.one_of(st.floats(), st.integers(max_value=0), NOT_NUMBERS),
+        st.one_of(st.floats(), st.integers(max_value=0), NOT_NUMBERS, HUGE_INTS),
     ),
-    "aspect_ratio": (RATIOS, st.one_of(st.integers(), st.floats(), st.just(""))),
-    "ratio": (RATIOS, st.one_of(st.integers(), st.floats(), st.just(""))),
+    "aspect_ratio": (RATIOS, BAD_TEXT),
+    "ratio": (RATIOS, BAD_TEXT),
     "image": (VALID_IMAGE, INVALID_IMAGE),
     "reference_images": (
         st.one_of(VALID_IMAGE, st.lists(VALID_IMAGE, min_size=1, max_size=3)),
@@ -273,25 +320,23 @@ VIDEO_PARAMETERS: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]
             st.just("https://video.example/clip.mp4"),
             st.lists(st.just("https://video.example/clip.mp4"), min_size=1, max_size=3),
         ),
-        st.one_of(st.integers(), st.floats(), st.just(b""), st.just({1})),
+        st.one_of(
+            st.integers(),
+            st.floats(),
+            st.just(b""),
+            st.just({1}),
+            st.just("https://"),
+            UNENCODABLE.map("https://video.example/{}.mp4".format),
+        ),
     ),
     "camera_fixed": (st.booleans(), NOT_BOOLS),
     "generate_audio": (st.booleans(), NOT_BOOLS),
-    "ms_token": (TEXT, NOT_STRINGS),
-    "a_bogus": (TEXT, NOT_STRINGS),
+    "ms_token": (TEXT, st.one_of(NOT_STRINGS, UNENCODABLE)),
+    "a_bogus": (TEXT, st.one_of(NOT_STRINGS, UNENCODABLE)),
     "tail_image": (VALID_IMAGE, INVALID_IMAGE),
-    "camera": (
-        st.sampled_from([*CAMERA_TEMPLATES, "zoom"]),
-        st.one_of(st.integers(), st.floats(), st.just("")),
-    ),
-    "camera_strength": (
-        st.sampled_from(["weak", "medium", "strong", "max"]),
-        st.one_of(st.integers(), st.floats(), st.just("")),
-    ),
-    "function_mode": (
-        st.sampled_from(["first_last_frames", "omni_reference"]),
-        st.one_of(st.integers(), st.floats(), st.just("")),
-    ),
+    "camera": (st.sampled_from([*CAMERA_TEMPLATES, "zoom"]), BAD_TEXT),
+    "camera_strength": (st.sampled_from(["weak", "medium", "strong", "max"]), BAD_TEXT),
+    "function_mode": (st.sampled_from(["first_last_frames", "omni_reference"]), BAD_TEXT),
 }
 
 WAIT_OPTIONS: dict[str, st.SearchStrategy[Any]] = {
@@ -299,6 +344,160 @@ WAIT_OPTIONS: dict[str, st.SearchStrategy[Any]] = {
     "on_submit": st.one_of(st.integers(), TEXT),
     "on_update": st.one_of(st.integers(), TEXT),
 }
+
+
+FRACTION_OF_A_SIDE = (
+    st.floats(0, 1),
+    st.one_of(
+        NON_FINITE,
+        st.floats(min_value=1.0001),
+        st.floats(max_value=-0.0001),
+        NOT_NUMBERS,
+        NOT_FLOATS,
+    ),
+)
+#: An image the verb cannot do without: ``None`` is invalid too.
+REQUIRED_IMAGE = (VALID_IMAGE, st.one_of(INVALID_IMAGE, st.none()))
+#: Videos and audio by URL (the visual API downloads them itself).
+REQUIRED_MEDIA = (
+    st.sampled_from(["https://media.example/talk.mp4", "https://media.example/voice.mp3"]),
+    st.one_of(
+        st.none(),
+        st.integers(),
+        st.floats(),
+        st.just(b""),
+        st.just({"url": "https://media.example/a.mp4"}),
+        st.sampled_from(["https://", "http:///nohost.mp4"]),
+        UNENCODABLE.map("https://media.example/{}.mp4".format),
+    ),
+)
+OPTIONAL_TEXT = (TEXT, BAD_TEXT)
+REQUIRED_TEXT = (TEXT, st.one_of(BAD_TEXT, st.none()))
+#: A choice among integers: an equal float or bool is not one of them.
+INT_CHOICE_BAD = st.one_of(
+    st.sampled_from([720.0, 1080.0, True, False, "720", "1080"]),
+    st.integers().filter(lambda n: n not in (720, 1080)),
+    st.floats(),
+    HUGE_INTS,
+)
+FAMILY_COMMON = {name: COMMON[name] for name in ("seed", "watermark", "aigc_meta", "return_url")}
+FAMILY_EXTRA = {"extra_body": COMMON["extra_body"]}
+
+#: verb → (resource, the parameters taken positionally, the required ones, the parameters)
+FAMILY: dict[str, tuple[str, tuple[str, ...], frozenset[str], Parameters]] = {
+    "edit": (
+        "images",
+        ("prompt",),
+        frozenset({"prompt", "image", "mask"}),
+        {
+            "prompt": REQUIRED_TEXT,
+            "image": REQUIRED_IMAGE,
+            "mask": REQUIRED_IMAGE,
+            **FAMILY_COMMON,
+            **FAMILY_EXTRA,
+        },
+    ),
+    "upscale": (
+        "images",
+        ("image",),
+        frozenset({"image"}),
+        {
+            "image": REQUIRED_IMAGE,
+            "resolution": (st.sampled_from(["4k", "8k", "16k"]), BAD_TEXT),
+            "detail": (
+                st.integers(0, 100),
+                st.one_of(
+                    st.integers(max_value=-1),
+                    st.integers(min_value=101),
+                    st.floats(),
+                    NOT_NUMBERS,
+                    HUGE_INTS,
+                ),
+            ),
+            **{name: FAMILY_COMMON[name] for name in ("watermark", "aigc_meta", "return_url")},
+            **FAMILY_EXTRA,
+        },
+    ),
+    "outpaint": (
+        "images",
+        ("image",),
+        frozenset({"image"}),
+        {
+            "image": REQUIRED_IMAGE,
+            "left": FRACTION_OF_A_SIDE,
+            "right": FRACTION_OF_A_SIDE,
+            "top": FRACTION_OF_A_SIDE,
+            "bottom": FRACTION_OF_A_SIDE,
+            "prompt": OPTIONAL_TEXT,
+            "mask": (VALID_IMAGE, INVALID_IMAGE),
+            **FAMILY_COMMON,
+            **FAMILY_EXTRA,
+        },
+    ),
+    "imitate_motion": (
+        "videos",
+        (),
+        frozenset({"image", "video"}),
+        {
+            "image": REQUIRED_IMAGE,
+            "video": REQUIRED_MEDIA,
+            "model": (st.sampled_from(["motion-1.0", "motion-2.0", "motion-9"]), BAD_TEXT),
+            "trim_start": (st.booleans(), NOT_BOOLS),
+            "callback_url": COMMON["callback_url"],
+            "aigc_meta": COMMON["aigc_meta"],
+            **FAMILY_EXTRA,
+        },
+    ),
+    "avatar": (
+        "videos",
+        (),
+        frozenset({"image", "audio"}),
+        {
+            "image": REQUIRED_IMAGE,
+            "audio": REQUIRED_MEDIA,
+            "prompt": OPTIONAL_TEXT,
+            "resolution": (st.sampled_from([720, 1080]), INT_CHOICE_BAD),
+            "fast": (st.booleans(), NOT_BOOLS),
+            "masks": (
+                st.lists(st.just("https://masks.example/1.png"), min_size=1, max_size=2),
+                st.one_of(
+                    st.integers(),
+                    st.just("not a url"),
+                    st.lists(
+                        st.one_of(
+                            st.integers(),
+                            st.just("ftp://masks.example/1.png"),
+                            st.just(""),
+                            UNENCODABLE.map("https://masks.example/{}.png".format),
+                        ),
+                        min_size=1,
+                        max_size=2,
+                    ),
+                ),
+            ),
+            "seed": COMMON["seed"],
+            "check": (st.booleans(), NOT_BOOLS),
+            "aigc_meta": COMMON["aigc_meta"],
+            **FAMILY_EXTRA,
+        },
+    ),
+    "translate": (
+        "videos",
+        ("video",),
+        frozenset({"video", "target_language"}),
+        {
+            "video": REQUIRED_MEDIA,
+            "target_language": (
+                st.sampled_from(["en", "ja", "ko", "zh", "pt-BR"]),
+                REQUIRED_TEXT[1],
+            ),
+            "source_language": (st.sampled_from(["zh", "en", "xx-YYYYY"]), BAD_TEXT),
+            "aigc_meta": COMMON["aigc_meta"],
+            **FAMILY_EXTRA,
+        },
+    ),
+}
+_SIDES = ("left", "right", "top", "bottom")
 
 
 def conflicts(kwargs: dict[str, Any]) -> list[str]:
@@ -314,23 +513,32 @@ def conflicts(kwargs: dict[str, Any]) -> list[str]:
     return found
 
 
-@st.composite
-def arguments(
-    draw: st.DrawFn, parameters: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]]
-) -> Example:
-    verb = draw(st.sampled_from(["submit", "generate"]))
+def outpaint_conflicts(kwargs: dict[str, Any]) -> list[str]:
+    """Outpainting takes a mask or fractions of the sides, at least one of them above 0."""
+    sides = [kwargs[side] for side in _SIDES if side in kwargs]
+    if "mask" in kwargs and sides:
+        return ["mask"]
+    if "mask" not in kwargs and not any(sides):
+        return ["left"]
+    return []
+
+
+def draw_parameters(
+    draw: st.DrawFn, parameters: Parameters, required: frozenset[str] = frozenset()
+) -> tuple[dict[str, Any], list[str]]:
+    """Keyword arguments (the required ones always given) and the names given invalid values."""
     names = sorted(parameters)
     some_invalid = draw(st.booleans())
     # Few companions beside an invalid value, so that each parameter's refusal is exercised.
     companions = draw(st.integers(0, 2 if some_invalid else 4))
-    given = draw(st.lists(st.sampled_from(names), unique=True, max_size=companions))
+    given = set(draw(st.lists(st.sampled_from(names), unique=True, max_size=companions)))
     invalid = (
         draw(st.lists(st.sampled_from(names), unique=True, min_size=1, max_size=2))
         if some_invalid
         else []
     )
     kwargs: dict[str, Any] = {}
-    for name in given:
+    for name in sorted(given | required):
         valid, _ = parameters[name]
         value = draw(valid)
         if value is not OMIT:
@@ -338,16 +546,45 @@ def arguments(
     for name in invalid:
         _, bad = parameters[name]
         kwargs[name] = draw(bad)
-    bad_names = list(invalid) + conflicts(kwargs)
+    return kwargs, list(invalid)
+
+
+def draw_wait_option(draw: st.DrawFn, method: str, kwargs: dict[str, Any]) -> list[str]:
+    """Now and then, a bad ``poll``/``on_submit``/``on_update`` for a method that waits."""
+    if method.startswith("submit") or draw(st.integers(0, 9)) != 0:
+        return []
+    option = draw(st.sampled_from(sorted(WAIT_OPTIONS)))
+    kwargs[option] = draw(WAIT_OPTIONS[option])
+    return [option]
+
+
+@st.composite
+def arguments(draw: st.DrawFn, parameters: Parameters) -> Example:
+    method = draw(st.sampled_from(["submit", "generate"]))
+    kwargs, bad_names = draw_parameters(draw, parameters)
+    bad_names += conflicts(kwargs)
     prompt: Any = draw(TEXT)
     if draw(st.integers(0, 14)) == 0:
-        prompt = draw(st.sampled_from(["", "   ", None, 42, b"bytes", ["a cat"]]))
+        prompt = draw(
+            st.one_of(st.sampled_from(["", "   ", None, 42, b"bytes", ["a cat"]]), UNENCODABLE)
+        )
         bad_names.append("prompt")
-    if verb == "generate" and draw(st.integers(0, 9)) == 0:
-        option = draw(st.sampled_from(sorted(WAIT_OPTIONS)))
-        kwargs[option] = draw(WAIT_OPTIONS[option])
-        bad_names.append(option)
-    return verb, prompt, kwargs, bad_names
+    bad_names += draw_wait_option(draw, method, kwargs)
+    return method, (prompt,), kwargs, bad_names
+
+
+@st.composite
+def family_arguments(draw: st.DrawFn) -> tuple[str, Example]:
+    """A family verb (or its ``submit_`` form) with arguments over its whole parameter space."""
+    verb = draw(st.sampled_from(sorted(FAMILY)))
+    resource, positional, required, parameters = FAMILY[verb]
+    method = draw(st.sampled_from([verb, f"submit_{verb}"]))
+    kwargs, bad_names = draw_parameters(draw, parameters, required)
+    if verb == "outpaint":
+        bad_names += outpaint_conflicts(kwargs)
+    args = tuple(kwargs.pop(name) for name in positional)
+    bad_names += draw_wait_option(draw, method, kwargs)
+    return resource, (method, args, kwargs, bad_names)
 
 
 # -- the harness: one sandbox and one client per protocol, on a private event loop ---------------
@@ -424,14 +661,14 @@ class Harness:
         return value
 
     def run(
-        self, verb: str, kind: str, prompt: Any, kwargs: dict[str, Any]
+        self, resource: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> BaseException | None:
-        resource = self.client.images if kind == "image" else self.client.videos
-        call: Callable[..., Any] = getattr(resource, verb)
+        call: Callable[..., Any] = getattr(getattr(self.client, resource), method)
+        positional = [self.resolve(value) for value in args]
         arguments = {name: self.resolve(value) for name, value in kwargs.items()}
         self.wire.clear()
         try:
-            self.loop.run_until_complete(asyncio.wait_for(call(prompt, **arguments), 30))
+            self.loop.run_until_complete(asyncio.wait_for(call(*positional, **arguments), 30))
         except Exception as error:
             return error
         return None
@@ -546,11 +783,11 @@ def field_root(field: str) -> str:
     return re.split(r"[\[. ]", field, maxsplit=1)[0]
 
 
-def judge(harness: Harness, kind: str, example: tuple[str, str, dict[str, Any], list[str]]) -> None:
-    verb, prompt, kwargs, bad = example
+def judge(harness: Harness, resource: str, example: Example) -> None:
+    method, args, kwargs, bad = example
     harness.top_up()
     before = harness.requests()
-    error = harness.run(verb, kind, prompt, kwargs)
+    error = harness.run(resource, method, args, kwargs)
     # The sandbox's counters, cross-checked with what the client's session put on the wire.
     reached = max(harness.requests() - before, len(harness.wire))
     COUNTS["examples"] += 1
@@ -578,30 +815,32 @@ def judge(harness: Harness, kind: str, example: tuple[str, str, dict[str, Any], 
     COUNTS["valid, reached the sandbox"] += 1
     if error is not None:
         COUNTS[f"valid, answered {type(error).__name__}"] += 1
-        ANSWERED.append(f"{harness.protocol} {kind} {verb} {kwargs!r}: {error!r}"[:400])
+        ANSWERED.append(f"{harness.protocol} {resource}.{method} {kwargs!r}: {error!r}"[:400])
     check_wire(harness, kwargs)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @FUZZ
 @given(example=arguments(IMAGE_PARAMETERS))
-def test_image_arguments(
-    harnesses: dict[str, Harness],
-    protocol: str,
-    example: tuple[str, str, dict[str, Any], list[str]],
-) -> None:
-    judge(harnesses[protocol], "image", example)
+def test_image_arguments(harnesses: dict[str, Harness], protocol: str, example: Example) -> None:
+    judge(harnesses[protocol], "images", example)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @FUZZ
 @given(example=arguments(VIDEO_PARAMETERS))
-def test_video_arguments(
-    harnesses: dict[str, Harness],
-    protocol: str,
-    example: tuple[str, str, dict[str, Any], list[str]],
+def test_video_arguments(harnesses: dict[str, Harness], protocol: str, example: Example) -> None:
+    judge(harnesses[protocol], "videos", example)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@FUZZ
+@given(drawn=family_arguments())
+def test_family_arguments(
+    harnesses: dict[str, Harness], protocol: str, drawn: tuple[str, Example]
 ) -> None:
-    judge(harnesses[protocol], "video", example)
+    resource, example = drawn
+    judge(harnesses[protocol], resource, example)
 
 
 @pytest.mark.parametrize(
@@ -616,16 +855,31 @@ def test_every_parameter_is_fuzzed(verb: str, parameters: dict[str, Any]) -> Non
         assert taken <= set(parameters) | set(WAIT_OPTIONS), taken - set(parameters)
 
 
+@pytest.mark.parametrize("verb", sorted(FAMILY))
+def test_every_family_parameter_is_fuzzed(verb: str) -> None:
+    resource, positional, required, parameters = FAMILY[verb]
+    for method in (verb, f"submit_{verb}"):
+        signature = inspect.signature(getattr(getattr(jimeng.Client(Sandbox()), resource), method))
+        taken = set(signature.parameters)
+        assert taken <= set(parameters) | set(WAIT_OPTIONS), taken - set(parameters)
+        assert set(parameters) <= taken, set(parameters) - taken
+        without_default = {
+            name for name, item in signature.parameters.items() if item.default is item.empty
+        }
+        assert without_default == required
+        assert list(signature.parameters)[: len(positional)] == list(positional)
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_a_plain_request_reaches_every_protocol(
     harnesses: dict[str, Harness], protocol: str
 ) -> None:
     """The other half of the oracle's premise: valid input does get through."""
     harness = harnesses[protocol]
-    for kind in ("image", "video"):
+    for kind in ("images", "videos"):
         before = harness.requests()
-        error = harness.run("submit", kind, "a lighthouse at dusk", {})
-        if kind == "video" and protocol == "gateway-openai":
+        error = harness.run(kind, "submit", ("a lighthouse at dusk",), {})
+        if kind == "videos" and protocol == "gateway-openai":
             assert isinstance(error, jimeng.NotSupportedError)  # an image-only relay
             continue
         assert error is None, error

@@ -2,15 +2,16 @@
 
 A wrong value raises :class:`~jimeng.errors.ValidationError` naming the field, a short repr of
 what was given and what is allowed, before anything is sent. Nothing is coerced: ``"no"`` is not a
-bool, ``1`` is not a bool, ``True`` is not a number, and NaN or infinity is not a number either.
-Ranges here hold on every backend; a backend's own table narrows them further.
+bool, ``1`` is not a bool, ``True`` is not a number, ``1080.0`` is not the choice ``1080``, and
+NaN, infinity or a number beyond a float's range is not a number either. Text must be encodable
+as UTF-8 (a lone surrogate is not). Ranges here hold on every backend; a backend's own table
+narrows them further.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import numbers
+import sys
 from collections.abc import Callable, Collection, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -20,6 +21,7 @@ from yarl import URL
 from jimeng.errors import ValidationError
 
 __all__ = [
+    "LARGEST",
     "Check",
     "boolean",
     "callable_",
@@ -47,6 +49,9 @@ __all__ = [
 #: An attrs validator: ``(instance, attribute, value) -> None``.
 Check = Callable[[Any, Any, Any], None]
 
+#: The largest magnitude a number may have: what a float (and so a JSON reader) can hold.
+LARGEST = sys.float_info.max
+
 
 def refuse(field: str, expected: str, value: Any, *, allowed: Any = None) -> ValidationError:
     """``field: must be <expected>, got <value>`` with the value's short repr."""
@@ -64,7 +69,21 @@ def check_str(field: str, value: Any, *, empty: bool = False) -> str:
         raise refuse(field, "a string", value)
     if not empty and not value.strip():
         raise refuse(field, "a non-empty string", value)
+    if not _is_utf8(value):
+        raise refuse(field, "text that can be encoded as UTF-8 (no lone surrogates)", value)
     return value
+
+
+def _is_utf8(value: str) -> bool:
+    """Whether the text encodes as UTF-8: a lone surrogate such as ``"\\ud800"`` does not, and
+    would fail in the middle of building a request, or be sent as nonsense."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_secret(field: str, value: Any) -> str:
@@ -72,6 +91,12 @@ def check_secret(field: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         shown = "an empty string" if isinstance(value, str) else f"a {type(value).__name__}"
         raise ValidationError(field, f"must be a non-empty string, got {shown} (not shown)")
+    if not _is_utf8(value):
+        raise ValidationError(
+            field,
+            "must be text that can be encoded as UTF-8, got a string with a lone surrogate "
+            "(not shown)",
+        )
     return value
 
 
@@ -85,11 +110,17 @@ def check_secrets(field: str, value: Any) -> str | list[str]:
 def check_int(
     field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None
 ) -> int:
-    """An ``int`` (not a bool, not a float that happens to be whole) within the bounds."""
+    """An ``int`` (not a bool, not a float that happens to be whole) within the bounds, and
+    within a float's range (every backend computes with it as one, every JSON reader reads it as
+    one)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise refuse(field, "an integer", value, allowed=_bounds(minimum, maximum))
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise refuse(field, f"an integer {_bounds(minimum, maximum)}", value)
+    if abs(value) > LARGEST:  # int and float compare exactly, without converting
+        raise refuse(
+            field, "an integer within a float's range", value, allowed=f"|value| <= {LARGEST:g}"
+        )
     return value
 
 
@@ -101,20 +132,28 @@ def check_number(
     maximum: float | None = None,
     positive: bool = False,
 ) -> float:
-    """A finite real number (not a bool) within the bounds; ``positive`` excludes zero."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise refuse(field, "a number", value, allowed=_bounds(minimum, maximum, positive))
-    # An int compares exactly (float() of a huge one overflows); other reals as floats.
-    number: float = value if isinstance(value, int) else float(value)
-    if not isinstance(number, int) and not math.isfinite(number):
+    """A finite ``int`` or ``float`` (not a bool) within the bounds; ``positive`` excludes zero.
+
+    Other reals (``Fraction``, numpy scalars that are not floats) are refused rather than
+    converted: no JSON encoder writes them.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise refuse(
+            field,
+            "a number (an int or a float)",
+            value,
+            allowed=_bounds(minimum, maximum, positive),
+        )
+    # An int compares with a float exactly, without converting (float() of a huge one overflows).
+    if not abs(value) <= LARGEST:  # NaN, an infinity, or an int beyond a float's range
         raise refuse(field, "a finite number", value, allowed=_bounds(minimum, maximum, positive))
     if (
-        (positive and number <= 0)
-        or (minimum is not None and number < minimum)
-        or (maximum is not None and number > maximum)
+        (positive and value <= 0)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
     ):
         raise refuse(field, f"a number {_bounds(minimum, maximum, positive)}", value)
-    return number
+    return value
 
 
 def check_url(field: str, value: Any) -> str:
@@ -223,12 +262,20 @@ def url(field: str | None = None) -> Check:
 
 
 def one_of(choices: Collection[Any], field: str | None = None) -> Check:
+    """One of ``choices``, of the choice's own type: ``True == 1`` and ``1080.0 == 1080`` hold
+    in Python, but neither bool nor float is the integer choice (nor an integer a float one)."""
+
     def check(name: str, value: Any) -> None:
-        # ``True in (0, 1)`` holds in Python; a bool is never one of the choices here.
-        if isinstance(value, bool) or value not in choices:
+        if not any(_same_choice(value, choice) for choice in choices):
             raise refuse(name, "one of the allowed values", value, allowed=list(choices))
 
     return _optional(check, field)
+
+
+def _same_choice(value: Any, choice: Any) -> bool:
+    if isinstance(value, bool) is not isinstance(choice, bool):
+        return False
+    return isinstance(value, type(choice)) and bool(value == choice)
 
 
 def instance(kind: type | tuple[type, ...], expected: str, field: str | None = None) -> Check:

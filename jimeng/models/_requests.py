@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import json
-import numbers
 import os
 import re
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ import attrs
 from jimeng._imageinfo import image_format
 from jimeng.errors import ValidationError
 from jimeng.models._checks import (
+    LARGEST,
     boolean,
     check_argument,
     check_str,
@@ -137,6 +137,18 @@ def check_image_data(field: str, value: Any) -> bytes:
     return value
 
 
+def check_path(field: str, name: str) -> str:
+    """A local file name the file system can take: no NUL, and encodable as the OS encodes
+    names (a lone surrogate that stands for no undecodable byte is not)."""
+    try:
+        if "\0" in name:
+            raise ValueError("a NUL character")
+        os.fsencode(name)
+    except (UnicodeError, ValueError):
+        raise refuse(field, "a file name the file system can encode", name) from None
+    return name
+
+
 def _image_bytes(_: Any, __: Any, value: bytes | None) -> None:
     if value is not None:
         check_image_data("images", value)
@@ -171,7 +183,7 @@ class ImageInput:
             name = os.fspath(value)
             if not isinstance(name, str) or not name.strip():
                 raise refuse(field, "a URL, a file path or image bytes", value)
-            return cls(path=Path(name).expanduser())
+            return cls(path=Path(check_path(field, name)).expanduser())
         raise refuse(field, "a URL, a file path (str or Path) or image bytes", value)
 
     def describe(self) -> str:
@@ -255,11 +267,18 @@ def _check_extra(_: Any, __: Any, value: Mapping[str, Any] | None) -> None:
         return
     check_argument("extra_body", value, mapping_of_str())
     try:
-        json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as error:
         raise ValidationError(
             "extra_body", f"must be JSON-serialisable ({error})", allowed="JSON values"
         ) from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise refuse(
+                "extra_body", "JSON whose text encodes as UTF-8 (no lone surrogates)", value
+            ) from None
 
 
 #: Seeds are integers: -1 asks for a random one; each backend narrows the range.
@@ -267,11 +286,16 @@ _SEED = integer(minimum=-1, maximum=2**63 - 1)
 
 
 def _check_scale(_: Any, __: Any, value: Any) -> None:
-    """A number. Its range is each model's ([0, 1] on jimeng-4.0, 1–100 on jimeng-4.6, [1, 10]
-    on Ark's 3.0 models), so the model's check refuses what is out of it, NaN and infinity
-    included, naming that range; a range claimed here would be wrong for most models."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-        raise refuse("scale", "a number", value)
+    """An int or a float. Its range is each model's ([0, 1] on jimeng-4.0, 1–100 on jimeng-4.6,
+    [1, 10] on Ark's 3.0 models), so the model's check refuses what is out of it, NaN and
+    infinity included, naming that range; a range claimed here would be wrong for most models.
+    An int no float can hold is refused here: no model's check could compare it."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise refuse("scale", "a number (an int or a float)", value)
+    if isinstance(value, int) and not abs(value) <= LARGEST:
+        raise refuse("scale", "a finite number", value)
 
 
 _RESPONSE_FORMATS = ("url", "b64_json")
@@ -350,8 +374,11 @@ class ImageRequest:
         if preset is not None:
             return preset
         match = _WXH.match(self.size)
-        width, height = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-        if not width or not height:
+        try:
+            width, height = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+        except ValueError:  # more digits than int() reads
+            width = height = 0
+        if not 0 < width <= LARGEST or not 0 < height <= LARGEST:
             raise ValidationError(
                 "size",
                 "is not a size preset or WxH of positive numbers",

@@ -16,16 +16,26 @@ import attrs
 
 from jimeng.models._checks import (
     boolean,
-    check_str,
+    check_url,
     instance,
     integer,
     number,
     one_of,
     refuse,
+    required,
     text,
     url,
 )
-from jimeng.models._requests import AigcMeta, ImageInput, ImageInputLike, Watermark, _url_repr
+from jimeng.models._requests import (
+    _SEED,
+    AigcMeta,
+    ImageInput,
+    ImageInputLike,
+    Watermark,
+    _check_extra,
+    _url_repr,
+    check_path,
+)
 from jimeng.models._task import TaskKind
 
 __all__ = [
@@ -91,9 +101,12 @@ class MediaInput:
                 raise refuse(field, "non-empty bytes", value)
             return cls(data=bytes(value))
         if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
-            return cls(url=value)
+            return cls(url=check_url(field, value))
         if isinstance(value, str | os.PathLike):
-            return cls(path=os.fspath(value))
+            name = os.fspath(value)
+            if not isinstance(name, str):
+                raise refuse(field, "a URL, a path or bytes", value)
+            return cls(path=check_path(field, name))
         raise refuse(field, "a URL, a path or bytes", value)
 
     def describe(self) -> str:
@@ -123,21 +136,11 @@ def _masks(value: Any) -> tuple[str, ...] | None:
         return (value,)
     if not isinstance(value, list | tuple):
         raise refuse("masks", "a list of mask URLs", value)
-    return tuple(value)
+    return tuple(check_url(f"masks[{index}]", mask) for index, mask in enumerate(value))
 
 
 def _fraction(field: str) -> Any:
     return number(field, minimum=0.0, maximum=1.0)
-
-
-def _prompt(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None:
-        check_str(attribute.name, value)
-
-
-def _extra(_: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any] | None) -> None:
-    if value is not None and not isinstance(value, Mapping):
-        raise refuse(attribute.name, "a mapping of wire fields", value)
 
 
 class _Request:
@@ -164,16 +167,16 @@ class InpaintRequest(_Request):
     kind: ClassVar[TaskKind] = TaskKind.IMAGE
     verb: ClassVar[str] = "edit"
 
-    prompt: str = attrs.field(validator=_prompt)
+    prompt: str = attrs.field(validator=required(text()))
     image: ImageInput = attrs.field(converter=_image)
     mask: ImageInput = attrs.field(converter=_mask)
-    seed: int | None = attrs.field(default=None, validator=integer(minimum=-1))
+    seed: int | None = attrs.field(default=None, validator=_SEED)
     watermark: Watermark | None = attrs.field(default=None, converter=_watermark)
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
     return_url: bool | None = attrs.field(default=None, validator=boolean())
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
 
 @attrs.frozen(kw_only=True)
@@ -192,7 +195,7 @@ class UpscaleRequest(_Request):
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
     return_url: bool | None = attrs.field(default=None, validator=boolean())
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
 
 @attrs.frozen(kw_only=True)
@@ -205,19 +208,19 @@ class OutpaintRequest(_Request):
     verb: ClassVar[str] = "outpaint"
 
     image: ImageInput = attrs.field(converter=_image)
-    prompt: str | None = attrs.field(default=None, validator=_prompt)
+    prompt: str | None = attrs.field(default=None, validator=text())
     left: float | None = attrs.field(default=None, validator=_fraction("left"))
     right: float | None = attrs.field(default=None, validator=_fraction("right"))
     top: float | None = attrs.field(default=None, validator=_fraction("top"))
     bottom: float | None = attrs.field(default=None, validator=_fraction("bottom"))
     mask: ImageInput | None = attrs.field(default=None, converter=_optional_mask)
-    seed: int | None = attrs.field(default=None, validator=integer(minimum=-1))
+    seed: int | None = attrs.field(default=None, validator=_SEED)
     watermark: Watermark | None = attrs.field(default=None, converter=_watermark)
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
     return_url: bool | None = attrs.field(default=None, validator=boolean())
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
     def __attrs_post_init__(self) -> None:
         sides = (self.left, self.right, self.top, self.bottom)
@@ -250,7 +253,7 @@ class MotionRequest(_Request):
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
     callback_url: str | None = attrs.field(default=None, repr=_url_repr, validator=url())
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
 
 @attrs.frozen(kw_only=True)
@@ -263,18 +266,18 @@ class AvatarRequest(_Request):
 
     image: ImageInput = attrs.field(converter=_image)
     audio: MediaInput = attrs.field(converter=_audio)
-    prompt: str | None = attrs.field(default=None, validator=_prompt)
+    prompt: str | None = attrs.field(default=None, validator=text())
     resolution: int | None = attrs.field(default=None, validator=one_of((720, 1080)))
     #: Faster, lower quality (the app pairs it with 720).
     fast: bool | None = attrs.field(default=None, validator=boolean())
     #: Mask URLs choosing which subject speaks (from a subject detection).
     masks: tuple[str, ...] | None = attrs.field(default=None, converter=_masks)
-    seed: int | None = attrs.field(default=None, validator=integer(minimum=-1))
+    seed: int | None = attrs.field(default=None, validator=_SEED)
     check: bool = attrs.field(default=True, validator=boolean())
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
 
 @attrs.frozen(kw_only=True)
@@ -285,12 +288,12 @@ class TranslateRequest(_Request):
     verb: ClassVar[str] = "translate"
 
     video: MediaInput = attrs.field(converter=_video)
-    target_language: str = attrs.field(validator=text())
+    target_language: str = attrs.field(validator=required(text()))
     source_language: str | None = attrs.field(default=None, validator=text())
     aigc_meta: AigcMeta | None = attrs.field(
         default=None, validator=instance(AigcMeta, "an AigcMeta")
     )
-    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_extra)
+    extra: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_extra)
 
 
 TransformRequest = (

@@ -46,6 +46,10 @@ def read_local(path: Path, field: str, *, image: bool = True) -> bytes:
         raise ValidationError(field, f"no such file: {path}") from None
     except OSError as error:
         raise ValidationError(field, f"cannot read {path}: {error.strerror}") from None
+    except ValueError:  # a NUL, or a name the file system cannot encode
+        raise ValidationError(
+            field, f"not a file name the file system can encode: {path!r}"
+        ) from None
     if not path.is_file():
         raise ValidationError(field, f"not a file: {path}")
     if size > MAX_LOCAL_FILE:
