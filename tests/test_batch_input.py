@@ -125,6 +125,26 @@ def test_every_bad_line_is_reported_with_its_number_and_field() -> None:
     assert "not valid JSON" in by_line[2]
 
 
+def test_a_number_too_long_to_read_is_a_line_problem() -> None:
+    digits = "9" * 5000
+    lines, problems = parse_lines(
+        f'{{"id": "ok", "prompt": "a"}}\n{{"prompt": "b", "seed": {digits}}}\n', fmt="jsonl"
+    )
+    assert [line.id for line in lines] == ["ok"]
+    assert [(p.line, p.field, p.message) for p in problems] == [
+        (
+            2,
+            None,
+            "not valid JSON (Exceeds the limit (4300 digits) for integer string conversion: "
+            "value has 5000 digits)",
+        )
+    ]
+    _, problems = parse_lines('{"prompt": "b"\n', fmt="jsonl")
+    assert [p.message for p in problems] == [
+        "not valid JSON (Expecting ',' delimiter at column 15)"
+    ]
+
+
 def test_csv_type_errors_name_the_field() -> None:
     text = "prompt,seed,force_single,scale\na,abc,maybe,x\n"
     lines, problems = parse_lines(text, fmt="csv")

@@ -259,8 +259,16 @@ def _from_text(hint: Any, text: str) -> Any:
 def _json_cell(text: str) -> Any:
     try:
         return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValidationError("", f"not valid JSON ({error.msg})") from None
+    except ValueError as error:
+        raise ValidationError("", f"not valid JSON ({_json_problem(error)})") from None
+
+
+def _json_problem(error: ValueError) -> str:
+    """What is wrong with a JSON text: the decoder's words, or the integer too long to read (a
+    number of more than 4300 digits, which Python refuses to convert)."""
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at column {error.colno}"
+    return str(error).split(";", 1)[0]
 
 
 def _boolean(text: str) -> bool:
@@ -398,8 +406,8 @@ def _records(text: str, fmt: str) -> Iterable[tuple[int, dict[str, Any], bool, s
                 continue
             try:
                 data = json.loads(raw)
-            except json.JSONDecodeError as error:
-                yield number, {}, False, f"not valid JSON ({error.msg} at column {error.colno})"
+            except ValueError as error:
+                yield number, {}, False, f"not valid JSON ({_json_problem(error)})"
                 continue
             if not isinstance(data, dict):
                 yield number, {}, False, f"expected a JSON object, got {type(data).__name__}"
