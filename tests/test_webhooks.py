@@ -119,6 +119,26 @@ def test_malformed_callbacks_are_rejected(
     assert caught.value.status == 400
 
 
+@pytest.mark.parametrize("holds_secret", [False, True])
+def test_a_parser_error_is_chained_only_without_a_secret(
+    monkeypatch: pytest.MonkeyPatch, holds_secret: bool
+) -> None:
+    secret = "canary-webhook-parse-5f1e"
+    jimeng._logging.register_secret(secret)
+    problem = ValueError(f"bad date {secret if holds_secret else 'soon'}")
+
+    def parse(payload: object, *, backend: str) -> object:
+        raise problem
+
+    monkeypatch.setattr(jimeng.webhooks, "parse_task", parse)
+    with pytest.raises(WebhookRejected) as caught:
+        WebhookReceiver().parse(BODY, HEADERS)
+    shown = "<redacted>" if holds_secret else "soon"
+    assert str(caught.value) == f"callback body is not a task record: bad date {shown}"
+    assert caught.value.__cause__ is (None if holds_secret else problem)
+    assert caught.value.__context__ is None
+
+
 def test_a_failed_task_names_its_error() -> None:
     failed = {**RECORD, "status": "failed", "error": "内容由于合规问题已被阻止生成"}
     del failed["result"]
