@@ -86,9 +86,10 @@ def test_lines_with_local_reference_files_run(
         json.loads(row)
         for row in (tmp_path / "shots-img" / "results.jsonl").read_text().splitlines()
     ]
+    shots = tmp_path / "shots-img"
     assert [(row["id"], row["status"], row["paths"]) for row in rows] == [
-        ("i1", "done", ["shots-img/i1.png"]),
-        ("i2", "done", ["shots-img/i2.png"]),
+        ("i1", "done", [str(shots / "i1.png")]),
+        ("i2", "done", [str(shots / "i2.png")]),
         ("bad1", "invalid", []),
     ]
     assert (tmp_path / "shots-img" / "i1.png").read_bytes().startswith(b"\x89PNG")
@@ -273,6 +274,26 @@ def test_progress_and_summary_count_alike(
     )
 
 
+def test_a_rerun_from_another_folder_finds_the_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    source = _jsonl(project / "p.jsonl", {"id": "a", "prompt": "a cat"})
+    monkeypatch.chdir(project)
+    code, _, err = _run(capsys, "batch", "p.jsonl", "--out", "shots/", "--sandbox")
+    assert code == 0, err
+    saved = (project / "shots" / "a.png").read_bytes()
+
+    monkeypatch.chdir(tmp_path)  # the same batch (same store, same name), from the folder above
+    code, out, err = _run(capsys, "batch", str(source), "--out", "proj/shots/", "--sandbox")
+    assert code == 0, err
+    assert "1 done, 0 failed, 1 skipped (finished before)" in out
+    row = json.loads((project / "shots" / "results.jsonl").read_text())
+    assert (row["status"], row["paths"]) == ("done", [str(project / "shots" / "a.png")])
+    assert (project / "shots" / "a.png").read_bytes() == saved
+
+
 def test_a_rerun_elsewhere_or_with_files_gone_says_where_the_files_are(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -284,16 +305,17 @@ def test_a_rerun_elsewhere_or_with_files_gone_says_where_the_files_are(
     code, out, err = _run(capsys, "batch", str(source), "--out", "copy", "--sandbox", "--json")
     assert code == 0, err
     *items, last = [json.loads(line) for line in out.splitlines()]
+    copy = tmp_path / "copy"
     assert sorted((i["id"], i["status"], i["skipped"], i["paths"]) for i in items) == [
-        ("a", "done", False, ["copy/a.png"]),
-        ("b", "done", False, ["copy/b.png"]),
+        ("a", "done", False, [str(copy / "a.png")]),
+        ("b", "done", False, [str(copy / "b.png")]),
     ]
     assert last["summary"]["submits"] == 2
     rows = [
         json.loads(row)
         for row in (tmp_path / "copy" / "results.jsonl").read_text().split("\n")[:-1]
     ]
-    assert [row["paths"] for row in rows] == [["copy/a.png"], ["copy/b.png"]]
+    assert [row["paths"] for row in rows] == [[str(copy / "a.png")], [str(copy / "b.png")]]
     assert (tmp_path / "copy" / "a.png").read_bytes() == (tmp_path / "prod" / "a.png").read_bytes()
 
     # Deleted everywhere, made by an in-process sandbox that is gone: reported, not "done".
@@ -310,8 +332,8 @@ def test_a_rerun_elsewhere_or_with_files_gone_says_where_the_files_are(
         "TaskExpiredError",
     )
     assert row["error"]["message"].startswith(
-        "the files saved earlier are not in copy (copy/b.png) and the task could not give them "
-        "again: "
+        f"the files saved earlier are not in copy ({copy / 'b.png'}) and the task could not "
+        "give them again: "
     )
     code, out, err = _run(
         capsys, "batch", str(source), "--out", "copy", "--sandbox", "--retry-failed"

@@ -177,6 +177,18 @@ def test_a_submit_is_counted_once() -> None:
     assert failed is not None and failed.submits == 1
 
 
+def test_a_submit_left_in_flight_and_sent_again_counts_both() -> None:
+    # A worker stopped with the submit in flight; another reruns it with --retry-failed.
+    taken, claim = _claim(_submitting(), "w2", 31.0, retry=True)  # w1's lease ran out at 30
+    assert (claim, taken.state, taken.submits) == ("run", "submitting", 0)
+    again, _ = update_record(taken, owner="w2", now=32.0, changes={"state": "submitting"})
+    assert again is not None and (again.submits, again.submitted_at) == (1, 32.0)
+    accepted, _ = update_record(
+        again, owner="w2", now=33.0, changes={"state": "accepted", "ref": "r2"}
+    )
+    assert accepted is not None and accepted.submits == 2
+
+
 DONE = LineRecord(
     key="a#f", id="a", number=1, kind="image", state="done", ref="r1", paths=("old/a.png",)
 )

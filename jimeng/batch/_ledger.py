@@ -151,6 +151,10 @@ def update_record(
     values = dict(changes)
     if values.get("state") == "submitting":
         values.setdefault("submitted_at", now)
+        if record.state == "submitting":
+            # A submit left in flight by a stopped worker, sent again (--retry-failed): the
+            # first may have been accepted, so it counts as spent.
+            values.setdefault("submits", record.submits + 1)
     elif record.state == "submitting" and _spent(values):
         values.setdefault("submits", record.submits + 1)
     if values.get("state") in TERMINAL:

@@ -420,13 +420,15 @@ class Runner:
         self, line: BatchLine, ref: str | None, paths: Sequence[Path], urls: Sequence[Any]
     ) -> BatchItem:
         links = [dict(url) for url in urls]
-        await self._set(line, state="done", paths=[str(path) for path in paths], urls=links)
+        # Absolute: a rerun from another folder must still find the files (the store is shared).
+        saved = [Path(path).resolve() for path in paths]
+        await self._set(line, state="done", paths=[str(path) for path in saved], urls=links)
         return BatchItem(
             id=line.id,
             line=line.number,
             status="done",
             ref=ref,
-            paths=tuple(paths),
+            paths=tuple(saved),
             urls=tuple(links),
         )
 
