@@ -216,6 +216,23 @@ async def test_a_task_that_may_still_finish_is_sent_to_wait_task(
     )
 
 
+async def test_a_refused_poll_does_not_say_the_task_ended(tmp_path: Path, sleeps: Sleeps) -> None:
+    sandbox = jimeng.Sandbox()
+    async with jimeng.Client(sandbox, sleep=sleeps, journal=False) as client:
+        tools = JimengTools(client, output_dir=tmp_path)
+        sandbox.server.inject("poll", status=401, times=99)
+        result = await tools.call("generate_image", {"prompt": "a red fox"})
+        ref = result.data["task_ref"]
+        assert result.is_error and result.data["next"] == (
+            "the task was accepted and may still finish; this error came while watching it: "
+            f"fix its cause, then call wait_task with ref {ref!r} (nothing is billed again)"
+        )
+        sandbox.server.clear_faults()
+        collected = await tools.call("wait_task", {"ref": ref})
+    assert (collected.is_error, collected.data["status"]) == (False, "succeeded")
+    assert sandbox.server.requests["submit"] == 1
+
+
 async def test_bad_arguments_are_tool_errors_before_any_request(tmp_path: Path) -> None:
     sandbox = jimeng.Sandbox()
     async with jimeng.Client(sandbox, journal=False) as client:

@@ -23,10 +23,14 @@ from jimeng._polling import PollPolicy
 from jimeng.backends import Backend
 from jimeng.errors import (
     APIConnectionError,
+    ContentPolicyError,
     DownloadError,
     JimengError,
     RateLimitError,
     ServerError,
+    TaskCancelledError,
+    TaskExpiredError,
+    TaskFailedError,
     TaskNotCancellableError,
     TaskTimeoutError,
     ValidationError,
@@ -729,25 +733,35 @@ def _pending(task: Task, notes: Sequence[str] = ()) -> dict[str, Any]:
     return data
 
 
-#: Failures after which the task may still give its result, so ``wait_task`` can collect it.
-_MAY_FINISH = (TaskTimeoutError, APIConnectionError, RateLimitError, ServerError, DownloadError)
+#: Failures that come and go (waiting, the network, a busy service, a download): the task may
+#: still give its result, and ``wait_task`` can collect it as things stand.
+_TRANSIENT = (TaskTimeoutError, APIConnectionError, RateLimitError, ServerError, DownloadError)
+#: The task's own end without a result: failed (moderation included), cancelled, expired.
+_ENDED = (TaskFailedError, TaskCancelledError, TaskExpiredError, ContentPolicyError)
 
 
 def _next_step(error: JimengError, ref: str) -> str:
-    """What to do about an error that names an accepted task: collect it, or not."""
+    """What to do about an error that names an accepted task: collect it, or not. Only the
+    task's own end says it has ended; any other error came while watching a task that may
+    still finish (an expired session, a refused poll…)."""
     if isinstance(error, TaskNotCancellableError):
         return (
             f"the task was not cancelled and runs on (or has finished): call wait_task with ref "
             f"{ref!r} to collect its result (nothing is billed again)"
         )
-    if isinstance(error, _MAY_FINISH):
+    if isinstance(error, _TRANSIENT):
         return (
             f"the task was accepted and may still finish: call wait_task with ref {ref!r} "
             "(nothing is billed again)"
         )
+    if isinstance(error, _ENDED):
+        return (
+            "the task has ended without a result: wait_task would answer this same error "
+            "(get_task shows its state); generating again starts a new, billed task"
+        )
     return (
-        "the task has ended without a result: wait_task would answer this same error (get_task "
-        "shows its state); generating again starts a new, billed task"
+        f"the task was accepted and may still finish; this error came while watching it: fix "
+        f"its cause, then call wait_task with ref {ref!r} (nothing is billed again)"
     )
 
 
