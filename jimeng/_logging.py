@@ -14,7 +14,7 @@ import sys
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 __all__ = [
@@ -137,18 +137,11 @@ def redact_cut(text: str, limit: int, *, ellipsis: str = "") -> str:
 
     Replacing before cutting is what keeps a secret that crosses the cut from leaving its start
     behind. A ``<redacted>`` that the cut would split is kept whole, so the result may exceed
-    ``limit`` by a few characters.
+    ``limit`` by a few characters. Only the start of a long text is scanned, so a huge value
+    costs no more than a short one.
     """
-    text = redact(text)
-    if len(text) <= limit:
-        return text
-    end = max(limit - len(ellipsis), 0)
-    split = text.find(_REDACTED, max(end - len(_REDACTED) + 1, 0))
-    if split != -1 and split < end:
-        end = split + len(_REDACTED)
-    if end >= len(text):
-        return text
-    return text[:end] + ellipsis
+    head, more = _redacted_start(text, limit, lambda: text, more=False)
+    return _cut(head, limit, ellipsis, more)
 
 
 def redact_head(data: bytes, limit: int) -> str:
@@ -158,8 +151,43 @@ def redact_head(data: bytes, limit: int) -> str:
     Only as many bytes are decoded as the first ``limit`` characters and a secret starting
     among them can span, so a huge body costs no more than a short one.
     """
-    window = data[: 4 * limit + _ordered.longest]  # a character is at most 4 bytes
-    return redact_cut(window.decode("utf-8", "replace"), limit)
+    window = 4 * limit + _ordered.longest  # a character is at most 4 bytes
+    head, more = _redacted_start(
+        data[:window].decode("utf-8", "replace"),
+        limit,
+        lambda: data.decode("utf-8", "replace"),
+        more=len(data) > window,
+    )
+    return _cut(head, limit, "", more)
+
+
+def _redacted_start(
+    text: str, limit: int, whole: Callable[[], str], *, more: bool
+) -> tuple[str, bool]:
+    """The start of a text (``text``; ``more``: the text goes on after it, as ``whole()``
+    has it) with secrets replaced, long enough to cut ``limit`` characters from, and whether
+    text was left out after it."""
+    window = limit + _ordered.longest
+    if len(text) > window:
+        text, more = text[:window], True
+    head = redact(text)
+    if more and len(head) - _ordered.longest < limit:
+        # Secrets shrank the start so much that the cut could reach a secret its end splits
+        # (not replaced, as it is not whole there): redact the whole text instead.
+        return redact(whole()), False
+    return head, more
+
+
+def _cut(text: str, limit: int, ellipsis: str, more: bool) -> str:
+    if len(text) <= limit and not more:
+        return text
+    end = max(limit - len(ellipsis), 0)
+    split = text.find(_REDACTED, max(end - len(_REDACTED) + 1, 0))
+    if split != -1 and split < end:
+        end = split + len(_REDACTED)
+    if end >= len(text) and not more:
+        return text
+    return text[:end] + ellipsis
 
 
 def scrub(value: Any) -> Any:

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jimeng import _logging
 from jimeng.sandbox import SANDBOX_SECRET_KEY
@@ -138,6 +140,56 @@ def test_redact_cut_adds_its_ellipsis_only_when_it_cuts() -> None:
     assert _logging.redact_cut("y" * 20 + CUT_SECRET, 25, ellipsis="…") == "y" * 20 + "<redacted>"
     assert _logging.redact_cut("y" * 30, 25, ellipsis="…") == "y" * 24 + "…"
     assert _logging.redact_cut("y" * 25, 25, ellipsis="…") == "y" * 25
+
+
+def _cut_after_redacting_everything(text: str, limit: int, ellipsis: str) -> str:
+    """What redact_cut returns, by the plain method: replace in the whole text, then cut."""
+    text = _logging.redact(text)
+    if len(text) <= limit:
+        return text
+    end = max(limit - len(ellipsis), 0)
+    split = text.find("<redacted>", max(end - len("<redacted>") + 1, 0))
+    if split != -1 and split < end:
+        end = split + len("<redacted>")
+    return text if end >= len(text) else text[:end] + ellipsis
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(
+        st.sampled_from(["a", "é", "xyz", CUT_SECRET, "canary-cut-2nd-5b0e"]), max_size=60
+    ),
+    limit=st.integers(min_value=0, max_value=60),
+    ellipsis=st.sampled_from(["", "…"]),
+)
+def test_redact_cut_scans_only_the_start_and_answers_as_redacting_everything(
+    pieces: list[str], limit: int, ellipsis: str
+) -> None:
+    _logging.register_secret(CUT_SECRET)
+    _logging.register_secret("canary-cut-2nd-5b0e")
+    text = "".join(pieces)
+    assert _logging.redact_cut(text, limit, ellipsis=ellipsis) == _cut_after_redacting_everything(
+        text, limit, ellipsis
+    )
+    body = text.encode()
+    assert _logging.redact_head(body, limit) == _cut_after_redacting_everything(text, limit, "")
+
+
+def test_a_huge_value_is_redacted_by_its_start_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    _logging.register_secret(CUT_SECRET)
+    scanned: list[int] = []
+    redact = _logging.redact
+
+    def counting(text: str) -> str:
+        scanned.append(len(text))
+        return redact(text)
+
+    monkeypatch.setattr(_logging, "redact", counting)
+    huge = "p" * 5_000_000 + CUT_SECRET
+    assert _logging.redact_cut(huge, 80, ellipsis="…") == "p" * 79 + "…"
+    assert _logging.redact_head(huge.encode(), 80) == "p" * 80
+    longest = len(CUT_SECRET.encode())  # at least: other tests register longer ones
+    assert scanned and max(scanned) <= 4 * 80 + 2 * max(longest, _logging._ordered.longest)
 
 
 def test_redact_head_cuts_a_body_in_characters_after_redaction() -> None:
