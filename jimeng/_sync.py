@@ -438,11 +438,18 @@ class SyncTaskHandle(Generic[S]):
 
 class SyncBatchRun:
     """:class:`~jimeng.batch.BatchRun` for the sync world: a plain iterator of
-    :class:`~jimeng.batch.BatchItem`, with ``summary`` set once it is exhausted."""
+    :class:`~jimeng.batch.BatchItem` (``for`` and ``next()``), with ``summary`` set once it
+    is exhausted."""
 
     def __init__(self, run: BatchRun, portal: _Portal):
         self._run = run
         self._portal = portal
+        self._items: Iterator[BatchItem] | None = None
+
+    def __next__(self) -> BatchItem:
+        if self._items is None:
+            self._items = self._stream()
+        return next(self._items)
 
     def __repr__(self) -> str:
         return f"<SyncBatchRun {self._run.name!r}>"
@@ -456,7 +463,10 @@ class SyncBatchRun:
         """Check every line without sending anything (see :meth:`BatchRun.validate`)."""
         self._run.validate()
 
-    def __iter__(self) -> Iterator[BatchItem]:
+    def __iter__(self) -> SyncBatchRun:
+        return self
+
+    def _stream(self) -> Iterator[BatchItem]:
         stream = self._run.__aiter__()
 
         async def next_item() -> tuple[bool, BatchItem | None]:

@@ -213,7 +213,8 @@ def batch_iterates_then_sums_up(tmp: Path) -> None:
     with client_for(sandbox) as client:
         run = client.batch(lines, out=tmp / "shots")
         assert run.summary is None  # nothing ran yet
-        items = sorted(run, key=lambda item: item.id)
+        first = next(run)  # a plain iterator: next() and for alike
+        items = sorted([first, *run], key=lambda item: item.id)
         assert [(item.id, item.status) for item in items] == [("blue", "done"), ("red", "done")]
         assert [path.name for item in items for path in item.paths] == ["blue.png", "red.png"]
         summary = run.summary

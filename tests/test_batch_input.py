@@ -139,6 +139,9 @@ def test_a_number_too_long_to_read_is_a_line_problem() -> None:
             "value has 5000 digits)",
         )
     ]
+    deep = "[" * 100_000 + "]" * 100_000
+    _, problems = parse_lines(f'{{"prompt": "b", "images": {deep}}}\n', fmt="jsonl")
+    assert [p.message for p in problems] == ["not valid JSON (nested too deeply)"]
     _, problems = parse_lines('{"prompt": "b"\n', fmt="jsonl")
     assert [p.message for p in problems] == [
         "not valid JSON (Expecting ',' delimiter at column 15)"

@@ -259,15 +259,17 @@ def _from_text(hint: Any, text: str) -> Any:
 def _json_cell(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise ValidationError("", f"not valid JSON ({_json_problem(error)})") from None
 
 
-def _json_problem(error: ValueError) -> str:
-    """What is wrong with a JSON text: the decoder's words, or the integer too long to read (a
-    number of more than 4300 digits, which Python refuses to convert)."""
+def _json_problem(error: ValueError | RecursionError) -> str:
+    """What is wrong with a JSON text: the decoder's words, an integer too long to read (more
+    than 4300 digits, which Python refuses to convert), or nesting too deep to decode."""
     if isinstance(error, json.JSONDecodeError):
         return f"{error.msg} at column {error.colno}"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
     return str(error).split(";", 1)[0]
 
 
@@ -406,7 +408,7 @@ def _records(text: str, fmt: str) -> Iterable[tuple[int, dict[str, Any], bool, s
                 continue
             try:
                 data = json.loads(raw)
-            except ValueError as error:
+            except (ValueError, RecursionError) as error:
                 yield number, {}, False, f"not valid JSON ({_json_problem(error)})"
                 continue
             if not isinstance(data, dict):

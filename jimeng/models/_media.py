@@ -257,8 +257,9 @@ class VideoResult:
         return await self.video.read()
 
     async def save(self, path: PathLike = "pic/") -> Path:
-        """Stream the MP4 to ``path`` (a file name or a folder) atomically; return where it went
-        (``.mp4`` whatever suffix ``path`` had, as with :meth:`Image.save`)."""
+        """Stream the MP4 to ``path`` (a file name or a folder) atomically; return where it went.
+        A file name keeps a suffix that names MP4 (``.mp4``, ``.m4v``, ``.mov``); another media
+        suffix becomes ``.mp4``, any other gets ``.mp4`` added (see docs/saving.md)."""
         return await self.video.save(path)
 
 
