@@ -44,24 +44,16 @@ from jimeng.errors import (
     ValidationError,
 )
 from jimeng.models import (
-    REMOVE_PROMPT,
     AigcMeta,
-    AvatarRequest,
     Image,
     ImageInput,
     ImageRequest,
     ImageResult,
-    InpaintRequest,
     Media,
-    MediaInput,
-    MotionRequest,
-    OutpaintRequest,
     Task,
     TaskFailure,
     TaskKind,
     TaskStatus,
-    TranslateRequest,
-    UpscaleRequest,
     Video,
     VideoRequest,
     VideoResult,
@@ -85,11 +77,22 @@ if TYPE_CHECKING:
     from jimeng.backends.dreamina import Dreamina
     from jimeng.backends.gateway import Gateway
     from jimeng.backends.volcengine import Volcengine
+    from jimeng.models import (
+        REMOVE_PROMPT,
+        AvatarRequest,
+        InpaintRequest,
+        MediaInput,
+        MotionRequest,
+        OutpaintRequest,
+        TranslateRequest,
+        UpscaleRequest,
+    )
     from jimeng.sandbox import Sandbox
     from jimeng.webhooks import WebhookReceiver
 
 #: Imported on first use, so ``import jimeng`` stays light: the sandbox and the webhook
-#: receiver bring aiohttp's server, each backend its own tables.
+#: receiver bring aiohttp's server, each backend its own tables, the edit and video-transform
+#: requests their models.
 _LAZY = {
     "Ark": "jimeng.backends.ark",
     "Dreamina": "jimeng.backends.dreamina",
@@ -107,6 +110,14 @@ _LAZY = {
     "ResultLink": "jimeng._journal",
     "SQLiteJournal": "jimeng._journal",
     "journal_path": "jimeng._journal",
+    "REMOVE_PROMPT": "jimeng.models._transforms",
+    "AvatarRequest": "jimeng.models._transforms",
+    "InpaintRequest": "jimeng.models._transforms",
+    "MediaInput": "jimeng.models._transforms",
+    "MotionRequest": "jimeng.models._transforms",
+    "OutpaintRequest": "jimeng.models._transforms",
+    "TranslateRequest": "jimeng.models._transforms",
+    "UpscaleRequest": "jimeng.models._transforms",
 }
 
 

@@ -1,5 +1,6 @@
-"""``import jimeng`` stays light: the sandbox, the webhook receiver, the CLI, aiohttp's server
-and tenacity load only when used (checked in a fresh interpreter)."""
+"""``import jimeng`` stays light: the sandbox, the webhook receiver, the CLI, aiohttp's server,
+tenacity and the edit/transform request models load only when used (checked in a fresh
+interpreter)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import pytest
 
 pytestmark = pytest.mark.subprocess
 
-HEAVY = ("jimeng.sandbox", "jimeng.webhooks", "jimeng.cli", "aiohttp.web", "tenacity")
+HEAVY = (
+    "jimeng.sandbox",
+    "jimeng.webhooks",
+    "jimeng.cli",
+    "aiohttp.web",
+    "tenacity",
+    "jimeng.models._transforms",
+)
 
 
 def modules_after(code: str) -> set[str]:
@@ -40,7 +48,26 @@ def test_the_lazy_names_load_on_first_use() -> None:
     assert {"jimeng.sandbox", "aiohttp.web", "jimeng.backends.dreamina", "jimeng._sync"} <= loaded
 
 
+def test_the_transform_requests_load_on_first_use_from_either_module() -> None:
+    loaded = modules_after(
+        "import jimeng, jimeng.models\n"
+        "assert jimeng.InpaintRequest is jimeng.models.InpaintRequest\n"
+        "from jimeng import REMOVE_PROMPT, MediaInput\n"
+        "from jimeng.models import AvatarRequest, UpscaleRequest\n"
+        "assert REMOVE_PROMPT == '删除' and AvatarRequest.__module__ == 'jimeng.models._transforms'"
+    )
+    assert "jimeng.models._transforms" in loaded
+
+
 def test_an_unknown_name_is_still_an_attribute_error() -> None:
+    import jimeng
+    import jimeng.models
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        jimeng.models.Nope  # noqa: B018
+
+
+def test_an_unknown_top_level_name_is_still_an_attribute_error() -> None:
     import jimeng
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):

@@ -16,12 +16,12 @@ import attrs
 
 from jimeng.errors import JimengError
 from jimeng.models import ImageRequest, Task, TaskKind, TaskStatus, VideoRequest
-from jimeng.models._transforms import AvatarRequest, TransformRequest
 
 if TYPE_CHECKING:
     from jimeng._http import Flow, Transport
     from jimeng._polling import PollPolicy
     from jimeng.backends._capabilities import Capabilities
+    from jimeng.models._transforms import AvatarRequest, TransformRequest
 
 __all__ = ["AccountBalance", "Backend", "NotSupportedError", "Runtime", "SessionStatus"]
 

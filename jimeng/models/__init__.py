@@ -1,5 +1,7 @@
 """Typed request, task and result models."""
 
+from typing import TYPE_CHECKING, Any
+
 from jimeng.models._media import Image, ImageResult, Media, Video, VideoResult
 from jimeng.models._requests import (
     SIZE_PRESETS,
@@ -12,16 +14,6 @@ from jimeng.models._requests import (
     WatermarkPosition,
 )
 from jimeng.models._task import QueueStats, Task, TaskFailure, TaskKind, TaskStatus
-from jimeng.models._transforms import (
-    REMOVE_PROMPT,
-    AvatarRequest,
-    InpaintRequest,
-    MediaInput,
-    MotionRequest,
-    OutpaintRequest,
-    TranslateRequest,
-    UpscaleRequest,
-)
 
 __all__ = [
     "REMOVE_PROMPT",
@@ -51,3 +43,39 @@ __all__ = [
     "Watermark",
     "WatermarkPosition",
 ]
+
+if TYPE_CHECKING:
+    from jimeng.models._transforms import (
+        REMOVE_PROMPT,
+        AvatarRequest,
+        InpaintRequest,
+        MediaInput,
+        MotionRequest,
+        OutpaintRequest,
+        TranslateRequest,
+        UpscaleRequest,
+    )
+
+#: The edit and video-transform requests load on first use (``import jimeng`` stays light).
+_TRANSFORMS = frozenset(
+    {
+        "REMOVE_PROMPT",
+        "AvatarRequest",
+        "InpaintRequest",
+        "MediaInput",
+        "MotionRequest",
+        "OutpaintRequest",
+        "TranslateRequest",
+        "UpscaleRequest",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _TRANSFORMS:
+        raise AttributeError(f"module 'jimeng.models' has no attribute {name!r}")
+    from jimeng.models import _transforms
+
+    value = getattr(_transforms, name)
+    globals()[name] = value
+    return value
