@@ -18,7 +18,15 @@ import builtins
 import concurrent.futures
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -190,6 +198,26 @@ def run_detached(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jimeng-sync") as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def _blocking_iter(stream: AsyncIterator[T], portal: _Portal) -> Iterator[T]:
+    """Iterate an async iterator of the portal's loop from this thread, one item per call;
+    closed on the loop however the iteration ends."""
+
+    async def step() -> tuple[bool, T | None]:
+        try:
+            return True, await stream.__anext__()
+        except StopAsyncIteration:
+            return False, None
+
+    try:
+        while True:
+            more, item = portal.run(step())
+            if not more or item is None:
+                return
+            yield item
+    finally:
+        portal.run(stream.aclose())  # type: ignore[attr-defined]
 
 
 # -- the sync world's results and media ------------------------------------------------------
@@ -404,22 +432,8 @@ class SyncTaskHandle(Generic[S]):
 
     def updates(self, *, poll: PollPolicy | None = None) -> Iterator[Task]:
         """The current observation, then one per status change, until a terminal state."""
-        stream = self._async.updates(poll=poll)
-
-        async def step() -> tuple[bool, Task | None]:
-            try:
-                return True, await stream.__anext__()
-            except StopAsyncIteration:
-                return False, None
-
-        try:
-            while True:
-                more, task = self._portal.run(step())
-                if not more or task is None:
-                    return
-                yield cast(Task, _sync_value(task, self._portal))
-        finally:
-            self._portal.run(stream.aclose())  # type: ignore[attr-defined]
+        for task in _blocking_iter(self._async.updates(poll=poll), self._portal):
+            yield cast(Task, _sync_value(task, self._portal))
 
     refresh = blocking(TaskHandle.refresh)
     wait = blocking(TaskHandle.wait)
@@ -467,22 +481,7 @@ class SyncBatchRun:
         return self
 
     def _stream(self) -> Iterator[BatchItem]:
-        stream = self._run.__aiter__()
-
-        async def next_item() -> tuple[bool, BatchItem | None]:
-            try:
-                return True, await stream.__anext__()
-            except StopAsyncIteration:
-                return False, None
-
-        try:
-            while True:
-                more, item = self._portal.run(next_item())
-                if not more or item is None:
-                    return
-                yield item
-        finally:
-            self._portal.run(stream.aclose())  # type: ignore[attr-defined]
+        return _blocking_iter(self._run.__aiter__(), self._portal)
 
 
 # -- namespaces and the client ---------------------------------------------------------------
