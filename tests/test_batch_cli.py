@@ -113,7 +113,11 @@ def test_bad_lines_are_all_reported_and_nothing_is_sent(
     code, out, err = _run(capsys, "batch", str(source), "--out", "o", "--sandbox", "--json")
     assert code == 2
     problems = json.loads(out)["error"]["problems"]
-    assert [(p["line"], p["field"]) for p in problems] == [(3, "prompt"), (3, "scale"), (4, "size")]
+    assert [(p["line"], p["id"], p["field"]) for p in problems] == [
+        (3, "x", "prompt"),
+        (3, "x", "scale"),
+        (4, "y", "size"),
+    ]
 
     code, out, err = _run(capsys, "batch", str(source), "--out", "o", "--sandbox", "--skip-invalid")
     assert code == 0, err

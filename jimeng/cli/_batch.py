@@ -244,7 +244,8 @@ def _input_error_doc(error: InputError) -> dict[str, Any]:
         "type": "InputError",
         "exit_code": int(ExitCode.USAGE),
         "problems": [
-            {"line": p.line, "field": p.field, "message": redact(p.message)} for p in error.problems
+            {"line": p.line, "id": p.id, "field": p.field, "message": redact(p.message)}
+            for p in error.problems
         ],
     }
 
