@@ -633,6 +633,34 @@ def test_ctrl_c_with_json_prints_the_interruption(
     ]
 
 
+def test_ctrl_c_while_saving_a_done_task_says_how_to_save_it(
+    cli: Any, served: SandboxServer, monkeypatch: pytest.MonkeyPatch, isolated: Path
+) -> None:
+    async def interrupted(self: Any, *args: Any, **options: Any) -> Any:
+        raise KeyboardInterrupt
+
+    save = jimeng.ImageResult.save
+    monkeypatch.setattr(jimeng.ImageResult, "save", interrupted)
+
+    result = cli("image", "a cat", "--sandbox-url", served.url, "--json")
+
+    assert result.code == ExitCode.INTERRUPTED == 130
+    (task_id,) = served.tasks
+    ref = f"jimeng_t2i_v40:{task_id}"
+    wait = f"jimeng task wait {ref} --sandbox-url {served.url}"
+    assert result.err.splitlines()[-2:] == [
+        "jimeng: interrupted",
+        f"  task {task_id} is done; its files may not all be saved: {wait}",
+    ]
+    assert result.json()["error"]["resume"] == wait
+    assert result.json()["error"]["status"] == "succeeded"
+    monkeypatch.setattr(jimeng.ImageResult, "save", save)
+    again = cli(*shlex.split(wait)[1:])
+    assert again.code == 0, again.err
+    assert len(pngs(isolated / "pic")) == 1
+    assert served.requests["submit"] == 1
+
+
 def test_ctrl_c_with_json_before_the_submit_has_no_ref(
     cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

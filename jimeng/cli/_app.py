@@ -258,6 +258,14 @@ def _interrupted(run: _Run, number: int) -> int:
                 resume = ["jimeng", "task", "resume", *map(shlex.quote, run.backend_args())]
                 info["resume_all"] = " ".join(resume)
                 run.stderr.write(f"  or finish every unfinished task: {info['resume_all']}\n")
+    elif task is not None and task.status is jimeng.TaskStatus.SUCCEEDED:
+        # Stopped while its files were being saved: waiting again downloads them (no new task).
+        command = run.wait_command(task.ref)
+        if command is not None:
+            info["resume"] = command
+            run.stderr.write(
+                f"  task {task.id} is done; its files may not all be saved: {command}\n"
+            )
     run.stderr.flush()
     if run.json:
         if run.docs is not None:  # task resume: the tasks done so far, then this one
