@@ -292,7 +292,10 @@ def test_a_rerun_from_another_folder_finds_the_files(
     monkeypatch.chdir(tmp_path)  # the same batch (same store, same name), from the folder above
     code, out, err = _run(capsys, "batch", str(source), "--out", "proj/shots/", "--sandbox")
     assert code == 0, err
-    assert "1 done, 0 failed, 1 skipped (finished before)" in out
+    assert (
+        "1 done, 0 failed, 1 skipped (finished before), 0 invalid, 0 pending of 1 line; 1 submit;"
+        in out
+    )
     row = json.loads((project / "shots" / "results.jsonl").read_text())
     assert (row["status"], row["paths"]) == ("done", [str(project / "shots" / "a.png")])
     assert (project / "shots" / "a.png").read_bytes() == saved

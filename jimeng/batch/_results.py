@@ -53,8 +53,9 @@ class BatchSummary:
     def __str__(self) -> str:
         return (
             f"{self.done} done, {self.failed} failed, {self.skipped} skipped (finished before), "
-            f"{self.invalid} invalid, {self.pending} pending of {self.lines} lines; "
-            f"{self.submits} submits; {self.seconds:.1f} s"
+            f"{self.invalid} invalid, {self.pending} pending of {self.lines} "
+            f"line{'s' * (self.lines != 1)}; {self.submits} submit{'s' * (self.submits != 1)}; "
+            f"{self.seconds:.1f} s"
         )
 
 
