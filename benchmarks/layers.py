@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from overhead import raw_generation
 
 import jimeng
 from jimeng._http import Call, Flow, Response, Transport, _client_timeout, _url
@@ -348,54 +349,18 @@ async def generation_parts(count: int) -> float:
 
 
 async def generation_raw(count: int) -> float:
-    """What the raw loop of ``overhead.py`` does: sign, post, decode, twice."""
+    """What the raw loop of ``overhead.py`` does (its own code): sign, post, decode, twice."""
     session = _MemorySession()
-    credentials = Credentials(access_key=KEY, secret_key=SECRET)
-    queries = {
-        action: canonical_query({"Action": action, "Version": "2022-08-31"})
-        for action in ("CVSync2AsyncSubmitTask", "CVSync2AsyncGetResult")
-    }
 
-    async def post(action: str, payload: dict[str, object]) -> dict[str, object]:
-        query = queries[action]
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "Host": "example.invalid"}
-        signed = sign(
-            method="POST",
-            host="example.invalid",
-            path="/",
-            query=query,
-            headers=headers,
-            body=body,
-            credentials=credentials,
-            profile=VOLCENGINE_CV,
-            now=_now(),
-        )
-        url = f"https://example.invalid/?{query}"
-        async with session.post(url, data=body, headers=signed.headers) as answer:
+    async def post(target: str, body: bytes, headers: dict[str, str]) -> dict[str, object]:
+        async with session.post(target, data=body, headers=headers) as answer:
             decoded = await answer.json()
             assert isinstance(decoded, dict)
             return decoded
 
     started = time.perf_counter()
     for _ in range(count):
-        submitted = await post(
-            "CVSync2AsyncSubmitTask",
-            {"req_key": "jimeng_t2i_v40", "prompt": PROMPT, "size": 1024 * 1024},
-        )
-        task_id = submitted["data"]["task_id"]  # type: ignore[index]
-        while True:
-            answer = await post(
-                "CVSync2AsyncGetResult",
-                {
-                    "req_key": "jimeng_t2i_v40",
-                    "task_id": task_id,
-                    "req_json": '{"return_url":true}',
-                },
-            )
-            if answer["data"]["status"] == "done":  # type: ignore[index]
-                assert answer["data"]["image_urls"]  # type: ignore[index]
-                break
+        await raw_generation("https://example.invalid", post)
     return (time.perf_counter() - started) / count * 1e6
 
 

@@ -21,6 +21,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -81,59 +82,70 @@ async def sdk_rate(url: str, count: int, concurrency: int) -> Rate:
         return await run_concurrently(count, concurrency, job)
 
 
-async def raw_rate(url: str, count: int, concurrency: int) -> Rate:
+#: The two query strings, canonical once (what a hand-written loop would keep around).
+QUERIES = {
+    action: canonical_query({"Action": action, "Version": "2022-08-31"})
+    for action in ("CVSync2AsyncSubmitTask", "CVSync2AsyncGetResult")
+}
+
+Post = Callable[[str, bytes, dict[str, str]], Awaitable[dict[str, object]]]
+
+
+def signed_request(
+    url: str, action: str, payload: dict[str, object]
+) -> tuple[str, bytes, dict[str, str]]:
+    """The raw loop's request: the target URL, the JSON body and its signed headers."""
     host = url.split("://", 1)[1]
+    query = QUERIES[action]
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    signed = sign(
+        method="POST",
+        host=host,
+        path="/",
+        query=query,
+        headers={"Content-Type": "application/json", "Host": host},
+        body=body,
+        credentials=CREDENTIALS,
+        profile=VOLCENGINE_CV,
+        now=datetime.now(timezone.utc),
+    )
+    return f"{url}/?{query}", body, signed.headers
 
-    # The two query strings, canonical once (what a hand-written loop would keep around).
-    queries = {
-        action: canonical_query({"Action": action, "Version": "2022-08-31"})
-        for action in ("CVSync2AsyncSubmitTask", "CVSync2AsyncGetResult")
-    }
 
-    def request(action: str, payload: dict[str, object]) -> tuple[str, bytes, dict[str, str]]:
-        query = queries[action]
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        signed = sign(
-            method="POST",
-            host=host,
-            path="/",
-            query=query,
-            headers={"Content-Type": "application/json", "Host": host},
-            body=body,
-            credentials=CREDENTIALS,
-            profile=VOLCENGINE_CV,
-            now=datetime.now(timezone.utc),
+async def raw_generation(url: str, post: Post) -> None:
+    """One generation as a hand-written loop does it: submit, then get-result until done,
+    with ``post(target, body, headers)`` sending a signed request and decoding the answer."""
+
+    async def call(action: str, payload: dict[str, object]) -> dict[str, object]:
+        return await post(*signed_request(url, action, payload))
+
+    submitted = await call(
+        "CVSync2AsyncSubmitTask",
+        {"req_key": "jimeng_t2i_v40", "prompt": PROMPT, "size": 1024 * 1024},
+    )
+    task_id = submitted["data"]["task_id"]  # type: ignore[index]
+    while True:
+        # The SDK's schedule with a zero interval: yield to the loop before each poll.
+        await asyncio.sleep(0)
+        answer = await call(
+            "CVSync2AsyncGetResult",
+            {"req_key": "jimeng_t2i_v40", "task_id": task_id, "req_json": '{"return_url":true}'},
         )
-        return f"{url}/?{query}", body, signed.headers
+        if answer["data"]["status"] == "done":  # type: ignore[index]
+            assert answer["data"]["image_urls"]  # type: ignore[index]
+            return
 
+
+async def raw_rate(url: str, count: int, concurrency: int) -> Rate:
     async with aiohttp.ClientSession() as session:
 
-        async def post(action: str, payload: dict[str, object]) -> dict[str, object]:
-            target, body, headers = request(action, payload)
+        async def post(target: str, body: bytes, headers: dict[str, str]) -> dict[str, object]:
             async with session.post(target, data=body, headers=headers) as response:
                 result: dict[str, object] = await response.json()
                 return result
 
         async def job() -> None:
-            submitted = await post(
-                "CVSync2AsyncSubmitTask",
-                {"req_key": "jimeng_t2i_v40", "prompt": PROMPT, "size": 1024 * 1024},
-            )
-            task_id = submitted["data"]["task_id"]  # type: ignore[index]
-            while True:
-                # The SDK's schedule with a zero interval: yield to the loop before each poll.
-                await asyncio.sleep(0)
-                answer = await post(
-                    "CVSync2AsyncGetResult",
-                    {
-                        "req_key": "jimeng_t2i_v40",
-                        "task_id": task_id,
-                        "req_json": '{"return_url":true}',
-                    },
-                )
-                if answer["data"]["status"] == "done":  # type: ignore[index]
-                    assert answer["data"]["image_urls"]  # type: ignore[index]
-                    return
+            await raw_generation(url, post)
 
         await run_concurrently(concurrency, concurrency, job)  # the same warm-up
         return await run_concurrently(count, concurrency, job)
